@@ -1,0 +1,55 @@
+"""All of pdca's settings in one place, read from `PDCA_*` environment variables.
+
+Tasks never read the environment themselves: the CLI and the flows build one `Settings`
+and pass down what each step needs, so a test can run any step with any settings.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+"""The checkout: `sql/`, `expectations/` and `reports/` are read from here."""
+
+
+class Settings(BaseSettings):
+    """pdca's configuration; every field can be set as `PDCA_<FIELD>`."""
+
+    model_config = SettingsConfigDict(env_prefix="PDCA_", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///var/pdca.db",
+        description="SQLAlchemy URL; a relative SQLite path is under the working directory.",
+    )
+    timezone: str = Field(
+        default="UTC",
+        description="Time zone of feed timestamps without offset that belong to no campaign.",
+    )
+    import_chunk_rows: int = Field(default=100_000, ge=1, description="Rows per import chunk.")
+    attribution_window_days: int = Field(default=14, ge=1)
+    ftp_rate: float = Field(default=0.03, ge=0, description="Funds transfer price, annual.")
+    lgd: float = Field(default=0.6, ge=0, le=1, description="Loss given default.")
+    quarantine_max_share: float = Field(
+        default=0.01, ge=0, le=1, description="Quarantined share above which data quality fails."
+    )
+    tolerance_warn: float = Field(default=0.05, ge=0, description="on_track band, ± share.")
+    tolerance_fail: float = Field(default=0.15, ge=0, description="at_risk band, ± share.")
+    anomaly_z: float = Field(default=3.0, gt=0)
+    anomaly_min_volume: int = Field(default=200, ge=0)
+    output_dir: Path = Field(default=Path("var"), description="Reports, outbox, Data Docs.")
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_sender: str = "pdca@localhost"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,76 @@
+"""Shared fixtures: a fresh, migrated database per test on SQLite and on real PostgreSQL.
+
+`db_url` is parametrised over both back ends, so every test that takes it runs twice;
+the PostgreSQL server starts once per session (on first use) and stops at the end.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import Engine
+
+from pdca.db import make_engine, upgrade
+from tests.pg_server import PostgresServer, start_postgres
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+UCI_FILE = SHARED_DATA / "uci-bank-marketing" / "bank-full.csv"
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    server = start_postgres()
+    try:
+        with psycopg.connect(server.url().replace("+psycopg", ""), autocommit=True) as conn:
+            conn.execute("create database pdca_template")
+        upgrade(server.url("pdca_template"))
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
+    """A fresh migrated database on each back end."""
+    if request.param == "sqlite":
+        path = tmp_path / "pdca.db"
+        shutil.copy(sqlite_template, path)
+        return f"sqlite:///{path}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    name = f"pdca_test_{os.getpid()}_{next(_counter)}"
+    with psycopg.connect(server.url().replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(f'create database "{name}" template pdca_template')
+    return server.url(name)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
+    """A fresh migrated SQLite database, for tests whose subject is not the back end."""
+    path = tmp_path / "pdca.db"
+    shutil.copy(sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()
