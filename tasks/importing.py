@@ -23,14 +23,17 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from sqlalchemy import (
     Column as SqlColumn,
 )
@@ -52,7 +55,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from pdca.errors import UserError
 from pdca.models import AuditEntry, Base, Campaign, Import, QuarantinedRow
 from tasks.feeds import FEEDS, Feed
-from tasks.quality import validate_frame
+from tasks.quality import row_failures
+
+T = TypeVar("T")
 
 LINE = "_line"
 """The stage tables' column holding each row's line number in the file."""
@@ -190,7 +195,7 @@ def parse_chunk(
     typed = pd.DataFrame({LINE: frame[LINE].to_numpy()}, index=frame.index)
     errors: list[pd.DataFrame] = []
     for column in feed.columns:
-        text = frame[column.name].str.strip()
+        text = frame[column.name]
         present = text != ""
         if column.kind == "str":
             values = text.where(present, None)
@@ -284,7 +289,7 @@ class StagedLoader:
         self.seen = Table(
             f"seen_{feed.table}",
             metadata,
-            *(SqlColumn(name, self.target.c[name].type) for name in feed.key),
+            *(SqlColumn(name, self.target.c[name].type, primary_key=True) for name in feed.key),
             SqlColumn(LINE, Integer),
             prefixes=["TEMPORARY"],
         )
@@ -295,10 +300,14 @@ class StagedLoader:
     def close(self) -> None:
         self._metadata.drop_all(self.conn, checkfirst=True)
 
-    def load(self, typed: pd.DataFrame) -> list[Rejected]:
-        """Stage `typed`, reject repeats and dangling references, upsert the rest."""
+    def rows_of(self, typed: pd.DataFrame) -> list[tuple]:
+        """The stage table's rows for a typed chunk, as the driver binds them."""
+        return frame_rows(typed, [*self.columns, LINE])
+
+    def load(self, stage_rows: list[tuple]) -> list[Rejected]:
+        """Stage the rows, reject repeats and dangling references, upsert the rest."""
         self.conn.execute(delete(self.stage))
-        bulk_insert(self.conn, self.stage, [*self.columns, LINE], typed[[*self.columns, LINE]])
+        insert_rows(self.conn, self.stage, [*self.columns, LINE], stage_rows)
         rejected = self._reject_repeated_keys() + self._reject_dangling_references()
         self.conn.execute(self._upsert())
         self.conn.execute(
@@ -370,14 +379,23 @@ class StagedLoader:
 
 
 def bulk_insert(conn: Connection, table: Table, columns: list[str], frame: pd.DataFrame) -> None:
-    """Insert a frame's rows as fast as the driver allows: COPY on PostgreSQL, else executemany.
+    """Insert a frame's rows as fast as the driver allows."""
+    insert_rows(conn, table, columns, frame_rows(frame, columns))
 
-    Timestamps go as text in SQLAlchemy's SQLite format, which PostgreSQL also reads, so
-    both back ends store what SQLAlchemy would have written.
+
+def frame_rows(frame: pd.DataFrame, columns: list[str]) -> list[tuple]:
+    """A frame's rows as tuples of plain Python values, None for missing.
+
+    Timestamps become text in SQLAlchemy's SQLite format, which PostgreSQL also reads, so
+    both back ends store what SQLAlchemy itself would have written.
     """
-    if frame.empty:
+    return list(zip(*(_plain_values(frame[name]) for name in columns), strict=True))
+
+
+def insert_rows(conn: Connection, table: Table, columns: list[str], rows: list[tuple]) -> None:
+    """COPY on PostgreSQL, executemany elsewhere: the fastest path each driver offers."""
+    if not rows:
         return
-    rows = list(zip(*(_plain_values(frame[name]) for name in columns), strict=True))
     names = ", ".join(columns)
     if conn.dialect.name == "postgresql":
         raw = conn.connection.driver_connection
@@ -500,7 +518,14 @@ def validate_chunk(
     default_timezone: str,
 ) -> tuple[pd.DataFrame, list[Rejected]]:
     """Steps 2–4 of the module docstring: parse, drop repeats, apply the suite."""
-    frame = pd.DataFrame(rows, columns=header, dtype="str")
+    frame = pd.DataFrame(
+        {
+            name: pd.Series(pa.array(values, type=pa.string()), dtype="str")
+            for name, values in zip(header, zip(*rows, strict=True), strict=True)
+        }
+        if rows
+        else {name: pd.Series([], dtype="str") for name in header}
+    )
     frame[LINE] = lines
     typed, errors = parse_chunk(feed, frame, timezones, default_timezone)
     bad = errors.groupby("index", sort=False).agg({"field": "first", "reason": "; ".join})
@@ -533,14 +558,14 @@ def validate_chunk(
             ]
         )
     candidates = typed.drop(index=bad.index)
-    outcome = validate_frame(feed.name, candidates[list(feed.column_names)])
-    if outcome.row_failures:
+    failures = row_failures(feed.name, candidates[list(feed.column_names)])
+    if failures:
         broken = pd.DataFrame(
             {
-                "field": [rules[0].split(":", 1)[0] for rules in outcome.row_failures.values()],
-                "reason": ["; ".join(rules) for rules in outcome.row_failures.values()],
+                "field": [rules[0].split(":", 1)[0] for rules in failures.values()],
+                "reason": ["; ".join(rules) for rules in failures.values()],
             },
-            index=list(outcome.row_failures),
+            index=list(failures),
         )
         bad = pd.concat([bad, broken])
     occurred = typed[feed.occurred_at] if feed.occurred_at else None
@@ -555,6 +580,34 @@ def validate_chunk(
         for index, row in bad.iterrows()
     ]
     return typed.drop(index=bad.index), rejected
+
+
+@dataclass
+class PreparedChunk:
+    """A chunk read and validated, ready for the database (built off the main thread)."""
+
+    rows: list[list[str]]
+    lines: list[int]
+    typed: pd.DataFrame
+    rejected: list[Rejected]
+    stage_rows: list[tuple]
+
+    @property
+    def size(self) -> int:
+        return len(self.rows) + sum(r.field == "(row)" for r in self.rejected)
+
+
+def prefetch(produce: Callable[[], T | None]) -> Iterator[T]:
+    """Yield `produce()` until it returns None, always computing the next one ahead.
+
+    One worker thread: while the caller writes chunk k to the database (SQLite and
+    psycopg release the GIL inside a statement), chunk k+1 is read and validated.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pdca-prefetch") as pool:
+        future = pool.submit(produce)
+        while (item := future.result()) is not None:
+            future = pool.submit(produce)
+            yield item
 
 
 def import_feed(
@@ -576,17 +629,27 @@ def import_feed(
     loader = StagedLoader(conn, feed)
     quarantine = QuarantineWriter(conn, feed_name, file, result.import_id)
     timezones = campaign_timezones(conn)
+    chunks = read_chunks(handle, len(handle.header), chunk_rows)
+
+    def prepare() -> PreparedChunk | None:
+        chunk = next(chunks, None)
+        if chunk is None:
+            return None
+        rows, lines, rejected = chunk
+        typed, invalid = validate_chunk(
+            feed, rows, lines, handle.header, timezones, default_timezone
+        )
+        return PreparedChunk(rows, lines, typed, rejected + invalid, loader.rows_of(typed))
+
     try:
         with handle:
-            for rows, lines, rejected in read_chunks(handle, len(handle.header), chunk_rows):
-                typed, invalid = validate_chunk(
-                    feed, rows, lines, handle.header, timezones, default_timezone
-                )
-                rejected += invalid
-                if len(typed):
-                    rejected += with_source(loader.load(typed), rows, lines, typed, feed)
+            for chunk in prefetch(prepare):
+                rejected = chunk.rejected
+                if len(chunk.typed):
+                    refused = loader.load(chunk.stage_rows)
+                    rejected += with_source(refused, chunk.rows, chunk.lines, chunk.typed, feed)
                 quarantine.write(rejected)
-                _count(result, len(rows) + sum(r.field == "(row)" for r in rejected), rejected)
+                _count(result, chunk.size, rejected)
                 record_progress(conn, result)
                 conn.commit()
         loader.close()

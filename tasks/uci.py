@@ -228,7 +228,7 @@ def import_uci_bank(
             dates = _dates(typed, state)
             frames = derived_frames(typed, dates)
             for name, loader in loaders.items():
-                refused = loader.load(frames[name])
+                refused = loader.load(loader.rows_of(frames[name]))
                 if refused:  # derived rows reference each other; nothing should be refused
                     raise RuntimeError(f"uci-bank: {name} refused {refused[0].reason}")
             quarantine.write(rejected)

@@ -1,0 +1,199 @@
+"""Benchmark: import 1,000,000 touches into SQLite, against a bare sqlite3 executemany.
+
+Run: `.venv/bin/python bench/bench_import.py [--rows N]`. Prints, from one run:
+- the bare rate: Python's `sqlite3` `executemany` of the same rows (already parsed, as
+  tuples), in one transaction, into pdca's own `touches` table and, for reference, into
+  a table with the key alone;
+- pdca's rate: `import_feed` on the CSV file (read, parse, Great Expectations suite,
+  staged upsert with reference and duplicate checks, quarantine), in a child process so
+  that its peak RSS is its own (the parent never loads a large frame).
+Target (issue 2): pdca ≥ 1/3 of the bare rate into the same table, peak RSS < 1.5 GiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import resource
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pdca.db import _tune_sqlite  # noqa: E402  (the same connection settings as pdca)
+
+CUSTOMERS = 100_000
+CHANNELS = ["phone", "sms", "im", "app_push", "email"]
+
+
+def write_feeds(folder: Path, rows: int) -> tuple[Path, Path, Path]:
+    """A campaign spec, customers and `rows` touches of them, with a few bad rows."""
+    rng = np.random.default_rng(1)
+    spec = folder / "spec.yaml"
+    spec.write_text((ROOT / "examples" / "sme-spring-2026.yaml").read_text())
+    customers = folder / "customers.csv"
+    with customers.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            [
+                "customer_id",
+                "segment",
+                "region",
+                "credit_score",
+                "monthly_income",
+                "debt_ratio",
+                "industry",
+                "phone",
+                "email",
+                "marketing_consent",
+                "do_not_contact",
+                "created_at",
+            ]
+        )
+        for i in range(CUSTOMERS):
+            writer.writerow(
+                [
+                    f"c{i:07d}",
+                    "sme",
+                    "north",
+                    600 + i % 300,
+                    5000,
+                    0.3,
+                    "retail",
+                    "",
+                    "",
+                    "true",
+                    "false",
+                    "2026-01-01T00:00:00+08:00",
+                ]
+            )
+    touches = folder / "touches.csv"
+    customer = rng.integers(0, CUSTOMERS, rows)
+    channel = rng.integers(0, len(CHANNELS), rows)
+    seconds = rng.integers(0, 86400 * 60, rows)
+    delivered = rng.random(rows) < 0.9
+    responded = delivered & (rng.random(rows) < 0.2)
+    cost = np.round(rng.random(rows), 2)
+    start = np.datetime64("2026-03-02T00:00:00")
+    stamps = np.datetime_as_string(start + seconds.astype("timedelta64[s]"), unit="s")
+    with touches.open("w", newline="") as handle:
+        handle.write(
+            "touch_id,campaign_id,customer_id,channel,variant,sent_at,delivered,responded,cost\n"
+        )
+        lines = [
+            f"t{i:08d},sme-spring-2026,c{customer[i]:07d},{CHANNELS[channel[i]]},"
+            f"{'A' if i % 2 else 'B'},{stamps[i]}+08:00,{'true' if delivered[i] else 'false'},"
+            f"{'true' if responded[i] else 'false'},{cost[i]}\n"
+            for i in range(rows)
+        ]
+        for bad in (10, 20, 30):  # an unknown channel: quarantined, not loaded
+            lines[bad] = lines[bad].replace(f",{CHANNELS[channel[bad]]},", ",fax,", 1)
+        handle.writelines(lines)
+    return spec, customers, touches
+
+
+def bare_rates(touches: Path, base_db: Path, folder: Path) -> tuple[float, float, int]:
+    """Rows/s of a bare executemany of the file's rows (parsed beforehand, not timed).
+
+    Two tables, on a copy of the database pdca imports into, with pdca's connection
+    settings: pdca's own `touches` table (its key and its two secondary indexes, which
+    the product needs and any loader pays for), and a table with the key alone.
+    """
+    with touches.open(newline="") as handle:
+        reader = csv.reader(handle)
+        next(reader)
+        rows = [tuple(row) for row in reader]
+    rates = []
+    for table in ("touches", "touches_key_only"):
+        shutil.copy(base_db, folder / "bare.db")
+        conn = sqlite3.connect(folder / "bare.db")
+        _tune_sqlite(conn, None)
+        conn.execute(
+            "create table touches_key_only (touch_id varchar(64) primary key, "
+            "campaign_id varchar(64), customer_id varchar(64), channel varchar(16), "
+            "variant varchar(32), sent_at datetime, delivered boolean, responded boolean, "
+            "cost float)"
+        )
+        started = time.perf_counter()
+        with conn:
+            conn.executemany(f"insert into {table} values (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        rates.append(len(rows) / (time.perf_counter() - started))
+        conn.close()
+    return rates[0], rates[1], len(rows)
+
+
+CHILD = """
+import sys, time
+from pathlib import Path
+from pdca.db import make_engine
+from tasks.importing import import_feed
+engine = make_engine(sys.argv[1])
+with engine.connect() as conn:
+    started = time.perf_counter()
+    result = import_feed(conn, "touches", Path(sys.argv[2]))
+    elapsed = time.perf_counter() - started
+print(result.rows, result.loaded, result.quarantined, elapsed)
+"""
+
+
+def prepare_database(spec: Path, customers: Path, folder: Path) -> Path:
+    """A database with the campaign and its customers, the state before the touches."""
+    url = f"sqlite:///{folder / 'base.db'}"
+    env = {**os.environ, "PDCA_DATABASE_URL": url, "GX_ANALYTICS_ENABLED": "false"}
+    pdca = str(Path(sys.executable).parent / "pdca")
+    for command in (["campaign", "apply", str(spec)], ["import", "customers", str(customers)]):
+        subprocess.run([pdca, *command], env=env, check=True, capture_output=True)
+    return folder / "base.db"
+
+
+def pdca_rate(base_db: Path, touches: Path, folder: Path) -> tuple[float, int, str]:
+    shutil.copy(base_db, folder / "pdca.db")
+    url = f"sqlite:///{folder / 'pdca.db'}"
+    env = {**os.environ, "GX_ANALYTICS_ENABLED": "false"}
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD, url, str(touches)],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    rows, loaded, quarantined, elapsed = child.stdout.split()
+    detail = f"{rows} rows: {loaded} loaded, {quarantined} quarantined, {float(elapsed):.2f} s"
+    return int(rows) / float(elapsed), peak_kib, detail
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="pdca-bench-") as tmp:
+        folder = Path(tmp)
+        spec, customers, touches = write_feeds(folder, args.rows)
+        base_db = prepare_database(spec, customers, folder)
+        bare, bare_key_only, count = bare_rates(touches, base_db, folder)
+        ours, peak_kib, detail = pdca_rate(base_db, touches, folder)
+    print(f"rows: {count:,}")
+    print(f"bare executemany into pdca's touches table : {bare:>10,.0f} rows/s")
+    print(f"bare executemany into a key-only table     : {bare_key_only:>10,.0f} rows/s")
+    print(f"pdca import touches                        : {ours:>10,.0f} rows/s  ({detail})")
+    print(f"ratio to the same table                    : {ours / bare:.2f} (target >= 0.33)")
+    print(f"ratio to the key-only table                : {ours / bare_key_only:.2f}")
+    print(
+        f"peak RSS of the import                     : {peak_kib / 1024:,.0f} MiB "
+        "(target < 1536 MiB)"
+    )
+
+
+if __name__ == "__main__":
+    main()
