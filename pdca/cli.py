@@ -6,6 +6,7 @@ or bad input, with one line on stderr naming the file, line and field at fault.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -17,6 +18,12 @@ from pdca.db import make_engine, upgrade
 from pdca.errors import UserError
 from pdca.settings import get_settings
 from tasks.feeds import FEED_NAMES
+
+# Offline machines: telemetry look-ups fail and cost seconds at every start; the embedded
+# Prefect API migrates its database on first use, which can exceed the default 20 s.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 app = typer.Typer(
     no_args_is_help=True,

@@ -49,5 +49,26 @@ def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
+def reset_database(url: str) -> None:
+    """Drop everything pdca owns in the database at `url`, then migrate to head.
+
+    Used by `pdca demo`, which promises a fresh database: a SQLite file is deleted, a
+    server database loses pdca's tables (and only those).
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        for suffix in ("", "-wal", "-shm"):
+            Path(parsed.database + suffix).unlink(missing_ok=True)
+    else:
+        from pdca.models import Base
+
+        engine = make_engine(url)
+        with engine.begin() as conn:
+            Base.metadata.drop_all(conn)
+            conn.exec_driver_sql("drop table if exists alembic_version")
+        engine.dispose()
+    upgrade(url)
+
+
 def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"

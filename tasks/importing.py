@@ -214,8 +214,9 @@ def parse_chunk(
             broken = present & values.isna()
             reason = "not a boolean (true/false or 1/0)"
         elif column.kind == "date":
-            values = pd.to_datetime(text.where(present, None), format="%Y-%m-%d", errors="coerce")
-            broken = present & values.isna()
+            parsed = pd.to_datetime(text.where(present, None), format="%Y-%m-%d", errors="coerce")
+            broken = present & parsed.isna()
+            values = parsed.dt.strftime("%Y-%m-%d")  # a date, not a midnight timestamp
             reason = "not a date (YYYY-MM-DD)"
         else:
             zones = (

@@ -72,8 +72,17 @@ def start_postgres() -> PostgresServer:
         "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
     )
     _run_as_owner(
-        [_pg_bin("pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w",
-         "start"]
+        [
+            _pg_bin("pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-l",
+            str(folder / "log"),
+            "-w",
+            "start",
+        ]
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

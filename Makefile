@@ -1,0 +1,48 @@
+# The two commands of the README: `make run` (install, then the demo) and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/pip --disable-pip-version-check --quiet
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export GX_ANALYTICS_ENABLED ?= false
+
+.PHONY: run test install install-test system-packages lint format bench clean
+
+run: install  ## install, then build the demo database and run the demo
+	$(BIN)/pdca demo
+
+test: install-test system-packages  ## the whole suite, slow tests included
+	$(BIN)/pytest
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# constraints.txt pins every package (direct and transitive) to the versions tested here.
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) install -c constraints.txt -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) install -c constraints.txt -e ".[test]"
+	touch $@ $(VENV)/.installed
+
+system-packages:  ## PostgreSQL for the database tests (apt-get, when missing)
+	.ci/system-packages.sh
+
+lint: install-test  ## ruff and sqlfluff, as the test suite runs them
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/sqlfluff lint sql
+
+format: install-test
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: install  ## the performance benchmarks; each prints its baseline beside its figure
+	$(BIN)/python bench/bench_import.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

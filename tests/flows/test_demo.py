@@ -1,0 +1,69 @@
+"""`pdca demo` from the user's side: one command, a loaded database, where it is."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from tasks.feeds import FEEDS
+
+PDCA = str(Path(sys.executable).parent / "pdca")
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory, prefect_home: Path):
+    """Run the demo once (it starts Prefect's embedded API: ~15 s) for the whole module."""
+    workdir = tmp_path_factory.mktemp("demo")
+    env = {**os.environ, "PREFECT_HOME": str(prefect_home)}
+    env.pop("PDCA_DATABASE_URL", None)
+    result = subprocess.run(
+        [PDCA, "demo", "--customers", "3000", "--weeks", "4", "--seed", "11"],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return workdir, result
+
+
+class TestDemo:
+    def test_succeeds_and_says_where_the_database_is(self, demo_run):
+        workdir, result = demo_run
+        assert result.returncode == 0, result.stderr[-3000:]
+        database = workdir / "var" / "pdca.db"
+        assert f"database: {database.resolve()}" in result.stdout
+        assert database.exists()
+
+    def test_every_feed_is_loaded_and_only_the_bad_rows_quarantined(self, demo_run):
+        workdir, _ = demo_run
+        engine = create_engine(f"sqlite:///{workdir / 'var' / 'pdca.db'}")
+        with engine.connect() as conn:
+            for feed in FEEDS.values():
+                loaded = conn.execute(text(f"select count(*) from {feed.table}")).scalar()
+                assert loaded > 0, f"{feed.name}: nothing loaded"
+            per_feed = dict(
+                conn.execute(text("select feed, count(*) from quarantine group by feed")).all()
+            )
+            imports = conn.execute(
+                text("select feed, rows_in, rows_loaded, rows_quarantined from imports")
+            ).all()
+        assert set(per_feed) == set(FEEDS), per_feed
+        for feed, rows, loaded, quarantined in imports:
+            assert loaded + quarantined == rows, f"{feed}: {loaded} + {quarantined} != {rows}"
+            assert quarantined == per_feed[feed]
+
+    def test_is_deterministic_by_seed(self, demo_run, tmp_path, prefect_home):
+        """Same seed, same data: the feed files of a second run are byte-identical."""
+        workdir, _ = demo_run
+        from tasks.demo_data import write_demo_feeds
+
+        again = write_demo_feeds(tmp_path, customers=3000, weeks=4, seed=11)
+        for feed in FEEDS:
+            first = (workdir / "var" / "demo" / "feeds" / f"{feed}.csv").read_bytes()
+            assert again.feed(feed).read_bytes() == first, f"{feed} differs for the same seed"
