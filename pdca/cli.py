@@ -121,9 +121,12 @@ def _display_url(url: str) -> str:
 
 
 def main() -> None:
-    """Entry point: user errors become one line on stderr and exit code 2."""
+    """Entry point: user errors become one line on stderr and exit code 2.
+
+    Typer's standalone mode already turns usage errors into a message and exit code 2.
+    """
     try:
-        code = app(standalone_mode=False)
+        app()
     except UserError as error:
         print(f"pdca: error: {error}", file=sys.stderr)
         sys.exit(2)
@@ -132,19 +135,6 @@ def main() -> None:
         reason = str(error.orig).strip().splitlines()[0]
         print(f"pdca: error: database {url}: {reason}", file=sys.stderr)
         sys.exit(2)
-    except typer.Exit as done:
-        sys.exit(done.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
-        print("pdca: aborted", file=sys.stderr)
-        sys.exit(130)
-    except Exception as error:  # click's usage errors
-        import click
-
-        if isinstance(error, click.exceptions.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
-        raise
-    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
