@@ -415,7 +415,8 @@ def _plain_values(series: pd.Series) -> list:
             np.datetime_as_string(series.to_numpy(dtype="datetime64[us]"), unit="us"),
             index=series.index,
         ).str.replace("T", " ", n=1, regex=False)
-        return text.where(series.notna(), None).tolist()
+        # object first: a str column's missing value is NaN, which PostgreSQL refuses
+        return text.astype(object).where(series.notna(), None).tolist()
     if pd.api.types.is_float_dtype(series):
         values = series.to_numpy(dtype=object, na_value=None)
         return values.tolist()
