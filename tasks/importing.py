@@ -207,7 +207,7 @@ def parse_chunk(
             if column.kind == "int":
                 whole = values.isna() | (values == values.round())
                 broken |= present & ~whole
-                values = values.astype("Int64", errors="ignore") if whole.all() else values
+                values = values.where(whole).astype("Int64")  # fractions are quarantined
             reason = f"not a{'n integer' if column.kind == 'int' else ' number'}"
         elif column.kind == "bool":
             values = text.str.lower().map(TRUE_WORDS).astype("boolean")
@@ -518,8 +518,13 @@ def validate_chunk(
     header: list[str],
     timezones: dict[str, str],
     default_timezone: str,
+    delimiter: str = ",",
 ) -> tuple[pd.DataFrame, list[Rejected]]:
-    """Steps 2–4 of the module docstring: parse, drop repeats, apply the suite."""
+    """Steps 2–4 of the module docstring: parse, apply the suite, drop repeated keys.
+
+    Repeats are judged among the rows that passed everything else, so "the first valid
+    occurrence wins" whether two rows meet in one chunk or in two.
+    """
     frame = pd.DataFrame(
         {
             name: pd.Series(pa.array(values, type=pa.string()), dtype="str")
@@ -531,57 +536,56 @@ def validate_chunk(
     frame[LINE] = lines
     typed, errors = parse_chunk(feed, frame, timezones, default_timezone)
     bad = errors.groupby("index", sort=False).agg({"field": "first", "reason": "; ".join})
-    repeated = typed.index.difference(bad.index)
-    repeated = (
-        repeated[:0]
-        if not feed.key
-        else repeated[typed.loc[repeated].duplicated(list(feed.key), keep="first").to_numpy()]
+    failures = row_failures(
+        feed.name, typed.drop(index=bad.index)[list(feed.column_names)], keys=feed.key
     )
-    if len(repeated):
-        first_line = (
-            typed.drop(index=bad.index)
-            .drop_duplicates(list(feed.key))
-            .set_index(list(feed.key))[LINE]
-        )
-        keys = typed.loc[repeated, list(feed.key)]
-        firsts = first_line.reindex(
-            pd.MultiIndex.from_frame(keys) if len(feed.key) > 1 else keys.iloc[:, 0]
-        ).to_numpy()
-        bad = pd.concat(
-            [
-                bad,
-                pd.DataFrame(
-                    {
-                        "field": "+".join(feed.key),
-                        "reason": [f"duplicate key, first at line {line}" for line in firsts],
-                    },
-                    index=repeated,
-                ),
-            ]
-        )
-    candidates = typed.drop(index=bad.index)
-    failures = row_failures(feed.name, candidates[list(feed.column_names)])
-    if failures:
-        broken = pd.DataFrame(
-            {
-                "field": [rules[0].split(":", 1)[0] for rules in failures.values()],
-                "reason": ["; ".join(rules) for rules in failures.values()],
-            },
-            index=list(failures),
-        )
-        bad = pd.concat([bad, broken])
+    bad = pd.concat([bad, _failure_frame(failures)])
+    bad = pd.concat([bad, _repeated_keys(typed.drop(index=bad.index), feed.key)])
     occurred = typed[feed.occurred_at] if feed.occurred_at else None
     rejected = [
         Rejected(
             int(frame.at[index, LINE]),
             str(row.field),
             str(row.reason),
-            _raw(frame.loc[index, header]),
+            _raw(frame.loc[index, header], delimiter),
             None if occurred is None or pd.isna(occurred.at[index]) else occurred.at[index],
         )
         for index, row in bad.iterrows()
     ]
     return typed.drop(index=bad.index), rejected
+
+
+def _failure_frame(failures: dict) -> pd.DataFrame:
+    """Rule failures as (field, reason) rows indexed like the chunk."""
+    return pd.DataFrame(
+        {
+            "field": [rules[0].split(":", 1)[0] for rules in failures.values()],
+            "reason": ["; ".join(rules) for rules in failures.values()],
+        },
+        index=list(failures),
+    )
+
+
+def _repeated_keys(valid: pd.DataFrame, key: tuple[str, ...]) -> pd.DataFrame:
+    """Rows whose key an earlier valid row of the chunk already has, naming that row."""
+    if not key:
+        return pd.DataFrame({"field": [], "reason": []})
+    columns = list(key)
+    repeated = valid.duplicated(columns, keep="first")
+    if not repeated.any():
+        return pd.DataFrame({"field": [], "reason": []})
+    first_line = valid.drop_duplicates(columns).set_index(columns)[LINE]
+    keys = valid.loc[repeated, columns]
+    firsts = first_line.reindex(
+        pd.MultiIndex.from_frame(keys) if len(columns) > 1 else keys.iloc[:, 0]
+    ).to_numpy()
+    return pd.DataFrame(
+        {
+            "field": "+".join(columns),
+            "reason": [f"duplicate key, first at line {line}" for line in firsts],
+        },
+        index=keys.index,
+    )
 
 
 @dataclass

@@ -168,16 +168,20 @@ def _suite_document(name: str) -> dict:
     return json.loads(suite_path(name).read_text())
 
 
-def row_failures(name: str, frame: pd.DataFrame) -> dict[Any, list[str]]:
+def row_failures(
+    name: str, frame: pd.DataFrame, keys: tuple[str, ...] = ()
+) -> dict[Any, list[str]]:
     """Index label → the critical rules of suite `name` that the row breaks.
 
     Warnings never quarantine a row. Expectations this function cannot evaluate as a
-    column mask (another type, or a `mostly` threshold) are run through GE.
+    column mask (another type, or a `mostly` threshold) are run through GE. Uniqueness of
+    `keys` is skipped: the importer enforces it as "the first valid occurrence wins",
+    where the rule would reject every occurrence.
     """
     rows: dict[Any, list[str]] = defaultdict(list)
     leftovers = []
     for item in _suite_document(name)["expectations"]:
-        if item.get("severity", "critical") != "critical":
+        if item.get("severity", "critical") != "critical" or _is_key_uniqueness(item, keys):
             continue
         kwargs = item["kwargs"]
         rule = COLUMN_RULES.get(item["type"])
@@ -204,6 +208,17 @@ def row_failures(name: str, frame: pd.DataFrame) -> dict[Any, list[str]]:
         for index, labels in _validate(suite, frame).row_failures.items():
             rows[index].extend(labels)
     return dict(rows)
+
+
+def _is_key_uniqueness(item: dict, keys: tuple[str, ...]) -> bool:
+    kwargs = item["kwargs"]
+    return bool(keys) and (
+        (item["type"] == "expect_column_values_to_be_unique" and (kwargs["column"],) == keys)
+        or (
+            item["type"] == "expect_compound_columns_to_be_unique"
+            and tuple(kwargs["column_list"]) == keys
+        )
+    )
 
 
 @dataclass

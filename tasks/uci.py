@@ -37,6 +37,7 @@ from tasks.importing import (
     Rejected,
     StagedLoader,
     _count,
+    _raw,
     fail_import,
     finish_import,
     open_feed_file,
@@ -81,15 +82,35 @@ UCI_FEED = Feed(
 
 def _valid_chunks(
     path: Path, chunk_rows: int
-) -> Iterator[tuple[list[list[str]], list[int], pd.DataFrame, list[Rejected]]]:
-    """The file's chunks: raw rows, line numbers, the valid rows typed, and the rejects."""
+) -> Iterator[tuple[list[list[str]], pd.DataFrame, list[Rejected]]]:
+    """The file's chunks: raw rows, the valid rows typed and dated, and the rejects.
+
+    A row whose day does not exist in its month (31 jun) is rejected here; it still
+    counts for the year rollover, since its month is real.
+    """
+    state = {"year": FIRST_YEAR, "month": 0}
     handle = open_feed_file(path, UCI_FEED.column_names, delimiter=";")
     with handle:
         for rows, lines, rejected in read_chunks(
             handle, len(handle.header), chunk_rows, delimiter=";"
         ):
-            typed, invalid = validate_chunk(UCI_FEED, rows, lines, handle.header, {}, "UTC")
-            yield rows, lines, typed, rejected + invalid
+            typed, invalid = validate_chunk(
+                UCI_FEED, rows, lines, handle.header, {}, "UTC", delimiter=";"
+            )
+            typed["date"] = _dates(typed, state)
+            impossible = typed["date"].isna()
+            invalid += [
+                Rejected(
+                    int(line),
+                    "day",
+                    f"day: {day} {month} is not a date",
+                    _raw(rows[lines.index(int(line))], ";"),
+                )
+                for line, day, month in typed.loc[impossible, [LINE, "day", "month"]].itertuples(
+                    index=False
+                )
+            ]
+            yield rows, typed[~impossible], rejected + invalid
 
 
 def _dates(typed: pd.DataFrame, state: dict[str, int]) -> pd.Series:
@@ -107,11 +128,10 @@ def _dates(typed: pd.DataFrame, state: dict[str, int]) -> pd.Series:
 
 def _year_spans(path: Path, chunk_rows: int) -> dict[int, tuple[date, date, float]]:
     """First pass: each year's first and last date and the cost of its calls."""
-    state = {"year": FIRST_YEAR, "month": 0}
     spans: dict[int, tuple[date, date, float]] = {}
-    for _rows, _lines, typed, _rejected in _valid_chunks(path, chunk_rows):
-        dates = _dates(typed, state).dropna()
-        cost = typed.loc[dates.index, "campaign"].astype(float) * CALL_COST
+    for _rows, typed, _rejected in _valid_chunks(path, chunk_rows):
+        dates = typed["date"]
+        cost = typed["campaign"].astype(float) * CALL_COST
         for year, group in dates.groupby(dates.dt.year):
             first, last, spent = spans.get(int(year), (date.max, date.min, 0.0))
             spans[int(year)] = (
@@ -153,10 +173,10 @@ def campaign_spec(year: int, first: date, last: date, cost: float) -> CampaignSp
 
 def derived_frames(typed: pd.DataFrame, dates: pd.Series) -> dict[str, pd.DataFrame]:
     """The customers, touches and applications rows that the valid UCI rows stand for."""
-    ids = "uci-" + (typed[LINE] - 1).astype(str)
+    ids = "uci-" + (typed[LINE] - 1).astype("str")
     local_noon = (dates + pd.Timedelta(hours=12)).dt.tz_localize(TIMEZONE)
     sent_at = local_noon.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[us]")
-    campaign = "uci-" + dates.dt.year.astype(str)
+    campaign = "uci-" + dates.dt.year.astype("str")
     customers = pd.DataFrame(
         {
             "customer_id": ids,
@@ -223,10 +243,8 @@ def import_uci_bank(
             for name in ("customers", "touches", "applications")
         }
         quarantine = QuarantineWriter(conn, "uci-bank", file, result.import_id)
-        state = {"year": FIRST_YEAR, "month": 0}
-        for rows, _lines, typed, rejected in _valid_chunks(path, chunk_rows):
-            dates = _dates(typed, state)
-            frames = derived_frames(typed, dates)
+        for rows, typed, rejected in _valid_chunks(path, chunk_rows):
+            frames = derived_frames(typed, typed["date"])
             for name, loader in loaders.items():
                 refused = loader.load(loader.rows_of(frames[name]))
                 if refused:  # derived rows reference each other; nothing should be refused
