@@ -219,6 +219,16 @@ class Experiment(BaseModel):
         return self
 
 
+class Offer(BaseModel):
+    """What the messages quote: the annual rate (disclosed in every message) and amount."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    apr: float = Field(gt=0, le=100)
+    """Annual %, shown as such; may not exceed `risk.apr_cap`."""
+    max_amount: float | None = Field(default=None, gt=0)
+
+
 class CampaignSpec(BaseModel):
     """A campaign as the user writes it in YAML; field order matters, since later fields'
     checks (end, windows) read the earlier ones."""
@@ -242,6 +252,21 @@ class CampaignSpec(BaseModel):
     recipients: list[EmailAddress] = Field(default_factory=list)
     growth: float = Field(default=1.0, gt=0)
     """The multiplier the plan applies to history (1.0 = repeat history)."""
+    offer: Offer | None = None
+    """Beyond the contract: the rate and amount messages quote (default: the APR cap)."""
+
+    @field_validator("offer")
+    @classmethod
+    def _offer_within_cap(cls, offer: Offer | None, info: ValidationInfo) -> Offer | None:
+        risk = info.data.get("risk")
+        if offer is not None and risk is not None and offer.apr > risk.apr_cap:
+            raise ValueError(f"offer apr {offer.apr:g}% is above the apr_cap {risk.apr_cap:g}%")
+        return offer
+
+    @property
+    def offer_apr(self) -> float:
+        """The annual % messages quote: the offer's, else the cap (never above it)."""
+        return self.offer.apr if self.offer else self.risk.apr_cap
 
     @field_validator("end")
     @classmethod
