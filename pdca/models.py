@@ -284,10 +284,19 @@ class OutreachBatch(Base):
 
 
 class OutboxEntry(Base):
-    """An intended send, written before the gateway is called (exactly-once dispatch)."""
+    """An intended send, written before the gateway is called (exactly-once dispatch).
+
+    Status: `pending` (written, not yet handed over), `sending` (handed to the gateway,
+    outcome not yet recorded — a crash here is resolved by resending with the same
+    idempotency key, which the gateway recognises), `sent`, `failed`, `held` (its window
+    had passed: kept for the next window, never sent late), `holdout` (recorded, never sent).
+    """
 
     __tablename__ = "outbox"
-    __table_args__ = (UniqueConstraint("batch_id", "customer_id", "channel"),)
+    __table_args__ = (
+        UniqueConstraint("batch_id", "customer_id", "channel"),
+        Index(None, "customer_id", "scheduled_at"),
+    )
     outbox_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     batch_id: Mapped[int] = mapped_column(ForeignKey("outreach_batches.batch_id"))
     customer_id: Mapped[str] = mapped_column(Key)
@@ -299,6 +308,33 @@ class OutboxEntry(Base):
     gateway_ref: Mapped[str | None] = mapped_column(String(128))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime)
     touch_id: Mapped[str | None] = mapped_column(Key)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class DispatchLock(Base):
+    """One row while a dispatch of the campaign runs: a second dispatch refuses to send."""
+
+    __tablename__ = "dispatch_locks"
+    campaign_id: Mapped[str] = mapped_column(Key, primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    acquired_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class SimulatedSend(Base):
+    """The simulated gateway's durable record of what it accepted, by idempotency key.
+
+    A real provider remembers idempotency keys; the simulation must too, or a resend
+    after a crash could not be recognised and counted once.
+    """
+
+    __tablename__ = "simulated_sends"
+    idempotency_key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    customer_id: Mapped[str] = mapped_column(Key)
+    accepted_at: Mapped[datetime] = mapped_column(DateTime)
+    delivered: Mapped[bool | None] = mapped_column(Boolean)
+    responded: Mapped[bool | None] = mapped_column(Boolean)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
 
 
 class CheckResult(Base):

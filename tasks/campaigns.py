@@ -189,6 +189,8 @@ class RiskPolicy(BaseModel):
     apr_cap: float = Field(gt=0, le=100)
     """Annual %, e.g. 24.0; no offer or message may exceed it."""
     excluded_industries: list[str] = Field(default_factory=list)
+    max_debt_ratio: float = Field(default=0.7, gt=0)
+    """Beyond the contract: debt ratio above which a customer is not contacted."""
 
 
 class ContactPolicy(BaseModel):
