@@ -62,6 +62,7 @@ T = TypeVar("T")
 LINE = "_line"
 """The stage tables' column holding each row's line number in the file."""
 
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$")
 TRUE_WORDS = {"true": True, "1": True, "false": False, "0": False}
 SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
@@ -204,11 +205,15 @@ def parse_chunk(
         elif column.kind in ("int", "float"):
             values = pd.to_numeric(text.where(present, None), errors="coerce")
             broken = present & values.isna()
+            reason = "not a number"
             if column.kind == "int":
-                whole = values.isna() | (values == values.round())
-                broken |= present & ~whole
-                values = values.where(whole).astype("Int64")  # fractions are quarantined
-            reason = f"not a{'n integer' if column.kind == 'int' else ' number'}"
+                # whole and within the database's 32-bit integer columns, else the row's fault
+                usable = values.isna() | (
+                    (values == values.round()) & values.between(INT_MIN, INT_MAX)
+                )
+                broken |= present & ~usable
+                values = values.where(usable).astype("Int64")
+                reason = f"not an integer in [{INT_MIN}, {INT_MAX}]"
         elif column.kind == "bool":
             values = text.str.lower().map(TRUE_WORDS).astype("boolean")
             broken = present & values.isna()

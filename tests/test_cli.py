@@ -1,0 +1,271 @@
+"""The `pdca` command line as a user runs it: a subprocess, a SQLite file, exit codes.
+
+Contract: exit 0 on success, 1 when the work ran but found a problem the user must see,
+2 for bad usage or bad input with one human line on stderr naming the file (and line),
+never a Python traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, func, select
+
+from pdca.models import Campaign, Customer, QuarantinedRow
+from tasks.feeds import FEEDS
+
+ROOT = Path(__file__).resolve().parents[1]
+PDCA = Path(sys.executable).parent / "pdca"
+EXAMPLE = ROOT / "examples" / "sme-spring-2026.yaml"
+CUSTOMERS_HEADER = ",".join(FEEDS["customers"].column_names)
+
+
+def customer(number: int, credit_score: int = 650) -> str:
+    return f"c{number:04d},sme,north,{credit_score},5000,0.3,retail,,,true,false,"
+
+
+class Cli:
+    """Runs `pdca` in its own working folder against its own SQLite database."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.database = folder / "pdca.db"
+        self.url = f"sqlite:///{self.database}"
+
+    def __call__(self, *argv: str, url: str | None = None, **env: str):
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("PDCA_")}
+        environment |= {"PDCA_DATABASE_URL": url or self.url, **env}
+        return subprocess.run(
+            [str(PDCA), *argv],
+            cwd=self.folder,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def count(self, model) -> int:
+        engine = create_engine(self.url)
+        try:
+            with engine.connect() as conn:
+                return conn.execute(select(func.count()).select_from(model)).scalar_one()
+        finally:
+            engine.dispose()
+
+    def write(self, name: str, content: str | bytes) -> Path:
+        path = self.folder / name
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+        return path
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    """A working folder with no database yet: the first command creates it."""
+    return Cli(tmp_path)
+
+
+@pytest.fixture
+def migrated(tmp_path: Path, sqlite_url: str) -> Cli:
+    """A working folder whose database is already migrated (saves a `db upgrade` run)."""
+    cli = Cli(tmp_path)
+    assert sqlite_url == cli.url
+    return cli
+
+
+def assert_exit(result: subprocess.CompletedProcess, code: int) -> None:
+    assert result.returncode == code, (
+        f"exit {result.returncode}, expected {code}\nstdout: {result.stdout}\n"
+        f"stderr: {result.stderr}"
+    )
+    assert "Traceback" not in result.stderr, f"a traceback reached the user:\n{result.stderr}"
+
+
+def assert_one_error_line(result: subprocess.CompletedProcess, *fragments: str) -> str:
+    """Exit 2, exactly one line on stderr, mentioning every fragment; returns the line."""
+    assert_exit(result, 2)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{result.stderr}"
+    for fragment in fragments:
+        assert fragment in lines[0], f"stderr {lines[0]!r} should mention {fragment!r}"
+    return lines[0]
+
+
+class TestDbUpgrade:
+    def test_success(self, cli: Cli) -> None:
+        result = cli("db", "upgrade")
+        assert_exit(result, 0)
+        assert cli.database.is_file()
+        assert "schema is current" in result.stdout
+        assert_exit(cli("db", "upgrade"), 0)
+
+    def test_failure_unreachable_postgres(self, cli: Cli) -> None:
+        url = "postgresql+psycopg://pdca:secret@127.0.0.1:1/pdca"
+        line = assert_one_error_line(cli("db", "upgrade", url=url), "127.0.0.1:1")
+        assert "secret" not in line, "the password must not be printed"
+
+    def test_failure_unreachable_postgres_on_import(self, cli: Cli) -> None:
+        path = cli.write("customers.csv", f"{CUSTOMERS_HEADER}\n{customer(1)}\n")
+        url = "postgresql+psycopg://pdca:secret@127.0.0.1:1/pdca"
+        assert_one_error_line(cli("import", "customers", str(path), url=url), "127.0.0.1:1")
+
+
+class TestCampaignApply:
+    def test_success_created_then_unchanged(self, cli: Cli) -> None:
+        first = cli("campaign", "apply", str(EXAMPLE))
+        assert_exit(first, 0)
+        assert first.stdout.strip() == "campaign sme-spring-2026: created"
+        again = cli("campaign", "apply", str(EXAMPLE))
+        assert_exit(again, 0)
+        assert again.stdout.strip() == "campaign sme-spring-2026: unchanged"
+        assert cli.count(Campaign) == 1
+
+    def test_success_changed_spec_updates(self, cli: Cli) -> None:
+        assert_exit(cli("campaign", "apply", str(EXAMPLE)), 0)
+        changed = cli.write(
+            "spec.yaml", EXAMPLE.read_text().replace("budget_total: 500000", "budget_total: 1")
+        )
+        result = cli("campaign", "apply", str(changed))
+        assert_exit(result, 0)
+        assert result.stdout.strip() == "campaign sme-spring-2026: updated"
+
+    def test_failure_invalid_spec_lists_every_field(self, migrated: Cli) -> None:
+        cli = migrated
+        text = (
+            EXAMPLE.read_text()
+            .replace("id: sme-spring-2026", "id: SME Spring")
+            .replace("apr_cap: 24.0", "apr_cap: -1")
+            .replace("holdout: 0.10", "holdout: 0.50")
+        )
+        spec = cli.write("bad.yaml", text)
+        line = assert_one_error_line(
+            cli("campaign", "apply", str(spec)),
+            str(spec),
+            "id:",
+            "risk.apr_cap:",
+            "experiment:",
+        )
+        assert line.startswith("pdca: error: ")
+        assert cli.count(Campaign) == 0, "an invalid spec writes nothing"
+
+    def test_failure_missing_spec(self, cli: Cli) -> None:
+        assert_one_error_line(cli("campaign", "apply", "nowhere.yaml"), "nowhere.yaml", "no such")
+
+
+class TestImport:
+    def test_success_prints_the_counts(self, cli: Cli) -> None:
+        path = cli.write(
+            "customers.csv", "\n".join([CUSTOMERS_HEADER, customer(1), customer(2)]) + "\n"
+        )
+        result = cli("import", "customers", str(path))
+        assert_exit(result, 0)
+        assert result.stdout.strip() == f"customers: 2 rows in {path}: 2 loaded, 0 quarantined"
+        assert cli.count(Customer) == 2
+
+    def test_success_uci_bank(self, cli: Cli) -> None:
+        header = (
+            '"age";"job";"marital";"education";"default";"balance";"housing";"loan";"contact";'
+            '"day";"month";"duration";"campaign";"pdays";"previous";"poutcome";"y"'
+        )
+        row = (
+            '58;"management";"married";"tertiary";"no";2143;"yes";"no";"unknown";5;"may";261;1;'
+            '-1;0;"unknown";"yes"'
+        )
+        path = cli.write("bank.csv", f"{header}\n{row}\n")
+        result = cli("import", "uci-bank", str(path))
+        assert_exit(result, 0)
+        assert "1 rows" in result.stdout and "1 loaded, 0 quarantined" in result.stdout
+
+    def test_failure_over_the_quarantine_limit_exits_1(self, cli: Cli) -> None:
+        rows = [customer(number) for number in range(1, 11)]
+        rows[4] = customer(5, credit_score=1200)
+        path = cli.write("customers.csv", "\n".join([CUSTOMERS_HEADER, *rows]) + "\n")
+        result = cli("import", "customers", str(path))
+        assert_exit(result, 1)
+        assert "10 rows" in result.stdout and "9 loaded, 1 quarantined" in result.stdout
+        assert "credit_score" in result.stderr, "the reasons are listed for the user"
+        assert "10.0% of rows quarantined" in result.stderr
+        assert cli.count(Customer) == 9, "the good rows load even when the file fails"
+        assert cli.count(QuarantinedRow) == 1
+
+    @pytest.mark.parametrize(("bad", "code"), [(1, 0), (2, 1)], ids=["1 in 100", "2 in 100"])
+    def test_limit_is_above_one_percent(self, cli: Cli, bad: int, code: int) -> None:
+        rows = [customer(n, 1200 if n <= bad else 650) for n in range(1, 101)]
+        path = cli.write("customers.csv", "\n".join([CUSTOMERS_HEADER, *rows]) + "\n")
+        assert_exit(cli("import", "customers", str(path)), code)
+
+    def test_success_limit_is_a_setting(self, cli: Cli) -> None:
+        rows = [customer(1), customer(2, credit_score=1200)]
+        path = cli.write("customers.csv", "\n".join([CUSTOMERS_HEADER, *rows]) + "\n")
+        result = cli("import", "customers", str(path), PDCA_QUARANTINE_MAX_SHARE="0.5")
+        assert_exit(result, 0)
+
+
+FILE_FAULTS = [
+    # (case, feed, file name, content or None for no file, fragments of the error line)
+    ("missing file", "customers", "nowhere.csv", None, ["nowhere.csv", "no such file"]),
+    (
+        "unknown feed",
+        "prospects",
+        "customers.csv",
+        f"{CUSTOMERS_HEADER}\n{customer(1)}\n",
+        ["unknown feed 'prospects'", "customers"],
+    ),
+    (
+        "wrong delimiter",
+        "customers",
+        "customers.csv",
+        f"{CUSTOMERS_HEADER.replace(',', ';')}\n{customer(1).replace(',', ';')}\n",
+        ["customers.csv", "line 1", "';'"],
+    ),
+    (
+        "missing column",
+        "customers",
+        "customers.csv",
+        f"{CUSTOMERS_HEADER.replace(',phone', '')}\n{customer(1)[:-1]}\n",
+        ["customers.csv", "line 1", "missing column(s) phone"],
+    ),
+    ("empty file", "customers", "customers.csv", b"", ["customers.csv", "line 1", "empty"]),
+    (
+        "not UTF-8",
+        "customers",
+        "customers.csv",
+        CUSTOMERS_HEADER.replace("region", "r\xe9gion").encode("latin-1") + b"\n",
+        ["customers.csv", "line 1", "UTF-8"],
+    ),
+]
+
+
+class TestImportFileFaults:
+    @pytest.mark.parametrize(
+        ("feed", "name", "content", "fragments"),
+        [pytest.param(*case[1:], id=case[0]) for case in FILE_FAULTS],
+    )
+    def test_failure(
+        self,
+        migrated: Cli,
+        feed: str,
+        name: str,
+        content: str | bytes | None,
+        fragments: list[str],
+    ) -> None:
+        cli = migrated
+        path = cli.folder / name if content is None else cli.write(name, content)
+        line = assert_one_error_line(cli("import", feed, str(path)), *fragments)
+        assert line.startswith("pdca: error: ")
+        assert result_is_empty(cli), "a refused file writes nothing"
+
+    def test_failure_usage_error_exits_2(self, cli: Cli) -> None:
+        result = cli("import", "customers")
+        assert_exit(result, 2)
+        assert "Missing argument" in result.stderr
+
+
+def result_is_empty(cli: Cli) -> bool:
+    return cli.count(Customer) == 0 and cli.count(QuarantinedRow) == 0
