@@ -1,22 +1,29 @@
-"""Demo: a fresh database with a synthetic campaign history, loaded the way real data is.
+"""Demo: a fresh database with a synthetic campaign history, then the first cycle day.
 
 The synthetic feeds are written as CSV files and go through the same importers, suites
 and quarantine as any user's feeds (including a few deliberately bad rows), so the demo
-shows the product's real path end to end. Later stages extend it into a full PDCA cycle.
+shows the product's real path end to end. Then the cycle starts: the week after the
+history is planned (targets, budget split) and its Monday's noon window is dispatched
+through the simulated gateways, which draw deliveries and responses.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
+from flows.dispatch import dispatch_flow
+from flows.plan import plan_flow
 from pdca.db import make_engine, reset_database
 from pdca.settings import get_settings
 from tasks.campaigns import apply_spec, load_spec
 from tasks.demo_data import DemoFiles, write_demo_feeds
 from tasks.importing import ImportResult, import_feed
+from tasks.periods import Period
 
 FEED_ORDER = (
     "customers",
@@ -79,13 +86,44 @@ def demo_flow(customers: int = 50_000, weeks: int = 8, seed: int = 7) -> str:
         ],
         description="Demo feeds loaded; the quarantined rows are the deliberately bad ones.",
     )
-    return demo_summary(settings.database_url, results)
+    cycle = run_first_cycle_day(files.spec, weeks)
+    return demo_summary(settings.database_url, results, cycle)
 
 
-def demo_summary(database_url: str, results: list[ImportResult]) -> str:
+def run_first_cycle_day(spec_path: Path, weeks: int) -> list[str]:
+    """Plan the week after the history, then dispatch its Monday's noon window."""
+    spec = load_spec(spec_path)
+    monday = spec.start + timedelta(weeks=weeks)
+    week = Period.week_of(monday)
+    plan = plan_flow(campaign_id=spec.id, period=str(week))
+    window = next(iter(spec.contact_policy.windows))
+    opens = datetime.combine(
+        monday, spec.contact_policy.windows[window].start, tzinfo=ZoneInfo(spec.timezone)
+    )
+    at = opens.astimezone(UTC).replace(tzinfo=None) + timedelta(minutes=5)
+    batches = dispatch_flow(
+        campaign_id=spec.id, day=monday, window=window, at=at, simulate_outcomes=True
+    )
+    lines = [
+        f"plan {spec.id} {week}: version {plan['version']}, budget "
+        f"{sum(row['amount'] for row in plan['budget']):,.2f} over "
+        f"{', '.join(row['channel'] for row in plan['budget'])}"
+    ]
+    for batch in batches:
+        sent = sum(sum(v.values()) for v in batch["sends"].values())
+        lines.append(
+            f"dispatch {spec.id} {monday} {batch['window']}: audience "
+            f"{batch['audience']}, sent {sent}, hold-out {batch['holdout']}, "
+            f"excluded {sum(batch['excluded'].values())}"
+        )
+    return lines
+
+
+def demo_summary(database_url: str, results: list[ImportResult], cycle: list[str]) -> str:
     from sqlalchemy.engine import make_url
 
     lines = [f"  {r.summary()}" for r in results]
+    lines += [f"  {line}" for line in cycle]
     url = make_url(database_url)
     where = (
         str(Path(url.database).resolve())

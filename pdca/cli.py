@@ -113,6 +113,162 @@ def demo(
     typer.echo(summary)
 
 
+@app.command()
+def plan(
+    campaign: Annotated[str, typer.Option("--campaign", help="Campaign id.")],
+    period: Annotated[str, typer.Option(help="2026-W12, 2026-03 or 2026-Q1.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+) -> None:
+    """KPI targets and channel budgets for the period (a new version of its plan)."""
+    from flows.plan import plan_flow
+    from tasks.periods import Period
+
+    Period.parse(period)  # a bad period is bad usage: refuse before starting Prefect
+    result = plan_flow(campaign_id=campaign, period=period)
+    if as_json:
+        _print_json(result)
+        return
+    typer.echo(f"plan {campaign} {period}: version {result['version']}")
+    for row in result["budget"]:
+        typer.echo(
+            f"  {row['channel']:<9} {row['amount']:>14,.2f}  {row['touches']:>9,} touches"
+            f"  {row['limited_by']}"
+        )
+    for target in result["targets"]:
+        if target["channel"] is None and target["segment"] is None:
+            typer.echo(f"  target {target['metric']:<17} {target['target']:>16,.4f}")
+    for note in result["inputs"]["notes"]:
+        typer.echo(f"  note: {note}")
+
+
+@app.command()
+def dispatch(
+    campaign: Annotated[str, typer.Option("--campaign", help="Campaign id.")],
+    day: Annotated[str, typer.Option("--date", help="Local send day, YYYY-MM-DD.")],
+    window: Annotated[str | None, typer.Option(help="Only this send window.")] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(help="Act as of this UTC time (ISO 8601) instead of now: replays, tests."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Select, route and send the outreach batches due (exactly once, in their windows)."""
+    from flows.dispatch import dispatch_flow
+
+    summaries = dispatch_flow(
+        campaign_id=campaign,
+        day=_date_option("--date", day),
+        window=window,
+        at=_utc_option("--at", at) if at else None,
+    )
+    failures = sum(sum(s["failures"].values()) for s in summaries)
+    if as_json:
+        _print_json(
+            {
+                "campaign": campaign,
+                "date": day,
+                "batches": summaries,
+                "totals": _dispatch_totals(summaries),
+            }
+        )
+    else:
+        for summary in summaries:
+            sent = sum(sum(v.values()) for v in summary["sends"].values())
+            typer.echo(
+                f"{campaign} {day} {summary['window']}: {summary['status']}; audience "
+                f"{summary['audience']}, sent {sent}, hold-out {summary['holdout']}, held "
+                f"{summary['held']}, failed {sum(summary['failures'].values())}"
+            )
+    if failures:
+        raise typer.Exit(1)
+
+
+def _dispatch_totals(summaries: list[dict]) -> dict:
+    """The day's figures over all its windows, in the shape of one batch."""
+    totals: dict = {
+        "audience": 0,
+        "eligible": 0,
+        "excluded": {},
+        "sends": {},
+        "holdout": 0,
+        "held": 0,
+        "failures": {},
+    }
+    for summary in summaries:
+        for key in ("audience", "eligible", "holdout", "held"):
+            totals[key] += summary[key]
+        for reason, count in summary["excluded"].items():
+            totals["excluded"][reason] = totals["excluded"].get(reason, 0) + count
+        for channel, variants in summary["sends"].items():
+            for variant, count in variants.items():
+                by_variant = totals["sends"].setdefault(channel, {})
+                by_variant[variant] = by_variant.get(variant, 0) + count
+        for channel, count in summary["failures"].items():
+            totals["failures"][channel] = totals["failures"].get(channel, 0) + count
+    return totals
+
+
+@app.command("export")
+def export_command(
+    feed: Annotated[str, typer.Argument(help="A feed name, or call-list (phone sends).")],
+    file: Annotated[Path, typer.Argument(help="The CSV file to write.")],
+    campaign: Annotated[str | None, typer.Option("--campaign", help="Only this campaign.")] = None,
+    first: Annotated[str | None, typer.Option("--from", help="First local day.")] = None,
+    last: Annotated[str | None, typer.Option("--to", help="Last local day.")] = None,
+) -> None:
+    """Write a table in its feed's format (or the phone call list), audited."""
+    from tasks.export import DateRange, export_call_list, export_feed
+
+    days = DateRange(
+        _date_option("--from", first) if first else None,
+        _date_option("--to", last) if last else None,
+    )
+    engine = _ready_engine()
+    with engine.connect() as conn:
+        if feed == "call-list":
+            if campaign is None:
+                raise UserError("export call-list: --campaign is required")
+            rows = export_call_list(conn, campaign, file, days=days)
+        else:
+            rows = export_feed(
+                conn,
+                feed,
+                file,
+                campaign_id=campaign,
+                days=days,
+                default_timezone=get_settings().timezone,
+            )
+    typer.echo(f"{feed}: {rows} rows written to {file}")
+
+
+def _date_option(name: str, value: str):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise UserError(f"{name} {value!r}: expected a date YYYY-MM-DD") from None
+
+
+def _utc_option(name: str, value: str):
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise UserError(f"{name} {value!r}: expected an ISO 8601 time") from None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
+
+
+def _print_json(document: dict) -> None:
+    """One JSON document on stdout and nothing else there (logs go to stderr)."""
+    import json
+
+    sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+
+
 def _display_url(url: str) -> str:
     """The URL without its password, for messages and logs."""
     from sqlalchemy.engine import make_url

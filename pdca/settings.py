@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +41,12 @@ class Settings(BaseSettings):
     tolerance_fail: float = Field(default=0.15, ge=0, description="at_risk band, ± share.")
     anomaly_z: float = Field(default=3.0, gt=0)
     anomaly_min_volume: int = Field(default=200, ge=0)
+    plan_objective: Literal["disbursed_amount", "roi"] = Field(
+        default="disbursed_amount", description="What the budget split maximises."
+    )
+    plan_floor_share: float = Field(
+        default=0.05, ge=0, lt=1, description="Least budget share per channel (keeps it measured)."
+    )
     output_dir: Path = Field(default=Path("var"), description="Reports, outbox, Data Docs.")
     smtp_host: str | None = None
     smtp_port: int = 25

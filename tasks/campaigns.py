@@ -254,6 +254,9 @@ class CampaignSpec(BaseModel):
     recipients: list[EmailAddress] = Field(default_factory=list)
     growth: float = Field(default=1.0, gt=0)
     """The multiplier the plan applies to history (1.0 = repeat history)."""
+    daily_capacity: dict[ChannelName, Annotated[int, Field(gt=0)]] = Field(default_factory=dict)
+    """Beyond the contract: most touches a channel can take per day (e.g. the relationship
+    managers' calls); channels not named are limited by budget only."""
     offer: Offer | None = None
     """Beyond the contract: the rate and amount messages quote (default: the APR cap)."""
 

@@ -296,23 +296,34 @@ def write_demo_feeds(
             del frame  # one feed's frame at a time
     spec_path = out_dir / f"{CAMPAIGN_ID}.yaml"
     spec_path.write_text(
-        yaml.safe_dump(campaign_spec(start, weeks, cost_total), sort_keys=False),
+        yaml.safe_dump(campaign_spec(start, weeks, cost_total, customers), sort_keys=False),
         encoding="utf-8",
     )
     return DemoFiles(**paths, spec=spec_path, bad_rows=bad_rows, rows=rows)
 
 
-def campaign_spec(start: date, weeks: int, cost_total: float) -> dict:
-    """The demo campaign's spec, in the contract's YAML layout; budget = cost × 1.2."""
+FUTURE_WEEKS = 5
+"""The campaign runs this many weeks past its history: the PDCA cycle plans them."""
+
+
+def campaign_spec(start: date, weeks: int, cost_total: float, customers: int = 50_000) -> dict:
+    """The demo campaign's spec, in the contract's YAML layout.
+
+    It runs FUTURE_WEEKS past the history, with a budget of 1.2 × the history's weekly
+    cost for every week; the relationship managers can make one call a day per 250
+    customers (at least 20).
+    """
     return {
         "id": CAMPAIGN_ID,
         "name": "SME revolving loan, demo history",
         "product": PRODUCT,
         "start": start,
-        "end": start + timedelta(days=weeks * 7 - 1),
+        "end": start + timedelta(days=(weeks + FUTURE_WEEKS) * 7 - 1),
         "timezone": TIMEZONE,
         "channels": list(CHANNELS),
-        "budget_total": math.ceil(cost_total * 1.2),
+        "budget_total": math.ceil(cost_total * 1.2 * (weeks + FUTURE_WEEKS) / weeks),
+        "daily_capacity": {"phone": max(20, customers // 250)},
+        "offer": {"apr": 14.5, "max_amount": 500_000},
         "risk": {
             "max_overdue_rate_30": 0.03,
             "min_credit_score": MIN_CREDIT_SCORE,

@@ -61,6 +61,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
@@ -956,3 +957,77 @@ def gateway_for(
         per_second = float(rate)
         gateway = RateLimitedGateway(gateway, RateLimiter(per_second, math.ceil(per_second)))
     return gateway
+
+
+class JournaledGateway(_Closing):
+    """A simulated gateway that remembers, in the database, every key it accepted.
+
+    A real provider recognises a resent idempotency key and does not send twice; an
+    in-memory simulation forgets everything when the process dies. This wrapper keeps the
+    simulation honest across crashes: keys already in `simulated_sends` are answered from
+    there (their attempts counted), only new keys reach the inner gateway.
+    """
+
+    def __init__(self, inner: SimulatedGateway, engine: Any) -> None:
+        self.inner = inner
+        self.engine = engine
+        self.name = f"journaled-{inner.name}"
+
+    def send_batch(self, messages: Sequence[OutboundMessage]) -> list[SendReceipt]:
+        from sqlalchemy import bindparam, insert, select, update
+
+        from pdca.models import SimulatedSend
+
+        keys = [message.idempotency_key for message in messages]
+        with self.engine.begin() as conn:
+            known = {
+                key: (delivered, responded)
+                for key, delivered, responded in conn.execute(
+                    select(
+                        SimulatedSend.idempotency_key,
+                        SimulatedSend.delivered,
+                        SimulatedSend.responded,
+                    ).where(SimulatedSend.idempotency_key.in_(keys))
+                )
+            }
+            fresh = [message for message in messages if message.idempotency_key not in known]
+            fresh_receipts = {
+                receipt.idempotency_key: receipt
+                for receipt in (self.inner.send_batch(fresh) if fresh else [])
+            }
+            now = datetime.now(UTC).replace(tzinfo=None)
+            accepted = [
+                {
+                    "idempotency_key": message.idempotency_key,
+                    "channel": message.channel,
+                    "customer_id": message.customer_id,
+                    "accepted_at": now,
+                    "delivered": fresh_receipts[message.idempotency_key].delivered,
+                    "responded": fresh_receipts[message.idempotency_key].responded,
+                    "attempts": 1,
+                }
+                for message in fresh
+                if fresh_receipts[message.idempotency_key].accepted
+            ]
+            if accepted:
+                conn.execute(insert(SimulatedSend), accepted)
+            if known:
+                conn.execute(
+                    update(SimulatedSend)
+                    .where(SimulatedSend.idempotency_key == bindparam("key"))
+                    .values(attempts=SimulatedSend.attempts + 1),
+                    [{"key": key} for key in known],
+                )
+        receipts = []
+        for message in messages:
+            key = message.idempotency_key
+            if key in known:
+                delivered, responded = known[key]
+                receipts.append(
+                    SendReceipt(
+                        key, True, _reference(self.inner.ref_prefix, key), delivered, responded
+                    )
+                )
+            else:
+                receipts.append(fresh_receipts[key])
+        return receipts

@@ -21,6 +21,7 @@ from tasks.campaigns import load_spec
 from tasks.demo_data import (
     BAD_ROWS,
     CAMPAIGN_ID,
+    FUTURE_WEEKS,
     DemoFiles,
     assign_variant,
     summarise,
@@ -250,10 +251,14 @@ class TestSpec:
             "sme-revolving",
             "Asia/Shanghai",
         )
-        assert (spec.start, spec.end) == (START, END)
+        future = FUTURE_WEEKS * 7
+        assert (spec.start, spec.end) == (START, END + timedelta(days=future))
         assert spec.channels == ["phone", "sms", "im", "app_push", "email"]
         cost = _number(good["touches"].cost).sum()
-        assert spec.budget_total == pytest.approx(cost * 1.2, abs=1.0)
+        weeks = WEEKS + FUTURE_WEEKS
+        assert spec.budget_total == pytest.approx(cost * 1.2 * weeks / WEEKS, abs=1.0)
+        assert spec.daily_capacity["phone"] >= 20
+        assert spec.offer is not None and spec.offer.apr <= spec.risk.apr_cap
 
     def test_spec_is_the_briefed_policy(self, demo: DemoFiles) -> None:
         document = yaml.safe_load(demo.spec.read_text(encoding="utf-8"))

@@ -1,0 +1,171 @@
+"""Plan: set the period's targets and split its budget across channels.
+
+Reads like the stage: find the history to learn from, work out each channel's economics,
+let the LP split the budget (under capacity, floors, the overdue ceiling and the
+manager-approved adjustments), derive the targets, and save them as the new current
+version of the (campaign, period) plan. Earlier versions stay as history.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from sqlalchemy import Connection, insert
+
+from pdca.db import make_engine
+from pdca.errors import UserError
+from pdca.models import AuditEntry
+from pdca.settings import get_settings
+from tasks.budget import Allocation, allocate
+from tasks.campaigns import CampaignSpec, get_campaign_spec
+from tasks.periods import Period
+from tasks.plan import (
+    History,
+    approved_adjustments,
+    channel_economics,
+    find_history,
+    gather_history,
+    mark_applied,
+    period_budget,
+    previous_split,
+    save_plan,
+    send_days,
+    targets_from,
+)
+
+
+@task(cache_policy=NO_CACHE)
+def learn_from_history(conn: Connection, spec: CampaignSpec, period: Period) -> History:
+    """The history the targets come from: own trailing weeks, else comparable campaigns."""
+    sources = find_history(conn, spec, period)
+    if not sources:
+        raise UserError(
+            f"campaign {spec.id!r}: no history to plan {period} from; import touches of "
+            "the campaign or comparable history (e.g. `pdca import uci-bank …`)"
+        )
+    settings = get_settings()
+    return gather_history(
+        conn,
+        sources,
+        attribution_days=settings.attribution_window_days,
+        ftp_rate=settings.ftp_rate,
+        lgd=settings.lgd,
+    )
+
+
+@task(cache_policy=NO_CACHE)
+def split_budget(
+    conn: Connection, spec: CampaignSpec, period: Period, history: History
+) -> tuple[Allocation, list[int], list[str]]:
+    """The LP's split of the period's budget, with the approved adjustments applied."""
+    settings = get_settings()
+    economics, notes = channel_economics(spec, history, send_days(spec, period))
+    adjustments = approved_adjustments(conn, spec.id)
+    allocation = allocate(
+        economics,
+        period_budget(spec, period),
+        objective=settings.plan_objective,
+        floor_share=settings.plan_floor_share,
+        overdue_ceiling=spec.risk.max_overdue_rate_30,
+        adjustments=[adjustment for _, adjustment in adjustments],
+        previous=previous_split(conn, spec.id, period),
+    )
+    return allocation, [action_id for action_id, _ in adjustments], notes
+
+
+@task(cache_policy=NO_CACHE)
+def record_plan(
+    conn: Connection,
+    spec: CampaignSpec,
+    period: Period,
+    history: History,
+    allocation: Allocation,
+    applied: list[int],
+    notes: list[str],
+) -> dict[str, Any]:
+    """Targets saved with the split as the plan's new current version, in one transaction."""
+    settings = get_settings()
+    targets = targets_from(
+        spec, history, allocation, (settings.tolerance_warn, settings.tolerance_fail)
+    )
+    inputs = {
+        "history": [f"{s.campaign_id} {s.window} ({s.reason})" for s in history.sources],
+        "growth": spec.growth,
+        "objective": settings.plan_objective,
+        "applied_actions": applied,
+        "notes": [*notes, *allocation.explanation.notes],
+        "budget_shadow_price": allocation.explanation.budget_shadow_price,
+        "binding": allocation.explanation.binding,
+    }
+    plan_id, version = save_plan(
+        conn, spec.id, period, allocation, targets, inputs, dict(spec.daily_capacity)
+    )
+    mark_applied(conn, applied, period)
+    conn.execute(
+        insert(AuditEntry).values(
+            actor="plan",
+            action="plan.create",
+            subject=f"{spec.id}:{period}",
+            detail={"plan_id": plan_id, "version": version, "applied_actions": applied},
+        )
+    )
+    conn.commit()
+    return {
+        "campaign": spec.id,
+        "period": str(period),
+        "plan_id": plan_id,
+        "version": version,
+        "budget": allocation.to_rows(),
+        "targets": targets,
+        "inputs": inputs,
+    }
+
+
+@flow(name="plan", flow_run_name="plan {campaign_id} {period}")
+def plan_flow(campaign_id: str, period: str) -> dict[str, Any]:
+    """Plan `period` of the campaign: budget split and targets, as a new plan version."""
+    settings = get_settings()
+    parsed = Period.parse(period)
+    engine = make_engine(settings.database_url)
+    with engine.connect() as conn:
+        spec = get_campaign_spec(conn, campaign_id)
+        history = learn_from_history(conn, spec, parsed)
+        allocation, applied, notes = split_budget(conn, spec, parsed, history)
+        result = record_plan(conn, spec, parsed, history, allocation, applied, notes)
+    publish_plan(result)
+    return result
+
+
+def publish_plan(result: dict[str, Any]) -> None:
+    """Two table artifacts: the budget split and the campaign-level targets."""
+    key = f"plan-{result['campaign']}".lower()
+    create_table_artifact(
+        key=f"{key}-budget",
+        table=result["budget"],
+        description=f"Budget split, {result['campaign']} {result['period']} "
+        f"(version {result['version']})",
+    )
+    create_table_artifact(
+        key=f"{key}-targets",
+        table=[
+            {
+                "metric": t["metric"],
+                "channel": t["channel"] or "(all)",
+                "target": round(t["target"], 4),
+                "band": f"±{t['tolerance_warn']:.0%} / ±{t['tolerance_fail']:.0%}",
+                "lower_is_better": t["lower_is_better"],
+            }
+            for t in result["targets"]
+            if t["segment"] is None
+        ],
+        description=f"Targets, {result['campaign']} {result['period']}",
+    )
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(plan_flow(sys.argv[1], sys.argv[2]))

@@ -1,0 +1,150 @@
+-- attributed_applications: the applications a campaign is credited with.
+--
+-- Grain: one row per application applied in [:starts_at, :ends_at) and
+-- attributed to :campaign_id (the contract's "Attribution"):
+--   * by its own campaign_id, or, when that is empty (null or ''),
+--   * by the customer's last delivered touch (of any campaign) sent within
+--     :attribution_days days before applied_at, when that touch is
+--     :campaign_id's. The window is inclusive at both ends: a touch sent
+--     exactly :attribution_days days before the application counts, and so
+--     does one sent at the same instant. Touches sent at the same instant are
+--     ordered by touch_id (the highest is the last).
+-- Only empty-campaign applications between the campaign's first touch and
+-- its last touch + :attribution_days are looked up in touches, each with
+-- one index probe (touches by customer_id, sent_at): no scan of touches.
+--
+-- Columns: application_id, customer_id, channel (the application's own),
+-- applied_at, attributed_by ('campaign_id' or 'touch'), segment (the
+-- customer's; 'unknown' without a customer row), variant (the customer's
+-- assignment in the campaign: the variant of their first touch in it,
+-- hold-out included; 'unassigned' when they have none).
+--
+-- Parameters: :campaign_id, :starts_at and :ends_at (naive UTC),
+-- :attribution_days.
+-- Other queries inline it as a subquery: ref("attributed_applications").
+
+with
+
+first_touch as (
+    select min(t.sent_at) as sent_at
+    from touches as t
+    where t.campaign_id = :campaign_id
+),
+
+last_touch as (
+    select max(t.sent_at) as sent_at
+    from touches as t
+    where t.campaign_id = :campaign_id
+),
+
+by_campaign_id as (
+    select
+        a.application_id,
+        a.customer_id,
+        a.channel,
+        a.applied_at,
+        'campaign_id' as attributed_by
+    from applications as a
+    where
+        a.campaign_id = :campaign_id
+        and a.applied_at >= :starts_at
+        and a.applied_at < :ends_at
+),
+
+unattributed as (
+    select
+        a.application_id,
+        a.customer_id,
+        a.channel,
+        a.applied_at
+    from applications as a
+    cross join first_touch as ft
+    cross join last_touch as lt
+    where
+        (a.campaign_id is null or a.campaign_id = '')
+        and a.applied_at >= :starts_at
+        and a.applied_at < :ends_at
+        and a.applied_at >= ft.sent_at
+        and a.applied_at <= {{ add_days("lt.sent_at", ":attribution_days") }}
+),
+
+last_delivered as (
+    -- per application: one backward probe of touches (customer_id, sent_at)
+    select
+        u.application_id,
+        u.customer_id,
+        u.channel,
+        u.applied_at,
+        (
+            select t.campaign_id
+            from touches as t
+            where
+                t.customer_id = u.customer_id
+                and t.delivered
+                and t.sent_at <= u.applied_at
+                and t.sent_at
+                >= {{ add_days("u.applied_at", "-:attribution_days") }}
+            order by t.sent_at desc, t.touch_id desc
+            limit 1
+        ) as campaign_id
+    from unattributed as u
+),
+
+by_touch as (
+    select
+        d.application_id,
+        d.customer_id,
+        d.channel,
+        d.applied_at,
+        'touch' as attributed_by
+    from last_delivered as d
+    where d.campaign_id = :campaign_id
+),
+
+attributed as (
+    select * from by_campaign_id
+    union all
+    select * from by_touch
+),
+
+assigned as (
+    -- per application: one forward probe of touches (customer_id, sent_at)
+    select
+        a.application_id,
+        a.customer_id,
+        a.channel,
+        a.applied_at,
+        a.attributed_by,
+        (
+            select t.variant
+            from touches as t
+            where
+                t.customer_id = a.customer_id
+                and t.campaign_id = :campaign_id
+            order by t.sent_at asc, t.touch_id asc
+            limit 1
+        ) as variant
+    from attributed as a
+),
+
+final as (
+    -- per application: one probe of the customers primary key
+    select
+        a.application_id,
+        a.customer_id,
+        a.channel,
+        a.applied_at,
+        a.attributed_by,
+        coalesce(
+            (
+                select c.segment
+                from customers as c
+                where c.customer_id = a.customer_id
+            ),
+            'unknown'
+        ) as segment,
+        coalesce(a.variant, 'unassigned') as variant
+    from assigned as a
+)
+
+select * from final

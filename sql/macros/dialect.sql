@@ -1,0 +1,47 @@
+{#-
+    The dialect macros: the only place where SQLite and PostgreSQL differ.
+
+    Rendered per dialect by tasks/sqlfiles.py (variable `dialect`: "sqlite" or
+    "postgresql", as SQLAlchemy names them) and by sqlfluff's jinja templater
+    (pyproject: [tool.sqlfluff.templater.jinja], which lints the PostgreSQL
+    rendering). Arguments are SQL expressions as text; values always arrive as
+    bind parameters (":attribution_days"), never formatted into the SQL.
+
+    Timestamps are naive UTC. SQLite stores them as text
+    'YYYY-MM-DD HH:MM:SS.ffffff' and compares them as text, so every expression
+    that yields a timestamp must yield exactly that format: SQLite's own
+    datetime()/strftime('%f') drop or round the microseconds, so add_days()
+    shifts only the first 19 characters (whole days never change the time of
+    day or the fraction in UTC) and appends the stored fraction unchanged.
+-#}
+
+{#- timestamp + days (an integer expression, may be negative), exact to the
+    microsecond on both back ends. -#}
+{% macro add_days(timestamp, days) -%}
+{% if dialect == "sqlite" -%}
+(strftime('%Y-%m-%d %H:%M:%S', substr({{ timestamp }}, 1, 19), ({{ days }}) || ' days') || substr({{ timestamp }}, 20))
+{%- else -%}
+({{ timestamp }} + ({{ days }}) * interval '1 day')
+{%- endif %}
+{%- endmacro %}
+
+{#- The UTC calendar date of a timestamp, comparable with a date column such as
+    repayments.as_of ('YYYY-MM-DD' text on SQLite). -#}
+{% macro to_date(timestamp) -%}
+{% if dialect == "sqlite" -%}
+date({{ timestamp }})
+{%- else -%}
+cast({{ timestamp }} as date)
+{%- endif %}
+{%- endmacro %}
+
+{#- `in` a list bound as one expanding parameter (SQLAlchemy writes the
+    parentheses at run time). sqlfluff cannot parse `in :name`, so the lint
+    rendering (context `lint`, pyproject) shows the parenthesised form. -#}
+{% macro in_list(parameter) -%}
+{% if lint is defined and lint -%}
+in ({{ parameter }})
+{%- else -%}
+in {{ parameter }}
+{%- endif %}
+{%- endmacro %}

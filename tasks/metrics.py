@@ -1,0 +1,350 @@
+"""The contract's metrics, computed one way for every stage (plan, check, report).
+
+The counting happens in SQL (`sql/funnel_touches.sql`, `sql/funnel_applications.sql`,
+`sql/overdue_rate_30.sql`, `sql/complaints.sql`, `sql/reject_reasons.sql`); pandas only
+shapes the aggregated rows and divides. The rules, from the contract's "Metrics":
+
+- touches, delivered, responded and cost count by `sent_at` in the period; hold-out rows
+  (variant `holdout`) count in none of them;
+- applications count by `applied_at` in the period, attributed to the campaign by their
+  own campaign_id or, when empty, by the customer's last delivered touch within
+  `attribution_days` before (inclusive at both ends, see `sql/attributed_applications.sql`);
+  approved, disbursements, disbursed_amount, net_interest and expected_loss are the
+  decisions and loans *of those applications*, whenever they happened;
+- "latest" repayment snapshot = the one with the greatest `as_of` before the local day
+  after the period (for expected_loss and overdue_rate_30 alike);
+- weeks are ISO weeks of the campaign's time zone, clipped to the period: each query runs
+  once per (week ∩ period) with that slice's UTC bounds, which keeps the SQL a plain
+  range scan on the (campaign_id, sent_at) and (campaign_id, applied_at) indexes;
+- every rate is computed from summed counts (never averaged) and is NaN, never inf or an
+  error, when its denominator is zero.
+
+Every function takes a `Connection` it is given; none builds an engine or reads settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, TextClause, select
+
+from pdca.errors import UserError
+from pdca.models import Campaign
+from tasks.periods import Period, local_midnight_utc
+from tasks.sqlfiles import query
+
+KEYS = ["channel", "segment", "variant"]
+"""The funnel's dimensions below the week."""
+
+COUNTS = [
+    "touches",
+    "delivered",
+    "responded",
+    "applications",
+    "approved",
+    "disbursements",
+    "disbursed_amount",
+    "cost",
+    "net_interest",
+    "expected_loss",
+]
+"""The funnel's additive columns, in the contract's order."""
+
+INTEGER_COUNTS = ["touches", "delivered", "responded", "applications", "approved", "disbursements"]
+
+RATES = ["reach_rate", "response_rate", "application_rate", "approval_rate", "cac", "roi"]
+"""What `with_rates` adds, each from summed counts."""
+
+SHARES = ["reach_rate", "response_rate", "approval_rate"]
+"""The rates that are shares of something counted before them (in [0, 1])."""
+
+LOWER_IS_BETTER = frozenset({"cac", "overdue_rate_30", "complaint_rate"})
+"""The metrics where less is good (the contract's variance direction)."""
+
+ALL_LOANS_SINCE = datetime(1900, 1, 1)
+"""`:starts_at` for overdue_rate_30: every application of the campaign, however old."""
+
+OVERDUE_COUNTS = ["loans", "seasoned_loans", "overdue_loans"]
+WHOLE_COUNTS = frozenset([*INTEGER_COUNTS, *OVERDUE_COUNTS, "complaints", "rejections"])
+
+
+# --- the funnel -------------------------------------------------------------------------
+
+
+def funnel(
+    conn: Connection,
+    campaign_id: str,
+    period: Period,
+    *,
+    attribution_days: int = 14,
+    ftp_rate: float = 0.03,
+    lgd: float = 0.6,
+) -> pd.DataFrame:
+    """One row per week × channel × segment × variant with the funnel's counts.
+
+    Columns: `week` (ISO week of the campaign's time zone, e.g. '2026-W12'), `channel`,
+    `segment`, `variant`, then `COUNTS`. A combination appears when anything was counted
+    in it (a hold-out variant only shows applications). Add rates with `with_rates` or
+    `rollup`.
+    """
+    dialect = conn.dialect.name
+    touches_sql = query("funnel_touches", dialect)
+    applications_sql = query("funnel_applications", dialect)
+    frames = []
+    for week in week_slices(period, campaign_timezone(conn, campaign_id)):
+        window = {"campaign_id": campaign_id, "starts_at": week.starts_at, "ends_at": week.ends_at}
+        touches = _read(conn, touches_sql, window)
+        applications = _read(
+            conn,
+            applications_sql,
+            {
+                **window,
+                "attribution_days": attribution_days,
+                "ftp_rate": ftp_rate,
+                "lgd": lgd,
+                "as_of_end_date": period.end,
+            },
+        )
+        frames.append(_merge(touches, applications, KEYS).assign(week=week.name))
+    return _tidy(_concat(frames, ["week", *KEYS, *COUNTS]), ["week", *KEYS])
+
+
+def with_rates(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with the contract's rates added from its counts (NaN where a denominator
+    is zero); existing rate columns are replaced."""
+    out = frame.drop(columns=[rate for rate in RATES if rate in frame.columns]).copy()
+    out["reach_rate"] = ratio(out["delivered"], out["touches"])
+    out["response_rate"] = ratio(out["responded"], out["delivered"])
+    out["application_rate"] = ratio(out["applications"], out["delivered"])
+    out["approval_rate"] = ratio(out["approved"], out["applications"])
+    out["cac"] = ratio(out["cost"], out["disbursements"])
+    out["roi"] = ratio(out["net_interest"] - out["cost"] - out["expected_loss"], out["cost"])
+    return out
+
+
+def rollup(frame: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """The funnel's counts summed to the grain `by` (e.g. [] for the campaign total,
+    ['channel'], ['week', 'channel']), then `with_rates`. Always at least one row for
+    `by=[]`, so an empty period still has a (zero) total."""
+    return with_rates(_sum(frame, by, COUNTS))
+
+
+def ratio(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
+    """numerator / denominator as floats; NaN where the denominator is zero or missing, and
+    wherever the quotient would not be finite (never ±inf)."""
+    numerator = pd.to_numeric(numerator, errors="coerce").astype("float64")
+    denominator = pd.to_numeric(denominator, errors="coerce").astype("float64")
+    quotient = numerator / denominator.where(denominator != 0, np.nan)
+    return quotient.where(np.isfinite(quotient), np.nan)
+
+
+# --- asset quality ----------------------------------------------------------------------
+
+
+def overdue_rate_30(
+    conn: Connection,
+    campaign_id: str,
+    period: Period,
+    by: Sequence[str] = (),
+    *,
+    attribution_days: int = 14,
+) -> pd.DataFrame:
+    """overdue_rate_30 at the grain `by` (any of week, channel, segment, variant).
+
+    The campaign's loans disbursed before the period's end, each judged by its latest
+    snapshot before that end: `overdue_loans` (latest dpd ≥ 30) / `seasoned_loans`
+    (latest snapshot at least 30 days after the disbursement date). With 'week' in `by`,
+    each week is judged as of its own end (clipped to the period), so a weekly series
+    shows how the rate moved. Columns: *by, loans, seasoned_loans, overdue_loans,
+    overdue_rate_30.
+    """
+    sql = query("overdue_rate_30", conn.dialect.name)
+    timezone = campaign_timezone(conn, campaign_id)
+    if "week" in by:
+        cuts = [(week.name, week.ends_at, week.end) for week in week_slices(period, timezone)]
+    else:
+        cuts = [(period.name, period.utc_bounds(timezone)[1], period.end)]
+    frames = []
+    for name, ends_at, end in cuts:
+        params = {
+            "campaign_id": campaign_id,
+            "starts_at": ALL_LOANS_SINCE,
+            "ends_at": ends_at,
+            "attribution_days": attribution_days,
+            "as_of_end_date": end,
+        }
+        frames.append(_read(conn, sql, params).assign(week=name))
+    frame = _tidy(_concat(frames, ["week", *KEYS, *OVERDUE_COUNTS]), ["week", *KEYS])
+    out = _sum(frame, by, OVERDUE_COUNTS)
+    out["overdue_rate_30"] = ratio(out["overdue_loans"], out["seasoned_loans"])
+    return out
+
+
+def complaint_rate(
+    conn: Connection,
+    campaign_id: str,
+    period: Period,
+    by: Sequence[str] = (),
+    *,
+    funnel_frame: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """complaint_rate (complaints per 1,000 delivered touches) at the grain `by`.
+
+    Complaints count by received_at; their channel is that of the customer's last
+    delivered touch in the campaign before the complaint ('unknown' when none: such
+    complaints count in the total but, having no delivered touches of their own, give NaN
+    at the channel grain). Pass the period's `funnel()` frame as `funnel_frame` to reuse
+    its delivered counts instead of querying touches again. Columns: *by, complaints,
+    delivered, complaint_rate.
+    """
+    dialect = conn.dialect.name
+    complaints_sql = query("complaints", dialect)
+    touches_sql = query("funnel_touches", dialect)
+    frames = []
+    for week in week_slices(period, campaign_timezone(conn, campaign_id)):
+        window = {"campaign_id": campaign_id, "starts_at": week.starts_at, "ends_at": week.ends_at}
+        complaints = _read(conn, complaints_sql, window)
+        if funnel_frame is None:
+            delivered = _read(conn, touches_sql, window)[[*KEYS, "delivered"]]
+            complaints = _merge(complaints, delivered, KEYS)
+        frames.append(complaints.assign(week=week.name))
+    columns = ["week", *KEYS, "complaints"] + (["delivered"] if funnel_frame is None else [])
+    frame = _concat(frames, columns)
+    if funnel_frame is not None:
+        delivered = funnel_frame[["week", *KEYS, "delivered"]]
+        frame = _merge(frame, delivered, ["week", *KEYS])
+    frame = _tidy(frame, ["week", *KEYS])
+    out = _sum(frame, by, ["complaints", "delivered"])
+    out["complaint_rate"] = 1000 * ratio(out["complaints"], out["delivered"])
+    return out
+
+
+# --- diagnostics ------------------------------------------------------------------------
+
+
+def reject_reasons(
+    conn: Connection,
+    campaign_id: str,
+    period: Period,
+    by: Sequence[str] = (),
+    *,
+    attribution_days: int = 14,
+    top: int | None = None,
+) -> pd.DataFrame:
+    """Why the period's attributed applications were rejected, most frequent first.
+
+    Columns: *by, reject_reason, rejections, share (of the rejections in its `by` group).
+    `top` keeps the first n reasons of each group.
+    """
+    sql = query("reject_reasons", conn.dialect.name)
+    frames = []
+    for week in week_slices(period, campaign_timezone(conn, campaign_id)):
+        params = {
+            "campaign_id": campaign_id,
+            "starts_at": week.starts_at,
+            "ends_at": week.ends_at,
+            "attribution_days": attribution_days,
+        }
+        frames.append(_read(conn, sql, params).assign(week=week.name))
+    frame = _concat(frames, ["week", *KEYS, "reject_reason", "rejections"])
+    frame = _tidy(frame, ["week", *KEYS, "reject_reason"])
+    out = _sum(frame, [*by, "reject_reason"], ["rejections"])
+    totals = out.groupby(list(by))["rejections"].transform("sum") if by else out["rejections"].sum()
+    out["share"] = ratio(out["rejections"], pd.Series(totals, index=out.index))
+    out = out.sort_values(
+        [*by, "rejections", "reject_reason"], ascending=[True] * len(by) + [False, True]
+    )
+    if top is not None:
+        out = out.groupby(list(by)).head(top) if by else out.head(top)
+    return out.reset_index(drop=True)
+
+
+# --- periods and time zones -------------------------------------------------------------
+
+
+def campaign_timezone(conn: Connection, campaign_id: str) -> str:
+    """The campaign's IANA time zone; a UserError when the campaign does not exist."""
+    timezone = conn.execute(
+        select(Campaign.timezone).where(Campaign.campaign_id == campaign_id)
+    ).scalar_one_or_none()
+    if timezone is None:
+        raise UserError(f"campaign {campaign_id!r} does not exist; apply its spec first")
+    return timezone
+
+
+class WeekSlice(NamedTuple):
+    """One ISO week ∩ a period: local days [start, end) and their naive-UTC bounds."""
+
+    name: str
+    start: date
+    end: date
+    starts_at: datetime
+    ends_at: datetime
+
+
+def week_slices(period: Period, timezone: str) -> list[WeekSlice]:
+    """Each ISO week ∩ `period`, in order, with UTC bounds of its local midnights.
+
+    A month starting on a Wednesday yields its first ISO week from that Wednesday's local
+    midnight to the next Monday's.
+    """
+    slices = []
+    for week in period.weeks():
+        start, end = max(week.start, period.start), min(week.end, period.end)
+        starts_at, ends_at = local_midnight_utc(start, timezone), local_midnight_utc(end, timezone)
+        slices.append(WeekSlice(week.name, start, end, starts_at, ends_at))
+    return slices
+
+
+# --- frames -----------------------------------------------------------------------------
+
+
+def _read(conn: Connection, sql: TextClause, params: dict) -> pd.DataFrame:
+    result = conn.execute(sql, params)
+    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+
+def _merge(left: pd.DataFrame, right: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Outer join on `keys`: a combination counted on either side is kept."""
+    return left.merge(right, on=keys, how="outer")
+
+
+def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    frames = [frame for frame in frames if not frame.empty]
+    if not frames:
+        return pd.DataFrame({column: pd.Series(dtype=object) for column in columns})
+    return pd.concat(frames, ignore_index=True)[columns]
+
+
+def _tidy(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Keys as text; every other column a count, zero where a side had no row, as int64
+    (whole counts) or float64 (money); rows in key order."""
+    frame = frame.copy()
+    for key in keys:
+        frame[key] = frame[key].astype("str")
+    for column in frame.columns.difference(keys):
+        filled = pd.to_numeric(frame[column], errors="coerce").astype("float64").fillna(0.0)
+        whole = column in WHOLE_COUNTS
+        frame[column] = filled.round().astype("int64") if whole else filled
+    return frame.sort_values(keys, kind="stable").reset_index(drop=True)
+
+
+def _sum(frame: pd.DataFrame, by: Sequence[str], counts: list[str]) -> pd.DataFrame:
+    """`counts` summed by `by`; one total row when `by` is empty."""
+    by = list(by)
+    unknown = [column for column in by if column not in frame.columns]
+    if unknown:
+        raise ValueError(f"cannot group by {unknown}: not among {list(frame.columns)}")
+    if not by:
+        return (
+            frame[counts]
+            .sum()
+            .to_frame()
+            .T.reset_index(drop=True)
+            .astype(frame[counts].dtypes.to_dict())
+        )
+    return frame.groupby(by, sort=True, dropna=False)[counts].sum().reset_index()

@@ -1,0 +1,550 @@
+"""Plan: a period's budget split and its KPI and asset-quality targets, from history.
+
+1. **History.** The trailing `HISTORY_WEEKS` weeks of the same campaign; a new campaign
+   borrows the latest weeks of comparable campaigns (same product first, then any
+   history, such as the imported UCI data). The evidence says which was used.
+2. **Economics.** Per channel and per touch: cost, disbursed amount, net income, loans,
+   overdue rate — the inputs of the budget LP (`tasks.budget.allocate`).
+3. **Budget.** The period's share of the campaign budget (by its days within the
+   campaign), split by the LP under capacity, floor share, the overdue ceiling and the
+   manager-approved adjustments from the Act stage.
+4. **Targets.** Volumes follow the allocated touches through each channel's historical
+   rates; the spec's `growth` lifts the outcomes (applications, disbursements,
+   disbursed amount) for the same spend. Business and asset quality weigh the same:
+   overdue_rate_30 and complaint_rate get targets beside cac and roi, and the overdue
+   target never exceeds the spec's `max_overdue_rate_30`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, func, insert, select, update
+
+from pdca.models import Action, Budget, Campaign, Plan, Target, Touch
+from tasks.budget import Allocation, BudgetAdjustment, ChannelEconomics
+from tasks.campaigns import CampaignSpec
+from tasks.metrics import LOWER_IS_BETTER, complaint_rate, funnel, overdue_rate_30, rollup
+from tasks.periods import Period
+
+HISTORY_WEEKS = 8
+REACH_HEADROOM = 1.5
+"""A channel's touches in a period may exceed its best history week (per week) by 50 %:
+beyond that the audience it reaches is the limit, not the budget."""
+VOLUME_TARGETS = ("touches", "delivered", "applications", "disbursements", "disbursed_amount")
+RATE_TARGETS = ("approval_rate", "cac", "roi", "overdue_rate_30", "complaint_rate")
+GROWN = ("applications", "disbursements", "disbursed_amount")
+"""The outcomes the spec's growth lifts; touches and delivered follow the budget."""
+
+
+@dataclass(frozen=True)
+class HistorySource:
+    campaign_id: str
+    window: Period
+    reason: str
+
+
+@dataclass
+class History:
+    """Summed history per channel and per segment, with where it came from."""
+
+    sources: list[HistorySource]
+    by_channel: pd.DataFrame
+    by_segment: pd.DataFrame
+    total: pd.Series
+    overdue_by_channel: dict[str, float]
+    overdue_total: float
+    complaint_rate: float
+    weekly_peak: dict[str, float] = field(default_factory=dict)
+    """Each channel's most touches in one history week."""
+
+
+@dataclass
+class PlanResult:
+    plan_id: int
+    version: int
+    period: str
+    allocation: Allocation
+    targets: list[dict[str, Any]]
+    budget: float
+    notes: list[str] = field(default_factory=list)
+
+
+def history_window(end: date, weeks: int = HISTORY_WEEKS) -> Period:
+    """The `weeks` whole ISO weeks that end before `end`."""
+    monday = end - timedelta(days=end.weekday())
+    start = monday - timedelta(weeks=weeks)
+    first, last = Period.week_of(start), Period.week_of(monday - timedelta(days=1))
+    return Period(start, monday, f"{first}..{last}", "weeks")
+
+
+def find_history(conn: Connection, spec: CampaignSpec, period: Period) -> list[HistorySource]:
+    """The campaign's own trailing weeks, else comparable campaigns' latest weeks."""
+    own = history_window(period.start)
+    if _touches_between(conn, spec.id, own):
+        return [HistorySource(spec.id, own, "the campaign's own trailing weeks")]
+    others = conn.execute(
+        select(Campaign.campaign_id, Campaign.product_code).where(Campaign.campaign_id != spec.id)
+    ).all()
+    same_product = [cid for cid, product in others if product == spec.product]
+    for candidates, reason in (
+        (same_product, f"campaigns of the same product ({spec.product})"),
+        ([cid for cid, _ in others], "other campaigns' history (no campaign of this product)"),
+    ):
+        sources = []
+        for campaign_id in candidates:
+            last = conn.execute(
+                select(func.max(Touch.sent_at)).where(Touch.campaign_id == campaign_id)
+            ).scalar()
+            if last is not None:
+                window = history_window(last.date() + timedelta(days=7))
+                sources.append(HistorySource(campaign_id, window, reason))
+        if sources:
+            return sources
+    return []
+
+
+def _touches_between(conn: Connection, campaign_id: str, window: Period) -> bool:
+    start, end = window.utc_bounds("UTC")
+    return bool(
+        conn.execute(
+            select(func.count())
+            .select_from(Touch)
+            .where(
+                Touch.campaign_id == campaign_id,
+                Touch.sent_at >= start - timedelta(days=1),
+                Touch.sent_at < end + timedelta(days=1),
+            )
+        ).scalar()
+    )
+
+
+def gather_history(
+    conn: Connection,
+    sources: list[HistorySource],
+    *,
+    attribution_days: int,
+    ftp_rate: float,
+    lgd: float,
+) -> History:
+    """Sum the sources' funnels (counts add up across campaigns; rates come after)."""
+    frames, overdue, complaints = [], [], []
+    for source in sources:
+        frame = funnel(
+            conn,
+            source.campaign_id,
+            source.window,
+            attribution_days=attribution_days,
+            ftp_rate=ftp_rate,
+            lgd=lgd,
+        )
+        frames.append(frame)
+        overdue.append(
+            overdue_rate_30(
+                conn,
+                source.campaign_id,
+                source.window,
+                ["channel"],
+                attribution_days=attribution_days,
+            )
+        )
+        complaints.append(
+            complaint_rate(conn, source.campaign_id, source.window, funnel_frame=frame)
+        )
+    combined = pd.concat(frames, ignore_index=True) if frames else funnel_columns()
+    overdue_frame = (
+        pd.concat(overdue, ignore_index=True)
+        if overdue
+        else pd.DataFrame(columns=["channel", "seasoned_loans", "overdue_loans"])
+    )
+    by_channel_overdue = overdue_frame.groupby("channel")[["seasoned_loans", "overdue_loans"]].sum()
+    seasoned = by_channel_overdue["seasoned_loans"]
+    overdue_by_channel = {
+        channel: float(row.overdue_loans / row.seasoned_loans)
+        for channel, row in by_channel_overdue.iterrows()
+        if row.seasoned_loans > 0
+    }
+    overdue_total = (
+        float(by_channel_overdue["overdue_loans"].sum() / seasoned.sum())
+        if len(seasoned) and seasoned.sum() > 0
+        else float("nan")
+    )
+    complaint_frame = pd.concat(complaints, ignore_index=True) if complaints else None
+    complaint_total = (
+        1000 * complaint_frame["complaints"].sum() / complaint_frame["delivered"].sum()
+        if complaint_frame is not None and complaint_frame["delivered"].sum() > 0
+        else float("nan")
+    )
+    total = rollup(combined, []).iloc[0]
+    return History(
+        sources,
+        rollup(combined, ["channel"]).set_index("channel"),
+        rollup(combined, ["segment"]).set_index("segment"),
+        total,
+        overdue_by_channel,
+        overdue_total,
+        float(complaint_total),
+        _weekly_peak(combined),
+    )
+
+
+def _weekly_peak(combined: pd.DataFrame) -> dict[str, float]:
+    peak = rollup(combined, ["week", "channel"]).groupby("channel")["touches"].max()
+    return {str(channel): float(value) for channel, value in peak.items() if value > 0}
+
+
+def funnel_columns() -> pd.DataFrame:
+    from tasks.metrics import COUNTS, KEYS
+
+    return pd.DataFrame(columns=["week", *KEYS, *COUNTS])
+
+
+def channel_economics(
+    spec: CampaignSpec, history: History, send_days: int
+) -> tuple[list[ChannelEconomics], list[str]]:
+    """Per-touch economics and capacity of the campaign's channels; gaps filled, and said.
+
+    Capacity: the spec's daily capacity × send days, and the reach limit (best history
+    week × weeks × REACH_HEADROOM; a channel without history gets the median reach).
+    """
+    notes, economics = [], []
+    weeks = send_days / 5
+    reach = {c: peak * weeks * REACH_HEADROOM for c, peak in history.weekly_peak.items()}
+    median_reach = float(np.median(list(reach.values()))) if reach else None
+    known = history.by_channel[history.by_channel["touches"] > 0]
+    fallback_cost = float((known["cost"] / known["touches"]).median()) if len(known) else 1.0
+    total = history.total
+    for channel in spec.channels:
+        if channel in known.index:
+            row = known.loc[channel]
+            touches = float(row["touches"])
+            per_touch = {
+                "cost": float(row["cost"]) / touches,
+                "disbursed": float(row["disbursed_amount"]) / touches,
+                "net": float(row["net_interest"] - row["expected_loss"]) / touches,
+                "loans": float(row["disbursements"]) / touches,
+            }
+        else:
+            touches = max(float(total["touches"]), 1.0)
+            per_touch = {
+                "cost": fallback_cost,
+                "disbursed": float(total["disbursed_amount"]) / touches,
+                "net": float(total["net_interest"] - total["expected_loss"]) / touches,
+                "loans": float(total["disbursements"]) / touches,
+            }
+            notes.append(
+                f"{channel}: no history; assumed the median cost per touch "
+                f"({fallback_cost:.2f}) and the campaign-wide rates"
+            )
+        overdue = history.overdue_by_channel.get(channel, history.overdue_total)
+        limits = [reach.get(channel, median_reach)]
+        if channel in spec.daily_capacity:
+            limits.append(float(spec.daily_capacity[channel] * send_days))
+        capacity = min((limit for limit in limits if limit is not None), default=None)
+        economics.append(
+            ChannelEconomics(
+                channel=channel,
+                cost_per_touch=max(per_touch["cost"], 0.001),
+                disbursed_per_touch=max(per_touch["disbursed"], 0.0),
+                net_income_per_touch=per_touch["net"],
+                loans_per_touch=max(per_touch["loans"], 0.0),
+                overdue_rate=0.0 if np.isnan(overdue) else overdue,
+                capacity_touches=capacity,
+            )
+        )
+    return economics, notes
+
+
+def send_days(spec: CampaignSpec, period: Period) -> int:
+    """Weekdays of the period within the campaign (the days dispatch sends)."""
+    return sum(
+        1
+        for offset in range(period.days)
+        if (day := period.start + timedelta(days=offset)).weekday() < 5
+        and spec.start <= day <= spec.end
+    )
+
+
+def period_budget(spec: CampaignSpec, period: Period) -> float:
+    """The campaign budget's share for the period, by calendar days within the campaign."""
+    first, last = max(period.start, spec.start), min(period.end - timedelta(days=1), spec.end)
+    days = max((last - first).days + 1, 0)
+    return spec.budget_total * days / ((spec.end - spec.start).days + 1)
+
+
+def approved_adjustments(conn: Connection, campaign_id: str) -> list[tuple[int, BudgetAdjustment]]:
+    """Approved Act actions not yet applied to a plan, as budget constraints.
+
+    `reallocate_budget` {from_channel, to_channel, share | amount} → a shift;
+    `retire_channel` {channel} → retire. Other action types steer dispatch, not the split.
+    """
+    rows = conn.execute(
+        select(Action.action_id, Action.type, Action.params).where(
+            Action.campaign_id == campaign_id,
+            Action.status == "approved",
+            Action.applied_to_period.is_(None),
+            Action.type.in_(("reallocate_budget", "retire_channel")),
+        )
+    ).all()
+    adjustments = []
+    for action_id, kind, params in rows:
+        source = f"action {action_id}"
+        if kind == "retire_channel":
+            adjustments.append(
+                (action_id, BudgetAdjustment("retire", params["channel"], source=source))
+            )
+        else:
+            adjustments.append(
+                (
+                    action_id,
+                    BudgetAdjustment(
+                        "shift",
+                        params["from_channel"],
+                        to_channel=params["to_channel"],
+                        share=params.get("share"),
+                        amount=params.get("amount"),
+                        source=source,
+                    ),
+                )
+            )
+    return adjustments
+
+
+def previous_split(conn: Connection, campaign_id: str, period: Period) -> dict[str, float] | None:
+    """The budget split of the latest plan of an earlier period (what a shift moves from)."""
+    rows = conn.execute(
+        select(Plan.plan_id, Plan.period).where(
+            Plan.campaign_id == campaign_id, Plan.is_current.is_(True)
+        )
+    ).all()
+    earlier = [(Period.parse(p).start, pid) for pid, p in rows if Period.parse(p) < period]
+    if not earlier:
+        return None
+    _, plan_id = max(earlier)
+    return dict(
+        conn.execute(select(Budget.channel, Budget.amount).where(Budget.plan_id == plan_id)).all()
+    )
+
+
+def targets_from(
+    spec: CampaignSpec,
+    history: History,
+    allocation: Allocation,
+    tolerance: tuple[float, float],
+) -> list[dict[str, Any]]:
+    """Campaign, channel and segment targets with their bands and evidence."""
+    rows: list[dict[str, Any]] = []
+    evidence_base = {
+        "sources": [f"{s.campaign_id} {s.window}" for s in history.sources],
+        "growth": spec.growth,
+    }
+    channel_volumes = {}
+    for channel in spec.channels:
+        touches = float(allocation.touches.get(channel, 0))
+        rates = (
+            history.by_channel.loc[channel]
+            if channel in history.by_channel.index
+            else (history.total)
+        )
+        volumes = _volumes(touches, rates, spec.growth)
+        channel_volumes[channel] = volumes
+        rows += _target_rows(
+            volumes,
+            rates,
+            history,
+            channel=channel,
+            segment=None,
+            overdue=history.overdue_by_channel.get(channel, history.overdue_total),
+            spec=spec,
+            tolerance=tolerance,
+            evidence=evidence_base,
+        )
+    totals = {name: sum(v[name] for v in channel_volumes.values()) for name in VOLUME_TARGETS}
+    totals["cost"] = sum(v["cost"] for v in channel_volumes.values())
+    totals["net"] = sum(v["net"] for v in channel_volumes.values())
+    rows += _target_rows(
+        totals,
+        history.total,
+        history,
+        channel=None,
+        segment=None,
+        overdue=history.overdue_total,
+        spec=spec,
+        tolerance=tolerance,
+        evidence=evidence_base,
+    )
+    touched = history.by_segment[history.by_segment["touches"] > 0]
+    share = touched["touches"] / touched["touches"].sum() if len(touched) else touched["touches"]
+    for segment, weight in share.items():
+        volumes = {name: totals[name] * float(weight) for name in (*VOLUME_TARGETS, "cost", "net")}
+        rows += _target_rows(
+            volumes,
+            touched.loc[segment],
+            history,
+            channel=None,
+            segment=str(segment),
+            overdue=history.overdue_total,
+            spec=spec,
+            tolerance=tolerance,
+            evidence=evidence_base,
+        )
+    return rows
+
+
+def _volumes(touches: float, rates: pd.Series, growth: float) -> dict[str, float]:
+    base = max(float(rates["touches"]), 1.0)
+    per_touch = {
+        name: float(rates[name]) / base
+        for name in (
+            "delivered",
+            "applications",
+            "disbursements",
+            "disbursed_amount",
+            "cost",
+            "net_interest",
+            "expected_loss",
+        )
+    }
+    volumes = {
+        "touches": touches,
+        "delivered": touches * per_touch["delivered"],
+        "applications": touches * per_touch["applications"] * growth,
+        "disbursements": touches * per_touch["disbursements"] * growth,
+        "disbursed_amount": touches * per_touch["disbursed_amount"] * growth,
+        "cost": touches * per_touch["cost"],
+        "net": touches * (per_touch["net_interest"] - per_touch["expected_loss"]) * growth,
+    }
+    return volumes
+
+
+def _target_rows(
+    volumes: dict[str, float],
+    rates: pd.Series,
+    history: History,
+    *,
+    channel: str | None,
+    segment: str | None,
+    overdue: float,
+    spec: CampaignSpec,
+    tolerance: tuple[float, float],
+    evidence: dict,
+) -> list[dict[str, Any]]:
+    cost = volumes["cost"]
+    values = {
+        **{name: volumes[name] for name in VOLUME_TARGETS},
+        "approval_rate": _finite(rates.get("approval_rate")),
+        "cac": cost / volumes["disbursements"] if volumes["disbursements"] else None,
+        "roi": (volumes["net"] - cost) / cost if cost else None,
+        "overdue_rate_30": min(
+            _finite(overdue) if _finite(overdue) is not None else spec.risk.max_overdue_rate_30,
+            spec.risk.max_overdue_rate_30,
+        ),
+        "complaint_rate": _finite(history.complaint_rate),
+    }
+    basis = {
+        name: _finite(rates.get(name))
+        for name in (
+            "touches",
+            "delivered",
+            "applications",
+            "approval_rate",
+            "disbursements",
+            "disbursed_amount",
+            "cac",
+            "roi",
+        )
+    }
+    rows = []
+    for metric, target in values.items():
+        if target is None:
+            continue
+        note = dict(evidence, history=basis)
+        if metric == "overdue_rate_30":
+            note["cap"] = spec.risk.max_overdue_rate_30
+            note["history_value"] = _finite(overdue)
+        rows.append(
+            {
+                "metric": metric,
+                "channel": channel,
+                "segment": segment,
+                "target": float(target),
+                "tolerance_warn": tolerance[0],
+                "tolerance_fail": tolerance[1],
+                "lower_is_better": metric in LOWER_IS_BETTER,
+                "evidence": note,
+            }
+        )
+    return rows
+
+
+def _finite(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if np.isnan(number) or np.isinf(number) else number
+
+
+def save_plan(
+    conn: Connection,
+    campaign_id: str,
+    period: Period,
+    allocation: Allocation,
+    targets: list[dict[str, Any]],
+    inputs: dict[str, Any],
+    daily_capacity: dict[str, int],
+) -> tuple[int, int]:
+    """A new current version of (campaign, period); earlier versions stay as history."""
+    version = (
+        conn.execute(
+            select(func.max(Plan.version)).where(
+                Plan.campaign_id == campaign_id, Plan.period == str(period)
+            )
+        ).scalar()
+        or 0
+    ) + 1
+    conn.execute(
+        update(Plan)
+        .where(Plan.campaign_id == campaign_id, Plan.period == str(period))
+        .values(is_current=False)
+    )
+    plan_id = conn.execute(
+        insert(Plan)
+        .values(
+            campaign_id=campaign_id,
+            period=str(period),
+            version=version,
+            is_current=True,
+            inputs=inputs,
+        )
+        .returning(Plan.plan_id)
+    ).scalar_one()
+    conn.execute(
+        insert(Budget),
+        [
+            {
+                "plan_id": plan_id,
+                "channel": channel,
+                "amount": float(allocation.amount[channel]),
+                "touches": int(allocation.touches[channel]),
+                "daily_capacity": daily_capacity.get(channel),
+                "explanation": {"limited_by": allocation.limited_by.get(channel)},
+            }
+            for channel in allocation.channels
+        ],
+    )
+    conn.execute(insert(Target), [dict(row, plan_id=plan_id) for row in targets])
+    return plan_id, version
+
+
+def mark_applied(conn: Connection, action_ids: list[int], period: Period) -> None:
+    if action_ids:
+        conn.execute(
+            update(Action)
+            .where(Action.action_id.in_(action_ids))
+            .values(applied_to_period=str(period))
+        )

@@ -1,0 +1,219 @@
+"""Every query in `sql/` renders, runs on a seeded SQLite and PostgreSQL database, and lints.
+
+STYLE: "Every .sql file is executed by a test against the seeded test database". The
+seed is a small demo history (tasks.demo_data) loaded through the real feed import, once
+per back end for this module. A new query whose parameters are not in `PARAMETERS` fails
+here with its name: add a test value for each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import date, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import Engine, bindparam, create_engine, text
+
+from pdca.db import make_engine
+from pdca.settings import PROJECT_ROOT
+from tasks.campaigns import apply_spec, load_spec
+from tasks.demo_data import CAMPAIGN_ID, write_demo_feeds
+from tasks.importing import import_feed
+from tasks.sqlfiles import (
+    DIALECTS,
+    SQL_DIR,
+    _environment,
+    names,
+    query,
+    render,
+    strip_comments,
+)
+
+BIN = Path(sys.executable).parent
+QUERIES = names()
+FEED_ORDER = ("customers", "touches", "applications", "decisions", "loans", "repayments",
+              "complaints")  # fmt: skip
+DEMO_START = date(2026, 3, 2)  # a Monday; three weeks of history
+
+PARAMETERS = {
+    # the metric queries
+    "campaign_id": CAMPAIGN_ID,
+    "starts_at": datetime(2026, 3, 1, 16),
+    "ends_at": datetime(2026, 3, 22, 16),
+    "attribution_days": 14,
+    "ftp_rate": 0.03,
+    "lgd": 0.6,
+    "as_of_end_date": date(2026, 6, 1),
+    # dispatch_audience.sql
+    "batch_id": 1,
+    "min_credit_score": 600,
+    "max_debt_ratio": 0.8,
+    "excluded_industries": ["p2p-lending", "crypto"],
+    "cap_starts_at": datetime(2026, 3, 16, 16),
+    "complaints_since_at": datetime(2025, 12, 22, 16),
+    "max_touches_per_7d": 2,
+}
+"""A test value for every parameter any query takes; lists bind as expanding `in` lists."""
+
+
+# --- the seeded databases ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo_files(tmp_path_factory: pytest.TempPathFactory):
+    return write_demo_feeds(
+        tmp_path_factory.mktemp("sql-demo"), customers=3_000, weeks=3, seed=11, start=DEMO_START
+    )
+
+
+def seed(engine: Engine, files) -> None:
+    with engine.begin() as conn:
+        apply_spec(conn, load_spec(files.spec), actor="test")
+    with engine.connect() as conn:
+        for feed in FEED_ORDER:
+            import_feed(conn, feed, files.feed(feed), actor="test")
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def seeded(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    sqlite_template: Path,
+    demo_files,
+) -> Iterator[Engine]:
+    """A migrated database per back end with the demo history loaded, for the module."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("sql-seeded") / "pdca.db"
+        shutil.copy(sqlite_template, path)
+        url = f"sqlite:///{path}"
+    else:
+        server = request.getfixturevalue("postgres")
+        name = f"pdca_sql_{os.getpid()}"
+        with psycopg.connect(server.url().replace("+psycopg", ""), autocommit=True) as conn:
+            conn.execute(f'create database "{name}" template pdca_template')
+        url = server.url(name)
+    engine = make_engine(url)
+    seed(engine, demo_files)
+    yield engine
+    engine.dispose()
+
+
+# --- every query runs -------------------------------------------------------------------
+
+
+def bound(name: str, dialect: str):
+    """The query with its list parameters expanding, and its parameter values."""
+    statement = query(name, dialect)
+    wanted = list(statement.compile().params)
+    missing = [parameter for parameter in wanted if parameter not in PARAMETERS]
+    assert not missing, f"sql/{name}.sql: no test value for {missing}; add them to PARAMETERS"
+    lists = [bindparam(p, expanding=True) for p in wanted if isinstance(PARAMETERS[p], list)]
+    return statement.bindparams(*lists), {p: PARAMETERS[p] for p in wanted}
+
+
+@pytest.mark.parametrize("name", QUERIES)
+def test_query_runs_on_the_seeded_database(seeded: Engine, name: str) -> None:
+    statement, values = bound(name, seeded.dialect.name)
+    with seeded.connect() as conn:
+        result = conn.execute(statement, values)
+        columns, rows = list(result.keys()), result.fetchall()
+    assert rows, f"sql/{name}.sql returned no rows on the seeded {seeded.dialect.name} database"
+    assert len(set(columns)) == len(columns), f"sql/{name}.sql: duplicate columns {columns}"
+    assert all(column == column.lower() for column in columns), columns
+
+
+@pytest.mark.parametrize("name", QUERIES)
+def test_query_states_its_grain_and_parameters(name: str) -> None:
+    """STYLE: a header comment naming the query, its grain and its parameters."""
+    source = (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
+    header = source.split("\nwith\n", 1)[0]
+    assert header.startswith(f"-- {name}:"), f"sql/{name}.sql: header must open '-- {name}:'"
+    assert "Grain:" in header and "Parameters:" in header, f"sql/{name}.sql: grain/parameters"
+    last = source.rstrip().rsplit("\n", 1)[-1]
+    assert re.fullmatch(r"select \* from [a-z_]+", last), f"sql/{name}.sql ends {last!r}"
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize("name", QUERIES)
+def test_renders_without_jinja_or_comments(name: str, dialect: str) -> None:
+    sql = render(name, dialect)
+    assert "{{" not in sql and "{%" not in sql and "--" not in sql
+
+
+class TestSqlFiles:
+    def test_add_days_is_exact_on_sqlite(self) -> None:
+        """The macro keeps the stored microseconds (SQLite's own %f keeps milliseconds)."""
+        expression = render_expression('add_days("x", ":days")', "sqlite")
+        engine = create_engine("sqlite://")
+        with engine.connect() as conn:
+            shifted = conn.execute(
+                text(f"select {expression} from (select :x as x)"),
+                {"x": "2026-03-18 10:00:00.000500", "days": -14},
+            ).scalar_one()
+        engine.dispose()
+        assert shifted == "2026-03-04 10:00:00.000500"
+
+    def test_unknown_query_and_dialect(self) -> None:
+        with pytest.raises(ValueError, match="no query"):
+            query("../pyproject", "sqlite")
+        with pytest.raises(ValueError, match="dialect"):
+            query("funnel_touches", "oracle")
+
+    @pytest.mark.parametrize(
+        ("sql", "expected"),
+        [
+            ("select 1 -- one\n", "select 1\n"),
+            ("select '--not a comment'\n", "select '--not a comment'\n"),
+            ("-- :starts_at\nselect /* :x */ 1\n", "select  1\n"),
+            ("select 'it''s' -- x\n", "select 'it''s'\n"),
+        ],
+    )
+    def test_strip_comments(self, sql: str, expected: str) -> None:
+        assert strip_comments(sql) == expected
+
+    def test_timestamp_and_date_parameters_are_typed(self) -> None:
+        params = query("funnel_applications", "sqlite").compile().binds
+        assert params["starts_at"].type.__class__.__name__ == "DateTime"
+        assert params["as_of_end_date"].type.__class__.__name__ == "Date"
+
+
+def render_expression(expression: str, dialect: str) -> str:
+    """One macro call rendered for `dialect`, as a query file would render it."""
+    return _environment(dialect).from_string("{{ " + expression + " }}").render()
+
+
+# --- sqlfluff ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lint_report() -> dict[str, list[dict]]:
+    """`sqlfluff lint sql` as the Makefile runs it, violations by file name."""
+    result = subprocess.run(
+        [str(BIN / "sqlfluff"), "lint", "sql", "--format", "json", "--nofail"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.stdout.strip(), result.stderr
+    return {
+        Path(entry["filepath"]).name: entry["violations"] for entry in json.loads(result.stdout)
+    }
+
+
+@pytest.mark.parametrize("name", QUERIES)
+def test_sqlfluff_lint(lint_report: dict[str, list[dict]], name: str) -> None:
+    violations = lint_report.get(f"{name}.sql", [])
+    assert not violations, "\n".join(
+        f"sql/{name}.sql:{v.get('start_line_no')}: {v.get('code')} {v.get('description')}"
+        for v in violations
+    )
