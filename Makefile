@@ -43,6 +43,7 @@ format: install-test
 
 bench: install  ## the performance benchmarks; each prints its baseline beside its figure
 	$(BIN)/python bench/bench_import.py
+	$(BIN)/python bench/bench_dispatch.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

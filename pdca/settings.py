@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -48,10 +48,21 @@ class Settings(BaseSettings):
         default=0.05, ge=0, lt=1, description="Least budget share per channel (keeps it measured)."
     )
     output_dir: Path = Field(default=Path("var"), description="Reports, outbox, Data Docs.")
+    webhook_url_sms: str | None = Field(default=None, description="SMS provider endpoint.")
+    webhook_url_im: str | None = Field(default=None, description="IM provider endpoint.")
+    webhook_url_app_push: str | None = Field(default=None, description="App push endpoint.")
+    webhook_token_sms: SecretStr | None = None
+    webhook_token_im: SecretStr | None = None
+    webhook_token_app_push: SecretStr | None = None
+    webhook_timeout: float = Field(default=5.0, gt=0, description="Seconds per request.")
+    rate_limit_sms: float | None = Field(default=None, gt=0, description="Messages/s.")
+    rate_limit_im: float | None = Field(default=None, gt=0)
+    rate_limit_app_push: float | None = Field(default=None, gt=0)
+    rate_limit_email: float | None = Field(default=None, gt=0)
     smtp_host: str | None = None
     smtp_port: int = 25
     smtp_user: str | None = None
-    smtp_password: str | None = None
+    smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
     smtp_sender: str = "pdca@localhost"
 
