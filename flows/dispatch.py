@@ -13,6 +13,7 @@ import hashlib
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 
+import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import (
     create_progress_artifact,
@@ -92,7 +93,7 @@ def prepare_batch(
     windows = [s.window for s in slots_for(spec, slot.day)]
     quotas, costs = daily_quotas(conn, plan_id, period, spec, len(windows))
     batch_id = open_batch(conn, spec.id, slot)
-    released = release_held(conn, spec.id, slot) if at < slot.ends_at else 0
+    released = release_held(conn, spec.id, slot, batch_id) if at < slot.ends_at else 0
     audience = select_audience(conn, spec, batch_id, slot)
     mine = audience[window_share(spec.id, audience, windows) == slot.window]
     skip = already_in_batch(conn, batch_id) | held_customers(conn, spec.id)
@@ -109,7 +110,18 @@ def prepare_batch(
         sorted(set(chosen["segment"])),
     )
     summary = BatchSummary(window=slot.window, status="open", audience=len(mine))
-    summary.excluded = count_by(routed, "exclusion_reason")
+    members = mine[already_holdout]  # recorded once, never sent: counted, not routed
+    summary.excluded = count_by(
+        pd.concat(
+            [
+                routed,
+                members.assign(
+                    exclusion_reason=members["exclusion_reason"].fillna("holdout_member")
+                ),
+            ]
+        ),
+        "exclusion_reason",
+    )
     summary.eligible = len(chosen)
     closed = at >= slot.ends_at
     if closed:
@@ -223,7 +235,7 @@ def dispatch_flow(
                 f"campaign {campaign_id!r} has no window {window!r} on {day} "
                 f"(windows: {known}; weekdays within the campaign only)"
             )
-        holder = acquire_lock(conn, campaign_id, at)
+        holder = acquire_lock(conn, campaign_id, datetime.now(UTC).replace(tzinfo=None))
         try:
             summaries = [
                 dispatch_window(conn, spec, slot, at, settings, simulate_outcomes) for slot in slots

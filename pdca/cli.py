@@ -6,6 +6,7 @@ or bad input, with one line on stderr naming the file, line and field at fault.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -276,11 +277,32 @@ def _display_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+class _NoTracebackForUserErrors(logging.Filter):
+    """Prefect logs a flow's exception with its traceback; for a UserError (bad input, a
+    busy campaign) the one-line message is the whole story, so the traceback is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], UserError):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _quiet_user_errors() -> None:
+    """Attach the filter to every handler Prefect's logging set-up installed."""
+    import prefect  # noqa: F401  (configures Prefect's logging)
+
+    quiet = _NoTracebackForUserErrors()
+    for logger in (logging.getLogger(), logging.getLogger("prefect")):
+        for handler in logger.handlers:
+            handler.addFilter(quiet)
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2.
 
     Typer's standalone mode already turns usage errors into a message and exit code 2.
     """
+    _quiet_user_errors()
     try:
         app()
     except UserError as error:

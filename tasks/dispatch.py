@@ -168,27 +168,34 @@ def route(frame: pd.DataFrame, spec: CampaignSpec, propensity: dict[str, float])
         channels.append(usable[0] if usable else None)
     routed = frame.assign(tier=tier, propensity=segment_rate, channel=channels)
     low_frequency_cap = max(1, spec.contact_policy.max_touches_per_7d // 2)
-    over = (routed["tier"] == "C") & (routed["contacts_7d"] >= low_frequency_cap)
+    over = (
+        (routed["tier"] == "C")
+        & (routed["contacts_7d"] >= low_frequency_cap)
+        & routed["exclusion_reason"].isna()
+    )
     return routed.assign(
         exclusion_reason=routed["exclusion_reason"].where(~over, "tier_c_frequency")
     )
 
 
 def apply_capacity(routed: pd.DataFrame, quotas: dict[str, int]) -> pd.DataFrame:
-    """Keep each channel's best customers up to its quota; the rest are `over_capacity`.
+    """Keep each channel's best eligible customers up to its quota; the rest of the
+    eligible are `over_capacity` (or `no_channel`); an earlier exclusion is kept.
 
     Best = highest segment propensity, then highest credit score, then customer id (so
-    the choice is stable across reruns).
+    the choice is stable across reruns). Excluded customers take no place.
     """
-    ranked = routed.sort_values(
+    reason = routed["exclusion_reason"].copy()
+    open_ = reason.isna()
+    reason[open_ & routed["channel"].isna()] = "no_channel"
+    ranked = routed[open_ & routed["channel"].notna()].sort_values(
         ["channel", "propensity", "credit_score", "customer_id"],
         ascending=[True, False, False, True],
     )
-    rank = ranked.groupby("channel", dropna=False).cumcount()
-    quota = ranked["channel"].map(quotas).fillna(0)
-    reason = ranked["exclusion_reason"].where(rank < quota, "over_capacity")
-    reason = reason.where(ranked["channel"].notna(), "no_channel")
-    return ranked.assign(exclusion_reason=reason).loc[routed.index]
+    rank = ranked.groupby("channel").cumcount().to_numpy()
+    quota = np.array([quotas.get(channel, 0) for channel in ranked["channel"].tolist()])
+    reason[ranked.index[rank >= quota]] = "over_capacity"
+    return routed.assign(exclusion_reason=reason)
 
 
 # --- plan and audience ------------------------------------------------------------------
@@ -321,14 +328,15 @@ def already_in_batch(conn: Connection, batch_id: int) -> set[str]:
 
 
 def remaining_quotas(conn: Connection, batch_id: int, quotas: dict[str, int]) -> dict[str, int]:
-    """What is left of each channel's quota once the batch's existing sends are counted,
-    so that a rerun tops up what was not written, never sends a second batch."""
+    """What is left of each channel's quota once the batch's existing entries are counted
+    (hold-out members included: they took their places), so that a rerun tops up what
+    was not written, never sends a second batch."""
     from sqlalchemy import func
 
     used = dict(
         conn.execute(
             select(OutboxEntry.channel, func.count())
-            .where(OutboxEntry.batch_id == batch_id, OutboxEntry.status != "holdout")
+            .where(OutboxEntry.batch_id == batch_id)
             .group_by(OutboxEntry.channel)
         ).all()
     )
@@ -420,8 +428,8 @@ def _set_touch_ids(conn: Connection, pairs: list[tuple[str, int]]) -> None:
     )
 
 
-def release_held(conn: Connection, campaign_id: str, slot: Slot) -> int:
-    """Held sends whose next window is this one become pending again, to go now."""
+def release_held(conn: Connection, campaign_id: str, slot: Slot, batch_id: int) -> int:
+    """Held sends whose next window is this one join this window's batch, to go now."""
     batches = select(OutreachBatch.batch_id).where(OutreachBatch.campaign_id == campaign_id)
     return conn.execute(
         update(OutboxEntry)
@@ -431,7 +439,7 @@ def release_held(conn: Connection, campaign_id: str, slot: Slot) -> int:
             OutboxEntry.scheduled_at >= slot.starts_at,
             OutboxEntry.scheduled_at < slot.ends_at,
         )
-        .values(status="pending")
+        .values(status="pending", batch_id=batch_id)
     ).rowcount
 
 
@@ -636,6 +644,15 @@ def acquire_lock(conn: Connection, campaign_id: str, now: datetime) -> str:
             DispatchLock.campaign_id == campaign_id, DispatchLock.acquired_at < stale_before
         )
     )
+    current = conn.execute(
+        select(DispatchLock.holder).where(DispatchLock.campaign_id == campaign_id)
+    ).scalar()
+    if current is not None and _holder_is_gone(current):
+        conn.execute(
+            delete(DispatchLock).where(
+                DispatchLock.campaign_id == campaign_id, DispatchLock.holder == current
+            )
+        )
     taken = conn.execute(
         select(DispatchLock.holder, DispatchLock.acquired_at).where(
             DispatchLock.campaign_id == campaign_id
@@ -660,6 +677,21 @@ def acquire_lock(conn: Connection, campaign_id: str, now: datetime) -> str:
         f"campaign {campaign_id!r}: another dispatch is running ({taken[0]}, since "
         f"{taken[1]:%Y-%m-%d %H:%M:%S} UTC); it was not started again"
     )
+
+
+def _holder_is_gone(holder: str) -> bool:
+    """A holder on this host whose process no longer exists (it crashed or was killed)."""
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def release_lock(conn: Connection, campaign_id: str, holder: str) -> None:

@@ -128,7 +128,7 @@ def _write_chunks(conn: Connection, statement, feed: Feed, path: Path) -> int:
     rows = 0
     with path.open("w", newline="", encoding="utf-8") as handle:
         csv.writer(handle).writerow(feed.column_names)
-        result = conn.execution_options(yield_per=CHUNK).execute(statement)
+        result = conn.execute(statement.execution_options(yield_per=CHUNK))
         for part in result.partitions(CHUNK):
             frame = pd.DataFrame(part, columns=list(feed.column_names))
             for column in feed.columns:

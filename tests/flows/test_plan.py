@@ -1,0 +1,322 @@
+"""The plan flow from the user's side: targets and a budget split from real-looking history.
+
+The history is the demo's synthetic campaign (tasks.demo_data: 3,000 customers, six weeks),
+loaded through the feed importers into a fresh database on each back end, once for the
+module. The period planned is the first week after the history, inside the campaign.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import pytest
+from sqlalchemy import Engine, insert, select
+
+from flows.plan import plan_flow
+from pdca.db import make_engine
+from pdca.errors import UserError
+from pdca.models import Action, AuditEntry, Budget, Plan, Target
+from tasks.campaigns import CampaignSpec, apply_spec, load_spec
+from tasks.demo_data import CAMPAIGN_ID, SEGMENTS, write_demo_feeds
+from tasks.importing import import_feed
+from tasks.metrics import LOWER_IS_BETTER
+from tasks.periods import Period
+from tasks.plan import period_budget, send_days
+from tests.scenario import (
+    BACKENDS,
+    apply,
+    database,
+    new_database,
+    prefect_env,  # noqa: F401  (the session's PREFECT_HOME)
+    spec_dict,
+)
+
+pytestmark = pytest.mark.usefixtures("prefect_env")
+
+DEMO_START = date(2026, 3, 2)
+WEEKS = 6
+PERIOD = Period.week_of(DEMO_START + timedelta(weeks=WEEKS))
+"""The first week after the history (2026-W16), still inside the demo campaign."""
+NEXT = PERIOD.shifted(1)
+METRICS = (
+    "touches",
+    "delivered",
+    "applications",
+    "approval_rate",
+    "disbursements",
+    "disbursed_amount",
+    "cac",
+    "roi",
+    "overdue_rate_30",
+    "complaint_rate",
+)
+ALWAYS = ("touches", "delivered", "applications", "disbursements", "disbursed_amount")
+ALWAYS += ("roi", "overdue_rate_30", "complaint_rate")
+"""Metrics every channel gets; cac and approval_rate need loans and applications."""
+FEED_ORDER = ("customers", "touches", "applications", "decisions", "loans", "repayments")
+FEED_ORDER += ("complaints",)
+
+
+@pytest.fixture(scope="module")
+def demo_files(tmp_path_factory):
+    return write_demo_feeds(
+        tmp_path_factory.mktemp("plan-demo"), customers=3000, weeks=WEEKS, start=DEMO_START
+    )
+
+
+@dataclass
+class Planned:
+    url: str
+    engine: Engine
+    spec: CampaignSpec
+    first: dict
+    second: dict
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def planned(request, tmp_path_factory, demo_files) -> Planned:
+    """The demo history loaded, and the week after it planned twice."""
+    url = new_database(request, tmp_path_factory.mktemp("plan-db"), request.param)
+    engine = make_engine(url)
+    spec = load_spec(demo_files.spec)
+    with engine.begin() as conn:
+        apply_spec(conn, spec, actor="test")
+    with engine.connect() as conn:
+        for feed in FEED_ORDER:
+            import_feed(conn, feed, demo_files.feed(feed), actor="test")
+    with database(url):
+        first = plan_flow(CAMPAIGN_ID, str(PERIOD))
+        second = plan_flow(CAMPAIGN_ID, str(PERIOD))
+    yield Planned(url, engine, spec, first, second)
+    engine.dispose()
+
+
+def by_scope(targets: list[dict]) -> dict[tuple, dict[str, dict]]:
+    """(channel, segment) → metric → target row."""
+    scopes: dict[tuple, dict[str, dict]] = {}
+    for row in targets:
+        scopes.setdefault((row["channel"], row["segment"]), {})[row["metric"]] = row
+    return scopes
+
+
+def budget_rows(engine: Engine, plan_id: int) -> dict[str, dict]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(Budget).where(Budget.plan_id == plan_id)).mappings().all()
+    return {row["channel"]: dict(row) for row in rows}
+
+
+class TestPlanOnDemoData:
+    def test_targets_for_the_campaign_each_channel_and_segment(self, planned):
+        scopes = by_scope(planned.first["targets"])
+        campaign = scopes[(None, None)]
+        assert sorted(campaign) == sorted(METRICS)
+        for channel in planned.spec.channels:
+            metrics = scopes.get((channel, None), {})
+            missing = set(ALWAYS) - set(metrics)
+            assert not missing, f"{channel}: no target for {sorted(missing)}"
+            if "cac" not in metrics:  # no loans expected: cac has no value
+                assert metrics["disbursements"]["target"] == 0, channel
+            if "approval_rate" not in metrics:  # no applications in its history
+                assert metrics["touches"]["evidence"]["history"]["applications"] in (0, None)
+        segments = {segment for _, segment in scopes if segment is not None}
+        assert segments == set(SEGMENTS)
+        for segment in segments:
+            assert set(ALWAYS) <= set(scopes[(None, segment)]), segment
+
+    def test_overdue_target_never_above_the_cap(self, planned):
+        cap = planned.spec.risk.max_overdue_rate_30
+        overdue = [t for t in planned.first["targets"] if t["metric"] == "overdue_rate_30"]
+        assert overdue
+        for row in overdue:
+            assert 0 <= row["target"] <= cap, row
+            assert row["evidence"]["cap"] == cap
+            assert row["lower_is_better"]
+
+    def test_bands_and_evidence_on_every_target(self, planned):
+        for row in planned.first["targets"]:
+            assert (row["tolerance_warn"], row["tolerance_fail"]) == (0.05, 0.15), row
+            assert row["lower_is_better"] == (row["metric"] in LOWER_IS_BETTER)
+            evidence = row["evidence"]
+            assert evidence["sources"] and evidence["sources"][0].startswith(CAMPAIGN_ID)
+            assert "history" in evidence and evidence["growth"] == planned.spec.growth
+        assert "own trailing weeks" in planned.first["inputs"]["history"][0]
+
+    def test_budget_split_within_the_periods_budget(self, planned):
+        budget = period_budget(planned.spec, PERIOD)
+        rows = budget_rows(planned.engine, planned.first["plan_id"])
+        assert sorted(rows) == sorted(planned.spec.channels)
+        assert all(row["amount"] >= 0 for row in rows.values())
+        assert sum(row["amount"] for row in rows.values()) <= budget + 1e-6
+        assert sum(row["amount"] for row in rows.values()) > 0
+
+    def test_budget_respects_daily_capacity(self, planned):
+        assert planned.spec.daily_capacity, "the demo spec has a daily capacity"
+        days = send_days(planned.spec, PERIOD)
+        rows = budget_rows(planned.engine, planned.first["plan_id"])
+        for channel, per_day in planned.spec.daily_capacity.items():
+            assert rows[channel]["touches"] <= per_day * days, rows[channel]
+            assert rows[channel]["daily_capacity"] == per_day
+
+    def test_volume_targets_follow_the_split(self, planned):
+        campaign = by_scope(planned.first["targets"])[(None, None)]
+        touches = sum(row["touches"] for row in planned.first["budget"])
+        assert campaign["touches"]["target"] == pytest.approx(touches)
+
+    def test_replanning_makes_version_2_and_keeps_version_1(self, planned):
+        assert (planned.first["version"], planned.second["version"]) == (1, 2)
+        with planned.engine.connect() as conn:
+            plans = conn.execute(
+                select(Plan.plan_id, Plan.version, Plan.is_current)
+                .where(Plan.campaign_id == CAMPAIGN_ID, Plan.period == str(PERIOD))
+                .order_by(Plan.version)
+            ).all()
+            kept = conn.execute(
+                select(Target.target_id).where(Target.plan_id == planned.first["plan_id"])
+            ).all()
+            audit = conn.execute(
+                select(AuditEntry.detail).where(
+                    AuditEntry.action == "plan.create",
+                    AuditEntry.subject == f"{CAMPAIGN_ID}:{PERIOD}",
+                )
+            ).scalars()
+            audited = sorted(detail["version"] for detail in audit)
+        assert [(v, bool(c)) for _, v, c in plans] == [(1, False), (2, True)]
+        assert len(kept) == len(planned.first["targets"]), "version 1 lost its targets"
+        assert budget_rows(planned.engine, planned.first["plan_id"]), "version 1 lost its budget"
+        assert audited == [1, 2]
+
+
+# --- where the history comes from -------------------------------------------------------------
+
+
+def new_campaign(engine: Engine, campaign_id: str, **overrides) -> CampaignSpec:
+    """A campaign with no touches of its own, starting with the planned week."""
+    spec = spec_dict(
+        campaign_id,
+        start=PERIOD.start.isoformat(),
+        end=(PERIOD.start + timedelta(weeks=4) - timedelta(days=1)).isoformat(),
+        channels=["phone", "sms", "im", "app_push", "email"],
+        **overrides,
+    )
+    with engine.begin() as conn:
+        return apply(conn, spec)
+
+
+class TestHistorySources:
+    def test_new_campaign_plans_from_the_same_products_history(self, planned):
+        new_campaign(planned.engine, "sme-next")
+        with database(planned.url):
+            result = plan_flow("sme-next", str(PERIOD))
+        (source,) = result["inputs"]["history"]
+        assert source.startswith(CAMPAIGN_ID) and "same product (sme-revolving)" in source
+        campaign = by_scope(result["targets"])[(None, None)]
+        assert sorted(campaign) == sorted(METRICS)
+        assert campaign["touches"]["target"] > 0
+
+    def test_other_product_falls_back_to_any_history(self, planned):
+        new_campaign(planned.engine, "farm-next", product="farm-seasonal")
+        with database(planned.url):
+            result = plan_flow("farm-next", str(PERIOD))
+        (source,) = result["inputs"]["history"]
+        assert source.startswith(CAMPAIGN_ID) and "no campaign of this product" in source
+
+    def test_no_history_at_all_names_what_to_import(self, sqlite_url):
+        engine = make_engine(sqlite_url)
+        with engine.begin() as conn:
+            apply(conn, spec_dict("lonely"))
+        with database(sqlite_url), pytest.raises(UserError) as caught:
+            plan_flow("lonely", "2026-W12")
+        message = str(caught.value)
+        assert "'lonely'" in message and "no history" in message
+        assert "import touches" in message and "pdca import uci-bank" in message
+        with engine.connect() as conn:
+            assert conn.execute(select(Plan)).all() == [], "a plan was written"
+        engine.dispose()
+
+
+# --- approved actions feed the next plan -------------------------------------------------------
+
+
+def approve(engine: Engine, campaign_id: str, kind: str, params: dict) -> int:
+    with engine.begin() as conn:
+        return conn.execute(
+            insert(Action)
+            .values(
+                campaign_id=campaign_id,
+                period=str(PERIOD),
+                type=kind,
+                params=params,
+                rationale="test",
+                status="approved",
+                decided_by="manager@example.com",
+            )
+            .returning(Action.action_id)
+        ).scalar_one()
+
+
+def applied_to(engine: Engine, action_id: int) -> str | None:
+    with engine.connect() as conn:
+        return conn.execute(
+            select(Action.applied_to_period).where(Action.action_id == action_id)
+        ).scalar_one()
+
+
+class TestApprovedActions:
+    def test_reallocation_moves_budget_in_the_next_plan(self, planned):
+        # 300 a week: the budget binds (not the channels' reach), so a shift can be honoured
+        spec = new_campaign(planned.engine, "sme-shift", budget_total=1200)
+        with database(planned.url):
+            before = plan_flow("sme-shift", str(PERIOD))
+        previous = {
+            c: r["amount"] for c, r in budget_rows(planned.engine, before["plan_id"]).items()
+        }
+        action = approve(
+            planned.engine,
+            "sme-shift",
+            "reallocate_budget",
+            {"from_channel": "sms", "to_channel": "phone", "share": 0.5},
+        )
+        with database(planned.url):
+            after = plan_flow("sme-shift", str(NEXT))
+            later = plan_flow("sme-shift", str(NEXT.shifted(1)))
+        now = {c: r["amount"] for c, r in budget_rows(planned.engine, after["plan_id"]).items()}
+        scale = period_budget(spec, NEXT) / sum(previous.values())
+        moved = 0.5 * previous["sms"] * scale
+        assert previous["sms"] > 0
+        assert now["sms"] <= previous["sms"] * scale - moved + 1e-6, (previous, now)
+        assert now["phone"] >= previous["phone"] * scale + moved - 1e-6, (previous, now)
+        assert after["inputs"]["applied_actions"] == [action]
+        assert any(f"action {action}" in note for note in after["inputs"]["notes"])
+        assert applied_to(planned.engine, action) == str(NEXT)
+        assert later["inputs"]["applied_actions"] == [], "an action was applied twice"
+
+    def test_retired_channel_gets_nothing(self, planned):
+        new_campaign(planned.engine, "sme-retire")
+        action = approve(planned.engine, "sme-retire", "retire_channel", {"channel": "im"})
+        with database(planned.url):
+            result = plan_flow("sme-retire", str(PERIOD))
+        rows = budget_rows(planned.engine, result["plan_id"])
+        assert rows["im"]["amount"] == 0 and rows["im"]["touches"] == 0
+        assert all(rows[c]["amount"] > 0 for c in rows if c != "im"), rows
+        channel_touches = by_scope(result["targets"])[("im", None)]["touches"]["target"]
+        assert channel_touches == 0
+        assert applied_to(planned.engine, action) == str(PERIOD)
+
+    def test_unapproved_actions_change_nothing(self, planned):
+        new_campaign(planned.engine, "sme-proposed")
+        with planned.engine.begin() as conn:
+            conn.execute(
+                insert(Action).values(
+                    campaign_id="sme-proposed",
+                    period=str(PERIOD),
+                    type="retire_channel",
+                    params={"channel": "im"},
+                    rationale="test",
+                    status="proposed",
+                )
+            )
+        with database(planned.url):
+            result = plan_flow("sme-proposed", str(PERIOD))
+        assert result["inputs"]["applied_actions"] == []
+        assert budget_rows(planned.engine, result["plan_id"])["im"]["amount"] > 0
