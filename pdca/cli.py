@@ -287,14 +287,20 @@ class _NoTracebackForUserErrors(logging.Filter):
         return True
 
 
-def _quiet_user_errors() -> None:
-    """Attach the filter to every handler Prefect's logging set-up installed."""
-    import prefect  # noqa: F401  (configures Prefect's logging)
+RUN_LOGGERS = (
+    "prefect.flow_runs",
+    "prefect.task_runs",
+    "prefect.flow_engine",
+    "prefect.task_engine",
+)
+"""Where Prefect logs a run's exception; a filter on the logger itself outlives the
+handler set-up Prefect repeats when a flow starts."""
 
+
+def _quiet_user_errors() -> None:
     quiet = _NoTracebackForUserErrors()
-    for logger in (logging.getLogger(), logging.getLogger("prefect")):
-        for handler in logger.handlers:
-            handler.addFilter(quiet)
+    for name in RUN_LOGGERS:
+        logging.getLogger(name).addFilter(quiet)
 
 
 def main() -> None:

@@ -269,3 +269,31 @@ class TestImportFileFaults:
 
 def result_is_empty(cli: Cli) -> bool:
     return cli.count(Customer) == 0 and cli.count(QuarantinedRow) == 0
+
+
+class TestUserErrorsInsideFlows:
+    """A user error raised inside a Prefect flow reaches the user as one line, no traceback.
+
+    Prefect logs the failed run on stderr too (one line per log record); the CLI's own
+    message is the single `pdca: error:` line.
+    """
+
+    def test_plan_without_history(self, migrated: Cli, prefect_home: Path) -> None:
+        spec = Path(__file__).resolve().parents[1] / "examples" / "sme-spring-2026.yaml"
+        assert_exit(migrated("campaign", "apply", str(spec)), 0)
+        result = migrated(
+            "plan",
+            "--campaign",
+            "sme-spring-2026",
+            "--period",
+            "2026-03",
+            PREFECT_HOME=str(prefect_home),
+        )
+        assert_exit(result, 2)
+        errors = [line for line in result.stderr.splitlines() if line.startswith("pdca: error")]
+        assert len(errors) == 1 and "no history to plan 2026-03" in errors[0], result.stderr
+
+    def test_bad_period_is_refused_before_any_flow_starts(self, migrated: Cli) -> None:
+        assert_one_error_line(
+            migrated("plan", "--campaign", "x", "--period", "2026-13"), "2026-13", "month"
+        )
