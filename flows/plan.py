@@ -19,11 +19,12 @@ from pdca.db import make_engine
 from pdca.errors import UserError
 from pdca.models import AuditEntry
 from pdca.settings import get_settings
-from tasks.budget import Allocation, allocate
+from tasks.budget import Allocation
 from tasks.campaigns import CampaignSpec, get_campaign_spec
 from tasks.periods import Period
 from tasks.plan import (
     History,
+    allocate_within_risk,
     approved_adjustments,
     channel_economics,
     find_history,
@@ -64,7 +65,7 @@ def split_budget(
     settings = get_settings()
     economics, notes = channel_economics(spec, history, send_days(spec, period))
     adjustments = approved_adjustments(conn, spec.id)
-    allocation = allocate(
+    allocation, relaxed = allocate_within_risk(
         economics,
         period_budget(spec, period),
         objective=settings.plan_objective,
@@ -73,7 +74,7 @@ def split_budget(
         adjustments=[adjustment for _, adjustment in adjustments],
         previous=previous_split(conn, spec.id, period),
     )
-    return allocation, [action_id for action_id, _ in adjustments], notes
+    return allocation, [action_id for action_id, _ in adjustments], [*notes, *relaxed]
 
 
 @task(cache_policy=NO_CACHE)

@@ -26,7 +26,13 @@ import pandas as pd
 from sqlalchemy import Connection, func, insert, select, update
 
 from pdca.models import Action, Budget, Campaign, Plan, Target, Touch
-from tasks.budget import Allocation, BudgetAdjustment, ChannelEconomics
+from tasks.budget import (
+    Allocation,
+    BudgetAdjustment,
+    BudgetInfeasible,
+    ChannelEconomics,
+    allocate,
+)
 from tasks.campaigns import CampaignSpec
 from tasks.metrics import LOWER_IS_BETTER, complaint_rate, funnel, overdue_rate_30, rollup
 from tasks.periods import Period
@@ -257,6 +263,41 @@ def channel_economics(
             )
         )
     return economics, notes
+
+
+def allocate_within_risk(
+    economics: list[ChannelEconomics],
+    budget: float,
+    *,
+    objective: str,
+    floor_share: float,
+    overdue_ceiling: float,
+    adjustments: list[BudgetAdjustment],
+    previous: dict[str, float] | None,
+) -> tuple[Allocation, list[str]]:
+    """The LP's split; when the floor shares cannot coexist with the overdue ceiling and
+    the capacities, the floors give way (the ceiling is a risk limit, the floors only keep
+    channels measured) and the notes say which constraints collided.
+
+    Approved adjustments are never relaxed: a conflict among them is the user's to solve.
+    """
+    options = {
+        "objective": objective,
+        "overdue_ceiling": overdue_ceiling,
+        "adjustments": adjustments,
+        "previous": previous,
+    }
+    try:
+        return allocate(economics, budget, floor_share=floor_share, **options), []
+    except BudgetInfeasible as error:
+        if floor_share == 0 or any(c.startswith("adjustment:") for c in error.constraints):
+            raise
+        allocation = allocate(economics, budget, floor_share=0.0, **options)
+        note = (
+            f"the {floor_share:.0%} floor shares were dropped: with them no split meets "
+            f"{'; '.join(error.constraints)}"
+        )
+        return allocation, [note]
 
 
 def send_days(spec: CampaignSpec, period: Period) -> int:

@@ -17,12 +17,13 @@ PDCA = str(Path(sys.executable).parent / "pdca")
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory, prefect_home: Path):
-    """Run the demo once (it starts Prefect's embedded API: ~15 s) for the whole module."""
+    """Run the demo as `make run` does — default size, 50,000 customers × 8 weeks (about
+    20 s, Prefect's embedded API included) — once for the whole module."""
     workdir = tmp_path_factory.mktemp("demo")
     env = {**os.environ, "PREFECT_HOME": str(prefect_home)}
     env.pop("PDCA_DATABASE_URL", None)
     result = subprocess.run(
-        [PDCA, "demo", "--customers", "3000", "--weeks", "4", "--seed", "11"],
+        [PDCA, "demo"],
         cwd=workdir,
         env=env,
         capture_output=True,
@@ -58,12 +59,21 @@ class TestDemo:
             assert loaded + quarantined == rows, f"{feed}: {loaded} + {quarantined} != {rows}"
             assert quarantined == per_feed[feed]
 
+    def test_plans_and_dispatches_the_first_cycle_day(self, demo_run):
+        workdir, result = demo_run
+        assert "plan demo-sme-2026 2026-W18: version 1" in result.stdout, result.stdout
+        engine = create_engine(f"sqlite:///{workdir / 'var' / 'pdca.db'}")
+        with engine.connect() as conn:
+            sent = conn.execute(text("select count(*) from outbox where status = 'sent'")).scalar()
+            journaled = conn.execute(text("select count(*) from simulated_sends")).scalar()
+        assert sent > 0 and sent == journaled, (sent, journaled)
+
     def test_is_deterministic_by_seed(self, demo_run, tmp_path, prefect_home):
         """Same seed, same data: the feed files of a second run are byte-identical."""
         workdir, _ = demo_run
         from tasks.demo_data import write_demo_feeds
 
-        again = write_demo_feeds(tmp_path, customers=3000, weeks=4, seed=11)
+        again = write_demo_feeds(tmp_path)
         for feed in FEEDS:
             first = (workdir / "var" / "demo" / "feeds" / f"{feed}.csv").read_bytes()
             assert again.feed(feed).read_bytes() == first, f"{feed} differs for the same seed"

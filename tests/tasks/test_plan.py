@@ -6,16 +6,24 @@ Date arithmetic on inline specs; the database units on SQLite and PostgreSQL (`e
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date, datetime
 
 import pytest
 from sqlalchemy import Engine, insert, select
 
 from pdca.models import Action, Budget, Customer, Plan, Target, Touch
-from tasks.budget import Allocation, BudgetAdjustment, Explanation
+from tasks.budget import (
+    Allocation,
+    BudgetAdjustment,
+    BudgetInfeasible,
+    ChannelEconomics,
+    Explanation,
+)
 from tasks.campaigns import CampaignSpec
 from tasks.periods import Period
 from tasks.plan import (
+    allocate_within_risk,
     approved_adjustments,
     find_history,
     history_window,
@@ -304,3 +312,53 @@ class TestSavePlan:
             assert previous_split(conn, "sme-old", Period.parse("2026-W11")) == {"sms": 3.0}
             assert previous_split(conn, "sme-old", Period.parse("2026-W09")) is None
             assert previous_split(conn, "sme-new", Period.parse("2026-W11")) is None
+
+
+class TestAllocateWithinRisk:
+    """Floors give way to the overdue ceiling, never the other way round."""
+
+    RISKY = ChannelEconomics("sms", 0.05, 50.0, 5.0, 0.001, 0.08, None)
+    SAFE = ChannelEconomics("phone", 8.0, 900.0, 90.0, 0.02, 0.01, 100.0)
+
+    def test_success_floors_kept_when_they_fit(self):
+        allocation, notes = allocate_within_risk(
+            [self.SAFE, dataclasses.replace(self.RISKY, overdue_rate=0.02)],
+            1000.0,
+            objective="disbursed_amount",
+            floor_share=0.05,
+            overdue_ceiling=0.03,
+            adjustments=[],
+            previous=None,
+        )
+        assert notes == []
+        assert allocation.amount["sms"] >= 50.0 - 1e-6
+
+    def test_failure_floors_dropped_and_said_when_they_break_the_ceiling(self):
+        allocation, notes = allocate_within_risk(
+            [self.SAFE, self.RISKY],
+            10_000.0,
+            objective="disbursed_amount",
+            floor_share=0.3,
+            overdue_ceiling=0.03,
+            adjustments=[],
+            previous=None,
+        )
+        assert len(notes) == 1 and "floor shares were dropped" in notes[0]
+        assert "overdue_ceiling" in notes[0]
+        loans = {"sms": self.RISKY.loans_per_touch, "phone": self.SAFE.loans_per_touch}
+        rates = {"sms": self.RISKY.overdue_rate, "phone": self.SAFE.overdue_rate}
+        expected_loans = sum(allocation.touches[c] * loans[c] for c in loans)
+        overdue = sum(allocation.touches[c] * loans[c] * rates[c] for c in loans)
+        assert overdue <= 0.03 * expected_loans + 1e-6
+
+    def test_failure_adjustments_are_never_relaxed(self):
+        with pytest.raises(BudgetInfeasible):
+            allocate_within_risk(
+                [self.SAFE, self.RISKY],
+                10_000.0,
+                objective="disbursed_amount",
+                floor_share=0.05,
+                overdue_ceiling=0.03,
+                adjustments=[BudgetAdjustment("floor", "sms", amount=9_000.0)],
+                previous=None,
+            )
