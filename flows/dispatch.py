@@ -24,6 +24,7 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Connection, update
 
 from pdca.db import make_engine
+from pdca.errors import UserError
 from pdca.models import OutreachBatch
 from pdca.settings import Settings, get_settings
 from tasks.campaigns import CampaignSpec, get_campaign_spec
@@ -54,6 +55,7 @@ from tasks.dispatch import (
     select_audience,
     slots_for,
     window_share,
+    write_outbox,
 )
 from tasks.gateways import (
     SEND_CHANNELS,
@@ -130,8 +132,6 @@ def prepare_batch(
         status = "held"
     else:
         scheduled_at, status = max(at, slot.starts_at), "pending"
-    from tasks.dispatch import write_outbox
-
     write_outbox(conn, batch_id, chosen, scheduled_at, status)
     summary.holdout = record_holdouts(conn, batch_id, spec.id)
     summary.held = int((chosen["variant"] != HOLDOUT).sum()) if closed else 0
@@ -229,8 +229,6 @@ def dispatch_flow(
         slots = [s for s in slots_for(spec, day) if window in (None, s.window)]
         if window and not slots:
             known = ", ".join(spec.contact_policy.windows)
-            from pdca.errors import UserError
-
             raise UserError(
                 f"campaign {campaign_id!r} has no window {window!r} on {day} "
                 f"(windows: {known}; weekdays within the campaign only)"

@@ -41,6 +41,7 @@ from sqlalchemy import (
     case,
     cast,
     delete,
+    func,
     insert,
     literal,
     select,
@@ -49,11 +50,21 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from pdca.errors import UserError
-from pdca.models import Budget, DispatchLock, OutboxEntry, OutreachBatch, Plan, Touch
+from pdca.models import (
+    Budget,
+    Customer,
+    DispatchLock,
+    OutboxEntry,
+    OutreachBatch,
+    Plan,
+    Touch,
+)
 from tasks.campaigns import CampaignSpec
 from tasks.gateways import OutboundMessage, SendReceipt
-from tasks.importing import insert_rows
+from tasks.importing import frame_rows, insert_rows
+from tasks.metrics import funnel, rollup
 from tasks.periods import Period, local_midnight_utc
+from tasks.plan import history_window
 from tasks.sqlfiles import query
 from tasks.wording import Message
 
@@ -208,9 +219,6 @@ def segment_propensity(
 
     Empty without history: every segment then counts as average.
     """
-    from tasks.metrics import funnel, rollup
-    from tasks.plan import history_window
-
     frame = funnel(conn, campaign_id, history_window(day), attribution_days=attribution_days)
     if frame.empty:
         return {}
@@ -331,8 +339,6 @@ def remaining_quotas(conn: Connection, batch_id: int, quotas: dict[str, int]) ->
     """What is left of each channel's quota once the batch's existing entries are counted
     (hold-out members included: they took their places), so that a rerun tops up what
     was not written, never sends a second batch."""
-    from sqlalchemy import func
-
     used = dict(
         conn.execute(
             select(OutboxEntry.channel, func.count())
@@ -364,8 +370,6 @@ def write_outbox(
             "attempts": 0,
         }
     )
-    from tasks.importing import frame_rows
-
     columns = list(frame.columns)
     insert_rows(conn, OutboxEntry.__table__, columns, frame_rows(frame, columns))
     return len(frame)
@@ -484,8 +488,6 @@ def idempotency_key(
 
 def next_chunk(conn: Connection, batch_id: int, size: int) -> pd.DataFrame:
     """The batch's next sends still to do: `sending` ones (a crash's leftovers) first."""
-    from pdca.models import Customer
-
     result = conn.execute(
         select(
             OutboxEntry.outbox_id,
