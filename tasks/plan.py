@@ -42,7 +42,8 @@ REACH_HEADROOM = 1.5
 """A channel's touches in a period may exceed its best history week (per week) by 50 %:
 beyond that the audience it reaches is the limit, not the budget."""
 VOLUME_TARGETS = ("touches", "delivered", "applications", "disbursements", "disbursed_amount")
-RATE_TARGETS = ("approval_rate", "cac", "roi", "overdue_rate_30", "complaint_rate")
+HISTORY_RATES = ("approval_rate", "cac", "roi")
+"""The history rates each target's evidence quotes beside the volumes."""
 GROWN = ("applications", "disbursements", "disbursed_amount")
 """The outcomes the spec's growth lifts; touches and delivered follow the budget."""
 
@@ -486,19 +487,7 @@ def _target_rows(
         ),
         "complaint_rate": _finite(history.complaint_rate),
     }
-    basis = {
-        name: _finite(rates.get(name))
-        for name in (
-            "touches",
-            "delivered",
-            "applications",
-            "approval_rate",
-            "disbursements",
-            "disbursed_amount",
-            "cac",
-            "roi",
-        )
-    }
+    basis = {name: _finite(rates.get(name)) for name in (*VOLUME_TARGETS, *HISTORY_RATES)}
     rows = []
     for metric, target in values.items():
         if target is None:
