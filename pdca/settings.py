@@ -39,8 +39,22 @@ class Settings(BaseSettings):
     )
     tolerance_warn: float = Field(default=0.05, ge=0, description="on_track band, ± share.")
     tolerance_fail: float = Field(default=0.15, ge=0, description="at_risk band, ± share.")
-    anomaly_z: float = Field(default=3.0, gt=0)
-    anomaly_min_volume: int = Field(default=200, ge=0)
+    anomaly_z: float = Field(default=3.0, gt=0, description="|z| from which a week is anomalous.")
+    anomaly_min_volume: int = Field(
+        default=200, ge=0, description="Least denominator volume for a week to raise an anomaly."
+    )
+    anomaly_window_weeks: int = Field(default=8, ge=2, description="Trailing weeks of baseline.")
+    anomaly_min_weeks: int = Field(
+        default=4, ge=2, description="Fewest trailing weeks with volume for a baseline."
+    )
+    experiment_alpha: float = Field(default=0.05, gt=0, lt=1, description="Test significance.")
+    experiment_power: float = Field(default=0.8, gt=0, lt=1, description="Power for min sample.")
+    experiment_mde: float = Field(
+        default=0.2, gt=0, description="Minimum detectable effect, relative lift of the rate."
+    )
+    srm_alpha: float = Field(
+        default=0.001, gt=0, lt=1, description="Sample-ratio-mismatch p below which a test is void."
+    )
     plan_objective: Literal["disbursed_amount", "roi"] = Field(
         default="disbursed_amount", description="What the budget split maximises."
     )
