@@ -351,6 +351,36 @@ class CheckResult(Base):
     result: Mapped[dict] = mapped_column(JSON)
 
 
+class WeeklyRollup(Base):
+    """A campaign's funnel counts for one whole ISO week × channel × segment × variant.
+
+    Written by the check stage for every week it computes, so that the trailing baselines
+    of the anomaly rule and the bottleneck come from these small rows instead of a rescan
+    of months of touches. A rerun of a check rewrites its weeks' rows (late decisions,
+    loans and repayments change them); `computed_at` says how fresh each row is.
+    """
+
+    __tablename__ = "weekly_rollups"
+    __table_args__ = (UniqueConstraint("campaign_id", "week", "channel", "segment", "variant"),)
+    rollup_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.campaign_id"))
+    week: Mapped[str] = mapped_column(String(8))
+    channel: Mapped[str] = mapped_column(String(16))
+    segment: Mapped[str] = mapped_column(String(64))
+    variant: Mapped[str] = mapped_column(String(32))
+    touches: Mapped[int] = mapped_column(Integer)
+    delivered: Mapped[int] = mapped_column(Integer)
+    responded: Mapped[int] = mapped_column(Integer)
+    applications: Mapped[int] = mapped_column(Integer)
+    approved: Mapped[int] = mapped_column(Integer)
+    disbursements: Mapped[int] = mapped_column(Integer)
+    disbursed_amount: Mapped[float] = mapped_column(Float)
+    cost: Mapped[float] = mapped_column(Float)
+    net_interest: Mapped[float] = mapped_column(Float)
+    expected_loss: Mapped[float] = mapped_column(Float)
+    computed_at: Mapped[datetime] = mapped_column(DateTime)
+
+
 class Action(Base):
     """An adjustment proposed by the act stage, and the manager's decision on it."""
 

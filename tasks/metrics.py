@@ -110,7 +110,7 @@ def funnel(
             },
         )
         frames.append(_merge(touches, applications, KEYS).assign(week=week.name))
-    return _tidy(_concat(frames, ["week", *KEYS, *COUNTS]), ["week", *KEYS])
+    return tidy(_concat(frames, ["week", *KEYS, *COUNTS]), ["week", *KEYS])
 
 
 def with_rates(frame: pd.DataFrame) -> pd.DataFrame:
@@ -130,7 +130,7 @@ def rollup(frame: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     """The funnel's counts summed to the grain `by` (e.g. [] for the campaign total,
     ['channel'], ['week', 'channel']), then `with_rates`. Always at least one row for
     `by=[]`, so an empty period still has a (zero) total."""
-    return with_rates(_sum(frame, by, COUNTS))
+    return with_rates(sum_by(frame, by, COUNTS))
 
 
 def ratio(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
@@ -178,8 +178,8 @@ def overdue_rate_30(
             "as_of_end_date": end,
         }
         frames.append(_read(conn, sql, params).assign(week=name))
-    frame = _tidy(_concat(frames, ["week", *KEYS, *OVERDUE_COUNTS]), ["week", *KEYS])
-    out = _sum(frame, by, OVERDUE_COUNTS)
+    frame = tidy(_concat(frames, ["week", *KEYS, *OVERDUE_COUNTS]), ["week", *KEYS])
+    out = sum_by(frame, by, OVERDUE_COUNTS)
     out["overdue_rate_30"] = ratio(out["overdue_loans"], out["seasoned_loans"])
     return out
 
@@ -217,8 +217,8 @@ def complaint_rate(
     if funnel_frame is not None:
         delivered = funnel_frame[["week", *KEYS, "delivered"]]
         frame = _merge(frame, delivered, ["week", *KEYS])
-    frame = _tidy(frame, ["week", *KEYS])
-    out = _sum(frame, by, ["complaints", "delivered"])
+    frame = tidy(frame, ["week", *KEYS])
+    out = sum_by(frame, by, ["complaints", "delivered"])
     out["complaint_rate"] = 1000 * ratio(out["complaints"], out["delivered"])
     return out
 
@@ -251,8 +251,8 @@ def reject_reasons(
         }
         frames.append(_read(conn, sql, params).assign(week=week.name))
     frame = _concat(frames, ["week", *KEYS, "reject_reason", "rejections"])
-    frame = _tidy(frame, ["week", *KEYS, "reject_reason"])
-    out = _sum(frame, [*by, "reject_reason"], ["rejections"])
+    frame = tidy(frame, ["week", *KEYS, "reject_reason"])
+    out = sum_by(frame, [*by, "reject_reason"], ["rejections"])
     totals = out.groupby(list(by))["rejections"].transform("sum") if by else out["rejections"].sum()
     out["share"] = ratio(out["rejections"], pd.Series(totals, index=out.index))
     out = out.sort_values(
@@ -320,7 +320,7 @@ def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[columns]
 
 
-def _tidy(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+def tidy(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Keys as text; every other column a count, zero where a side had no row, as int64
     (whole counts) or float64 (money); rows in key order."""
     frame = frame.copy()
@@ -333,7 +333,7 @@ def _tidy(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return frame.sort_values(keys, kind="stable").reset_index(drop=True)
 
 
-def _sum(frame: pd.DataFrame, by: Sequence[str], counts: list[str]) -> pd.DataFrame:
+def sum_by(frame: pd.DataFrame, by: Sequence[str], counts: list[str]) -> pd.DataFrame:
     """`counts` summed by `by`; one total row when `by` is empty."""
     by = list(by)
     unknown = [column for column in by if column not in frame.columns]

@@ -1,0 +1,283 @@
+"""The check stage's measurements: the period's funnel, KPI actuals, weekly series and rollups.
+
+What is measured comes from `tasks.metrics` (the contract's one definition of every metric);
+this module decides *which* scopes and weeks a check looks at and keeps the weekly rollups:
+
+- the **period funnel** is `metrics.funnel` over the period (its weeks clipped to it);
+- **whole weeks**: each ISO week the period touches, counted whole — taken from the period
+  funnel where the week lies inside the period, counted separately only for a week that
+  straddles the period's edge (a month's first and last weeks) — are stored in
+  `weekly_rollups`, so that
+- the **trailing baselines** (anomalies, the bottleneck without a plan) read the previous
+  weeks from those small rows instead of re-scanning months of touches. A trailing week
+  that has no rollup yet (history imported, never checked) is counted once and stored;
+  weeks before the campaign's first touch are never counted.
+- **KPI actuals** at the scopes the plan sets targets for: the campaign, each channel and
+  each segment, with overdue_rate_30 and complaint_rate beside the funnel's rates;
+- **targets** come from the current plan of the period, or of the plan period that contains
+  it, with the volume targets pro-rated by days (a week of a monthly plan gets 7/31 of the
+  month's touches; rates and ratios are not scaled).
+
+Every function takes the `Connection` it works on; thresholds arrive as parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, delete, func, insert, select
+
+from pdca.errors import UserError
+from pdca.models import Plan, Target, Touch, WeeklyRollup
+from tasks import metrics
+from tasks.metrics import COUNTS, KEYS
+from tasks.periods import Period
+from tasks.plan import VOLUME_TARGETS
+
+ROLLUP_COLUMNS = ["week", *KEYS, *COUNTS]
+
+KPI_METRICS = (
+    "touches",
+    "delivered",
+    "applications",
+    "approval_rate",
+    "disbursements",
+    "disbursed_amount",
+    "cac",
+    "roi",
+    "overdue_rate_30",
+    "complaint_rate",
+)
+"""The planned metrics, business and asset quality alike (the plan's target list)."""
+
+KPI_SCOPES = ((), ("channel",), ("segment",))
+"""Campaign total, by channel, by segment: where the plan sets targets."""
+
+ANOMALY_METRICS: dict[str, str | None] = {
+    "touches": None,
+    "reach_rate": "touches",
+    "response_rate": "delivered",
+    "applications": None,
+    "application_rate": "delivered",
+    "approval_rate": "applications",
+}
+"""Weekly metrics watched for anomalies → the volume that must be large enough to judge
+them (None: the count is its own volume)."""
+
+ANOMALY_SCOPES = ((), ("channel",))
+"""Campaign total and each channel; segment × variant weeks are too thin to judge."""
+
+
+# --- the period's funnel and its whole weeks --------------------------------------------
+
+
+def whole_weeks(
+    conn: Connection,
+    campaign_id: str,
+    period: Period,
+    period_funnel: pd.DataFrame,
+    **funnel_options: Any,
+) -> pd.DataFrame:
+    """The funnel of every ISO week the period touches, each counted whole.
+
+    A week inside the period is already in `period_funnel`; only a week that straddles the
+    period's edge is counted again, over its whole seven days.
+    """
+    frames = []
+    for week in period.weeks():
+        if period.start <= week.start and week.end <= period.end:
+            frames.append(period_funnel[period_funnel["week"] == week.name])
+        else:
+            frames.append(metrics.funnel(conn, campaign_id, week, **funnel_options))
+    frames = [frame for frame in frames if not frame.empty]
+    if not frames:
+        return period_funnel.iloc[0:0][ROLLUP_COLUMNS]
+    return pd.concat(frames, ignore_index=True)[ROLLUP_COLUMNS]
+
+
+def store_rollups(
+    conn: Connection, campaign_id: str, weeks: Sequence[str], frame: pd.DataFrame
+) -> None:
+    """Replace the stored rollups of `weeks` with `frame`'s rows (in the caller's transaction).
+
+    A week listed in `weeks` with no rows in `frame` is stored as nothing: it had no
+    activity, and `trailing_weeks` recognises it from the campaign's first touch instead.
+    """
+    conn.execute(
+        delete(WeeklyRollup).where(
+            WeeklyRollup.campaign_id == campaign_id, WeeklyRollup.week.in_(list(weeks))
+        )
+    )
+    if frame.empty:
+        return
+    computed_at = datetime.now().replace(microsecond=0)
+    rows = frame[ROLLUP_COLUMNS].to_dict("records")
+    for row in rows:
+        row.update(campaign_id=campaign_id, computed_at=computed_at)
+        for column in metrics.INTEGER_COUNTS:
+            row[column] = int(row[column])
+    conn.execute(insert(WeeklyRollup), rows)
+
+
+def trailing_weeks(
+    conn: Connection,
+    campaign_id: str,
+    period: Period,
+    count: int,
+    **funnel_options: Any,
+) -> pd.DataFrame:
+    """The `count` whole weeks before the period's first week, from the stored rollups.
+
+    A week with no stored rollup that lies after the campaign's first touch is counted
+    now and stored (history loaded by import and never checked); earlier weeks are empty
+    by definition. Columns: ROLLUP_COLUMNS.
+    """
+    first_week = period.weeks()[0]
+    names = [first_week.shifted(-steps).name for steps in range(count, 0, -1)]
+    stored = read_rollups(conn, campaign_id, names)
+    first_touch = conn.execute(
+        select(func.min(Touch.sent_at)).where(Touch.campaign_id == campaign_id)
+    ).scalar()
+    if first_touch is None:
+        return stored
+    first_touch_week = Period.week_of(first_touch.date()).shifted(-1).name
+    missing = [
+        name for name in names if name not in set(stored["week"]) and name >= first_touch_week
+    ]
+    if missing:
+        counted = [
+            metrics.funnel(conn, campaign_id, Period.parse(name), **funnel_options)
+            for name in missing
+        ]
+        counted = [frame for frame in counted if not frame.empty]
+        if counted:
+            fresh = pd.concat(counted, ignore_index=True)[ROLLUP_COLUMNS]
+            store_rollups(conn, campaign_id, missing, fresh)
+            stored = pd.concat([stored, fresh], ignore_index=True)
+    return stored.sort_values(["week", *KEYS], kind="stable").reset_index(drop=True)
+
+
+def read_rollups(conn: Connection, campaign_id: str, weeks: Sequence[str]) -> pd.DataFrame:
+    """The stored rollup rows of `weeks` (ROLLUP_COLUMNS, counts typed as the funnel's)."""
+    columns = [getattr(WeeklyRollup, name) for name in ROLLUP_COLUMNS]
+    result = conn.execute(
+        select(*columns).where(
+            WeeklyRollup.campaign_id == campaign_id, WeeklyRollup.week.in_(list(weeks))
+        )
+    )
+    frame = pd.DataFrame(result.fetchall(), columns=ROLLUP_COLUMNS)
+    return metrics.tidy(frame, ["week", *KEYS])
+
+
+# --- KPI actuals --------------------------------------------------------------------------
+
+
+def kpi_actuals(
+    period_funnel: pd.DataFrame,
+    overdue: pd.DataFrame,
+    complaints: pd.DataFrame,
+) -> pd.DataFrame:
+    """One row per KPI scope (campaign, each channel, each segment) with every KPI.
+
+    `overdue` and `complaints` are `metrics.overdue_rate_30` and `metrics.complaint_rate`
+    at the funnel's grain (channel, segment, variant), summed here to each scope. Columns:
+    channel, segment (None where the scope spans them), then the funnel's counts and rates,
+    overdue_rate_30 and complaint_rate.
+    """
+    rows = []
+    for scope in KPI_SCOPES:
+        by = list(scope)
+        funnel = metrics.rollup(period_funnel, by)
+        overdue_sum = metrics.sum_by(overdue, by, metrics.OVERDUE_COUNTS)
+        overdue_sum["overdue_rate_30"] = metrics.ratio(
+            overdue_sum["overdue_loans"], overdue_sum["seasoned_loans"]
+        )
+        complaints_sum = metrics.sum_by(complaints, by, ["complaints"])
+        merged = funnel
+        for extra in (overdue_sum, complaints_sum):
+            merged = merged.merge(extra, on=by, how="left") if by else merged.join(extra)
+        merged["complaints"] = merged["complaints"].fillna(0)
+        merged["complaint_rate"] = 1000 * metrics.ratio(merged["complaints"], merged["delivered"])
+        for column in ("channel", "segment"):
+            if column not in by:
+                merged[column] = None
+        rows.append(merged)
+    return pd.concat(rows, ignore_index=True)
+
+
+# --- targets ------------------------------------------------------------------------------
+
+
+def current_targets(conn: Connection, campaign_id: str, period: Period) -> list[dict[str, Any]]:
+    """The targets the period is judged against, each with the plan it came from.
+
+    The current plan of exactly this period wins; otherwise the current plan of the
+    shortest planned period containing it, its volume targets scaled by the share of days.
+    No plan: an empty list (the check then reports actuals and baselines only).
+    """
+    plans = conn.execute(
+        select(Plan.plan_id, Plan.period, Plan.version).where(
+            Plan.campaign_id == campaign_id, Plan.is_current.is_(True)
+        )
+    ).all()
+    containing = []
+    for plan_id, name, version in plans:
+        try:
+            planned = Period.parse(name)
+        except UserError:  # a period name pdca did not write is no match
+            continue
+        if planned.start <= period.start and period.end <= planned.end:
+            containing.append((planned.days, planned, plan_id, version))
+    if not containing:
+        return []
+    _, planned, plan_id, version = min(containing, key=lambda item: (item[0], item[2]))
+    scale = period.days / planned.days
+    targets = []
+    columns = (
+        Target.metric,
+        Target.channel,
+        Target.segment,
+        Target.target,
+        Target.tolerance_warn,
+        Target.tolerance_fail,
+        Target.lower_is_better,
+    )
+    for row in conn.execute(select(*columns).where(Target.plan_id == plan_id)).mappings():
+        target = dict(row)
+        if target["metric"] in VOLUME_TARGETS:
+            target["target"] *= scale
+        target["plan"] = {"period": planned.name, "version": version, "scale": scale}
+        targets.append(target)
+    return targets
+
+
+# --- weekly series ------------------------------------------------------------------------
+
+
+def weekly_series(weeks: pd.DataFrame, scope: Sequence[str]) -> pd.DataFrame:
+    """Counts and rates per week at `scope` (e.g. [] or ['channel']), for the anomaly rule."""
+    return metrics.rollup(weeks, ["week", *scope])
+
+
+def clean(value: Any) -> Any:
+    """A JSON-safe value: numpy scalars as Python numbers; NaN, ±inf and NA as None."""
+    if isinstance(value, dict):
+        return {key: clean(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean(item) for item in value]
+    if value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A frame as JSON-safe records."""
+    return [clean(row) for row in frame.astype(object).to_dict("records")]
