@@ -184,6 +184,70 @@ def dispatch(
         raise typer.Exit(1)
 
 
+@app.command()
+def check(
+    campaign: Annotated[str, typer.Option("--campaign", help="Campaign id.")],
+    period: Annotated[str, typer.Option(help="2026-W12, 2026-03 or 2026-Q1.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Validate the period's data, compute the funnel, variance, anomalies and experiments.
+
+    Exit code 1 when data quality failed: the result is untrusted and act will only hold.
+    """
+    from flows.check import check_flow
+    from tasks.periods import Period
+
+    Period.parse(period)  # a bad period is bad usage: refuse before starting Prefect
+    _ready_engine().dispose()
+    result = check_flow(campaign_id=campaign, period=period)
+    if as_json:
+        _print_json(result)
+    else:
+        _print_check(result)
+    if not result["trusted"]:
+        if not as_json:
+            typer.echo(
+                f"{campaign} {period}: data quality failed; the result is untrusted", err=True
+            )
+        raise typer.Exit(1)
+
+
+def _print_check(result: dict) -> None:
+    """The check in a few lines: trust, totals, KPIs off track, anomalies, test, bottleneck."""
+    total = {key: 0 for key in ("touches", "delivered", "applications", "approved")}
+    for row in result["funnel"]:
+        for key in total:
+            total[key] += row[key]
+    typer.echo(
+        f"check {result['campaign']} {result['period']}: "
+        f"{'trusted' if result['trusted'] else 'UNTRUSTED'}; touches {total['touches']:,}, "
+        f"delivered {total['delivered']:,}, applications {total['applications']:,}, "
+        f"approved {total['approved']:,}"
+    )
+    for suite in result["data_quality"]["suites"]:
+        if not suite["success"]:
+            typer.echo(f"  data quality {suite['name']}: failed {', '.join(suite['failed'])}")
+    for entry in result["data_quality"]["quarantine"]:
+        if not entry["success"]:
+            typer.echo(
+                f"  data quality: {entry['rows_quarantined']} {entry['feed']} rows quarantined "
+                f"of {entry['rows_in']}, above the {entry['max_share']:.1%} limit"
+            )
+    for kpi in result["kpis"]:
+        if kpi["status"] in ("at_risk", "off_track") and not any(kpi["scope"].values()):
+            typer.echo(
+                f"  kpi {kpi['metric']:<17} actual {kpi['actual']:>14,.4f}  target "
+                f"{kpi['target']:>14,.4f}  {kpi['status']}"
+            )
+    for item in result["anomalies"][:10]:
+        scope = ", ".join(f"{k}={v}" for k, v in item["scope"].items()) or "campaign"
+        typer.echo(f"  anomaly {item['week']} {item['metric']} ({scope}): z={item['z']}")
+    for test in result["experiments"]:
+        typer.echo(f"  experiment {test['treatment']} vs {test['control']}: {test['decision']}")
+    if result["bottleneck"] and result["bottleneck"].get("stage"):
+        typer.echo(f"  bottleneck: {result['bottleneck']['stage']}")
+
+
 def _dispatch_totals(summaries: list[dict]) -> dict:
     """The day's figures over all its windows, in the shape of one batch."""
     totals: dict = {

@@ -61,12 +61,13 @@ ANOMALY_METRICS: dict[str, str | None] = {
     "touches": None,
     "reach_rate": "touches",
     "response_rate": "delivered",
-    "applications": None,
+    "applications": "delivered",
     "application_rate": "delivered",
     "approval_rate": "applications",
 }
 """Weekly metrics watched for anomalies → the volume that must be large enough to judge
-them (None: the count is its own volume)."""
+them (None: the count is its own volume). Applications are judged by the week's delivered
+touches, so that their collapse to nothing is still judged."""
 
 ANOMALY_SCOPES = ((), ("channel",))
 """Campaign total and each channel; segment × variant weeks are too thin to judge."""

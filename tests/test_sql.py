@@ -60,6 +60,9 @@ PARAMETERS = {
     "cap_starts_at": datetime(2026, 3, 16, 16),
     "complaints_since_at": datetime(2025, 12, 22, 16),
     "max_touches_per_7d": 2,
+    # dq_quarantine.sql: the local days of the metric queries' UTC window
+    "start_date": date(2026, 3, 2),
+    "end_date": date(2026, 3, 23),
 }
 """A test value for every parameter any query takes; lists bind as expanding `in` lists."""
 

@@ -1,0 +1,488 @@
+"""Benchmark: the check of one week at the end of a 12-week, 10,000,000-touch history (SQLite).
+
+Run: `.venv/bin/python bench/bench_check.py [--touches N] [--keep DIR]`. It builds the
+history straight into a migrated SQLite database (customers, touches, applications,
+decisions, loans, repayments and complaints in the demo's proportions; building takes a few
+minutes), stores the whole-week rollups of the first eleven weeks as the weekly checks of
+those weeks would have, and then prints, from one run:
+
+- the baseline: one hand-written funnel `GROUP BY` over the last week's touches alone
+  (channel × variant; and, for reference, with the customers' segment joined in, which is
+  the grain the check reports);
+- the check of the last week, step by step, in a child process (its peak RSS): every
+  step of `flows/check.py` except Great Expectations, then Great Expectations separately;
+- the whole `pdca check --json` command (Prefect start-up included), for the record.
+
+Targets (issue 6): the check without GE within 3× the single-week `GROUP BY`; GE on the
+week's rows under 5 s; peak RSS under 2 GiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CAMPAIGN = "bench-check"
+START = date(2026, 1, 5)  # a Monday: weeks 2026-W02 … 2026-W13
+WEEKS = 12
+LAST_WEEK = "2026-W13"
+OFFSET = timedelta(hours=8)  # Asia/Shanghai, no daylight saving time
+CUSTOMERS_PER_TOUCH = 0.2
+SPEC = f"""
+id: {CAMPAIGN}
+name: check benchmark
+product: sme-revolving
+start: {START}
+end: 2026-06-30
+timezone: Asia/Shanghai
+channels: [phone, sms, im, app_push, email]
+budget_total: 100000000
+risk: {{max_overdue_rate_30: 0.03, min_credit_score: 600, apr_cap: 24.0}}
+contact_policy:
+  max_touches_per_7d: 2
+  quiet_hours: "21:00-09:00"
+  windows: {{noon: "12:00-13:30", evening: "19:00-21:00"}}
+experiment: {{metric: application_rate, variants: {{A: 0.45, B: 0.45}}, holdout: 0.10}}
+"""
+CHANNELS = np.array(["phone", "sms", "im", "app_push", "email"])
+CHANNEL_SHARE = [0.08, 0.37, 0.25, 0.18, 0.12]
+COST = np.array([8.0, 0.05, 0.03, 0.01, 0.02])
+DELIVERY = np.array([0.62, 0.95, 0.90, 0.80, 0.92])
+RESPONSE = np.array([0.34, 0.045, 0.06, 0.028, 0.022])
+APPLY = np.array([0.09, 0.03, 0.035, 0.02, 0.015])
+SEGMENTS = np.array(["sme", "salaried", "farmer", "student"])
+VARIANTS = np.array(["A", "B", "holdout"])
+REASONS = np.array(["score_too_low", "debt_ratio_too_high", "income_unverified", "fraud_check"])
+
+
+# --- building the history -------------------------------------------------------------------
+
+
+def stamp(seconds: np.ndarray) -> np.ndarray:
+    """Seconds since START (local) → stored naive-UTC text 'YYYY-MM-DD HH:MM:SS.ffffff'."""
+    base = np.datetime64(datetime.combine(START, datetime.min.time()) - OFFSET, "us")
+    moments = base + (seconds * 1e6).astype("timedelta64[us]")
+    return np.char.replace(np.datetime_as_string(moments, unit="us"), "T", " ")
+
+
+def build(path: Path, touches: int) -> dict[str, int]:
+    """The migrated database with the 12-week history; returns the row counts."""
+    from pdca.db import _tune_sqlite, upgrade
+
+    upgrade(f"sqlite:///{path}")
+    env = {**os.environ, "PDCA_DATABASE_URL": f"sqlite:///{path}"}
+    spec = path.parent / "spec.yaml"
+    spec.write_text(SPEC)
+    pdca = str(Path(sys.executable).parent / "pdca")
+    subprocess.run([pdca, "campaign", "apply", str(spec)], env=env, check=True, capture_output=True)
+    rng = np.random.default_rng(12)
+    customers = int(touches * CUSTOMERS_PER_TOUCH)
+    conn = sqlite3.connect(path)
+    _tune_sqlite(conn, None)
+    conn.execute("pragma foreign_keys=off")
+    indexes = conn.execute(
+        "select name, sql from sqlite_master where type = 'index' and sql is not null "
+        "and tbl_name in ('touches', 'applications', 'decisions', 'loans', 'repayments')"
+    ).fetchall()
+    for name, _ in indexes:
+        conn.execute(f"drop index {name}")
+    segment = SEGMENTS[rng.choice(4, customers, p=[0.42, 0.33, 0.15, 0.10])]
+    variant_of = VARIANTS[rng.choice(3, customers, p=[0.45, 0.45, 0.10])]
+    with conn:
+        conn.executemany(
+            "insert into customers values (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                (
+                    f"c{i:08d}",
+                    segment[i],
+                    "north",
+                    700,
+                    9000.0,
+                    0.3,
+                    "retail",
+                    None,
+                    None,
+                    True,
+                    False,
+                    "2025-01-01 00:00:00.000000",
+                )
+                for i in range(customers)
+            ),
+        )
+    counts = {
+        "customers": customers,
+        "touches": 0,
+        "applications": 0,
+        "decisions": 0,
+        "loans": 0,
+        "repayments": 0,
+        "complaints": 0,
+    }
+    per_week = touches // WEEKS
+    for week in range(WEEKS):
+        with conn:
+            _week(conn, rng, week, per_week, variant_of, counts)
+    for _, sql in indexes:
+        conn.execute(sql)
+    conn.execute("analyze")
+    conn.commit()
+    conn.close()
+    return counts
+
+
+def _week(conn, rng, week: int, n: int, variant_of, counts: dict[str, int]) -> None:
+    """One week of touches with the applications, decisions, loans, repayments and
+    complaints they lead to; sends on weekdays in the noon and evening windows."""
+    customer = rng.integers(0, len(variant_of), n)
+    channel = rng.choice(5, n, p=CHANNEL_SHARE)
+    variant = variant_of[customer]
+    holdout = variant == "holdout"
+    day = week * 7 + rng.integers(0, 5, n)
+    evening = rng.random(n) < 0.55
+    clock = np.where(
+        evening, 19 * 3600 + rng.integers(0, 7200, n), 12 * 3600 + rng.integers(0, 5400, n)
+    )
+    seconds = day * 86400 + clock + rng.random(n)
+    delivered = (rng.random(n) < DELIVERY[channel]) & ~holdout
+    responded = delivered & (rng.random(n) < RESPONSE[channel])
+    cost = np.where(holdout, 0.0, COST[channel])
+    sent_at = stamp(seconds)
+    first = counts["touches"]
+    conn.executemany(
+        "insert into touches values (?,?,?,?,?,?,?,?,?)",
+        zip(
+            (f"t{first + i:09d}" for i in range(n)),
+            [CAMPAIGN] * n,
+            (f"c{c:08d}" for c in customer),
+            CHANNELS[channel].tolist(),
+            variant.tolist(),
+            sent_at.tolist(),
+            delivered.tolist(),
+            responded.tolist(),
+            cost.tolist(),
+            strict=True,
+        ),
+    )
+    counts["touches"] += n
+    lift = np.where(variant == "B", 1.15, 1.0)
+    applies = np.flatnonzero(delivered & (rng.random(n) < APPLY[channel] * lift))
+    m = len(applies)
+    applied = seconds[applies] + rng.uniform(600, 5 * 86400, m)
+    app_ids = [f"a{counts['applications'] + i:09d}" for i in range(m)]
+    attributed = rng.random(m) < 0.75
+    conn.executemany(
+        "insert into applications values (?,?,?,?,?,?,?)",
+        zip(
+            app_ids,
+            (f"c{c:08d}" for c in customer[applies]),
+            np.where(attributed, CAMPAIGN, None).tolist(),
+            CHANNELS[channel[applies]].tolist(),
+            stamp(applied).tolist(),
+            ["sme-revolving"] * m,
+            rng.uniform(5_000, 200_000, m).round(2).tolist(),
+            strict=True,
+        ),
+    )
+    counts["applications"] += m
+    approved = rng.random(m) < 0.6
+    decided = applied + rng.uniform(3600, 3 * 86400, m)
+    amount = rng.uniform(5_000, 150_000, m).round(2)
+    apr = rng.uniform(9, 20, m).round(2)
+    conn.executemany(
+        "insert into decisions values (?,?,?,?,?,?)",
+        zip(
+            app_ids,
+            stamp(decided).tolist(),
+            np.where(approved, "approved", "rejected").tolist(),
+            np.where(approved, None, REASONS[rng.integers(0, 4, m)]).tolist(),
+            np.where(approved, amount, None).tolist(),
+            np.where(approved, apr, None).tolist(),
+            strict=True,
+        ),
+    )
+    counts["decisions"] += m
+    drawn = np.flatnonzero(approved & (rng.random(m) < 0.8))
+    k = len(drawn)
+    disbursed = decided[drawn] + rng.uniform(3600, 5 * 86400, k)
+    loan_ids = [f"l{counts['loans'] + i:09d}" for i in range(k)]
+    conn.executemany(
+        "insert into loans values (?,?,?,?,?,?)",
+        zip(
+            loan_ids,
+            [app_ids[i] for i in drawn],
+            stamp(disbursed).tolist(),
+            amount[drawn].tolist(),
+            apr[drawn].tolist(),
+            rng.choice([6, 12, 24, 36], k).tolist(),
+            strict=True,
+        ),
+    )
+    counts["loans"] += k
+    as_of = (START + timedelta(days=int(week * 7 + 35))).isoformat()
+    dpd = rng.choice([0, 35, 95], k, p=[0.95, 0.03, 0.02])
+    conn.executemany(
+        "insert into repayments values (?,?,?,?)",
+        zip(
+            loan_ids,
+            [as_of] * k,
+            dpd.tolist(),
+            (amount[drawn] * 0.8).round(2).tolist(),
+            strict=True,
+        ),
+    )
+    counts["repayments"] += k
+    complains = np.flatnonzero(delivered & (rng.random(n) < 0.0003))
+    conn.executemany(
+        "insert into complaints values (?,?,?,?,?)",
+        zip(
+            (f"k{counts['complaints'] + i:08d}" for i in range(len(complains))),
+            (f"c{c:08d}" for c in customer[complains]),
+            [CAMPAIGN] * len(complains),
+            stamp(seconds[complains] + 86400).tolist(),
+            ["too_many_messages"] * len(complains),
+            strict=True,
+        ),
+    )
+    counts["complaints"] += len(complains)
+
+
+def plan_targets(path: Path) -> None:
+    """A current plan for the last week with campaign-level targets, so variance runs."""
+    conn = sqlite3.connect(path)
+    with conn:
+        plan_id = conn.execute(
+            "insert into plans (campaign_id, period, version, is_current, created_at, inputs) "
+            "values (?, ?, 1, 1, '2026-03-01 00:00:00.000000', '{}') returning plan_id",
+            (CAMPAIGN, LAST_WEEK),
+        ).fetchone()[0]
+        targets = {
+            "touches": 850_000,
+            "delivered": 700_000,
+            "applications": 25_000,
+            "approval_rate": 0.6,
+            "disbursements": 12_000,
+            "disbursed_amount": 9e8,
+            "cac": 500.0,
+            "roi": 0.5,
+            "overdue_rate_30": 0.03,
+            "complaint_rate": 0.3,
+        }
+        for metric, value in targets.items():
+            conn.execute(
+                "insert into targets (plan_id, metric, channel, segment, target, "
+                "tolerance_warn, tolerance_fail, lower_is_better, evidence) "
+                "values (?, ?, null, null, ?, 0.05, 0.15, ?, '{}')",
+                (plan_id, metric, value, metric in ("cac", "overdue_rate_30", "complaint_rate")),
+            )
+    conn.close()
+
+
+def store_earlier_rollups(url: str) -> float:
+    """The first eleven weeks' rollups, as their own weekly checks would have stored them."""
+    from pdca.db import make_engine
+    from tasks.check import trailing_weeks
+    from tasks.periods import Period
+
+    started = time.perf_counter()
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        trailing_weeks(conn, CAMPAIGN, Period.parse(LAST_WEEK), WEEKS - 1)
+        conn.commit()
+    engine.dispose()
+    return time.perf_counter() - started
+
+
+# --- measuring ------------------------------------------------------------------------------
+
+
+def baselines(path: Path) -> tuple[float, float, int]:
+    """The hand-written funnel GROUP BY over the last week's touches (channel × variant), and
+    the same with the customers' segment joined in; each run twice, the second timed."""
+    from tasks.periods import Period
+
+    starts_at, ends_at = (
+        moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+        for moment in Period.parse(LAST_WEEK).utc_bounds("Asia/Shanghai")
+    )
+    plain = """
+        select channel, variant, count(*), sum(delivered), sum(responded), sum(cost)
+        from touches
+        where campaign_id = ? and sent_at >= ? and sent_at < ? and variant <> 'holdout'
+        group by channel, variant"""
+    segmented = """
+        select t.channel, c.segment, t.variant, count(*), sum(t.delivered),
+               sum(t.responded), sum(t.cost)
+        from touches as t left join customers as c on t.customer_id = c.customer_id
+        where t.campaign_id = ? and t.sent_at >= ? and t.sent_at < ? and t.variant <> 'holdout'
+        group by t.channel, c.segment, t.variant"""
+    rows = (
+        sqlite3.connect(path)
+        .execute(
+            "select count(*) from touches where campaign_id = ? and sent_at >= ? and sent_at < ?",
+            (CAMPAIGN, starts_at, ends_at),
+        )
+        .fetchone()[0]
+    )
+    timings = []
+    for sql in (plain, segmented):
+        conn = sqlite3.connect(path)
+        for _ in range(2):
+            started = time.perf_counter()
+            conn.execute(sql, (CAMPAIGN, starts_at, ends_at)).fetchall()
+            elapsed = time.perf_counter() - started
+        timings.append(elapsed)
+        conn.close()
+    return timings[0], timings[1], rows
+
+
+def steps_in_child(url: str, folder: Path) -> dict:
+    """The check's steps timed one by one in a fresh process (`--child`)."""
+    env = {
+        **os.environ,
+        "PDCA_DATABASE_URL": url,
+        "PDCA_OUTPUT_DIR": str(folder / "out"),
+        "PREFECT_HOME": str(folder / "prefect"),
+    }
+    result = subprocess.run(
+        [sys.executable, __file__, "--child"], env=env, capture_output=True, text=True
+    )
+    if result.returncode:
+        raise SystemExit(result.stderr[-4000:])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def child() -> None:
+    """Runs each task of the check flow as a plain function, timing each."""
+    from flows import check as stage
+    from pdca.db import make_engine
+    from pdca.settings import get_settings
+    from tasks.campaigns import get_campaign_spec
+    from tasks.periods import Period
+
+    period = Period.parse(LAST_WEEK)
+    timings: dict[str, float] = {}
+
+    def timed(name, function, *args):
+        started = time.perf_counter()
+        value = function(*args)
+        timings[name] = time.perf_counter() - started
+        return value
+
+    import great_expectations  # noqa: F401  (its 3-4 s import is not the validation's cost)
+
+    engine = make_engine(get_settings().database_url)
+    with engine.connect() as conn:
+        spec = get_campaign_spec(conn, CAMPAIGN)
+        measured = timed("count_funnel", stage.count_funnel.fn, conn, spec, period)
+        kpis, targets = timed(
+            "compare_with_targets", stage.compare_with_targets.fn, conn, spec, period, measured
+        )
+        anomalies = timed("find_anomalies", stage.find_anomalies.fn, measured, period)
+        tests = timed("judge_experiment", stage.judge_experiment.fn, conn, spec, period)
+        timed("find_bottleneck", stage.find_bottleneck.fn, measured, targets)
+        timed("rank_reject_reasons", stage.rank_reject_reasons.fn, conn, spec, period)
+        quality = timed("great_expectations", stage.validate_period_data.fn, conn, spec, period)
+        result = {
+            "campaign": CAMPAIGN,
+            "period": LAST_WEEK,
+            "trusted": quality.trusted,
+            "anomalies": anomalies,
+            "experiments": tests,
+            "kpis": kpis,
+        }
+        timed("save_check", stage.save_check.fn, conn, result, measured)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"timings": timings, "peak_kib": peak, "trusted": quality.trusted}))
+
+
+def whole_command(url: str, folder: Path) -> tuple[float, int]:
+    env = {
+        **os.environ,
+        "PDCA_DATABASE_URL": url,
+        "PDCA_OUTPUT_DIR": str(folder / "out"),
+        "PREFECT_HOME": str(folder / "prefect"),
+    }
+    pdca = str(Path(sys.executable).parent / "pdca")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.perf_counter()
+    result = subprocess.run(
+        [pdca, "check", "--campaign", CAMPAIGN, "--period", LAST_WEEK, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=folder,
+    )
+    elapsed = time.perf_counter() - started
+    if result.returncode not in (0, 1):
+        raise SystemExit(result.stderr[-4000:])
+    return elapsed, max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--touches", type=int, default=10_000_000)
+    parser.add_argument("--keep", type=Path, help="Build (or reuse) the database here.")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child()
+        return
+    with tempfile.TemporaryDirectory(prefix="pdca-bench-check-") as tmp:
+        folder = args.keep or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "history.db"
+        url = f"sqlite:///{path}"
+        if not path.exists():
+            started = time.perf_counter()
+            counts = build(path, args.touches)
+            plan_targets(path)
+            rollups = store_earlier_rollups(url)
+            print(
+                f"built in {time.perf_counter() - started:.0f} s "
+                f"(earlier weeks' rollups {rollups:.0f} s): {counts}"
+            )
+        plain, segmented, rows = baselines(path)
+        steps = steps_in_child(url, folder)
+        whole, whole_peak = whole_command(url, folder)
+    timings = steps["timings"]
+    without_ge = sum(v for k, v in timings.items() if k != "great_expectations")
+    print(f"last week {LAST_WEEK}: {rows:,} touches of {args.touches:,}")
+    print(f"baseline GROUP BY channel × variant (week)  : {plain:7.2f} s")
+    print(f"baseline GROUP BY with segment joined (week): {segmented:7.2f} s")
+    for name, seconds in timings.items():
+        print(f"  check step {name:<30}: {seconds:7.2f} s")
+    print(
+        f"check without Great Expectations            : {without_ge:7.2f} s "
+        f"= {without_ge / plain:.1f}× the channel × variant GROUP BY, "
+        f"{without_ge / segmented:.1f}× the segmented one (target <= 3×)"
+    )
+    print(
+        f"Great Expectations on the week's rows       : {timings['great_expectations']:7.2f} s"
+        " (target < 5 s)"
+    )
+    print(
+        f"peak RSS of the check's steps               : {steps['peak_kib'] / 1024:7.0f} MiB"
+        " (target < 2048)"
+    )
+    print(
+        f"whole `pdca check --json` (Prefect incl.)    : {whole:7.2f} s, "
+        f"peak RSS {whole_peak / 1024:.0f} MiB"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+-- dq_repayments: the repayment snapshots of a campaign's loans, as the
+-- data-quality check validates them.
+--
+-- Grain: one row per (loan, as_of) snapshot with as_of < :as_of_end_date
+-- (the local day after the period: what the metrics read) of a loan whose
+-- application was applied in [:starts_at, :ends_at) and attributed to
+-- :campaign_id (see attributed_applications.sql).
+--
+-- Columns: the repayments feed's own (loan_id, as_of, dpd, outstanding), as
+-- stored.
+--
+-- Parameters: :campaign_id, :starts_at and :ends_at (naive UTC),
+-- :attribution_days, :as_of_end_date (a date).
+
+with
+
+attributed as (
+    select a.application_id
+    from {{ ref("attributed_applications") }} as a
+),
+
+campaign_loans as (
+    select l.loan_id
+    from attributed as a
+    inner join loans as l
+        on a.application_id = l.application_id
+),
+
+campaign_repayments as (
+    select
+        r.loan_id,
+        r.as_of,
+        r.dpd,
+        r.outstanding
+    from campaign_loans as l
+    inner join repayments as r
+        on l.loan_id = r.loan_id
+    where r.as_of < :as_of_end_date
+)
+
+select * from campaign_repayments

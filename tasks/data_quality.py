@@ -1,0 +1,599 @@
+"""Data quality first: may the Check stage trust the period's data?
+
+The contract: data quality fails (the result is untrusted) when any critical expectation
+fails on the period's data, or when a feed's quarantined rows exceed a share of its rows
+for the period (`quarantine_max_share`, default 1 %). `assess` answers both for one
+campaign and period, and says why:
+
+- **the period's data**, read with `sql/dq_*.sql` (only the columns the suites read): the
+  campaign's touches sent in the period (one ISO week at a time, so a quarter never sits in
+  memory at once), the applications of the period attributed to it, their decisions, their
+  loans, those loans' repayment snapshots up to the period's end, and the complaints naming
+  the campaign received in the period. Each is validated with its feed's suite from
+  `expectations/` — the same rules the importer applies to raw CSV rows; they fit the
+  stored rows once booleans and timestamps are typed (`_typed`), so no `<feed>_table`
+  suite is needed.
+- **derived suites** on what no single feed row shows, each named after the dataset it
+  guards: `touch_timing` (no message in the campaign's quiet hours, local time),
+  `campaign_decisions` (approvals with a positive amount and an APR within the campaign's
+  cap; rejections with a reason), `campaign_loans` (loans only of approved applications,
+  within the cap, after the decision, within the approved amount) and
+  `funnel_consistency` (per week × channel, each funnel stage at most the one before it;
+  the touch stages are counted from the week's touches already in memory, the application
+  stages by `sql/dq_funnel_applications.sql` — a second SQL pass over a week's touches
+  would cost SQLite seconds for the same three counts).
+  Campaign-specific limits (the APR cap, the quiet hours) become boolean columns computed
+  here, so the suites stay plain JSON. Severities are set per expectation and explained in
+  each suite's `meta.notes`; a rejection without a reason is critical (the contract
+  requires the field, and the feed suite already says so).
+- **quarantine shares** per feed (`sql/dq_quarantine.sql`): quarantined rows whose own
+  timestamp falls in the period / (the feed's rows of the period + those quarantined).
+  Both sides count every campaign's rows: a quarantined row keeps only its raw text and
+  cannot be attributed to a campaign, so a per-campaign denominator would compare unlike
+  things. Customers belong to no campaign and count by `created_at`; repayments by their
+  `as_of` day. Quarantined rows whose timestamp could not be read belong to no period.
+- **Data Docs**: with `docs_dir`, one GE Data Docs build of this run's validation results
+  (one page per suite, one per week for the weekly touch suites) into that folder.
+
+Great Expectations is imported lazily (3–4 s) and runs on the shared ephemeral context of
+`tasks.quality` through one validation definition per suite (results in SUMMARY format,
+failing rows named by their keys). Its pandas engine fingerprints every in-memory frame
+with an md5 of `hash_pandas_object` — 0.6–1.2 s per 830,000-touch week, about as much as
+all the touch suite's rules — so `_validate` switches the fingerprint off for its calls.
+Measured on 2 busy shared cores, one week of 830,000 touches on SQLite: GE 1.8–3.1 s for
+all ten suites (the touches suite 0.9–1.7 s); reading that week's touches 6–9 s (about
+half sqlite3's own row stepping, a quarter SQLAlchemy rows, a quarter pandas strings);
+Data Docs 0.4–0.7 s.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection
+
+from tasks.campaigns import CampaignSpec, TimeRange
+from tasks.metrics import week_slices
+from tasks.periods import Period
+from tasks.quality import _context, describe, load_suite
+from tasks.sqlfiles import query
+
+if TYPE_CHECKING:
+    from great_expectations.core import ExpectationSuiteValidationResult
+
+QUARANTINE_FEEDS = (
+    "customers",
+    "touches",
+    "applications",
+    "decisions",
+    "loans",
+    "repayments",
+    "complaints",
+)
+"""The contract's feeds whose quarantine share is judged, in the contract's order."""
+
+DATASETS: dict[str, tuple[str, ...]] = {
+    "touches": ("touches",),
+    "touch_timing": ("touch_timing",),
+    "applications": ("applications",),
+    "decisions": ("decisions", "campaign_decisions"),
+    "loans": ("loans", "campaign_loans"),
+    "repayments": ("repayments",),
+    "complaints": ("complaints",),
+    "funnel_consistency": ("funnel_consistency",),
+}
+"""Each dataset the check validates → the suites run on it, in report order."""
+
+FEED_OF_SUITE = {
+    feed: feed
+    for feed in ("touches", "applications", "decisions", "loans", "repayments", "complaints")
+}
+"""Suites that are a feed's own: their entry reports that feed's quarantined rows."""
+
+KEYS = {
+    "touches": ["touch_id"],
+    "touch_timing": ["touch_id"],
+    "applications": ["application_id"],
+    "decisions": ["application_id"],
+    "loans": ["loan_id"],
+    "repayments": ["loan_id", "as_of"],
+    "complaints": ["complaint_id"],
+    "funnel_consistency": ["week", "channel"],
+}
+"""The key columns of each dataset: failing rows are named by them (`examples`)."""
+
+FUNNEL_STAGES = [
+    "touches",
+    "delivered",
+    "responded",
+    "applications",
+    "applications_after_delivery",
+    "approved",
+    "disbursements",
+]
+"""funnel_consistency's counts per week × channel, each stage in the contract's order."""
+
+EXAMPLES = 5
+"""How many failing rows' keys an expectation names."""
+
+READ_ROWS = 100_000
+"""Rows turned into a frame at a time while reading (bounds the Python objects alive)."""
+
+TIMESTAMPS = ("sent_at", "applied_at", "decided_at", "disbursed_at", "received_at", "as_of")
+BOOLEANS = ("delivered", "responded")
+NUMBERS = ("cost", "amount_requested", "approved_amount", "apr", "amount", "outstanding")
+WHOLE_NUMBERS = ("term_months", "dpd")
+
+
+# --- the result -------------------------------------------------------------------------
+
+
+@dataclass
+class DataQuality:
+    """The verdict on one campaign's period, in the shape of `pdca check --json`'s
+    `data_quality` (see `to_json`)."""
+
+    campaign: str
+    period: str
+    trusted: bool
+    suites: list[dict[str, Any]] = field(default_factory=list)
+    """Per suite: name, success, evaluated, failed, warnings, rows_in, rows_quarantined,
+    unexpected (expectation → failing rows), examples (expectation → first failing keys)."""
+    quarantine: list[dict[str, Any]] = field(default_factory=list)
+    """Per feed: feed, rows_in, rows_quarantined, share, max_share, success."""
+    docs_path: Path | None = None
+    """The Data Docs index.html of this run, when docs were asked for."""
+
+    @property
+    def failed(self) -> list[str]:
+        """Why the data is untrusted, one line per failed suite or quarantine share."""
+        lines = [
+            f"{suite['name']}: {', '.join(suite['failed'])}"
+            for suite in self.suites
+            if suite["failed"]
+        ]
+        lines += [
+            f"quarantine {entry['feed']}: {entry['share']:.2%} of {entry['rows_in']} rows "
+            f"> {entry['max_share']:.2%}"
+            for entry in self.quarantine
+            if not entry["success"]
+        ]
+        return lines
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready: {trusted, suites: [...], quarantine: [...], docs_path}."""
+        return {
+            "trusted": self.trusted,
+            "suites": self.suites,
+            "quarantine": self.quarantine,
+            "docs_path": None if self.docs_path is None else str(self.docs_path),
+        }
+
+
+@dataclass
+class _Tally:
+    """One suite's results, summed over the frames (weeks) it ran on."""
+
+    name: str
+    evaluated: int = 0
+    rows_in: int = 0
+    failed: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    unexpected: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, list] = field(default_factory=dict)
+
+    def add(self, result: ExpectationSuiteValidationResult, rows: int, keys: list[str]) -> None:
+        self.evaluated = max(self.evaluated, len(result.results))
+        self.rows_in += rows
+        for item in result.results:
+            if item.success:
+                continue
+            config = item.expectation_config
+            label = expectation_name(config)
+            if _raised(item.exception_info):
+                label += " (could not run)"  # e.g. a column is missing
+            critical = str(getattr(config.severity, "value", config.severity)) == "critical"
+            target = self.failed if critical else self.warnings
+            if label not in target:
+                target.append(label)
+            details = item.result or {}
+            self.unexpected[label] = self.unexpected.get(label, 0) + int(
+                details.get("unexpected_count") or 0
+            )
+            found = self.examples.setdefault(label, [])
+            for index in details.get("partial_unexpected_index_list") or []:
+                if len(found) < EXAMPLES and isinstance(index, dict):
+                    key = {column: _plain(index.get(column)) for column in keys}
+                    found.append(key[keys[0]] if len(keys) == 1 else key)
+
+    def to_json(self, rows_quarantined: int) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "success": not self.failed,  # GE's own verdict fails on warnings too
+            "evaluated": self.evaluated,
+            "failed": self.failed,
+            "warnings": self.warnings,
+            "rows_in": self.rows_in,
+            "rows_quarantined": rows_quarantined,
+            "unexpected": self.unexpected,
+            "examples": self.examples,
+        }
+
+
+def _raised(info: Any) -> bool:
+    """Whether GE's exception_info (flat, or one entry per metric) reports an error."""
+    if not isinstance(info, dict):
+        return False
+    if info.get("raised_exception"):
+        return True
+    return any(isinstance(v, dict) and v.get("raised_exception") for v in info.values())
+
+
+def expectation_name(config) -> str:
+    """`describe`'s short name, also for the column-pair rules of funnel_consistency
+    (e.g. `touches: must be >= delivered`)."""
+    kwargs = config.kwargs
+    if "column_A" in kwargs:
+        relation = ">=" if kwargs.get("or_equal") else ">"
+        return f"{kwargs['column_A']}: must be {relation} {kwargs['column_B']}"
+    return describe(config)
+
+
+# --- the check --------------------------------------------------------------------------
+
+
+def assess(
+    conn: Connection,
+    spec: CampaignSpec,
+    period: Period,
+    *,
+    attribution_days: int,
+    quarantine_max_share: float,
+    docs_dir: Path | None = None,
+) -> DataQuality:
+    """Validate the campaign's data of `period` and judge its quarantine shares.
+
+    Trusted when every suite's critical expectations pass and no feed's quarantined share
+    exceeds `quarantine_max_share` (a share exactly at the limit passes). Warnings are
+    reported and change nothing. With `docs_dir`, GE Data Docs of this run are written
+    there (files of an earlier run in that folder are replaced) and `docs_path` is its
+    index.html.
+    """
+    starts_at, ends_at = period.utc_bounds(spec.timezone)
+    window = {
+        "campaign_id": spec.id,
+        "starts_at": starts_at,
+        "ends_at": ends_at,
+        "attribution_days": attribution_days,
+    }
+    cap = spec.risk.apr_cap
+    run = _Run(f"{spec.id}.{period.name}")
+    try:
+        funnel = []
+        for week in week_slices(period, spec.timezone):
+            bounds = {"starts_at": week.starts_at, "ends_at": week.ends_at}
+            part = None if period.kind == "week" else week.name
+            stages = _check_week(conn, run, spec, window | bounds, part)
+            funnel.append(stages.assign(week=week.name))
+        run.validate("applications", _load(conn, "dq_applications", window))
+        run.validate("decisions", decision_checks(_load(conn, "dq_decisions", window), cap))
+        run.validate("loans", loan_checks(_load(conn, "dq_loans", window), cap))
+        snapshots = window | {"as_of_end_date": period.end}
+        run.validate("repayments", _load(conn, "dq_repayments", snapshots))
+        run.validate("complaints", _load(conn, "dq_complaints", window))
+        run.validate("funnel_consistency", _weekly(funnel))
+        docs_path = run.write_docs(docs_dir) if docs_dir is not None else None
+    finally:
+        run.forget()
+
+    quarantine = quarantine_shares(conn, period, spec.timezone, quarantine_max_share)
+    quarantined = {entry["feed"]: entry["rows_quarantined"] for entry in quarantine}
+    suites = [
+        tally.to_json(quarantined.get(FEED_OF_SUITE.get(tally.name, ""), 0))
+        for tally in run.tallies.values()
+    ]
+    trusted = all(entry["success"] for entry in suites + quarantine)
+    return DataQuality(spec.id, period.name, trusted, suites, quarantine, docs_path)
+
+
+def _check_week(
+    conn: Connection, run: _Run, spec: CampaignSpec, window: dict, part: str | None
+) -> pd.DataFrame:
+    """Validate one week's touches (`part` names the week when the period has several)
+    and return its funnel stages; the week's touches are then let go."""
+    touches = _load(conn, "dq_touches", window)
+    run.validate("touches", touches, part)
+    timing = touch_timing(touches, spec.timezone, spec.contact_policy.quiet_hours)
+    run.validate("touch_timing", timing, part)
+    return funnel_stages(touches, _load(conn, "dq_funnel_applications", window))
+
+
+# --- derived columns --------------------------------------------------------------------
+
+
+def touch_timing(touches: pd.DataFrame, timezone: str, quiet_hours: TimeRange) -> pd.DataFrame:
+    """touch_id, is_holdout, is_in_quiet_hours (the local send time, in `timezone`, within
+    `quiet_hours`: start included, end excluded, wrapping past midnight)."""
+    local = touches["sent_at"].dt.tz_localize("UTC").dt.tz_convert(timezone)
+    seconds = local.dt.hour * 3600 + local.dt.minute * 60 + local.dt.second
+    start = quiet_hours.start.hour * 3600 + quiet_hours.start.minute * 60
+    end = quiet_hours.end.hour * 3600 + quiet_hours.end.minute * 60
+    if quiet_hours.wraps:
+        quiet = (seconds >= start) | (seconds < end)
+    else:
+        quiet = (seconds >= start) & (seconds < end)
+    return pd.DataFrame(
+        {
+            "touch_id": touches["touch_id"],
+            "is_holdout": (touches["variant"] == "holdout").to_numpy(dtype=bool),
+            "is_in_quiet_hours": quiet.fillna(False).to_numpy(dtype=bool),
+        },
+        index=touches.index,
+    )
+
+
+def decision_checks(decisions: pd.DataFrame, apr_cap: float) -> pd.DataFrame:
+    """The decisions with campaign_decisions' columns: apr_within_cap, has_reject_reason,
+    decided_after_application (a missing value never counts as within or after)."""
+    out = decisions.copy()
+    out["apr_within_cap"] = _flag(out["apr"].notna() & (out["apr"] <= apr_cap))
+    reason = out["reject_reason"].astype("str").str.strip()
+    out["has_reject_reason"] = _flag(out["reject_reason"].notna() & (reason != ""))
+    out["decided_after_application"] = _flag(out["decided_at"] >= out["applied_at"])
+    return out
+
+
+def loan_checks(loans: pd.DataFrame, apr_cap: float) -> pd.DataFrame:
+    """The loans with campaign_loans' columns: is_of_approved_application, apr_within_cap,
+    disbursed_after_decision, amount_within_approved."""
+    out = loans.copy()
+    out["is_of_approved_application"] = _flag(out["decision"] == "approved")
+    out["apr_within_cap"] = _flag(out["apr"].notna() & (out["apr"] <= apr_cap))
+    out["disbursed_after_decision"] = _flag(out["disbursed_at"] >= out["decided_at"])
+    out["amount_within_approved"] = _flag(out["amount"] <= out["approved_amount"])
+    return out
+
+
+def funnel_stages(touches: pd.DataFrame, applications: pd.DataFrame) -> pd.DataFrame:
+    """One row per channel with the funnel's stage counts of one week: touches, delivered
+    and responded from the week's touches (hold-out rows count in none), the rest from
+    `sql/dq_funnel_applications.sql` (each application under its own channel)."""
+    sent = touches.loc[touches["variant"] != "holdout", ["channel", "delivered", "responded"]]
+    touch_counts = (
+        sent.assign(touches=1)
+        .groupby("channel", observed=True)[["touches", "delivered", "responded"]]
+        .sum()
+        .reset_index()
+    )
+    frame = touch_counts.merge(applications, on="channel", how="outer")
+    counts = [column for column in FUNNEL_STAGES if column in frame.columns]
+    frame[counts] = frame[counts].apply(pd.to_numeric).fillna(0).astype("int64")
+    return frame[["channel", *counts]]
+
+
+def _weekly(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The weeks' stage counts in one frame: week, channel, then FUNNEL_STAGES."""
+    frame = pd.concat(frames, ignore_index=True)
+    return frame[["week", "channel", *FUNNEL_STAGES]]
+
+
+def quarantine_shares(
+    conn: Connection, period: Period, timezone: str, max_share: float
+) -> list[dict[str, Any]]:
+    """Per feed: the period's quarantined rows against its rows (loaded + quarantined)."""
+    starts_at, ends_at = period.utc_bounds(timezone)
+    params = {
+        "starts_at": starts_at,
+        "ends_at": ends_at,
+        "start_date": period.start,
+        "end_date": period.end,
+    }
+    rows = conn.execute(query("dq_quarantine", conn.dialect.name), params).mappings().all()
+    counts = {row["feed"]: (int(row["rows_loaded"]), int(row["rows_quarantined"])) for row in rows}
+    entries = []
+    for feed in QUARANTINE_FEEDS:
+        loaded, quarantined = counts.get(feed, (0, 0))
+        rows_in = loaded + quarantined
+        share = quarantined / rows_in if rows_in else 0.0
+        entries.append(
+            {
+                "feed": feed,
+                "rows_in": rows_in,
+                "rows_quarantined": quarantined,
+                "share": share,
+                "max_share": max_share,
+                "success": share <= max_share,
+            }
+        )
+    return entries
+
+
+def _flag(values: pd.Series) -> pd.Series:
+    """A comparison as plain booleans; a comparison with a missing value is False."""
+    return values.fillna(False).astype(bool)
+
+
+# --- reading ----------------------------------------------------------------------------
+
+
+def _load(conn: Connection, name: str, params: dict) -> pd.DataFrame:
+    """The rows of `sql/<name>.sql` as a typed frame (extra `params` are ignored)."""
+    result = conn.execute(query(name, conn.dialect.name), params)
+    columns = list(result.keys())
+    # in parts, so that a week's rows never all exist as Python objects at once; as plain
+    # tuples, since pandas builds a frame from SQLAlchemy Rows 4x more slowly
+    parts = [
+        pd.DataFrame.from_records([tuple(row) for row in rows], columns=columns)
+        for rows in result.partitions(READ_ROWS)
+    ]
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    return _typed(frame)
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    """The stored rows as the feed suites expect them: timestamps as datetime64 (SQLite
+    returns text), booleans as bool (SQLite returns 0/1; nullable only when a value is
+    missing), numbers as numbers (a column of nulls comes back as objects)."""
+    for column in frame.columns:
+        values = frame[column]
+        if column in TIMESTAMPS:
+            text = isinstance(values.dtype, pd.StringDtype)  # SQLite's; PostgreSQL's are not
+            parsed = pd.to_datetime(values, format="ISO8601") if text else pd.to_datetime(values)
+            frame[column] = parsed.astype("datetime64[us]")
+        elif column in BOOLEANS:
+            frame[column] = (
+                values.astype(bool) if values.notna().all() else values.astype("boolean")
+            )
+        elif column in NUMBERS:
+            frame[column] = pd.to_numeric(values).astype("float64")
+        elif column in WHOLE_NUMBERS:
+            frame[column] = pd.to_numeric(values).astype("Int64")
+    return frame
+
+
+def _plain(value: Any) -> Any:
+    """A key value as JSON: timestamps as text, numpy scalars as Python's."""
+    if isinstance(value, dt.date | pd.Timestamp | np.datetime64):
+        return str(pd.Timestamp(value))
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+# --- Great Expectations -----------------------------------------------------------------
+
+
+class _Run:
+    """This run's validations: their tallies by suite, and (for Data Docs) their ids."""
+
+    def __init__(self, run_name: str) -> None:
+        self.run_name = run_name
+        self.started = dt.datetime.now(dt.UTC)
+        self.tallies: dict[str, _Tally] = {
+            suite: _Tally(suite) for suites in DATASETS.values() for suite in suites
+        }
+        self.stored: list = []
+
+    def validate(self, dataset: str, frame: pd.DataFrame, part: str | None = None) -> None:
+        """Run each suite of `dataset` on `frame` (`part` names one week of a weekly one)."""
+        from great_expectations.core.run_identifier import RunIdentifier
+
+        name = self.run_name if part is None else f"{self.run_name}.{part}"
+        run_id = RunIdentifier(run_name=name, run_time=self.started)
+        for suite in DATASETS[dataset]:
+            result = _validate(dataset, suite, frame, run_id)
+            self.tallies[suite].add(result, len(frame), KEYS[dataset])
+            self.stored.append(_result_identifier(result, run_id))
+
+    def write_docs(self, docs_dir: Path) -> Path:
+        """One Data Docs build of this run's results (and their suites' pages)."""
+        from great_expectations.data_context.types.resource_identifiers import (
+            ExpectationSuiteIdentifier,
+        )
+
+        docs_dir = docs_dir.resolve()
+        docs_dir.mkdir(parents=True, exist_ok=True)
+        site = _docs_site(docs_dir)
+        suites = [ExpectationSuiteIdentifier(name=name) for name in self.tallies]
+        _context().build_data_docs(site_names=[site], resource_identifiers=[*suites, *self.stored])
+        return docs_dir / "index.html"
+
+    def forget(self) -> None:
+        """Drop this run's results from the (in-memory) validation results store, and its
+        frames from the execution engine's cache (which keeps each asset's last one)."""
+        store = _context().validation_results_store
+        for identifier in self.stored:
+            if store.has_key(identifier):
+                store.remove_key(identifier)
+        self.stored = []
+        batches = _datasource().get_execution_engine().batch_manager
+        batches.batch_data_cache.clear()
+        batches.reset_batch_cache()
+
+
+def _validate(
+    dataset: str, suite: str, frame: pd.DataFrame, run_id
+) -> ExpectationSuiteValidationResult:
+    """Suite `suite` on `frame` through its validation definition, which stores the result
+    in the context's validation results store (where Data Docs read it)."""
+    result_format = {
+        "result_format": "SUMMARY",
+        "partial_unexpected_count": EXAMPLES,
+        "unexpected_index_column_names": KEYS[dataset],
+    }
+    with _no_fingerprint():
+        return _definition(dataset, suite).run(
+            batch_parameters={"dataframe": frame}, result_format=result_format, run_id=run_id
+        )
+
+
+@cache
+def _definition(dataset: str, suite: str):
+    """The validation definition of `suite` on the dataframe asset `dataset`."""
+    import great_expectations as gx
+
+    context = _context()
+    asset = _datasource().add_dataframe_asset(f"{dataset}-{suite}")
+    batch = asset.add_batch_definition_whole_dataframe("period")
+    definition = gx.ValidationDefinition(name=f"dq-{suite}", data=batch, suite=load_suite(suite))
+    return context.validation_definitions.add(definition)
+
+
+@cache
+def _datasource():
+    return _context().data_sources.add_pandas("dq")
+
+
+def _result_identifier(result: ExpectationSuiteValidationResult, run_id):
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    return ValidationResultIdentifier(
+        expectation_suite_identifier=ExpectationSuiteIdentifier(name=result.suite_name),
+        run_id=run_id,
+        batch_identifier=result.batch_id,
+    )
+
+
+def _docs_site(docs_dir: Path) -> str:
+    """The context's Data Docs site writing to `docs_dir`, added on first use."""
+    context = _context()
+    name = "dq-" + hashlib.sha1(str(docs_dir).encode(), usedforsecurity=False).hexdigest()[:12]
+    if name not in context.list_data_docs_sites():
+        context.add_data_docs_site(
+            site_name=name,
+            site_config={
+                "class_name": "SiteBuilder",
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(docs_dir),
+                },
+            },
+        )
+    return name
+
+
+@contextmanager
+def _no_fingerprint() -> Iterator[None]:
+    """GE's pandas engine md5-fingerprints frames below HASH_THRESHOLD bytes; a
+    fingerprint only labels the batch, and costs ~1 s per 830,000 touches."""
+    from great_expectations.execution_engine import pandas_execution_engine as engine
+
+    threshold = engine.HASH_THRESHOLD
+    engine.HASH_THRESHOLD = 0
+    try:
+        yield
+    finally:
+        engine.HASH_THRESHOLD = threshold
