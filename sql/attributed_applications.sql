@@ -22,6 +22,10 @@
 -- Parameters: :campaign_id, :starts_at and :ends_at (naive UTC),
 -- :attribution_days.
 -- Other queries inline it as a subquery: ref("attributed_applications").
+-- ref("attributed_applications", loans_only=true) keeps only applications
+-- with a loan, before any touch is probed: overdue_rate_30 looks at every
+-- loan of the campaign's history, and attributing every application of that
+-- history (most never become loans) would cost it most of its time.
 
 with
 
@@ -49,6 +53,13 @@ by_campaign_id as (
         a.campaign_id = :campaign_id
         and a.applied_at >= :starts_at
         and a.applied_at < :ends_at
+        {% if loans_only is defined and loans_only %}
+            and exists (
+                select 1
+                from loans as l
+                where l.application_id = a.application_id
+            )
+        {% endif %}
 ),
 
 unattributed as (
@@ -64,6 +75,13 @@ unattributed as (
         (a.campaign_id is null or a.campaign_id = '')
         and a.applied_at >= :starts_at
         and a.applied_at < :ends_at
+        {% if loans_only is defined and loans_only %}
+            and exists (
+                select 1
+                from loans as l
+                where l.application_id = a.application_id
+            )
+        {% endif %}
         and a.applied_at >= ft.sent_at
         and a.applied_at <= {{ add_days("lt.sent_at", ":attribution_days") }}
 ),

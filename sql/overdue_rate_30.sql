@@ -26,7 +26,7 @@ attributed as (
         a.channel,
         a.segment,
         a.variant
-    from {{ ref("attributed_applications") }} as a
+    from {{ ref("attributed_applications", loans_only=true) }} as a
 ),
 
 campaign_loans as (

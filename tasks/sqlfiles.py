@@ -9,7 +9,9 @@ way — and `query(name, dialect)` renders it for that dialect, then wraps it in
 
 - `ref("other")` inlines `sql/other.sql` as a parenthesised subquery (dbt's ephemeral
   model), so a rule such as attribution is written once and used by several queries;
-  sqlfluff's dbt built-in renders it as the bare name, so lint sees a table.
+  sqlfluff's dbt built-in renders it as the bare name, so lint sees a table. Keyword
+  arguments become template variables of the inlined query (`ref("x", loans_only=true)`),
+  for a narrowing the referencing query needs pushed down into it.
 
 Values are never formatted into the SQL: they are `:name` bind parameters. A parameter
 whose name ends in `_at` is bound as a timestamp and one ending in `_date` as a date, so
@@ -48,13 +50,17 @@ def names() -> list[str]:
 
 
 @cache
-def render(name: str, dialect: str) -> str:
-    """The SQL of `sql/<name>.sql` for `dialect`, macros expanded, comments stripped."""
+def render(name: str, dialect: str, options: tuple[tuple[str, object], ...] = ()) -> str:
+    """The SQL of `sql/<name>.sql` for `dialect`, macros expanded, comments stripped.
+
+    `options` are template variables a referencing query passes through `ref` (e.g.
+    `ref("attributed_applications", loans_only=true)`), as sorted (name, value) pairs.
+    """
     if not _NAME.match(name) or not (SQL_DIR / f"{name}.sql").is_file():
         raise ValueError(f"no query {name!r} in {SQL_DIR}")
     with _rendering:  # `ref` keeps a stack; flows may render from several threads
         template = _environment(dialect).get_template(f"{name}.sql")
-        return strip_comments(template.render())
+        return strip_comments(template.render(dict(options)))
 
 
 @cache
@@ -92,7 +98,7 @@ def _environment(dialect: str) -> jinja2.Environment:
     for attribute, value in vars(macros).items():
         if isinstance(value, jinja2.runtime.Macro):
             environment.globals[attribute] = value
-    environment.globals["ref"] = lambda other: _ref(other, dialect)
+    environment.globals["ref"] = lambda other, **options: _ref(other, dialect, **options)
     return environment
 
 
@@ -101,12 +107,12 @@ _referencing: list[str] = []
 """The queries being rendered through `ref`, innermost last (to refuse a cycle)."""
 
 
-def _ref(name: str, dialect: str) -> str:
-    """`sql/<name>.sql` as a parenthesised subquery, for `{{ ref("name") }}`."""
+def _ref(name: str, dialect: str, **options: object) -> str:
+    """`sql/<name>.sql` as a parenthesised subquery, for `{{ ref("name", option=…) }}`."""
     if name in _referencing:
         raise ValueError(f"ref cycle: {' -> '.join([*_referencing, name])}")
     _referencing.append(name)
     try:
-        return f"(\n{render(name, dialect)})"
+        return f"(\n{render(name, dialect, tuple(sorted(options.items())))})"
     finally:
         _referencing.pop()
