@@ -2,9 +2,10 @@
 
 The synthetic feeds are written as CSV files and go through the same importers, suites
 and quarantine as any user's feeds (including a few deliberately bad rows), so the demo
-shows the product's real path end to end. Then the cycle starts: the week after the
-history is planned (targets, budget split) and its Monday's noon window is dispatched
-through the simulated gateways, which draw deliveries and responses.
+shows the product's real path end to end. Then the cycle starts: the history's last week
+is checked (data quality, funnel, anomalies, experiment, bottleneck), the week after it is
+planned (targets, budget split) and its Monday's noon window is dispatched through the
+simulated gateways, which draw deliveries and responses.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from zoneinfo import ZoneInfo
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
+from flows.check import check_flow
 from flows.dispatch import dispatch_flow
 from flows.plan import plan_flow
 from pdca.db import make_engine, reset_database
@@ -91,10 +93,11 @@ def demo_flow(customers: int = 50_000, weeks: int = 8, seed: int = 7) -> str:
 
 
 def run_first_cycle_day(spec_path: Path, weeks: int) -> list[str]:
-    """Plan the week after the history, then dispatch its Monday's noon window."""
+    """Check the history's last week, plan the week after it, dispatch its Monday noon."""
     spec = load_spec(spec_path)
     monday = spec.start + timedelta(weeks=weeks)
     week = Period.week_of(monday)
+    checked = check_flow(campaign_id=spec.id, period=str(week.shifted(-1)))
     plan = plan_flow(campaign_id=spec.id, period=str(week))
     window = next(iter(spec.contact_policy.windows))
     opens = datetime.combine(
@@ -105,9 +108,10 @@ def run_first_cycle_day(spec_path: Path, weeks: int) -> list[str]:
         campaign_id=spec.id, day=monday, window=window, at=at, simulate_outcomes=True
     )
     lines = [
+        check_line(checked),
         f"plan {spec.id} {week}: version {plan['version']}, budget "
         f"{sum(row['amount'] for row in plan['budget']):,.2f} over "
-        f"{', '.join(row['channel'] for row in plan['budget'])}"
+        f"{', '.join(row['channel'] for row in plan['budget'])}",
     ]
     for batch in batches:
         sent = sum(sum(v.values()) for v in batch["sends"].values())
@@ -117,6 +121,23 @@ def run_first_cycle_day(spec_path: Path, weeks: int) -> list[str]:
             f"excluded {sum(batch['excluded'].values())}"
         )
     return lines
+
+
+def check_line(result: dict) -> str:
+    """The check in one line: trust, the funnel's size, what it found."""
+    touches = sum(row["touches"] for row in result["funnel"])
+    applications = sum(row["applications"] for row in result["funnel"])
+    stage = (result["bottleneck"] or {}).get("stage") or "none"
+    decisions = ", ".join(
+        f"{test['treatment']} vs {test['control']} {test['decision']}"
+        for test in result["experiments"]
+    )
+    return (
+        f"check {result['campaign']} {result['period']}: "
+        f"{'trusted' if result['trusted'] else 'untrusted'}, {touches} touches, "
+        f"{applications} applications, {len(result['anomalies'])} anomalies, bottleneck "
+        f"{stage}; {decisions or 'no experiment'}"
+    )
 
 
 def demo_summary(database_url: str, results: list[ImportResult], cycle: list[str]) -> str:

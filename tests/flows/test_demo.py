@@ -68,6 +68,15 @@ class TestDemo:
             journaled = conn.execute(text("select count(*) from simulated_sends")).scalar()
         assert sent > 0 and sent == journaled, (sent, journaled)
 
+    def test_checks_the_last_week_of_history(self, demo_run):
+        workdir, result = demo_run
+        assert "check demo-sme-2026 2026-W17: trusted" in result.stdout, result.stdout
+        engine = create_engine(f"sqlite:///{workdir / 'var' / 'pdca.db'}")
+        with engine.connect() as conn:
+            stored = conn.execute(text("select period, trusted from check_results")).all()
+        assert stored == [("2026-W17", 1)]
+        assert (workdir / "var" / "data-docs" / "index.html").is_file()
+
     def test_is_deterministic_by_seed(self, demo_run, tmp_path, prefect_home):
         """Same seed, same data: the feed files of a second run are byte-identical."""
         workdir, _ = demo_run
