@@ -79,6 +79,53 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
     smtp_sender: str = "pdca@localhost"
+    act_roi_floor: float = Field(
+        default=0.0,
+        description="ROI below which a channel fails its floor (0: it does not earn its cost).",
+    )
+    act_retire_after_periods: int = Field(
+        default=3, ge=1, description="Periods running below act_roi_floor before retire_channel."
+    )
+    act_reallocation_step: float = Field(
+        default=0.1,
+        gt=0,
+        le=1,
+        description="Share of a failing channel's budget moved per reallocate_budget step.",
+    )
+    act_cac_ratio: float = Field(
+        default=2.0,
+        gt=1,
+        description="A channel's CAC this many times the campaign's best channel's counts as high.",
+    )
+    act_min_channel_touches: int = Field(
+        default=200,
+        ge=1,
+        description="Least touches of a channel in a period for its ROI/CAC to count as evidence.",
+    )
+    act_score_floor_step: int = Field(
+        default=20, ge=1, le=600, description="Points tighten_admission raises min_credit_score by."
+    )
+    act_debt_ratio_step: float = Field(
+        default=0.05, gt=0, description="How much tighten_admission lowers max_debt_ratio by."
+    )
+    act_min_seasoned_loans: int = Field(
+        default=30,
+        ge=1,
+        description="Least seasoned loans in a scope for its overdue_rate_30 breach to act on.",
+    )
+    act_window_min_touches: int = Field(
+        default=200,
+        ge=1,
+        description="Least delivered touches per send window to compare response rates.",
+    )
+    act_window_shift_minutes: int = Field(
+        default=30, ge=1, le=180, description="Most minutes shift_window moves a window per step."
+    )
+    act_targeting_min_applications: int = Field(
+        default=30,
+        ge=1,
+        description="Least applications for a segment/channel to be named by revise_targeting.",
+    )
 
 
 @lru_cache
