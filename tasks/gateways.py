@@ -2,7 +2,8 @@
 
 The dispatch stage writes each intended send to the `outbox` table *before* it calls a
 gateway, and marks the row with the receipt afterwards (exactly-once dispatch, see
-DESIGN.md). This module is the sending half only; it never touches the database:
+DESIGN.md). This module is the sending half only; it never touches the outbox (the
+simulated gateway's own journal, `JournaledGateway`, is the one table it writes):
 
 - `OutboundMessage` — one send, carrying an **idempotency key** (unique per outbox row,
   stable across reruns). Every gateway hands the key to the provider — the SMTP
@@ -21,6 +22,10 @@ DESIGN.md). This module is the sending half only; it never touches the database:
   `WebhookGateway` (SMS, IM and app-push providers over HTTP), and `RateLimitedGateway`
   (a per-channel token bucket around any of them). `gateway_for(channel, settings)`
   picks one per channel.
+- Bulk: `JournaledGateway.send_selected(channel, selection)` takes sends already in the
+  database as one SQL selection and journals them set-based — what dispatch uses for
+  the simulated gateways, where a million messages would only be Python objects. Real
+  providers always go through `send_batch`.
 - Retries: in a flow, wrap `send_batch` in a task that retries only transient failures::
 
       @task(retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=1),
@@ -312,12 +317,16 @@ class SimulatedGateway(_Closing):
 
     def draw(self, message: OutboundMessage) -> tuple[bool | None, bool | None]:
         """(delivered, responded) for `message`; (None, None) for a channel without rates."""
-        rates = self.outcomes.get(message.channel)
+        return self.draw_key(message.channel, message.idempotency_key)
+
+    def draw_key(self, channel: str, idempotency_key: str) -> tuple[bool | None, bool | None]:
+        """(delivered, responded) of the send with this key on `channel`."""
+        rates = self.outcomes.get(channel)
         if rates is None:
             return None, None
         delivery_rate, response_rate = rates
         digest = hashlib.blake2b(
-            f"{self.seed}\x1f{message.idempotency_key}".encode(), digest_size=16
+            f"{self.seed}\x1f{idempotency_key}".encode(), digest_size=16
         ).digest()
         first = int.from_bytes(digest[:8], "big") / 2**64
         second = int.from_bytes(digest[8:], "big") / 2**64
@@ -966,6 +975,9 @@ class JournaledGateway(_Closing):
     in-memory simulation forgets everything when the process dies. This wrapper keeps the
     simulation honest across crashes: keys already in `simulated_sends` are answered from
     there (their attempts counted), only new keys reach the inner gateway.
+
+    Two ways in: `send_batch` (messages, like every gateway) and `send_selected` (a
+    selection of sends already in the database: the bulk path, set-based, for dispatch).
     """
 
     def __init__(self, inner: SimulatedGateway, engine: Any) -> None:
@@ -1031,3 +1043,83 @@ class JournaledGateway(_Closing):
             else:
                 receipts.append(fresh_receipts[key])
         return receipts
+
+    def draws_outcomes(self, channel: str) -> bool:
+        """Whether new sends on `channel` get drawn outcomes (else delivered and responded
+        stay unknown, None)."""
+        return channel in self.inner.outcomes
+
+    def send_selected(self, channel: str, selection: Any) -> int:
+        """Accept every send on `channel` that `selection` (a SQLAlchemy select of the
+        columns `idempotency_key`, `channel` and `customer_id`) yields, in a transaction
+        of its own, as a provider would: new keys are journaled (with drawn outcomes when
+        the channel has rates), known keys count one more attempt. Returns how many.
+
+        Set-based: one `insert … select … on conflict`; only outcome rates (or `record`)
+        make it read the keys, to draw each send's outcome. The inner gateway's `counts`
+        and `sent` grow by every send accepted here, resends included (`send_batch`
+        leaves resends out of them: it answers those from the journal alone).
+        """
+        from sqlalchemy import literal, null, select
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        from pdca.models import SimulatedSend
+
+        table = SimulatedSend.__table__
+        picked = selection.subquery("picked")
+        now = datetime.now(UTC).replace(tzinfo=None)
+        counts: Counter[tuple[str, str]] = Counter()
+        keys: list[str] = []
+        with self.engine.begin() as conn:
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            journal = dialect.insert(table)
+            rows: list[dict] | None = None
+            if self.draws_outcomes(channel) or self.inner.record:
+                rows = []
+                for key, customer_id in conn.execute(
+                    select(picked.c.idempotency_key, picked.c.customer_id)
+                ):
+                    delivered, responded = self.inner.draw_key(channel, key)
+                    rows.append(
+                        {
+                            "idempotency_key": key,
+                            "channel": channel,
+                            "customer_id": customer_id,
+                            "accepted_at": now,
+                            "delivered": delivered,
+                            "responded": responded,
+                            "attempts": 1,
+                        }
+                    )
+                    counts[channel, "delivered"] += bool(delivered)
+                    counts[channel, "responded"] += bool(responded)
+                    keys.append(key)
+            else:
+                columns = ("idempotency_key", "channel", "customer_id")
+                source = select(
+                    *(picked.c[name] for name in columns),
+                    literal(now, table.c.accepted_at.type),
+                    null(),
+                    null(),
+                    literal(1),
+                ).where(picked.c.idempotency_key.is_not(None))  # a WHERE: SQLite's upsert
+                journal = journal.from_select(
+                    [*columns, "accepted_at", "delivered", "responded", "attempts"], source
+                )
+            journal = journal.on_conflict_do_update(
+                index_elements=[table.c.idempotency_key],
+                set_={"attempts": table.c.attempts + 1},
+            )
+            if rows is None:  # each selected key is inserted or counted again: one row each
+                accepted = conn.execute(journal.execution_options(preserve_rowcount=True)).rowcount
+            else:
+                accepted = len(rows)
+                if rows:
+                    conn.execute(journal, rows)
+        counts[channel, "sent"] += accepted
+        with self.inner._lock:
+            self.inner.counts.update(counts)
+            if self.inner.record:
+                self.inner.sent.extend(keys)
+        log.debug("%s: %d messages accepted", self.name, accepted)
+        return accepted

@@ -53,6 +53,7 @@ from tests.scenario import (
     spec_dict,
     touches,
 )
+from tests.servers import http_server, json_response
 
 pytestmark = pytest.mark.usefixtures("prefect_env")
 
@@ -312,6 +313,67 @@ class TestCompliance:
         engine.dispose()
 
 
+# --- a real provider beside the simulated ones ------------------------------------------------
+
+
+class TestWebhookProvider:
+    def test_sms_goes_message_by_message_the_rest_in_bulk(self, sqlite_url, monkeypatch):
+        """SMS through a provider's webhook (one refusal), the other channels simulated:
+        each entry is sent once, by its own path, and recorded with its receipt."""
+        engine = make_engine(sqlite_url)
+        with engine.begin() as conn:
+            build_dispatch_world(conn)
+        refused: list[str] = []
+
+        def provider(request):
+            items = request.json()["messages"]
+            if not refused:  # the provider refuses the first number it is given
+                refused.append(items[0]["idempotency_key"])
+            return json_response(
+                {
+                    "receipts": [
+                        {
+                            "idempotency_key": item["idempotency_key"],
+                            "accepted": item["idempotency_key"] not in refused,
+                            "gateway_ref": f"p-{item['idempotency_key']}",
+                            "error": "number unknown",
+                        }
+                        for item in items
+                    ]
+                }
+            )
+
+        with http_server(provider) as server:
+            monkeypatch.setenv("PDCA_WEBHOOK_URL_SMS", server.url + "/sms")
+            with database(sqlite_url):
+                (noon,) = dispatch(window="noon")
+        box = outbox(engine)
+        sms = box[box["channel"] == "sms"]
+        posted = [m for r in server.requests for m in r.json()["messages"]]
+        keys = {
+            idempotency_key(CAMPAIGN_ID, DAY, "noon", row.customer_id, "sms"): row
+            for row in sms.itertuples()
+        }
+        assert sorted(m["idempotency_key"] for m in posted) == sorted(keys), "each SMS once"
+        assert all("Borrow rationally" in m["body"] for m in posted), "the checked wording"
+        assert noon["failures"] == {"sms": 1} and len(refused) == 1
+        failed = keys[refused[0]]
+        assert failed.status == "failed" and pd.isna(failed.touch_id)
+        assert "number unknown" in failed.error
+        delivered = sms[sms["status"] == "sent"]
+        assert len(delivered) == len(sms) - 1 > 0
+        assert set(delivered["gateway_ref"]) == {
+            f"p-{key}" for key, row in keys.items() if row.status == "sent"
+        }
+        assert noon["sends"]["sms"] == {
+            variant: int(count) for variant, count in delivered["variant"].value_counts().items()
+        }
+        journal = simulated_sends(engine)
+        assert not (journal["channel"] == "sms").any(), "no SMS went to the simulation"
+        assert set(journal["channel"]) == set(box.loc[box["status"] == "sent", "channel"]) - {"sms"}
+        engine.dispose()
+
+
 # --- capacity ---------------------------------------------------------------------------------
 
 
@@ -391,30 +453,34 @@ from pathlib import Path
 import flows.dispatch
 import tasks.gateways
 
-flows.dispatch.CHUNK = int(os.environ["TEST_CHUNK"])
+flows.dispatch.CHUNK = flows.dispatch.BULK_CHUNK = int(os.environ["TEST_CHUNK"])
 gate = os.environ.get("TEST_GATE")
 stop_after = int(os.environ.get("TEST_STOP_AFTER_CALL", "0"))
-accept = tasks.gateways.JournaledGateway.send_batch
 calls = 0
 
 
-def send_batch(self, messages):
-    global calls
-    if gate:  # hold the first send until the test opens the gate
-        deadline = time.monotonic() + 120
-        while not Path(gate).exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-    receipts = accept(self, messages)
-    calls += 1
-    if calls == stop_after:
-        # the gateway has accepted this part and its journal has committed, but the
-        # outbox does not know yet: say so, and wait here for the test's SIGKILL
-        Path(os.environ["TEST_STOPPED"]).touch()
-        time.sleep(120)
-    return receipts
+def held(accept):  # a journaled gateway's way in, held as the test asks
+    def send(self, *args):
+        global calls
+        if gate:  # hold the first send until the test opens the gate
+            deadline = time.monotonic() + 120
+            while not Path(gate).exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        receipts = accept(self, *args)
+        calls += 1
+        if calls == stop_after:
+            # the gateway has accepted this part and its journal has committed, but the
+            # outbox does not know yet: say so, and wait here for the test's SIGKILL
+            Path(os.environ["TEST_STOPPED"]).touch()
+            time.sleep(120)
+        return receipts
+
+    return send
 
 
-tasks.gateways.JournaledGateway.send_batch = send_batch
+journaled = tasks.gateways.JournaledGateway
+journaled.send_batch = held(journaled.send_batch)  # one message at a time
+journaled.send_selected = held(journaled.send_selected)  # the bulk path
 from pdca.cli import main
 
 sys.argv = ["pdca", *sys.argv[1:]]

@@ -14,28 +14,62 @@ from datetime import date, datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import (
+    Column,
+    Engine,
+    MetaData,
+    String,
+    Table,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from pdca.errors import UserError
-from pdca.models import DispatchLock, OutboxEntry, OutreachBatch
+from pdca.models import Customer, DispatchLock, OutboxEntry, OutreachBatch, SimulatedSend, Touch
 from tasks.campaigns import CampaignSpec
 from tasks.dispatch import (
+    HALF,
+    HASH_SPAN,
     HOLDOUT,
     LOCK_LEASE,
+    STAGE,
     DispatchBusy,
+    SendTally,
     Slot,
+    _fits_journal,
     acquire_lock,
     apply_capacity,
+    apply_capacity_in_stage,
     assign_variants,
+    audience_statement,
+    bucket,
+    chunk_parts,
+    count_stage,
     current_plan,
+    cut,
     daily_quotas,
+    hash_bits,
+    idempotency_key,
+    mark_sending,
+    next_chunk,
     next_slot,
     release_lock,
     remaining_quotas,
     route,
+    send_messages,
+    send_part,
     slots_for,
+    stage_audience,
+    variant_cuts,
+    window_cuts,
+    window_share,
 )
-from tests.scenario import CAMPAIGN_ID, add_plan, apply, spec_dict
+from tasks.gateways import JournaledGateway, OutboundMessage, SimulatedGateway
+from tasks.wording import Message
+from tests.scenario import CAMPAIGN_ID, add_plan, apply, customer, spec_dict, touch
 
 SPEC = CampaignSpec.model_validate(spec_dict())
 
@@ -441,3 +475,361 @@ def test_hash_unit_is_uniform_enough():
     units = _hash_unit("salt", pd.Series([f"c{n}" for n in range(10_000)]))
     counts = np.histogram(units, bins=10, range=(0, 1))[0]
     assert counts.min() > 900 and counts.max() < 1100, counts
+
+
+# --- the hash, the same in Python, SQLite and PostgreSQL ----------------------------------
+
+KEYS = [f"c{n:05d}" for n in range(400)] + ["Zoë-Ünïcode-客户", "a b", "", "x" * 64]
+
+
+class TestHashInSql:
+    @pytest.mark.parametrize(
+        "cuts",
+        [
+            [HALF],
+            [c for _, c in variant_cuts(SPEC)],
+            window_cuts(3),
+            [0],
+            [HASH_SPAN],
+            [1, 2, HASH_SPAN - 1],
+        ],
+        ids=["half", "variants", "three-windows", "zero", "span", "edges"],
+    )
+    def test_bucket_is_the_python_rule(self, engine: Engine, cuts):
+        keys = Table("hash_keys", MetaData(), Column("key", String), prefixes=["TEMPORARY"])
+        with engine.connect() as conn:
+            keys.create(conn)
+            conn.execute(insert(keys), [{"key": key} for key in KEYS])
+            drawn = dict(
+                conn.execute(select(keys.c.key, bucket(conn, "salt", keys.c.key, cuts))).all()
+            )
+            conn.rollback()
+        expected = {
+            key: int(np.searchsorted(cuts, hash_bits("salt", key), side="right")) for key in KEYS
+        }
+        assert drawn == expected
+
+    def test_hash_bits_is_the_start_of_sha256(self):
+        import hashlib
+
+        digest = hashlib.sha256(b"campaign:c00001").hexdigest()
+        assert hash_bits("campaign", "c00001") == int(digest[:15], 16)
+
+    @pytest.mark.parametrize("share", [0.0, 0.1, 0.45, 0.5, 0.9, 1.0, 1.0000000000000002])
+    def test_cut_is_exact(self, share):
+        """h < cut(share) ⇔ h / 2**60 < share, right at the cut."""
+        from fractions import Fraction
+
+        edge = cut(share)
+        for h in (edge - 1, edge):
+            if 0 <= h < HASH_SPAN:
+                assert (h < edge) == (Fraction(h, HASH_SPAN) < Fraction(share))
+
+
+# --- the staged audience: the SQL equals the rules on DataFrames --------------------------
+
+STAGE_PROPENSITY = {"sme": 0.10, "farmer": 0.02, "salaried": 0.07}
+"""Average 0.0633: sme and salaried above it, farmer below, student unknown (average)."""
+STAGE_QUOTAS = {"phone": 12, "sms": 10_000, "im": 9, "app_push": 0}
+"""Phone and IM bind (ranked), app push takes nobody, SMS has room for all."""
+
+
+def staged_world(engine: Engine) -> int:
+    """Customers of every kind, some already assigned (hold-out included), some touched
+    lately; returns an open batch of the noon window."""
+    rng = np.random.default_rng(7)
+    rows, touched = [], []
+    for n in range(500):
+        cid = f"s{n:04d}" if n % 50 else f"ü{n}-客"
+        score = [None, 550, 640, 665, 700, 725, 780][rng.integers(0, 7)]
+        segment = ["sme", "farmer", "salaried", "student"][rng.integers(0, 4)]
+        rows.append(customer(cid, credit_score=score, segment=segment, do_not_contact=n % 37 == 0))
+        if n % 9 == 0:  # assigned before, imported history included
+            variant = ["A", "B", HOLDOUT][n // 9 % 3]
+            touched.append(
+                touch(f"t{n}", cid, datetime(2026, 2, 1), campaign_id=CAMPAIGN_ID, variant=variant)
+            )
+        if n % 7 == 0:  # contacted lately elsewhere: tier C's halved cap applies
+            touched.append(touch(f"r{n}", cid, datetime(2026, 3, 2)))
+    with engine.begin() as conn:
+        conn.execute(insert(Customer), rows)
+        conn.execute(insert(Touch), touched)
+    return open_batch_with(engine, [])
+
+
+def expected_stage(conn, batch_id: int) -> tuple[dict, dict]:
+    """What the flow used to compute in pandas: reasons of everyone in the noon window,
+    (channel, variant) of the chosen."""
+    slot = slots_for(SPEC, date(2026, 3, 4))[0]
+    result = conn.execute(audience_statement(conn, SPEC, batch_id, slot))
+    audience = pd.DataFrame(result.all(), columns=list(result.keys()))
+    mine = audience[window_share(CAMPAIGN_ID, audience, ["noon", "evening"]) == "noon"]
+    mine = mine.assign(variant=assign_variants(CAMPAIGN_ID, SPEC, mine))
+    members = mine["assigned_variant"] == HOLDOUT
+    routed = apply_capacity(route(mine[~members], SPEC, STAGE_PROPENSITY), STAGE_QUOTAS)
+    held_back = mine[members]["exclusion_reason"].fillna("holdout_member")
+    reasons = {
+        **dict(zip(routed["customer_id"], routed["exclusion_reason"], strict=True)),
+        **dict(zip(mine[members]["customer_id"], held_back, strict=True)),
+    }
+    chosen = routed[routed["exclusion_reason"].isna()]
+    sends = {
+        cid: (channel, variant)
+        for cid, channel, variant in zip(
+            chosen["customer_id"], chosen["channel"], chosen["variant"], strict=True
+        )
+    }
+    return {k: (None if pd.isna(v) else v) for k, v in reasons.items()}, sends
+
+
+class TestStagedAudience:
+    def test_the_sql_applies_the_dataframe_rules(self, campaign: Engine):
+        batch_id = staged_world(campaign)
+        slot = slots_for(SPEC, date(2026, 3, 4))[0]
+        with campaign.connect() as conn:
+            reasons, sends = expected_stage(conn, batch_id)
+            stage_audience(conn, SPEC, batch_id, slot, ["noon", "evening"], STAGE_PROPENSITY)
+            staged = count_stage(conn)
+            assert apply_capacity_in_stage(conn, STAGE_QUOTAS, staged.chosen_by_channel)
+            rows = conn.execute(
+                select(
+                    STAGE.c.customer_id, STAGE.c.exclusion_reason, STAGE.c.channel, STAGE.c.variant
+                )
+            ).all()
+            after = count_stage(conn)
+            conn.rollback()
+        got_reasons = {cid: reason for cid, reason, _, _ in rows}
+        got_sends = {cid: (ch, v) for cid, reason, ch, v in rows if reason is None}
+        assert got_reasons == reasons
+        assert got_sends == sends
+        # the kinds of case the world is there for all happened
+        assert {"over_capacity", "tier_c_frequency", "holdout_member", "do_not_contact"} <= set(
+            reasons.values()
+        )
+        assert {v for _, v in sends.values()} >= {"A", "B", HOLDOUT}
+        assert after.audience == len(reasons) and after.eligible == len(sends)
+        assert (
+            after.excluded == pd.Series([r for r in reasons.values() if r]).value_counts().to_dict()
+        )
+        assert after.to_send == sum(v != HOLDOUT for _, v in sends.values())
+
+    def test_counts_before_capacity(self, campaign: Engine):
+        batch_id = staged_world(campaign)
+        slot = slots_for(SPEC, date(2026, 3, 4))[0]
+        roomy = dict.fromkeys(STAGE_QUOTAS, 10_000)
+        with campaign.connect() as conn:
+            stage_audience(conn, SPEC, batch_id, slot, ["noon", "evening"], STAGE_PROPENSITY)
+            staged = count_stage(conn)
+            assert not apply_capacity_in_stage(conn, roomy, staged.chosen_by_channel)
+            by_channel = dict(
+                conn.execute(
+                    select(STAGE.c.channel, func.count())
+                    .where(STAGE.c.exclusion_reason.is_(None))
+                    .group_by(STAGE.c.channel)
+                ).all()
+            )
+            conn.rollback()
+        assert staged.chosen_by_channel == by_channel
+        assert set(staged.channels) == set(by_channel)
+
+
+# --- sending: the bulk path records what the per-message path records ---------------------
+
+SLOT = Slot("noon", date(2026, 3, 4), utc(2026, 3, 4, 4, 0), utc(2026, 3, 4, 5, 30))
+SENT_AT = utc(2026, 3, 4, 4, 6)
+COSTS = {"phone": 8.0, "sms": 0.05, "im": 0.03}
+OUTCOMES = {"phone": (0.8, 0.35), "sms": (0.5, 0.5)}
+
+
+def outbox_world(engine: Engine, customers: int = 60) -> int:
+    ids = [f"o{n:03d}" for n in range(customers)]
+    with engine.begin() as conn:
+        conn.execute(insert(Customer), [customer(cid) for cid in ids])
+    channels = ("phone", "sms", "im")
+    return open_batch_with(engine, [(cid, channels[n % 3], "pending") for n, cid in enumerate(ids)])
+
+
+def sent_state(engine: Engine) -> dict:
+    """Everything sending writes, without the journal's wall-clock times."""
+    with engine.connect() as conn:
+        box = conn.execute(
+            select(
+                OutboxEntry.outbox_id,
+                OutboxEntry.status,
+                OutboxEntry.attempts,
+                OutboxEntry.gateway_ref,
+                OutboxEntry.touch_id,
+                OutboxEntry.sent_at,
+                OutboxEntry.error,
+            ).order_by(OutboxEntry.outbox_id)
+        ).all()
+        touches = conn.execute(select(Touch).order_by(Touch.touch_id)).all()
+        journal = conn.execute(
+            select(
+                SimulatedSend.idempotency_key,
+                SimulatedSend.channel,
+                SimulatedSend.customer_id,
+                SimulatedSend.delivered,
+                SimulatedSend.responded,
+                SimulatedSend.attempts,
+            ).order_by(SimulatedSend.idempotency_key)
+        ).all()
+    return {"outbox": box, "touches": touches, "journal": journal}
+
+
+def reset_sending(engine: Engine, batch_id: int) -> None:
+    with engine.begin() as conn:
+        conn.execute(delete(Touch))
+        conn.execute(delete(SimulatedSend))
+        conn.execute(
+            update(OutboxEntry)
+            .where(OutboxEntry.batch_id == batch_id)
+            .values(status="pending", attempts=0, gateway_ref=None, touch_id=None, sent_at=None)
+        )
+
+
+def send_all(engine: Engine, batch_id: int, bulk: bool, outcomes=None, size: int = 25) -> SendTally:
+    """The flow's send loop, through journaled simulated gateways: in bulk or per message."""
+    tally = SendTally()
+    gateway = JournaledGateway(SimulatedGateway(seed=3, outcomes=outcomes, record=False), engine)
+    with engine.connect() as conn:
+        while (chunk := next_chunk(conn, batch_id, size)) is not None:
+            mark_sending(conn, chunk)
+            conn.commit()
+            for part in chunk_parts(conn, chunk):
+                if bulk:
+                    send_part(conn, gateway, CAMPAIGN_ID, SLOT, part, SENT_AT, COSTS, {}, tally)
+                else:
+                    rendered = {(part.channel, "A", "sme"): MESSAGE}
+                    send_messages(
+                        conn, gateway, CAMPAIGN_ID, SLOT, part, SENT_AT, COSTS, rendered, tally
+                    )
+                conn.commit()
+    return tally
+
+
+MESSAGE = Message("sms", "A", "templates/sms.j2", None, "text", None)
+
+
+def crash_after_accepting_half(engine: Engine, batch_id: int) -> None:
+    """The state a crash leaves: every entry `sending` (one attempt), every other one
+    already in the journal (a phone call there was not delivered)."""
+    accepted = SimulatedGateway(seed=3, outcomes={"phone": (0.0, 0.0)})
+    with engine.begin() as conn:
+        conn.execute(
+            update(OutboxEntry)
+            .where(OutboxEntry.batch_id == batch_id)
+            .values(status="sending", attempts=1)
+        )
+        journaled = []
+        for customer_id, channel in conn.execute(
+            select(OutboxEntry.customer_id, OutboxEntry.channel).where(
+                OutboxEntry.outbox_id % 2 == 0
+            )
+        ):
+            key = idempotency_key(CAMPAIGN_ID, SLOT.day, SLOT.window, customer_id, channel)
+            delivered, responded = accepted.draw_key(channel, key)
+            journaled.append(
+                {
+                    "idempotency_key": key,
+                    "channel": channel,
+                    "customer_id": customer_id,
+                    "accepted_at": SENT_AT,
+                    "delivered": delivered,
+                    "responded": responded,
+                    "attempts": 1,
+                }
+            )
+        conn.execute(insert(SimulatedSend), journaled)
+
+
+class TestSendJournaled:
+    @pytest.mark.parametrize("outcomes", [None, OUTCOMES], ids=["no-outcomes", "outcomes"])
+    def test_bulk_writes_what_messages_write(self, campaign: Engine, outcomes):
+        batch_id = outbox_world(campaign)
+        one_by_one = send_all(campaign, batch_id, bulk=False, outcomes=outcomes)
+        expected = sent_state(campaign)
+        reset_sending(campaign, batch_id)
+        in_bulk = send_all(campaign, batch_id, bulk=True, outcomes=outcomes)
+        assert sent_state(campaign) == expected
+        assert (
+            in_bulk.sent
+            == one_by_one.sent
+            == {("im", "A"): 20, ("phone", "A"): 20, ("sms", "A"): 20}
+        )
+        if outcomes:
+            delivered = {row.delivered for row in expected["touches"]}
+            assert delivered == {True, False}, "the world should draw both outcomes"
+
+    def test_bulk_keeps_the_gateways_counts_and_record(self, campaign: Engine):
+        batch_id = outbox_world(campaign, customers=9)
+        inner = SimulatedGateway(seed=3, outcomes={"sms": (1.0, 1.0)}, record=True)
+        gateway = JournaledGateway(inner, campaign)
+        with campaign.connect() as conn:
+            chunk = next_chunk(conn, batch_id, 100)
+            mark_sending(conn, chunk)
+            conn.commit()
+            for part in chunk_parts(conn, chunk):
+                send_part(conn, gateway, CAMPAIGN_ID, SLOT, part, SENT_AT, COSTS, {}, SendTally())
+                conn.commit()
+        channels = ("phone", "sms", "im")  # as outbox_world spreads them
+        expected = [
+            idempotency_key(CAMPAIGN_ID, SLOT.day, "noon", f"o{n:03d}", channels[n % 3])
+            for n in range(9)
+        ]
+        assert sorted(inner.sent) == sorted(expected)
+        assert inner.counts["sms", "sent"] == inner.counts["sms", "delivered"] == 3
+        assert inner.counts["phone", "sent"] == 3 and inner.counts["phone", "delivered"] == 0
+
+    @pytest.mark.parametrize("outcomes", [None, OUTCOMES], ids=["no-outcomes", "outcomes"])
+    def test_resent_after_a_crash_keeps_the_journaled_outcome(self, campaign: Engine, outcomes):
+        """Entries left `sending` by a crash, every other one already accepted (journaled,
+        phone calls not delivered): resent with one more attempt, recorded once, with the
+        journal's outcome — in bulk as one by one."""
+        batch_id = outbox_world(campaign)
+        states = []
+        for bulk in (False, True):
+            reset_sending(campaign, batch_id)
+            crash_after_accepting_half(campaign, batch_id)
+            send_all(campaign, batch_id, bulk=bulk, outcomes=outcomes)
+            states.append(sent_state(campaign))
+        assert states[1] == states[0]
+        journal = states[1]["journal"]
+        assert sorted({row.attempts for row in journal}) == [1, 2]
+        assert {row.attempts for row in states[1]["outbox"]} == {2}
+        resent = {row.customer_id for row in journal if row.attempts == 2}
+        phone = [row for row in states[1]["touches"] if row.channel == "phone"]
+        assert not any(row.delivered for row in phone if row.customer_id in resent)
+
+    def test_a_reference_too_long_for_the_outbox_goes_one_by_one(self, campaign: Engine):
+        """`sim-<key>` longer than the outbox's gateway_ref (the key itself fits the
+        journal): the per-message path sends it and shortens the reference with a hash."""
+        long_id = "c" * 62
+        with campaign.begin() as conn:
+            conn.execute(insert(Customer), [customer(long_id)])
+        batch_id = open_batch_with(campaign, [(long_id, "sms", "pending")])
+        campaign_id = "y" * 45  # the key: 45 + 1 + 8 + 1 + 4 + 1 + 62 + 1 + 3 = 126
+        key = idempotency_key(campaign_id, SLOT.day, "noon", long_id, "sms")
+        gateway = JournaledGateway(SimulatedGateway(seed=3, record=False), campaign)
+        tally = SendTally()
+        with campaign.connect() as conn:
+            chunk = next_chunk(conn, batch_id, 10)
+            mark_sending(conn, chunk)
+            conn.commit()
+            (part,) = chunk_parts(conn, chunk)
+            assert not _fits_journal(gateway, campaign_id, SLOT, part)
+            assert _fits_journal(gateway, CAMPAIGN_ID, SLOT, part)
+            rendered = {("sms", "A", "sme"): MESSAGE}
+            send_part(conn, gateway, campaign_id, SLOT, part, SENT_AT, COSTS, rendered, tally)
+            conn.commit()
+        state = sent_state(campaign)
+        (entry,) = state["outbox"]
+        assert (entry.status, entry.attempts) == ("sent", 1)
+        assert entry.gateway_ref == SimulatedGateway().send_batch([message_for(key)])[0].gateway_ref
+        assert len(key) == 126 and len(entry.gateway_ref) <= 128
+        assert [row.idempotency_key for row in state["journal"]] == [key]
+        assert tally.sent == {("sms", "A"): 1}
+
+
+def message_for(key: str) -> OutboundMessage:
+    return OutboundMessage(key, "sms", "c", "+86 138 0000 0000", None, "text", None, "A")

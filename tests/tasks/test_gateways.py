@@ -136,6 +136,14 @@ class TestSimulatedGateway:
         by_key = {r.idempotency_key: (r.delivered, r.responded) for r in pieces}
         assert [(r.delivered, r.responded) for r in whole] == [by_key[k] for k in keys(batch)]
 
+    def test_a_key_draws_what_its_message_draws(self):
+        """`draw_key` (the bulk path's draw) is the draw of the message with that key."""
+        gateway = SimulatedGateway(seed=7, outcomes={"sms": (0.5, 0.5)})
+        batch = messages(200)
+        drawn = [gateway.draw_key(m.channel, m.idempotency_key) for m in batch]
+        assert drawn == [(r.delivered, r.responded) for r in gateway.send_batch(batch)]
+        assert {delivered for delivered, _ in drawn} == {True, False}
+
     def test_another_seed_draws_other_outcomes(self):
         batch = messages(1_000)
         first = SimulatedGateway(seed=1, outcomes={"sms": (0.5, 0.5)}).send_batch(batch)
