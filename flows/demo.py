@@ -24,19 +24,9 @@ from pdca.db import make_engine, reset_database
 from pdca.settings import get_settings
 from tasks.campaigns import apply_spec, load_spec
 from tasks.demo_data import DemoFiles, write_demo_feeds
+from tasks.feeds import LOAD_ORDER
 from tasks.importing import ImportResult, import_feed
 from tasks.periods import Period
-
-FEED_ORDER = (
-    "customers",
-    "touches",
-    "applications",
-    "decisions",
-    "loans",
-    "repayments",
-    "complaints",
-)
-"""Referenced tables first: a touch needs its customer, a loan its application."""
 
 
 @task
@@ -78,7 +68,7 @@ def demo_flow(customers: int = 50_000, weeks: int = 8, seed: int = 7) -> str:
     apply_campaign(settings.database_url, files.spec)
     results = [
         import_feed_file(settings.database_url, feed, files.feed(feed), settings.import_chunk_rows)
-        for feed in FEED_ORDER
+        for feed in LOAD_ORDER
     ]
     create_table_artifact(
         key="demo-import",

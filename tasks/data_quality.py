@@ -62,6 +62,7 @@ import pandas as pd
 from sqlalchemy import Connection
 
 from tasks.campaigns import CampaignSpec, TimeRange
+from tasks.feeds import LOAD_ORDER
 from tasks.metrics import week_slices
 from tasks.periods import Period
 from tasks.quality import _context, describe, load_suite
@@ -70,15 +71,7 @@ from tasks.sqlfiles import query
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationSuiteValidationResult
 
-QUARANTINE_FEEDS = (
-    "customers",
-    "touches",
-    "applications",
-    "decisions",
-    "loans",
-    "repayments",
-    "complaints",
-)
+QUARANTINE_FEEDS = LOAD_ORDER
 """The contract's feeds whose quarantine share is judged, in the contract's order."""
 
 DATASETS: dict[str, tuple[str, ...]] = {

@@ -47,18 +47,7 @@ MIN_CREDIT_SCORE = 600
 EXCLUDED_INDUSTRIES = ("p2p-lending", "crypto")
 ATTRIBUTION_DAYS = 14
 
-FEED_COLUMNS: dict[str, tuple[str, ...]] = {
-    feed: FEEDS[feed].column_names
-    for feed in (
-        "customers",
-        "touches",
-        "applications",
-        "decisions",
-        "loans",
-        "repayments",
-        "complaints",
-    )
-}
+FEED_COLUMNS: dict[str, tuple[str, ...]] = {feed: FEEDS[feed].column_names for feed in FEEDS}
 """The contract's feed columns, key first, in the contract's order."""
 
 BAD_ROWS: dict[str, tuple[str, ...]] = {

@@ -162,5 +162,9 @@ FEEDS: dict[str, Feed] = {
     )
 }
 
+LOAD_ORDER: tuple[str, ...] = tuple(FEEDS)
+"""The table feeds in the order they can be loaded: referenced tables first (a touch needs
+its customer, a loan its application)."""
+
 FEED_NAMES = (*FEEDS, "uci-bank")
 """Every name `pdca import` accepts, in the contract's order."""

@@ -26,6 +26,7 @@ from pdca.db import make_engine
 from pdca.settings import PROJECT_ROOT
 from tasks.campaigns import apply_spec, load_spec
 from tasks.demo_data import CAMPAIGN_ID, write_demo_feeds
+from tasks.feeds import LOAD_ORDER
 from tasks.importing import import_feed
 from tasks.sqlfiles import (
     DIALECTS,
@@ -39,8 +40,6 @@ from tasks.sqlfiles import (
 
 BIN = Path(sys.executable).parent
 QUERIES = names()
-FEED_ORDER = ("customers", "touches", "applications", "decisions", "loans", "repayments",
-              "complaints")  # fmt: skip
 DEMO_START = date(2026, 3, 2)  # a Monday; three weeks of history
 
 PARAMETERS = {
@@ -81,7 +80,7 @@ def seed(engine: Engine, files) -> None:
     with engine.begin() as conn:
         apply_spec(conn, load_spec(files.spec), actor="test")
     with engine.connect() as conn:
-        for feed in FEED_ORDER:
+        for feed in LOAD_ORDER:
             import_feed(conn, feed, files.feed(feed), actor="test")
 
 

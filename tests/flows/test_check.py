@@ -43,6 +43,7 @@ from pdca.models import (
 from tasks import metrics
 from tasks.campaigns import apply_spec, load_spec
 from tasks.demo_data import CAMPAIGN_ID, TIMEZONE, write_demo_feeds
+from tasks.feeds import LOAD_ORDER
 from tasks.importing import import_feed
 from tasks.periods import Period
 from tests.scenario import (
@@ -60,8 +61,6 @@ LAST_WEEK = Period.week_of(DEMO_START + timedelta(weeks=WEEKS - 1))
 """2026-W19: the week checked for anomalies and data quality."""
 MARCH = Period.parse("2026-03")
 """The month most customers were assigned in: the experiment's period."""
-FEED_ORDER = ("customers", "touches", "applications", "decisions", "loans", "repayments")
-FEED_ORDER += ("complaints",)
 LIFTED = 400
 MOVED = 120
 
@@ -95,7 +94,7 @@ def checked(request, tmp_path_factory, demo_files) -> Checked:
     with engine.begin() as conn:
         apply_spec(conn, load_spec(demo_files.spec), actor="test")
     with engine.connect() as conn:
-        for feed in FEED_ORDER:
+        for feed in LOAD_ORDER:
             import_feed(conn, feed, demo_files.feed(feed), actor="test")
     world = Checked(url, engine, folder)
     with pytest.MonkeyPatch.context() as patch:

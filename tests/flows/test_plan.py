@@ -19,6 +19,7 @@ from pdca.errors import UserError
 from pdca.models import Action, AuditEntry, Budget, Plan, Target
 from tasks.campaigns import CampaignSpec, apply_spec, load_spec
 from tasks.demo_data import CAMPAIGN_ID, SEGMENTS, write_demo_feeds
+from tasks.feeds import LOAD_ORDER
 from tasks.importing import import_feed
 from tasks.metrics import LOWER_IS_BETTER
 from tasks.periods import Period
@@ -54,8 +55,6 @@ METRICS = (
 ALWAYS = ("touches", "delivered", "applications", "disbursements", "disbursed_amount")
 ALWAYS += ("roi", "overdue_rate_30", "complaint_rate")
 """Metrics every channel gets; cac and approval_rate need loans and applications."""
-FEED_ORDER = ("customers", "touches", "applications", "decisions", "loans", "repayments")
-FEED_ORDER += ("complaints",)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +82,7 @@ def planned(request, tmp_path_factory, demo_files) -> Planned:
     with engine.begin() as conn:
         apply_spec(conn, spec, actor="test")
     with engine.connect() as conn:
-        for feed in FEED_ORDER:
+        for feed in LOAD_ORDER:
             import_feed(conn, feed, demo_files.feed(feed), actor="test")
     with database(url):
         first = plan_flow(CAMPAIGN_ID, str(PERIOD))
