@@ -117,7 +117,7 @@ def compare_with_targets(
     ], []
 
 
-@task
+@task(cache_policy=NO_CACHE)  # frames in, nothing worth persisting out
 def find_anomalies(measured: Measurements, period: Period) -> list[dict[str, Any]]:
     """Weeks of the period whose metric is far from its own trailing mean."""
     settings = get_settings()
@@ -158,7 +158,7 @@ def judge_experiment(conn: Connection, spec: CampaignSpec, period: Period) -> li
     )
 
 
-@task
+@task(cache_policy=NO_CACHE)
 def find_bottleneck(measured: Measurements, targets: list[dict[str, Any]]) -> dict | None:
     """The funnel stage furthest below its target (or, without a plan, its baseline)."""
     actual = stage_rates(metrics.rollup(measured.funnel, []).iloc[0])
