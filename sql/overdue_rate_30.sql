@@ -5,7 +5,8 @@
 -- attributed_applications.sql; applications applied in [:starts_at,
 -- :ends_at) — the metrics module passes 1900-01-01 as :starts_at: all).
 -- Each loan is judged by its latest repayment snapshot with
--- as_of < :as_of_end_date (the local day after the period).
+-- as_of < :as_of_end_date (the local day after the period), by the rule in
+-- loan_overdue_status.sql.
 --
 -- Columns: channel, segment, variant,
 --   loans           the campaign's loans disbursed before :ends_at,
@@ -20,59 +21,14 @@
 
 with
 
-attributed as (
+loan_status as (
     select
-        a.application_id,
-        a.channel,
-        a.segment,
-        a.variant
-    from {{ ref("attributed_applications", loans_only=true) }} as a
-),
-
-campaign_loans as (
-    select
-        l.loan_id,
-        a.channel,
-        a.segment,
-        a.variant,
-        {{ to_date(add_days("l.disbursed_at", "30")) }} as seasoned_on
-    from loans as l
-    inner join attributed as a
-        on l.application_id = a.application_id
-    where l.disbursed_at < :ends_at
-),
-
-snapshots as (
-    select
-        r.loan_id,
-        r.as_of,
-        r.dpd,
-        row_number() over (
-            partition by r.loan_id
-            order by r.as_of desc
-        ) as recency
-    from repayments as r
-    inner join campaign_loans as l
-        on r.loan_id = l.loan_id
-    where r.as_of < :as_of_end_date
-),
-
-by_loan as (
-    select
-        l.channel,
-        l.segment,
-        l.variant,
-        case
-            when s.as_of >= l.seasoned_on then 1 else 0
-        end as is_seasoned,
-        case
-            when s.as_of >= l.seasoned_on and s.dpd >= 30 then 1 else 0
-        end as is_overdue
-    from campaign_loans as l
-    left join snapshots as s
-        on
-            l.loan_id = s.loan_id
-            and s.recency = 1
+        s.channel,
+        s.segment,
+        s.variant,
+        s.is_seasoned,
+        s.is_overdue
+    from {{ ref("loan_overdue_status") }} as s
 ),
 
 final as (
@@ -83,7 +39,7 @@ final as (
         count(*) as loans,
         sum(is_seasoned) as seasoned_loans,
         sum(is_overdue) as overdue_loans
-    from by_loan
+    from loan_status
     group by channel, segment, variant
 )
 
