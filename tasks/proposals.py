@@ -399,13 +399,14 @@ def reallocate_budget_proposals(
 
 def reallocation_share(budget: float, floor: float, step: float) -> float | None:
     """The share of `budget` one step moves: `step`, cut so that at least `floor` stays,
-    rounded down to 4 decimals; None when nothing can move."""
+    rounded down to 4 decimals; None when nothing can move (not even one float's worth)."""
     floor = max(floor, 0.0)
     if not (math.isfinite(budget) and budget > floor):
         return None
     room = 1.0 - floor / budget
     share = math.floor(min(step, room) * 10_000) / 10_000
-    return share if share > 0 else None
+    # a share of a vanishing budget can underflow to moving nothing at all
+    return share if share > 0 and share * budget > 0 else None
 
 
 def tighten_admission_proposals(
