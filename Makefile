@@ -6,7 +6,7 @@ PIP    := $(BIN)/pip --disable-pip-version-check --quiet
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export GX_ANALYTICS_ENABLED ?= false
 
-.PHONY: run test install install-test system-packages lint format bench clean
+.PHONY: run test install install-test system-packages lint format bench clean server worker
 
 run: install  ## install, then build the demo database and run the demo
 	$(BIN)/pdca demo
@@ -44,6 +44,20 @@ format: install-test
 bench: install  ## the performance benchmarks; each prints its baseline beside its figure
 	$(BIN)/python bench/bench_import.py
 	$(BIN)/python bench/bench_dispatch.py
+
+# Operations (README "Operations"): `make server` in one terminal, `make worker` in another.
+PREFECT_PORT ?= 4200
+worker: export PREFECT_API_URL ?= http://127.0.0.1:$(PREFECT_PORT)/api
+worker: export PDCA_CHECKOUT ?= $(CURDIR)
+
+server: install  ## Prefect server and UI on http://127.0.0.1:4200 (analytics off)
+	$(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) --analytics-off
+
+worker: install  ## the pdca work pool (if missing), every deployment of prefect.yaml, a worker
+	$(BIN)/prefect work-pool inspect pdca >/dev/null 2>&1 \
+		|| $(BIN)/prefect work-pool create pdca --type process
+	$(BIN)/prefect --no-prompt deploy --all
+	$(BIN)/prefect worker start --pool pdca --type process
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

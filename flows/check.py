@@ -41,6 +41,7 @@ from tasks.check import (
     whole_weeks,
 )
 from tasks.data_quality import DataQuality, assess
+from tasks.events import emit_check_events
 from tasks.experiments import experiment_arms, judge
 from tasks.findings import (
     anomalies,
@@ -249,6 +250,7 @@ def check_flow(campaign_id: str, period: str) -> dict[str, Any]:
         save_check(conn, result, measured)
     engine.dispose()
     publish_check(result, quality)
+    emit_check_events(result)
     return result
 
 

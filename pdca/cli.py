@@ -34,8 +34,10 @@ app = typer.Typer(
 )
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 campaign_app = typer.Typer(no_args_is_help=True, help="Campaign specs.")
+sop_app = typer.Typer(no_args_is_help=True, help="The campaigns' standard operating procedures.")
 app.add_typer(db_app, name="db")
 app.add_typer(campaign_app, name="campaign")
+app.add_typer(sop_app, name="sop")
 
 
 def _ready_engine():
@@ -212,6 +214,103 @@ def check(
         raise typer.Exit(1)
 
 
+@app.command()
+def act(
+    campaign: Annotated[str, typer.Option("--campaign", help="Campaign id.")],
+    period: Annotated[str, typer.Option(help="2026-W12, 2026-03 or 2026-Q1.")],
+    auto_approve: Annotated[
+        bool, typer.Option("--auto-approve", help="Approve every proposal (scripted runs).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Adjustment proposals from the period's check, their approval, the SOP and report.
+
+    Without --auto-approve the run pauses for a manager's decision on each proposal in
+    the Prefect UI (needs a Prefect server); with none configured they stay proposed.
+    """
+    from flows.act import act_flow
+    from tasks.periods import Period
+
+    Period.parse(period)  # a bad period is bad usage: refuse before starting Prefect
+    _ready_engine().dispose()
+    result = act_flow(campaign_id=campaign, period=period, auto_approve=auto_approve)
+    if as_json:
+        _print_json(result)
+        return
+    typer.echo(
+        f"act {campaign} {period}: {len(result['actions'])} action(s)"
+        + ("" if result["trusted"] else "; data untrusted: hold")
+    )
+    for action in result["actions"]:
+        scope = ", ".join(f"{k}={v}" for k, v in action["scope"].items()) or "campaign"
+        typer.echo(f"  {action['status']:<9} {action['type']:<18} {scope}")
+    typer.echo(f"  SOP version {result['sop']['version']}: {result['sop']['path']}")
+    for entry in result["sop"]["changes"]:
+        typer.echo(f"    v{entry['version']} {entry['action']}")
+    typer.echo(f"  report: {result['report']['path']}")
+
+
+@sop_app.command("show")
+def sop_show(
+    campaign: Annotated[str, typer.Option("--campaign", help="Campaign id.")],
+    version: Annotated[
+        int | None, typer.Option(min=1, help="This version (default: the latest).")
+    ] = None,
+    diff: Annotated[
+        bool, typer.Option("--diff", help="The change from the version before, as a diff.")
+    ] = False,
+    changelog: Annotated[bool, typer.Option("--changelog", help="Only the changelog.")] = False,
+) -> None:
+    """Show a version of the campaign's SOP, its diff from the previous one, or the log."""
+    from tasks.sop import sop_diff, sop_version
+
+    engine = _ready_engine()
+    with engine.connect() as conn:
+        record = sop_version(conn, campaign, version)
+        before = sop_version(conn, campaign, record.version - 1) if record.version > 1 else None
+    if changelog:
+        for entry in record.changelog:
+            typer.echo(f"v{entry['version']}  {entry['date']}  {entry['action']}")
+            typer.echo(f"      {entry['reason']}")
+    elif diff:
+        if before is None:
+            raise UserError(f"{campaign} SOP version 1 is the first: there is nothing to diff")
+        typer.echo(sop_diff(before, record), nl=False)
+    else:
+        typer.echo(record.body, nl=False)
+
+
+@app.command()
+def review(
+    period: Annotated[str, typer.Option(help="Usually an ISO week (2026-W12); any period.")],
+    send: Annotated[bool, typer.Option("--send", help="E-mail it to the recipients.")] = False,
+) -> None:
+    """Weekly review report for managers across the active campaigns; --send e-mails it.
+
+    With no SMTP host set (PDCA_SMTP_HOST), --send writes the e-mail to the outbox folder.
+    Exit code 1 when a campaign could not be checked or the e-mail could not go out.
+    """
+    from flows.weekly_review import weekly_review_flow
+    from tasks.periods import Period
+
+    Period.parse(period)  # a bad period is bad usage: refuse before starting Prefect
+    _ready_engine().dispose()
+    who = os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown"
+    result = weekly_review_flow(period=period, send=send, actor=f"cli:{who}")
+    typer.echo(f"report: {result['path']}")
+    delivery = result["delivery"]
+    if delivery and delivery["transport"] == "outbox":
+        typer.echo(f"e-mail written to the outbox: {delivery['path']}")
+    elif delivery:
+        typer.echo(
+            f"e-mail sent to {len(delivery['recipients'])} recipient(s) via {delivery['server']}"
+        )
+    for problem in result["problems"]:
+        typer.echo(problem, err=True)
+    if result["problems"]:
+        raise typer.Exit(1)
+
+
 def _print_check(result: dict) -> None:
     """The check in a few lines: trust, totals, KPIs off track, anomalies, test, bottleneck."""
     total = {key: 0 for key in ("touches", "delivered", "applications", "approved")}
@@ -304,6 +403,89 @@ def export_command(
                 default_timezone=get_settings().timezone,
             )
     typer.echo(f"{feed}: {rows} rows written to {file}")
+
+
+@app.command()
+def rerun(
+    stage: Annotated[str, typer.Argument(metavar="FLOW", help="plan, check, act or dispatch.")],
+    campaign: Annotated[str, typer.Option("--campaign", help="Campaign id.")],
+    period: Annotated[
+        str | None, typer.Option(help="2026-W12, 2026-03 or 2026-Q1 (plan, check, act).")
+    ] = None,
+    day: Annotated[str | None, typer.Option("--date", help="Dispatch: YYYY-MM-DD.")] = None,
+    auto_approve: Annotated[
+        bool, typer.Option("--auto-approve", help="Act: approve the proposals.")
+    ] = False,
+) -> None:
+    """Re-run one stage for (campaign, period); its results are replaced, never duplicated.
+
+    Through the stage's deployment when PREFECT_API_URL points at a server (a worker runs
+    it, the UI shows it), else in this process. Exit code 1 when the run failed.
+    """
+    from tasks.operations import check_stage, stage_runs
+    from tasks.periods import Period
+
+    check_stage(stage)
+    if stage == "dispatch":
+        if day is None or period is not None:
+            raise UserError("rerun dispatch: give --date YYYY-MM-DD (dispatch works by day)")
+        key = _date_option("--date", day).isoformat()
+    else:
+        if period is None or day is not None:
+            raise UserError(f"rerun {stage}: give --period (2026-W12, 2026-03 or 2026-Q1)")
+        key = str(Period.parse(period))
+    runs = stage_runs(stage, campaign, [key], **_stage_options(stage, auto_approve))
+    _run_and_report(runs, concurrency=1)
+
+
+@app.command()
+def backfill(
+    stage: Annotated[str, typer.Argument(metavar="FLOW", help="plan, check, act or dispatch.")],
+    campaign: Annotated[str, typer.Option("--campaign", help="Campaign id.")],
+    first: Annotated[
+        str, typer.Option("--from", help="First period (dispatch: first day, YYYY-MM-DD).")
+    ],
+    last: Annotated[str, typer.Option("--to", help="Last period, same kind (dispatch: last day).")],
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Periods at once [setting backfill_concurrency].")
+    ] = None,
+    auto_approve: Annotated[
+        bool, typer.Option("--auto-approve", help="Act: approve the proposals.")
+    ] = False,
+) -> None:
+    """Re-run one stage for every period from --from to --to (both included).
+
+    Runs a few periods at once, keeps going past a period that fails, prints each
+    period's outcome and exits with 1 at the end if any failed.
+    """
+    from tasks.operations import check_stage, days_between, periods_between, stage_runs
+
+    check_stage(stage)
+    if stage == "dispatch":
+        days = days_between(_date_option("--from", first), _date_option("--to", last))
+        keys = [d.isoformat() for d in days]
+    else:
+        keys = [str(p) for p in periods_between(first, last)]
+    runs = stage_runs(stage, campaign, keys, **_stage_options(stage, auto_approve))
+    _run_and_report(runs, concurrency or get_settings().backfill_concurrency)
+
+
+def _stage_options(stage: str, auto_approve: bool) -> dict:
+    """The stage's own extra parameters: act's approval switch, dispatch's `at` (now)."""
+    return {"auto_approve": True} if stage == "act" and auto_approve else {}
+
+
+def _run_and_report(runs: list, concurrency: int) -> None:
+    """Run, print one line per run and a summary; exit code 1 if any run failed."""
+    from flows.operations import run_stage_runs
+
+    _ready_engine().dispose()
+    report = run_stage_runs(runs, concurrency)
+    for outcome in report.outcomes:
+        typer.echo(outcome.line())
+    typer.echo(report.summary(), err=not report.ok)
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 def _date_option(name: str, value: str):

@@ -31,6 +31,11 @@ class Settings(BaseSettings):
         description="Time zone of feed timestamps without offset that belong to no campaign.",
     )
     import_chunk_rows: int = Field(default=100_000, ge=1, description="Rows per import chunk.")
+    backfill_concurrency: int = Field(
+        default=2,
+        ge=1,
+        description="Periods a backfill runs at once (each holds a database connection).",
+    )
     attribution_window_days: int = Field(default=14, ge=1)
     ftp_rate: float = Field(default=0.03, ge=0, description="Funds transfer price, annual.")
     lgd: float = Field(default=0.6, ge=0, le=1, description="Loss given default.")
@@ -120,6 +125,15 @@ class Settings(BaseSettings):
     )
     act_window_shift_minutes: int = Field(
         default=30, ge=1, le=180, description="Most minutes shift_window moves a window per step."
+    )
+    act_approval_timeout: int = Field(
+        default=86_400,
+        ge=1,
+        description="Seconds an act run waits for a manager's decisions before proposals "
+        "stay proposed.",
+    )
+    act_approval_poll_seconds: int = Field(
+        default=10, ge=1, description="How often a paused act run looks for a decision."
     )
     act_targeting_min_applications: int = Field(
         default=30,

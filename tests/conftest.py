@@ -21,6 +21,10 @@ from tests.pg_server import PostgresServer, start_postgres
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Prefect reads its settings when first imported (by a test module, before any fixture
+# runs): the embedded API's start-up allowance must be in the environment by then, or a
+# fresh PREFECT_HOME migrating on busy cores exceeds the default 20 s.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 UCI_FILE = SHARED_DATA / "uci-bank-marketing" / "bank-full.csv"
@@ -80,3 +84,17 @@ def engine(db_url: str) -> Iterator[Engine]:
     engine = make_engine(db_url)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real Prefect server for the session (tests/prefect_server.py): `.api_url`,
+    `.home`; `with prefect_server.use():` points this process's flows and clients at it,
+    `prefect_server.env()` a subprocess's."""
+    from tests.prefect_server import start_prefect_server
+
+    server = start_prefect_server(tmp_path_factory.mktemp("prefect-server"))
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,177 @@
+"""Operations: reruns and backfills of a stage, and the scheduled runs of the stages.
+
+Reruns and backfills (`pdca rerun`, `pdca backfill`) go through the stage's deployment
+when a Prefect server is configured, so the runs appear in the UI and run on the workers
+beside the scheduled ones; without a server they run in this process on the embedded
+API. Either way each period's outcome is reported and a failed period does not stop the
+others (tasks/operations.py).
+
+The scheduled flows exist because a deployment's parameters are fixed when it is made,
+while a scheduled run must work on "today" or "the week of yesterday" for every campaign
+active then. Each resolves its runs in the campaigns' own time zones and calls the stage
+flow as a subflow, so the UI shows the stage run under the scheduled one.
+"""
+
+from __future__ import annotations
+
+import importlib
+from datetime import datetime
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_table_artifact
+from prefect.states import State
+
+from pdca.db import make_engine
+from pdca.settings import get_settings
+from tasks.operations import (
+    DEPLOYMENTS,
+    FLOWS,
+    Outcome,
+    RunReport,
+    StageRun,
+    campaigns,
+    due_runs,
+    local_day,
+    review_period_for,
+    run_all,
+)
+
+POLL_SECONDS = 2.0
+"""How often a deployment run's state is read while waiting for it."""
+
+
+def server_configured() -> bool:
+    """Whether Prefect points at a server (PREFECT_API_URL, from the environment or the
+    active profile) rather than the embedded API."""
+    from prefect.settings import PREFECT_API_URL
+
+    return bool(PREFECT_API_URL.value())
+
+
+def stage_flow(stage: str):
+    """The stage's flow object, imported when first needed (act may be absent)."""
+    module, name = FLOWS[stage]
+    return getattr(importlib.import_module(module), name)
+
+
+def outcome_of(run: StageRun, state: State) -> Outcome:
+    """A finished (or paused) flow run's state as an outcome."""
+    message = "" if state.is_completed() else (state.message or "")
+    flow_run_id = state.state_details.flow_run_id
+    return Outcome(
+        run,
+        ok=state.is_completed(),
+        state=state.name or str(state.type),
+        message=message.strip().splitlines()[-1] if message.strip() else "",
+        flow_run_id=str(flow_run_id) if flow_run_id else None,
+    )
+
+
+def run_in_process(run: StageRun) -> Outcome:
+    """Call the stage flow here (embedded API) and wait for its final state."""
+    state = stage_flow(run.stage)(**run.parameters, return_state=True)
+    return outcome_of(run, state)
+
+
+def run_through_deployment(run: StageRun) -> Outcome:
+    """Start the stage's deployment with the run's parameters and wait for it to finish:
+    a worker runs it, the UI shows it."""
+    from prefect.deployments import run_deployment
+
+    flow_run = run_deployment(
+        DEPLOYMENTS[run.stage],
+        parameters=run.parameters,
+        timeout=None,
+        poll_interval=POLL_SECONDS,
+        tags=["pdca", "rerun"],
+    )
+    return outcome_of(run, flow_run.state)
+
+
+def start_api() -> None:
+    """Make sure the API answers before runs start in parallel: the embedded one starts
+    on first use, and two threads must not both start it."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        client.hello()
+
+
+def run_stage_runs(runs: list[StageRun], concurrency: int) -> RunReport:
+    """Reruns and backfills: through the deployments with a server, else in-process."""
+    start_api()
+    runner = run_through_deployment if server_configured() else run_in_process
+    return run_all(runs, runner, concurrency)
+
+
+# --- the scheduled stage runs ---------------------------------------------------------------
+
+
+def run_due(stage: str, campaign_ids: list[str] | None, now: datetime | None) -> list[dict]:
+    """Run `stage` for every campaign due at `now`, one after the other as subflows; a
+    table artifact lists the outcomes, and the scheduled run fails if any run failed."""
+    logger = get_run_logger()
+    engine = make_engine(get_settings().database_url)
+    with engine.connect() as conn:
+        runs = due_runs(stage, campaigns(conn), now, only=campaign_ids)
+    engine.dispose()
+    if not runs:
+        logger.info("no campaign is due for %s", stage)
+    report = run_all(runs, run_in_process, concurrency=1)
+    rows = [
+        {
+            "campaign": outcome.run.campaign_id,
+            "key": outcome.run.key,
+            "state": outcome.state,
+            "message": outcome.message,
+        }
+        for outcome in report.outcomes
+    ]
+    create_table_artifact(
+        key=f"scheduled-{stage}",
+        table=rows or [{"campaign": "(none due)", "key": "", "state": "", "message": ""}],
+        description=f"Scheduled {stage}: {report.summary()}",
+    )
+    if not report.ok:
+        raise RuntimeError(f"scheduled {stage}: {report.summary()}")
+    return rows
+
+
+@flow(name="scheduled-plan", flow_run_name="scheduled plan")
+def scheduled_plan_flow(
+    campaign_ids: list[str] | None = None, now: datetime | None = None
+) -> list[dict]:
+    """Plan the month of today for every campaign running in it (all, or `campaign_ids`)."""
+    return run_due("plan", campaign_ids, now)
+
+
+@flow(name="scheduled-dispatch", flow_run_name="scheduled dispatch")
+def scheduled_dispatch_flow(
+    campaign_ids: list[str] | None = None, now: datetime | None = None
+) -> list[dict]:
+    """Dispatch today's due windows (local day) of every campaign running today."""
+    return run_due("dispatch", campaign_ids, now)
+
+
+@flow(name="scheduled-check", flow_run_name="scheduled check")
+def scheduled_check_flow(
+    campaign_ids: list[str] | None = None, now: datetime | None = None
+) -> list[dict]:
+    """Check the ISO week of yesterday (local) of every campaign running in it."""
+    return run_due("check", campaign_ids, now)
+
+
+@flow(name="scheduled-review", flow_run_name="scheduled weekly review")
+def scheduled_review_flow(
+    timezone: str = "Asia/Shanghai", send: bool = True, now: datetime | None = None
+) -> Any:
+    """The weekly review of the last complete ISO week (in `timezone`, the schedule's)."""
+    from flows.weekly_review import weekly_review_flow
+
+    period = review_period_for(local_day(timezone, now))
+    return weekly_review_flow(period=str(period), send=send)
+
+
+if __name__ == "__main__":
+    print(scheduled_check_flow())

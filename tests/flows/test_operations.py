@@ -1,0 +1,190 @@
+"""Reruns and backfills from the user's side: `pdca rerun` and `pdca backfill`, in-process
+(no PREFECT_API_URL: the embedded API) on a small demo world in SQLite.
+
+The deployment path (`run_deployment` through a server and a worker) is exercised by
+tests/test_deployments.py. A second dispatch running at the same time as another is
+refused by the dispatch lock: tests/flows/test_dispatch.py::TestConcurrentDispatch.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import DateTime, Engine, func, select
+
+import flows.check
+from pdca.db import make_engine
+from pdca.models import AuditEntry, CheckResult, WeeklyRollup
+from tasks.campaigns import apply_spec, load_spec
+from tasks.demo_data import CAMPAIGN_ID, write_demo_feeds
+from tasks.feeds import LOAD_ORDER
+from tasks.importing import import_feed
+from tests.scenario import (
+    database,
+    prefect_env,  # noqa: F401  (the session's PREFECT_HOME)
+    run_main,
+)
+
+pytestmark = pytest.mark.usefixtures("prefect_env")
+
+UNTRUSTED_WEEK = "2026-W10"
+"""The small demo world's first week: its deliberately bad rows put the quarantine above
+the 1 % limit, so its check is untrusted (a data-quality failure)."""
+FAULTY_WEEK = "2026-W12"
+
+
+@dataclass
+class SmallWorld:
+    url: str
+    engine: Engine
+    folder: Path
+
+
+def build_small_world(folder: Path, sqlite_template: Path) -> SmallWorld:
+    """The demo campaign with 2,000 customers over 4 weeks from 2026-03-02, loaded through
+    the feed importers (with the demo's quarantined rows) into a fresh SQLite file."""
+    shutil.copy(sqlite_template, folder / "pdca.db")
+    url = f"sqlite:///{folder / 'pdca.db'}"
+    files = write_demo_feeds(folder / "feeds", customers=2000, weeks=4)
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        apply_spec(conn, load_spec(files.spec), actor="test")
+    with engine.connect() as conn:
+        for feed in LOAD_ORDER:
+            import_feed(conn, feed, files.feed(feed), actor="test")
+    return SmallWorld(url, engine, folder)
+
+
+@pytest.fixture(scope="module")
+def small_world(tmp_path_factory, sqlite_template) -> Iterator[SmallWorld]:
+    world = build_small_world(tmp_path_factory.mktemp("ops-world"), sqlite_template)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PDCA_OUTPUT_DIR", str(world.folder / "out"))
+        patch.delenv("PREFECT_API_URL", raising=False)  # in-process: the embedded API
+        with database(world.url):
+            yield world
+    world.engine.dispose()
+
+
+def snapshot(engine: Engine, model, campaign_id: str = CAMPAIGN_ID) -> list[tuple]:
+    """Every row of the campaign in `model`'s table, without timestamps and surrogate ids
+    (a rerun deletes and re-inserts, so those two are new by design), sorted."""
+    table = model.__table__
+    columns = [
+        column
+        for column in table.columns
+        if not isinstance(column.type, DateTime) and column.autoincrement is not True
+    ]
+    with engine.connect() as conn:
+        rows = conn.execute(select(*columns).where(table.c.campaign_id == campaign_id)).all()
+    return sorted(tuple(repr(value) for value in row) for row in rows)
+
+
+def audit_counts(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(AuditEntry.action, func.count()).group_by(AuditEntry.action)
+        ).all()
+    return dict(rows)
+
+
+def check_periods(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return sorted(
+            conn.execute(
+                select(CheckResult.period).where(CheckResult.campaign_id == CAMPAIGN_ID)
+            ).scalars()
+        )
+
+
+def state(engine: Engine) -> dict:
+    return {
+        "check_results": snapshot(engine, CheckResult),
+        "weekly_rollups": snapshot(engine, WeeklyRollup),
+    }
+
+
+class TestRerun:
+    def test_rerun_replaces_and_never_duplicates(self, small_world, capfd):
+        argv = ["rerun", "check", "--campaign", CAMPAIGN_ID, "--period", UNTRUSTED_WEEK]
+        code, out, err = run_main(argv, capfd)
+        assert code == 0, err[-2000:]
+        assert f"check {CAMPAIGN_ID} {UNTRUSTED_WEEK}: Completed" in out
+        first, audit_first = state(small_world.engine), audit_counts(small_world.engine)
+        assert first["check_results"] and first["weekly_rollups"], "the check stored nothing"
+
+        code, out, err = run_main(argv, capfd)
+        assert code == 0, err[-2000:]
+        second, audit_second = state(small_world.engine), audit_counts(small_world.engine)
+        for table in first:
+            assert second[table] == first[table], f"{table} changed on a rerun"
+        assert check_periods(small_world.engine).count(UNTRUSTED_WEEK) == 1
+        # the audit trail records every run (who/what/when) and nothing else
+        assert audit_second == {**audit_first, "check.run": audit_first["check.run"] + 1}
+
+
+class TestBackfill:
+    def test_a_failed_period_is_reported_and_the_rest_still_run(
+        self, small_world, capfd, monkeypatch
+    ):
+        validate = flows.check.validate_period_data
+
+        def faulty(conn, spec, period):
+            if str(period) == FAULTY_WEEK:
+                raise RuntimeError(f"injected fault: {period} feeds unreadable")
+            return validate(conn, spec, period)
+
+        monkeypatch.setattr(flows.check, "validate_period_data", faulty)
+        before = check_periods(small_world.engine)
+        argv = ["backfill", "check", "--campaign", CAMPAIGN_ID]
+        argv += ["--from", "2026-W11", "--to", "2026-W13", "--concurrency", "2"]
+        code, out, err = run_main(argv, capfd)
+
+        assert code == 1, (out, err[-2000:])
+        lines = [line for line in out.splitlines() if line.startswith("check ")]
+        assert [line.split(":")[0] for line in lines] == [
+            f"check {CAMPAIGN_ID} 2026-W11",
+            f"check {CAMPAIGN_ID} 2026-W12",
+            f"check {CAMPAIGN_ID} 2026-W13",
+        ], out
+        assert "Completed" in lines[0] and "Completed" in lines[2], out
+        assert "Failed" in lines[1] and "injected fault" in lines[1], out
+        assert "2 of 3 runs completed; failed: 2026-W12" in err
+        stored = set(check_periods(small_world.engine)) - set(before)
+        assert stored == {"2026-W11", "2026-W13"}
+
+
+class TestUsage:
+    """Bad usage is refused with one line and exit code 2, before any flow runs."""
+
+    @pytest.mark.parametrize(
+        ("argv", "message"),
+        [
+            (["rerun", "review", "--campaign", "c", "--period", "2026-W10"], "unknown stage"),
+            (["rerun", "check", "--campaign", "c"], "give --period"),
+            (["rerun", "dispatch", "--campaign", "c", "--period", "2026-W10"], "give --date"),
+            (["rerun", "check", "--campaign", "c", "--period", "2026-W99"], "no ISO week"),
+            (
+                ["backfill", "check", "--campaign", "c", "--from", "2026-W10", "--to", "2026-03"],
+                "both must be a week",
+            ),
+            (
+                ["backfill", "plan", "--campaign", "c", "--from", "2026-05", "--to", "2026-03"],
+                "is after --to",
+            ),
+            (
+                ["backfill", "dispatch", "--campaign", "c", "--from", "2026-W10", "--to", "x"],
+                "expected a date",
+            ),
+        ],
+    )
+    def test_refused(self, argv, message, capfd):
+        code, out, err = run_main(argv, capfd)
+        assert code == 2, err
+        assert out == ""
+        (line,) = [line for line in err.splitlines() if line.startswith("pdca: error: ")]
+        assert message in line
