@@ -1,32 +1,35 @@
-"""Demo: a fresh database with a synthetic campaign history, then the first cycle day.
+"""Demo: a fresh database with a synthetic campaign history, then one whole PDCA cycle.
 
 The synthetic feeds are written as CSV files and go through the same importers, suites
 and quarantine as any user's feeds (including a few deliberately bad rows), so the demo
-shows the product's real path end to end. Then the cycle starts: the history's last week
-is checked (data quality, funnel, anomalies, experiment, bottleneck), the week after it is
-planned (targets, budget split) and its Monday's noon window is dispatched through the
-simulated gateways, which draw deliveries and responses.
+shows the product's real path end to end. Then the cycle (`flows.cycle`): the history's
+last week is checked (data quality, funnel, anomalies, experiment, bottleneck) and acted
+on (proposals, approved here without asking — `auto_approve` —, a new SOP version, the
+adjustment report); the week after it is planned with those adjustments; the weekly
+review is written for the managers; and the new week's Monday noon window is dispatched
+through the simulated gateways, which draw deliveries and responses, under the rules the
+approved actions put in force.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
-from flows.check import check_flow
+from flows.cycle import cycle_flow
 from flows.dispatch import dispatch_flow
-from flows.plan import plan_flow
 from pdca.db import make_engine, reset_database
 from pdca.settings import get_settings
-from tasks.campaigns import apply_spec, load_spec
+from tasks.campaigns import CampaignSpec, apply_spec, load_spec
 from tasks.demo_data import DemoFiles, write_demo_feeds
 from tasks.feeds import LOAD_ORDER
 from tasks.importing import ImportResult, import_feed
 from tasks.periods import Period
+from tasks.rules import approved_actions, rules_in_force
 
 
 @task
@@ -83,22 +86,23 @@ def demo_flow(customers: int = 50_000, weeks: int = 8, seed: int = 7) -> str:
 
 
 def run_first_cycle_day(spec_path: Path, weeks: int) -> list[str]:
-    """Check the history's last week, plan the week after it, dispatch its Monday noon."""
+    """The cycle on the history's last week, then the next week's Monday noon dispatch."""
     spec = load_spec(spec_path)
     monday = spec.start + timedelta(weeks=weeks)
     week = Period.week_of(monday)
-    checked = check_flow(campaign_id=spec.id, period=str(week.shifted(-1)))
-    plan = plan_flow(campaign_id=spec.id, period=str(week))
+    cycle = cycle_flow(campaign_id=spec.id, period=str(week.shifted(-1)), auto_approve=True)
     window = next(iter(spec.contact_policy.windows))
-    opens = datetime.combine(
-        monday, spec.contact_policy.windows[window].start, tzinfo=ZoneInfo(spec.timezone)
-    )
-    at = opens.astimezone(UTC).replace(tzinfo=None) + timedelta(minutes=5)
     batches = dispatch_flow(
-        campaign_id=spec.id, day=monday, window=window, at=at, simulate_outcomes=True
+        campaign_id=spec.id,
+        day=monday,
+        window=window,
+        at=opening(spec, monday, window) + timedelta(minutes=5),
+        simulate_outcomes=True,
     )
+    plan, acted = cycle["plan"], cycle["act"]
     lines = [
-        check_line(checked),
+        check_line(cycle["check"]),
+        act_line(acted),
         f"plan {spec.id} {week}: version {plan['version']}, budget "
         f"{sum(row['amount'] for row in plan['budget']):,.2f} over "
         f"{', '.join(row['channel'] for row in plan['budget'])}",
@@ -110,7 +114,28 @@ def run_first_cycle_day(spec_path: Path, weeks: int) -> list[str]:
             f"{batch['audience']}, sent {sent}, hold-out {batch['holdout']}, "
             f"excluded {sum(batch['excluded'].values())}"
         )
+    lines.append(f"adjustment report: {acted['report']['path']}")
+    lines.append(f"weekly review: {Path(cycle['review']['path']).resolve()}")
     return lines
+
+
+def opening(spec: CampaignSpec, day: date, window: str) -> datetime:
+    """When `window` opens on `day` (as it is in force: approved shifts included), UTC."""
+    with make_engine(get_settings().database_url).connect() as conn:
+        rules = rules_in_force(spec, approved_actions(conn, spec.id))
+    opens = datetime.combine(
+        day, rules.spec.contact_policy.windows[window].start, tzinfo=ZoneInfo(spec.timezone)
+    )
+    return opens.astimezone(UTC).replace(tzinfo=None)
+
+
+def act_line(result: dict) -> str:
+    """The act stage in one line: what was proposed and decided, the SOP version."""
+    decided = ", ".join(f"{a['type']} {a['status']}" for a in result["actions"])
+    return (
+        f"act {result['campaign']} {result['period']}: {decided or 'no adjustment'}; "
+        f"SOP version {result['sop']['version']}"
+    )
 
 
 def check_line(result: dict) -> str:

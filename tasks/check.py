@@ -32,7 +32,7 @@ import pandas as pd
 from sqlalchemy import Connection, delete, func, insert, select
 
 from pdca.errors import UserError
-from pdca.models import Plan, Target, Touch, WeeklyRollup
+from pdca.models import CheckResult, Plan, Target, Touch, WeeklyRollup
 from tasks import metrics
 from tasks.metrics import COUNTS, KEYS
 from tasks.periods import Period
@@ -282,3 +282,23 @@ def clean(value: Any) -> Any:
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """A frame as JSON-safe records."""
     return [clean(row) for row in frame.astype(object).to_dict("records")]
+
+
+def earlier_checks(
+    conn: Connection, campaign_id: str, period: str, limit: int = 12
+) -> list[dict[str, Any]]:
+    """The campaign's stored check results of the `limit` periods of the same kind just
+    before `period`, newest first: the run of periods act's retire rule reads."""
+    current = Period.parse(period)
+    found = []
+    for name, result in conn.execute(
+        select(CheckResult.period, CheckResult.result).where(CheckResult.campaign_id == campaign_id)
+    ):
+        try:
+            earlier = Period.parse(name)
+        except UserError:  # a period name pdca did not write
+            continue
+        if earlier.kind == current.kind and earlier.start < current.start:
+            found.append((earlier.start, result))
+    found.sort(key=lambda item: item[0], reverse=True)
+    return [result for _, result in found[:limit]]

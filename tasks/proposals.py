@@ -61,11 +61,17 @@ import pandas as pd
 from sqlalchemy import Connection, select
 
 from pdca.errors import UserError
-from pdca.models import Action, Budget, Plan
+from pdca.models import Budget, Plan
 from tasks.campaigns import CampaignSpec, TimeRange
 from tasks.experiments import HOLDOUT, holm, z_test_p_value
 from tasks.metrics import ALL_LOANS_SINCE
 from tasks.periods import Period
+from tasks.rules import (
+    admission_from_actions,
+    approved_actions,
+    scope_key,
+    windows_in_force,
+)
 from tasks.sqlfiles import query
 
 if TYPE_CHECKING:
@@ -795,12 +801,6 @@ def _judged_roi(check: Mapping[str, Any], channel: str, thresholds: Thresholds) 
 # --- admission ----------------------------------------------------------------------------
 
 
-def scope_key(scope: Mapping[str, Any]) -> str:
-    """A scope as a dict key: 'campaign', 'channel:sms', 'segment:farmer'."""
-    named = [f"{key}:{value}" for key, value in sorted(scope.items()) if value is not None]
-    return ",".join(named) or "campaign"
-
-
 def admission_in_force(context: ActContext, scope: Mapping[str, Any]) -> tuple[int, float]:
     """The score floor and debt-ratio cap that apply to `scope`: the spec's, tightened by
     the approved earlier steps at the campaign's and at this scope."""
@@ -874,7 +874,7 @@ def gather_context(
     """Everything the rules need beyond the check result, for the campaign's `period`."""
     period = Period.parse(period) if isinstance(period, str) else period
     plan_period, budget = current_budget(conn, spec.id, period)
-    approved = approved_actions(conn, spec.id)
+    approved = approved_actions(conn, spec.id, except_period=str(period))
     ranges = windows_in_force(spec, approved)
     return ActContext(
         spec=spec,
@@ -910,47 +910,6 @@ def current_budget(
     _, _, name, plan_id = min(containing)
     rows = conn.execute(select(Budget.channel, Budget.amount).where(Budget.plan_id == plan_id))
     return name, {str(channel): float(amount) for channel, amount in rows}
-
-
-def approved_actions(conn: Connection, campaign_id: str) -> list[dict[str, Any]]:
-    """The campaign's approved actions in the order they were proposed: type, scope, params."""
-    rows = conn.execute(
-        select(Action.type, Action.scope, Action.params)
-        .where(Action.campaign_id == campaign_id, Action.status == "approved")
-        .order_by(Action.action_id)
-    ).all()
-    return [
-        {"type": kind, "scope": scope or {}, "params": params or {}} for kind, scope, params in rows
-    ]
-
-
-def windows_in_force(spec: CampaignSpec, approved: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-    """The spec's send windows with the latest approved shift_window of each applied."""
-    ranges = {name: str(window) for name, window in spec.contact_policy.windows.items()}
-    for action in approved:
-        params = action.get("params") or {}
-        if action.get("type") == "shift_window" and params.get("window") in ranges:
-            ranges[params["window"]] = str(params["to"])
-    return ranges
-
-
-def admission_from_actions(approved: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
-    """Scope key → the strictest approved min_credit_score and max_debt_ratio."""
-    found: dict[str, dict[str, float]] = {}
-    for action in approved:
-        if action.get("type") != "tighten_admission":
-            continue
-        rules = found.setdefault(scope_key(action.get("scope") or {}), {})
-        params = action.get("params") or {}
-        if params.get("min_credit_score") is not None:
-            rules["min_credit_score"] = max(
-                rules.get("min_credit_score", -math.inf), params["min_credit_score"]
-            )
-        if params.get("max_debt_ratio") is not None:
-            rules["max_debt_ratio"] = min(
-                rules.get("max_debt_ratio", math.inf), params["max_debt_ratio"]
-            )
-    return found
 
 
 def response_by_window(

@@ -1,0 +1,362 @@
+"""Act: turn the period's findings into approved adjustments, a new SOP version and a report.
+
+Reads like the stage: take the period's check result (checking first if there is none);
+propose adjustments from it by the rules of `tasks.proposals` (only `hold` when its data
+are untrusted); store them; ask a manager to decide each one — in the Prefect UI, where
+the run pauses with a form per proposal (approve or reject, optionally edit the amount,
+with a comment and the reviewer's name) — or approve them all for scripted runs; write
+every decision to the audit log; let each approved action make a new SOP version; write
+the adjustment report. Approved actions steer the next `pdca plan` (budget) and
+`pdca dispatch` (admission, windows, variants, targeting) through `tasks.rules`.
+
+Nobody to ask: with no Prefect server (the embedded API belongs to this process alone)
+proposals stay `proposed`, as they do when the approval times out.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import date, datetime
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.context import FlowRunContext
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
+from prefect.settings import get_current_settings
+from prefect.states import Running
+from pydantic import Field
+from sqlalchemy import Connection, select
+
+from flows.check import check_flow
+from pdca.db import make_engine
+from pdca.models import CheckResult
+from pdca.settings import get_settings
+from tasks.actions import decide, period_actions, proposed_amount, save_proposals
+from tasks.campaigns import CampaignSpec, get_campaign_spec
+from tasks.check import earlier_checks
+from tasks.events import emit_awaiting_approval
+from tasks.periods import Period
+from tasks.proposals import Thresholds, gather_context, propose
+from tasks.reports import record_report, render, write_report
+from tasks.rules import approved_actions
+from tasks.sop import SopRecord, sop_diff, sop_path, sop_versions, update_sop, write_sop_files
+
+AUTO_APPROVER = "auto-approve"
+"""Who `--auto-approve` decisions are recorded as (with the OS user in the comment)."""
+
+
+class ProposalDecision(RunInput):
+    """A manager's decision on one proposal: the form the Prefect UI shows while paused."""
+
+    decision: Literal["approve", "reject"]
+    reviewer: str = Field(min_length=1, description="Your name: recorded in the audit log.")
+    comment: str = Field(default="", description="Why: recorded with the decision.")
+    amount: float | None = Field(
+        default=None,
+        description="reallocate_budget only: the amount to move instead of the proposed one.",
+    )
+
+
+@task(cache_policy=NO_CACHE)
+def read_check_result(conn: Connection, campaign_id: str, period: str) -> dict[str, Any] | None:
+    """The stored check result of the (campaign, period), None when it was never checked."""
+    return conn.execute(
+        select(CheckResult.result).where(
+            CheckResult.campaign_id == campaign_id, CheckResult.period == period
+        )
+    ).scalar_one_or_none()
+
+
+@task(cache_policy=NO_CACHE)
+def propose_adjustments(
+    conn: Connection, spec: CampaignSpec, period: str, check: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Every adjustment the check supports, by the rules and thresholds in settings."""
+    settings = get_settings()
+    context = gather_context(conn, spec, period, attribution_days=settings.attribution_window_days)
+    history = earlier_checks(conn, spec.id, period)
+    return propose(check, history, context, Thresholds.from_settings(settings))
+
+
+@task(cache_policy=NO_CACHE)
+def store_proposals(
+    conn: Connection, campaign_id: str, period: str, proposals: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Replace the period's undecided proposals; decided ones keep their decision."""
+    actions = save_proposals(conn, campaign_id, period, proposals)
+    conn.commit()
+    return actions
+
+
+@task(cache_policy=NO_CACHE)
+def record_decision(
+    conn: Connection, action_id: int, answer: ProposalDecision | dict[str, Any]
+) -> dict[str, Any]:
+    """One decision, with its audit entry, committed at once (a later pause may time out)."""
+    given = answer if isinstance(answer, dict) else answer.model_dump()
+    decided = decide(
+        conn,
+        action_id,
+        given["decision"],
+        decided_by=given["reviewer"],
+        comment=given.get("comment") or "",
+        amount=given.get("amount"),
+    )
+    conn.commit()
+    return decided
+
+
+@task(cache_policy=NO_CACHE)
+def update_sop_versions(
+    conn: Connection, spec: CampaignSpec, approved_now: list[dict[str, Any]]
+) -> list[SopRecord]:
+    """A new SOP version per action approved in this run (version 1 first, if none yet)."""
+    created = update_sop(
+        conn, spec, approved_actions(conn, spec.id), approved_now, today=date.today()
+    )
+    conn.commit()
+    write_sop_files(get_settings().output_dir, sop_versions(conn, spec.id))
+    return created
+
+
+@task(cache_policy=NO_CACHE)
+def write_adjustment_report(
+    conn: Connection,
+    spec: CampaignSpec,
+    period: str,
+    check: dict[str, Any],
+    actions: list[dict[str, Any]],
+    sop: SopRecord,
+    new_versions: list[SopRecord],
+) -> str:
+    """The period's adjustment report (HTML from `reports/`), recorded in `reports`."""
+    versions = sop_versions(conn, spec.id)
+    by_number = {record.version: record for record in versions}
+    diffs = [
+        {"version": record.version, "diff": sop_diff(by_number[record.version - 1], record)}
+        for record in new_versions
+        if record.version - 1 in by_number
+    ]
+    html = render(
+        "adjustment_report.html.j2",
+        title=f"Adjustment report: {spec.name}",
+        subtitle=f"Campaign {spec.id}, period {period}",
+        generated_at=datetime.now().strftime("%Y-%m-%d %H:%M"),
+        measured=MEASURED,
+        spec=spec,
+        period=period,
+        check=check,
+        actions=[{**action, "amount": proposed_amount(action)} for action in actions],
+        sop=sop,
+        diffs=diffs,
+    )
+    path = get_settings().output_dir / "reports" / f"adjustments-{spec.id}-{period}.html"
+    write_report(path, html)
+    record_report(conn, "adjustment_report", spec.id, period, path)
+    conn.commit()
+    return str(path.resolve())
+
+
+MEASURED = [
+    "Proposals follow from the period's check result: KPIs against the plan's targets "
+    "(tolerance bands), anomalies against each metric's trailing 8 weeks, the A/B test "
+    "against the hold-out (Holm-adjusted), the bottleneck stage and loans' 30-day overdue rate.",
+    "Thresholds are pdca's act_* settings; untrusted data (data quality failed) only hold.",
+]
+
+
+@flow(name="act", flow_run_name="act {campaign_id} {period}")
+def act_flow(
+    campaign_id: str,
+    period: str,
+    auto_approve: bool = False,
+    approval_timeout: int | None = None,
+) -> dict[str, Any]:
+    """Propose adjustments for the period, get them decided, update the SOP, report."""
+    Period.parse(period)
+    settings = get_settings()
+    engine = make_engine(settings.database_url)
+    with engine.connect() as conn:
+        spec = get_campaign_spec(conn, campaign_id)
+        check = read_check_result(conn, campaign_id, period)
+    if check is None:
+        check = check_flow(campaign_id=campaign_id, period=period)
+    with engine.connect() as conn:
+        proposals = propose_adjustments(conn, spec, period, check)
+        actions = store_proposals(conn, campaign_id, period, proposals)
+        undecided = [action for action in actions if action["status"] == "proposed"]
+        answers = collect_decisions(
+            campaign_id,
+            period,
+            undecided,
+            auto_approve=auto_approve,
+            timeout=approval_timeout or settings.act_approval_timeout,
+        )
+        decided = [record_decision(conn, action_id, answer) for action_id, answer in answers]
+        approved_now = [action for action in decided if action["status"] == "approved"]
+        new_versions = update_sop_versions(conn, spec, approved_now)
+        actions = period_actions(conn, campaign_id, period)
+        sop = sop_versions(conn, campaign_id)[-1]
+        report = write_adjustment_report(conn, spec, period, check, actions, sop, new_versions)
+    engine.dispose()
+    result = {
+        "campaign": campaign_id,
+        "period": period,
+        "trusted": check.get("trusted") is True,
+        "actions": actions,
+        "sop": {
+            "path": str(sop_path(settings.output_dir, campaign_id, sop.version).resolve()),
+            "version": sop.version,
+            "changes": [entry for record in new_versions for entry in record.changes()],
+        },
+        "report": {"path": report},
+    }
+    publish_act(result)
+    return result
+
+
+def collect_decisions(
+    campaign_id: str,
+    period: str,
+    undecided: list[dict[str, Any]],
+    *,
+    auto_approve: bool,
+    timeout: int,
+) -> list[tuple[int, ProposalDecision | dict[str, Any]]]:
+    """(action_id, decision) for the proposals decided now: all of them when
+    auto-approving; else those a manager answered in the Prefect UI before the timeout.
+
+    `hold` needs no decision: it changes nothing and is recorded as proposed."""
+    logger = get_run_logger()
+    decidable = [action for action in undecided if action["type"] != "hold"]
+    if not decidable:
+        return []
+    if auto_approve:
+        return [(action["action_id"], auto_decision(action["action_id"])) for action in decidable]
+    if not server_configured():
+        logger.info(
+            "%d proposal(s) await a decision; with no Prefect server nobody can answer this "
+            "run's pause: re-run with --auto-approve, or against a server to decide in its UI",
+            len(decidable),
+        )
+        return []
+    emit_awaiting_approval(campaign_id, period, decidable)
+    deadline = time.monotonic() + timeout
+    answers = []
+    for action in decidable:
+        remaining = int(deadline - time.monotonic())
+        answer = ask_manager(action, remaining) if remaining > 0 else None
+        if answer is None:
+            logger.info("approval timed out: the remaining proposals stay proposed")
+            break
+        answers.append((action["action_id"], answer))
+    return answers
+
+
+def ask_manager(action: dict[str, Any], timeout: int) -> ProposalDecision | None:
+    """Pause the run until a manager decides `action` in the UI; None on timeout (the run
+    is then set running again, so that it finishes and reports what was decided)."""
+    form = ProposalDecision.with_initial_data(description=proposal_markdown(action))
+    try:
+        return pause_flow_run(
+            wait_for_input=form,
+            timeout=timeout,
+            poll_interval=get_settings().act_approval_poll_seconds,
+            key=f"action-{action['action_id']}",
+        )
+    except FlowPauseTimeout:
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(
+                FlowRunContext.get().flow_run.id,
+                Running(message="approval timed out; proposals stay proposed"),
+                force=True,
+            )
+        return None
+
+
+def auto_decision(action_id: int) -> dict[str, Any]:
+    """An approval by `--auto-approve`, naming the OS user who ran it."""
+    import getpass
+
+    return {
+        "decision": "approve",
+        "reviewer": AUTO_APPROVER,
+        "comment": f"approved by --auto-approve, run by {getpass.getuser()}",
+        "amount": None,
+    }
+
+
+def server_configured() -> bool:
+    """True when runs report to a Prefect server that someone else can reach."""
+    return bool(get_current_settings().api.url)
+
+
+def proposal_markdown(action: dict[str, Any]) -> str:
+    """What the approval form shows above its fields."""
+    scope = ", ".join(f"{k}={v}" for k, v in action["scope"].items() if v is not None)
+    params = "\n".join(f"- `{key}`: {value}" for key, value in action["params"].items())
+    amount = proposed_amount(action)
+    lines = [
+        f"### Proposal {action['action_id']}: `{action['type']}` ({scope or 'campaign'})",
+        "",
+        params,
+        "",
+        f"**Why.** {action['rationale']}",
+        "",
+        f"**Expected impact.** {action['expected_impact']}",
+    ]
+    if amount is not None:
+        lines += ["", f"Proposed amount to move: {amount:,.2f} (edit `amount` to change it)."]
+    return "\n".join(lines)
+
+
+def publish_act(result: dict[str, Any]) -> None:
+    """A markdown summary and the actions table, under stable keys per campaign."""
+    key = f"act-{result['campaign']}".lower()
+    create_markdown_artifact(
+        key=key,
+        markdown=act_markdown(result),
+        description=f"Act {result['campaign']} {result['period']}",
+    )
+    create_table_artifact(
+        key=f"{key}-actions",
+        table=[
+            {
+                "action_id": action["action_id"],
+                "type": action["type"],
+                "scope": ", ".join(f"{k}={v}" for k, v in action["scope"].items()) or "campaign",
+                "status": action["status"],
+                "decided_by": action["decided_by"],
+                "expected_impact": action["expected_impact"],
+            }
+            for action in result["actions"]
+        ],
+        description=f"Adjustments, {result['campaign']} {result['period']}",
+    )
+
+
+def act_markdown(result: dict[str, Any]) -> str:
+    """The act stage in a few lines: each action with its status and reason, the SOP."""
+    lines = [f"# Act {result['campaign']} {result['period']}", ""]
+    if not result["trusted"]:
+        lines += ["**Data quality failed: hold, nothing changes.**", ""]
+    for action in result["actions"]:
+        lines.append(f"- **{action['type']}** ({action['status']}): {action['rationale']}")
+    if not result["actions"]:
+        lines.append("- no adjustment proposed: the period is on plan")
+    sop = result["sop"]
+    lines += ["", f"SOP version {sop['version']}: `{sop['path']}`"]
+    lines += [f"- v{entry['version']}: {entry['action']}" for entry in sop["changes"]]
+    lines += ["", f"Report: `{result['report']['path']}`"]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(act_flow(campaign_id=sys.argv[1], period=sys.argv[2], auto_approve=True))

@@ -1,0 +1,218 @@
+"""The rules in force: the campaign spec as the approved Act actions have changed it.
+
+A spec is what the user wrote; approved actions adjust it without rewriting it, so that
+every change keeps its author, reason and date (the `actions` table) and the spec stays
+what was applied. This module is the one place that folds the approved actions into the
+rules dispatch applies, the SOP states and the next proposals start from:
+
+- `tighten_admission` at the campaign scope raises `risk.min_credit_score` or lowers
+  `risk.max_debt_ratio`; at a channel or segment scope it becomes a `ScopedAdmission`
+  (dispatch excludes the segment's customers below it, or keeps the channel from them);
+- `shift_window` replaces the named send window's range;
+- `promote_variant` gives the loser's share to the winner (earlier members of the loser
+  are sent the winner from then on); the hold-out is untouched, so the effect of the
+  campaign stays measurable;
+- `retire_channel` takes the channel out of `channels` (the plan also gives it no budget);
+- `revise_targeting` deprioritises its segments: dispatch contacts them last;
+- `reallocate_budget` and `hold` change no rule here (the plan applies the first; the
+  second changes nothing by definition).
+
+Actions fold in the order they were proposed; the strictest admission wins, the latest
+window shift and promotion win.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from pdca.models import Action
+from tasks.campaigns import CampaignSpec
+
+
+@dataclass(frozen=True)
+class ScopedAdmission:
+    """A tighter admission rule for one channel or one segment."""
+
+    kind: str
+    """'channel' or 'segment'."""
+    name: str
+    min_credit_score: int | None = None
+    max_debt_ratio: float | None = None
+
+
+@dataclass(frozen=True)
+class RulesInForce:
+    """The spec with the approved actions applied, and what a spec cannot say."""
+
+    spec: CampaignSpec
+    """The effective spec: campaign-wide admission, windows, variants and channels."""
+    scoped_admission: list[ScopedAdmission] = field(default_factory=list)
+    deprioritised_segments: list[str] = field(default_factory=list)
+    retired_channels: list[str] = field(default_factory=list)
+    promoted: dict[str, str] = field(default_factory=dict)
+    """Retired variant → the variant its members now get."""
+    applied: list[dict[str, Any]] = field(default_factory=list)
+    """The approved actions folded in, oldest first (type, scope, params, action_id)."""
+
+    def segment_rules(self) -> list[ScopedAdmission]:
+        return [rule for rule in self.scoped_admission if rule.kind == "segment"]
+
+    def channel_rules(self) -> list[ScopedAdmission]:
+        return [rule for rule in self.scoped_admission if rule.kind == "channel"]
+
+
+def approved_actions(
+    conn: Connection, campaign_id: str, *, except_period: str | None = None
+) -> list[dict[str, Any]]:
+    """The campaign's approved actions in the order they were proposed: action_id, period,
+    type, scope, params. `except_period` leaves out one period's own actions, so that
+    re-running that period's act starts from the same rules and converges."""
+    statement = (
+        select(Action.action_id, Action.period, Action.type, Action.scope, Action.params)
+        .where(Action.campaign_id == campaign_id, Action.status == "approved")
+        .order_by(Action.action_id)
+    )
+    if except_period is not None:
+        statement = statement.where(Action.period != except_period)
+    return [
+        {
+            "action_id": action_id,
+            "period": period,
+            "type": kind,
+            "scope": scope or {},
+            "params": params or {},
+        }
+        for action_id, period, kind, scope, params in conn.execute(statement)
+    ]
+
+
+def rules_in_force(spec: CampaignSpec, approved: Sequence[Mapping[str, Any]]) -> RulesInForce:
+    """Fold the approved actions (oldest first) into the spec's rules."""
+    document = spec.model_dump(mode="json")
+    windows = windows_in_force(spec, approved)
+    document["contact_policy"]["windows"] = windows
+    admission = admission_from_actions(approved)
+    campaign_rules = admission.pop("campaign", {})
+    if "min_credit_score" in campaign_rules:
+        document["risk"]["min_credit_score"] = max(
+            spec.risk.min_credit_score, int(campaign_rules["min_credit_score"])
+        )
+    if "max_debt_ratio" in campaign_rules:
+        document["risk"]["max_debt_ratio"] = min(
+            spec.risk.max_debt_ratio, float(campaign_rules["max_debt_ratio"])
+        )
+    promoted = promotions(approved, spec)
+    document["experiment"]["variants"] = variants_in_force(spec, promoted)
+    retired = [
+        str(action["params"]["channel"])
+        for action in approved
+        if action.get("type") == "retire_channel"
+        and action["params"].get("channel") in spec.channels
+    ]
+    remaining = [channel for channel in spec.channels if channel not in retired]
+    if remaining:  # every channel retired: the plan has no budget to give; keep the list
+        document["channels"] = remaining
+    return RulesInForce(
+        spec=CampaignSpec.model_validate(document),
+        scoped_admission=scoped_admission(admission),
+        deprioritised_segments=deprioritised_segments(approved),
+        retired_channels=list(dict.fromkeys(retired)),
+        promoted=promoted,
+        applied=[dict(action) for action in approved if action.get("type") != "hold"],
+    )
+
+
+def windows_in_force(spec: CampaignSpec, approved: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """The spec's send windows with the latest approved shift_window of each applied."""
+    ranges = {name: str(window) for name, window in spec.contact_policy.windows.items()}
+    for action in approved:
+        params = action.get("params") or {}
+        if action.get("type") == "shift_window" and params.get("window") in ranges:
+            ranges[params["window"]] = str(params["to"])
+    return ranges
+
+
+def scope_key(scope: Mapping[str, Any]) -> str:
+    """A scope as a dict key: 'campaign', 'channel:sms', 'segment:farmer'."""
+    named = [f"{key}:{value}" for key, value in sorted(scope.items()) if value is not None]
+    return ",".join(named) or "campaign"
+
+
+def admission_from_actions(approved: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """Scope key → the strictest approved min_credit_score and max_debt_ratio."""
+    found: dict[str, dict[str, float]] = {}
+    for action in approved:
+        if action.get("type") != "tighten_admission":
+            continue
+        rules = found.setdefault(scope_key(action.get("scope") or {}), {})
+        params = action.get("params") or {}
+        if params.get("min_credit_score") is not None:
+            rules["min_credit_score"] = max(
+                rules.get("min_credit_score", -math.inf), params["min_credit_score"]
+            )
+        if params.get("max_debt_ratio") is not None:
+            rules["max_debt_ratio"] = min(
+                rules.get("max_debt_ratio", math.inf), params["max_debt_ratio"]
+            )
+    return found
+
+
+def scoped_admission(admission: Mapping[str, Mapping[str, float]]) -> list[ScopedAdmission]:
+    """The channel and segment rules of `admission_from_actions` (campaign key removed)."""
+    rules = []
+    for key, values in sorted(admission.items()):
+        kind, _, name = key.partition(":")
+        if kind not in ("channel", "segment") or "," in key:
+            continue  # a combined scope is not something the rules propose
+        score = values.get("min_credit_score")
+        ratio = values.get("max_debt_ratio")
+        rules.append(
+            ScopedAdmission(
+                kind=kind,
+                name=name,
+                min_credit_score=int(score) if score is not None else None,
+                max_debt_ratio=float(ratio) if ratio is not None else None,
+            )
+        )
+    return rules
+
+
+def promotions(approved: Sequence[Mapping[str, Any]], spec: CampaignSpec) -> dict[str, str]:
+    """Retired variant → its replacement, chains resolved (A lost to B, B later to C:
+    A's and B's members get C)."""
+    promoted: dict[str, str] = {}
+    for action in approved:
+        params = action.get("params") or {}
+        winner, loser = params.get("winner"), params.get("loser")
+        if action.get("type") != "promote_variant" or winner == loser:
+            continue
+        if winner not in spec.experiment.variants or loser not in spec.experiment.variants:
+            continue
+        if winner in promoted:  # the winner had itself been retired earlier: not a change
+            continue
+        promoted = {old: (winner if new == loser else new) for old, new in promoted.items()}
+        promoted[str(loser)] = str(winner)
+    return promoted
+
+
+def variants_in_force(spec: CampaignSpec, promoted: Mapping[str, str]) -> dict[str, float]:
+    """The split with each retired variant's share given to its replacement."""
+    shares: dict[str, float] = {}
+    for name, share in spec.experiment.variants.items():
+        target = promoted.get(name, name)
+        shares[target] = shares.get(target, 0.0) + float(share)
+    return {name: shares[name] for name in spec.experiment.variants if name in shares}
+
+
+def deprioritised_segments(approved: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Segments an approved revise_targeting named, oldest first, each once."""
+    segments: list[str] = []
+    for action in approved:
+        if action.get("type") == "revise_targeting":
+            segments.extend(str(s) for s in (action.get("params") or {}).get("segments", []))
+    return list(dict.fromkeys(segments))

@@ -1,0 +1,211 @@
+"""The campaign's SOP: a versioned Markdown document of the rules in force.
+
+The body is rendered from `reports/sop.md.j2` with `tasks.rules.rules_in_force`, so the
+document says exactly what dispatch and plan apply. Version 1 states the spec (with any
+adjustments approved before the first SOP); each approved action applied afterwards makes
+one new version, whose changelog entry names the version, date, action and reason. Old
+versions stay in `sop_versions` and can be shown or compared (`sop_diff`).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, insert, select
+
+from pdca.errors import UserError
+from pdca.models import SopVersion
+from tasks.campaigns import CampaignSpec
+from tasks.reports import render
+from tasks.rules import rules_in_force
+
+TEMPLATE = "sop.md.j2"
+
+
+@dataclass(frozen=True)
+class SopRecord:
+    """One stored version of a campaign's SOP."""
+
+    campaign_id: str
+    version: int
+    created_at: datetime | None
+    body: str
+    changelog: list[dict[str, Any]]
+
+    def changes(self) -> list[dict[str, Any]]:
+        """The changelog entries this version added."""
+        return [entry for entry in self.changelog if entry["version"] == self.version]
+
+
+def sop_versions(conn: Connection, campaign_id: str) -> list[SopRecord]:
+    """Every stored version, oldest first."""
+    rows = conn.execute(
+        select(SopVersion.version, SopVersion.created_at, SopVersion.body, SopVersion.changelog)
+        .where(SopVersion.campaign_id == campaign_id)
+        .order_by(SopVersion.version)
+    )
+    return [
+        SopRecord(campaign_id, version, created_at, body, list(changelog or []))
+        for version, created_at, body, changelog in rows
+    ]
+
+
+def sop_version(conn: Connection, campaign_id: str, version: int | None = None) -> SopRecord:
+    """The named version (the latest when None); a clear error when there is none."""
+    versions = sop_versions(conn, campaign_id)
+    if not versions:
+        raise UserError(f"campaign {campaign_id!r} has no SOP yet: run `pdca act` first")
+    if version is None:
+        return versions[-1]
+    for record in versions:
+        if record.version == version:
+            return record
+    raise UserError(
+        f"campaign {campaign_id!r}: no SOP version {version} (versions 1 to {versions[-1].version})"
+    )
+
+
+def update_sop(
+    conn: Connection,
+    spec: CampaignSpec,
+    approved: Sequence[Mapping[str, Any]],
+    applied_now: Sequence[Mapping[str, Any]],
+    *,
+    today: date,
+) -> list[SopRecord]:
+    """Store the versions `applied_now` makes (and version 1 if there is none yet).
+
+    `approved`: every approved action of the campaign, oldest first (`rules.approved_actions`),
+    `applied_now` among them; returns the new versions, oldest first.
+    """
+    new_ids = {action["action_id"] for action in applied_now}
+    in_force = [action for action in approved if action["action_id"] not in new_ids]
+    latest = sop_versions(conn, spec.id)
+    changelog = list(latest[-1].changelog) if latest else []
+    version = latest[-1].version if latest else 0
+    created: list[SopRecord] = []
+    if not latest:
+        version = 1
+        changelog.append(
+            {
+                "version": 1,
+                "date": today.isoformat(),
+                "action": "initial",
+                "reason": "the campaign spec as applied"
+                + (f", with {len(in_force)} approved adjustment(s)" if in_force else ""),
+            }
+        )
+        created.append(_store(conn, spec, in_force, version, today, changelog))
+    for action in applied_now:
+        if action.get("type") == "hold":
+            continue  # hold changes no rule: no new version
+        in_force.append(action)
+        version += 1
+        changelog.append(
+            {
+                "version": version,
+                "date": today.isoformat(),
+                "action": action_label(action),
+                "reason": action.get("rationale") or "",
+            }
+        )
+        created.append(_store(conn, spec, in_force, version, today, changelog))
+    return created
+
+
+def render_sop(
+    spec: CampaignSpec,
+    approved: Sequence[Mapping[str, Any]],
+    version: int,
+    dated: date,
+    changelog: Sequence[Mapping[str, Any]],
+) -> str:
+    """The SOP's Markdown for the rules `approved` puts in force."""
+    reallocations = [
+        {**action["params"], "action_id": action["action_id"], "period": action.get("period")}
+        for action in approved
+        if action.get("type") == "reallocate_budget"
+    ]
+    return render(
+        TEMPLATE,
+        spec=spec,
+        rules=rules_in_force(spec, approved),
+        version=version,
+        dated=dated.isoformat(),
+        changelog=changelog,
+        reallocations=reallocations,
+    )
+
+
+def sop_diff(older: SopRecord, newer: SopRecord) -> str:
+    """A unified diff between two versions, labelled with their numbers."""
+    return "".join(
+        difflib.unified_diff(
+            older.body.splitlines(keepends=True),
+            newer.body.splitlines(keepends=True),
+            fromfile=f"{older.campaign_id} SOP v{older.version}",
+            tofile=f"{newer.campaign_id} SOP v{newer.version}",
+        )
+    )
+
+
+def sop_path(output_dir: Path, campaign_id: str, version: int) -> Path:
+    """Where a version's Markdown is written for people to open."""
+    return output_dir / "sop" / campaign_id / f"sop-v{version}.md"
+
+
+def write_sop_files(output_dir: Path, records: Sequence[SopRecord]) -> list[Path]:
+    """Write the versions' Markdown (a rewrite of an existing version writes the same text)."""
+    paths = []
+    for record in records:
+        path = sop_path(output_dir, record.campaign_id, record.version)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(record.body, encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+def action_label(action: Mapping[str, Any]) -> str:
+    """'tighten_admission (segment=farmer): min_credit_score=640, action 12'."""
+    scope = ", ".join(f"{k}={v}" for k, v in (action.get("scope") or {}).items() if v is not None)
+    params = ", ".join(
+        f"{key}={_short(value)}"
+        for key, value in (action.get("params") or {}).items()
+        if key not in ("from_budget",)
+    )
+    return (
+        f"{action['type']} ({scope or 'campaign'})"
+        + (f": {params}" if params else "")
+        + f", action {action['action_id']}"
+    )
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return "/".join(str(item) for item in value)
+    return str(value)
+
+
+def _store(
+    conn: Connection,
+    spec: CampaignSpec,
+    in_force: Sequence[Mapping[str, Any]],
+    version: int,
+    today: date,
+    changelog: list[dict[str, Any]],
+) -> SopRecord:
+    body = render_sop(spec, in_force, version, today, changelog)
+    entries = [dict(entry) for entry in changelog]
+    conn.execute(
+        insert(SopVersion).values(
+            campaign_id=spec.id, version=version, body=body, changelog=entries
+        )
+    )
+    return SopRecord(spec.id, version, None, body, entries)
