@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests need when they are missing (a fresh machine of
-# this image has PostgreSQL 15; anything else comes from Debian's registry). Needs root
-# to install; without root it only reports what is missing.
+# this image has PostgreSQL 15; anything else comes from Debian's registry): PostgreSQL
+# for the database tests, headless Chromium and its WebDriver (`chromium-driver`, at
+# /usr/bin/chromedriver) for the report page test. Needs root to install; without root
+# it only reports what is missing.
 set -euo pipefail
 
 need=()
@@ -10,6 +12,8 @@ have_pg() {
 }
 have_pg || need+=(postgresql)
 id postgres >/dev/null 2>&1 || need+=(postgresql)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 
 if [ ${#need[@]} -eq 0 ]; then
     exit 0

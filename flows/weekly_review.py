@@ -1,0 +1,267 @@
+"""Weekly review: one report for managers on every campaign active in the period.
+
+Reads like the meeting it prepares: find the campaigns whose dates overlap the period;
+make sure each has its check result for the period (a campaign never checked is checked
+now, as a subflow, so the review never shows numbers the check stage has not judged);
+gather the review from those results, the trailing weeks' rollups, the period's
+adjustments and SOP changes; draw the charts; write the HTML report (charts inline as
+`data:` URIs, so the file stands alone), record it and publish a summary artifact; and,
+when asked, e-mail it — text and HTML with the charts as inline parts — to everyone the
+campaigns' specs list as recipients, over SMTP or, with no SMTP host, into the outbox.
+Every write and every send is audited.
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.tasks import exponential_backoff
+from sqlalchemy import Connection, insert
+
+from flows.check import check_flow
+from pdca.db import make_engine
+from pdca.models import AuditEntry
+from pdca.settings import Settings, get_settings
+from tasks.charts import Chart
+from tasks.mail import (
+    Delivery,
+    SmtpConfig,
+    build_message,
+    content_ids,
+    retry_on_transient,
+    send_message,
+    write_outbox,
+)
+from tasks.periods import Period
+from tasks.review import (
+    REPORT_KIND,
+    TEXT_TEMPLATE,
+    ActiveCampaign,
+    Review,
+    active_campaigns,
+    draw_campaign_charts,
+    measured_lines,
+    record_review,
+    render_review,
+    report_path,
+    review_campaign,
+    stored_checks,
+    summary_markdown,
+    trend_week_names,
+    write_report,
+)
+
+ARTIFACT_KEY = "weekly-review"
+
+
+@task(cache_policy=NO_CACHE)
+def find_active_campaigns(conn: Connection, period: Period) -> list[ActiveCampaign]:
+    """The campaigns whose dates overlap the period."""
+    return active_campaigns(conn, period)
+
+
+@task(cache_policy=NO_CACHE)
+def find_unchecked(conn: Connection, campaigns: list[ActiveCampaign], period: Period) -> list[str]:
+    """The active campaigns with no stored check result for the period."""
+    ids = [campaign.campaign_id for campaign in campaigns]
+    stored = stored_checks(conn, ids, period.name)
+    return [campaign_id for campaign_id in ids if campaign_id not in stored]
+
+
+def check_unchecked(campaign_ids: list[str], period: str) -> list[str]:
+    """Run the check flow (a subflow each) for the campaigns not yet checked; a check that
+    fails is a problem to report, not the end of the review of the others."""
+    problems = []
+    for campaign_id in campaign_ids:
+        try:
+            check_flow(campaign_id=campaign_id, period=period)
+        except Exception as error:
+            problems.append(f"check {campaign_id} {period} failed: {error}")
+    return problems
+
+
+@task(cache_policy=NO_CACHE)
+def gather_review(
+    conn: Connection, period: Period, campaigns: list[ActiveCampaign], trailing_weeks: int
+) -> Review:
+    """Each campaign's stored check result, trend, adjustments and SOP changes."""
+    stored = stored_checks(conn, [campaign.campaign_id for campaign in campaigns], period.name)
+    weeks = trend_week_names(period, trailing_weeks)
+    reviews = [
+        review_campaign(conn, campaign, period, stored.get(campaign.campaign_id), weeks)
+        for campaign in campaigns
+    ]
+    return Review(period, reviews, weeks, datetime.now(UTC).replace(microsecond=0))
+
+
+@task(cache_policy=NO_CACHE)
+def draw_charts(review: Review) -> list[Chart]:
+    """Funnel, trend with anomalies, and channel CAC/ROI of each campaign, as PNG."""
+    return [item for part in review.campaigns for item in draw_campaign_charts(part, review.period)]
+
+
+@task(cache_policy=NO_CACHE)
+def write_review_file(
+    review: Review, charts: list[Chart], folder: Path, measured: list[str]
+) -> Path:
+    """The HTML report, its charts inline as data: URIs (the file stands alone)."""
+    sources = {item.name: item.data_uri() for item in charts}
+    document = render_review(review, charts, sources, measured=measured)
+    return write_report(report_path(folder, review.period), document)
+
+
+@task(cache_policy=NO_CACHE)
+def record_report(conn: Connection, period: str, path: Path, actor: str) -> None:
+    """The report's row in `reports`, replacing the period's earlier one, and its audit."""
+    record_review(conn, period, path, actor)
+
+
+@task(cache_policy=NO_CACHE)
+def compose_email(
+    review: Review, charts: list[Chart], sender: str, measured: list[str]
+) -> EmailMessage:
+    """Text and HTML alternatives; the HTML's charts as inline parts it names by cid."""
+    ids = content_ids([item.name for item in charts])
+    html = render_review(
+        review, charts, {name: f"cid:{cid}" for name, cid in ids.items()}, measured=measured
+    )
+    text = render_review(review, charts, {}, measured=measured, template=TEXT_TEMPLATE)
+    by_name = {item.name: item for item in charts}
+    names = ", ".join(part.name for part in review.campaigns) or "no active campaign"
+    return build_message(
+        subject=f"Weekly review {review.period.name}: {names}",
+        sender=sender,
+        recipients=review.recipients,
+        text=text,
+        html=html,
+        images={cid: by_name[name] for name, cid in ids.items()},
+    )
+
+
+@task(
+    cache_policy=NO_CACHE,
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=2),
+    retry_condition_fn=retry_on_transient,
+)
+def send_email(message: EmailMessage, recipients: list[str], config: SmtpConfig) -> Delivery:
+    """Hand the message to the SMTP server; retried with backoff while the fault may pass."""
+    return send_message(message, recipients, config)
+
+
+@task(cache_policy=NO_CACHE)
+def write_email_to_outbox(message: EmailMessage, folder: Path, period: str) -> Delivery:
+    """No SMTP host: the message as an .eml file in the outbox."""
+    return write_outbox(message, folder, f"weekly-review-{period}")
+
+
+@task(cache_policy=NO_CACHE)
+def audit_email(conn: Connection, period: str, actor: str, detail: dict[str, Any]) -> None:
+    """Who sent the review, when, to whom and how (or why it could not be sent)."""
+    conn.execute(
+        insert(AuditEntry).values(
+            actor=actor,
+            action="review.email" if "error" not in detail else "review.email_failed",
+            subject=f"{REPORT_KIND}:{period}",
+            detail=detail,
+        )
+    )
+    conn.commit()
+
+
+@flow(name="weekly-review", flow_run_name="weekly review {period}")
+def weekly_review_flow(period: str, send: bool = False, actor: str = "review") -> dict[str, Any]:
+    """Review `period` across the active campaigns; with `send`, e-mail it."""
+    settings = get_settings()
+    parsed = Period.parse(period)
+    engine = make_engine(settings.database_url)
+    with engine.connect() as conn:
+        campaigns = find_active_campaigns(conn, parsed)
+        unchecked = find_unchecked(conn, campaigns, parsed)
+    problems = check_unchecked(unchecked, period)
+    measured = measured_lines(parsed, settings)
+    with engine.connect() as conn:
+        review = gather_review(conn, parsed, campaigns, settings.anomaly_window_weeks)
+        charts = draw_charts(review)
+        path = write_review_file(review, charts, settings.output_dir / "reports", measured)
+        record_report(conn, period, path, actor)
+        delivery = None
+        if send:
+            delivery = deliver(conn, review, charts, measured, settings, actor, problems)
+    engine.dispose()
+    publish_review(review, path, problems)
+    for problem in problems:
+        get_run_logger().warning(problem)
+    return {
+        "period": period,
+        "campaigns": [part.campaign_id for part in review.campaigns],
+        "path": str(path),
+        "recipients": review.recipients,
+        "delivery": None if delivery is None else delivery.audit_detail(),
+        "problems": problems,
+    }
+
+
+def deliver(
+    conn: Connection,
+    review: Review,
+    charts: list[Chart],
+    measured: list[str],
+    settings: Settings,
+    actor: str,
+    problems: list[str],
+) -> Delivery | None:
+    """E-mail the review to the campaigns' recipients (SMTP, else the outbox) and audit
+    it; no recipient or a failed send is added to `problems`."""
+    recipients = review.recipients
+    if not recipients:
+        problems.append(
+            f"weekly review {review.period.name}: nothing sent, no recipients: none of the "
+            f"{len(review.campaigns)} active campaigns lists `recipients` in its spec"
+        )
+        return None
+    message = compose_email(review, charts, settings.smtp_sender, measured)
+    config = SmtpConfig.from_settings(settings)
+    try:
+        if config is None:
+            delivery = write_email_to_outbox(
+                message, settings.output_dir / "outbox", review.period.name
+            )
+        else:
+            delivery = send_email(message, recipients, config)
+    except Exception as error:
+        where = "the outbox" if config is None else f"{config.host}:{config.port}"
+        problems.append(f"weekly review {review.period.name}: sending to {where} failed: {error}")
+        audit_email(conn, review.period.name, actor, {"error": type(error).__name__, "to": where})
+        return None
+    if delivery.refused:
+        problems.append(
+            f"weekly review {review.period.name}: the server refused "
+            f"{', '.join(sorted(delivery.refused))}"
+        )
+    audit_email(conn, review.period.name, actor, delivery.audit_detail())
+    return delivery
+
+
+def publish_review(review: Review, path: Path, problems: list[str]) -> None:
+    """The markdown summary artifact, with a stable key."""
+    markdown = summary_markdown(review, path)
+    if problems:
+        lines = [f"- {html.escape(problem)}" for problem in problems]
+        markdown += "\n## Problems\n\n" + "\n".join(lines) + "\n"
+    create_markdown_artifact(
+        key=ARTIFACT_KEY, markdown=markdown, description=f"Weekly review {review.period.name}"
+    )
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(weekly_review_flow(sys.argv[1], send="--send" in sys.argv[2:]))

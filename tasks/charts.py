@@ -1,0 +1,210 @@
+"""The weekly review's charts, drawn with matplotlib's Agg renderer as PNG bytes.
+
+Each chart is a standalone `Figure` drawn on its own Agg canvas, never through pyplot:
+pyplot keeps global state and picks a GUI backend when one is around, while a flow may
+draw from several threads on a headless worker. The PNG bytes go into the report twice —
+as `data:` URIs in the HTML file (so it stands alone) and as inline `cid:` parts of the
+e-mail (so mail clients show them with no external link) — so a chart is only bytes
+plus the name and title the report refers to it by.
+
+Sizes are fixed (inches × `DPI`, no tight bounding box), so the report can state the
+images' width and height and a test can check them.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+DPI = 100
+FUNNEL_SIZE = (8.0, 3.6)
+TREND_SIZE = (10.0, 5.6)
+CHANNEL_SIZE = (9.0, 3.6)
+"""Figure sizes in inches: at `DPI`, 800×360, 1000×560 and 900×360 pixels."""
+
+BLUE, RED, GREY, GREEN = "#0b3d91", "#cf222e", "#8c959f", "#1a7f37"
+
+TREND_METRICS = (
+    "touches",
+    "reach_rate",
+    "response_rate",
+    "applications",
+    "application_rate",
+    "approval_rate",
+)
+"""The weekly metrics the check watches for anomalies, one panel each."""
+
+
+@dataclass(frozen=True)
+class Chart:
+    """One chart of a report: `name` is unique in the report ([a-z0-9-], also its file and
+    content-id stem), `title` its alternative text, `png` the image."""
+
+    name: str
+    title: str
+    png: bytes
+    width: int
+    height: int
+
+    def data_uri(self) -> str:
+        """The image as a `data:` URI, for an HTML file that must stand alone."""
+        return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
+
+
+def funnel_chart(stages: Sequence[Mapping[str, Any]], title: str) -> bytes:
+    """Horizontal bars of the funnel's counts, top stage first, each labelled with its count
+    and its conversion from the stage before (log scale: touches dwarf disbursements)."""
+    figure = _figure(FUNNEL_SIZE)
+    axes = figure.add_subplot()
+    labels = [str(stage["label"]) for stage in stages]
+    counts = [float(stage["count"] or 0) for stage in stages]
+    positions = list(range(len(stages)))[::-1]
+    axes.barh(positions, [max(count, 0.8) for count in counts], color=BLUE, height=0.6)
+    axes.set_yticks(positions, labels)
+    axes.set_xscale("log")
+    axes.set_xlim(0.8, max([*counts, 10.0]) * 1000)  # room for the labels
+    for position, stage, count in zip(positions, stages, counts, strict=True):
+        rate = stage.get("rate")
+        text = f"{count:,.0f}"
+        if _finite(rate):
+            text += f"  ({rate:.1%} of previous)"
+        axes.text(max(count, 0.8) * 1.1, position, text, va="center", fontsize=9)
+    axes.set_xlabel("count in the period (log scale)")
+    axes.set_title(_plain(title), fontsize=11, loc="left")
+    axes.spines[["top", "right"]].set_visible(False)
+    figure.subplots_adjust(left=0.16, right=0.97, top=0.88, bottom=0.16)
+    return _png(figure)
+
+
+def trend_chart(
+    weeks: pd.DataFrame,
+    anomalies: Sequence[Mapping[str, Any]],
+    title: str,
+    *,
+    period_weeks: Sequence[str] = (),
+    metrics: Sequence[str] = TREND_METRICS,
+) -> bytes:
+    """One panel per metric: its weekly values (trailing weeks, then the period's weeks,
+    shaded), with the check's anomalies of the campaign total ringed in red."""
+    figure = _figure(TREND_SIZE)
+    columns = 3
+    rows = math.ceil(len(metrics) / columns)
+    names = [str(week) for week in weeks["week"]] if not weeks.empty else []
+    flagged = {
+        (item["metric"], item["week"]): item
+        for item in anomalies
+        if not any((item.get("scope") or {}).values())
+    }
+    for index, metric in enumerate(metrics):
+        axes = figure.add_subplot(rows, columns, index + 1)
+        column = weeks[metric] if metric in weeks.columns else [math.nan] * len(names)
+        values = [_number(value) for value in column]
+        positions = list(range(len(names)))
+        for position, name in enumerate(names):
+            if name in period_weeks:
+                axes.axvspan(position - 0.5, position + 0.5, color="#eaeef2", zorder=0)
+        axes.plot(positions, values, color=BLUE, marker="o", markersize=3, linewidth=1.5)
+        marked = [
+            (position, values[position])
+            for position, name in enumerate(names)
+            if (metric, name) in flagged and _finite(values[position])
+        ]
+        if marked:
+            axes.scatter(
+                [x for x, _ in marked],
+                [y for _, y in marked],
+                s=90,
+                facecolors="none",
+                edgecolors=RED,
+                linewidths=2,
+                zorder=3,
+                label="anomaly",
+            )
+            axes.legend(loc="best", fontsize=7, frameon=False)
+        axes.set_title(metric, fontsize=9, loc="left")
+        axes.set_xticks(positions, [name[-3:] for name in names], fontsize=7)
+        axes.tick_params(axis="y", labelsize=7)
+        axes.spines[["top", "right"]].set_visible(False)
+        if not names:
+            axes.text(0.5, 0.5, "no weeks", ha="center", va="center", transform=axes.transAxes)
+    figure.suptitle(_plain(title), fontsize=11, x=0.01, ha="left")
+    figure.subplots_adjust(left=0.06, right=0.98, top=0.88, bottom=0.08, hspace=0.45, wspace=0.25)
+    return _png(figure)
+
+
+def channel_chart(channels: Sequence[Mapping[str, Any]], title: str) -> bytes:
+    """CAC (cost per disbursement) and ROI per channel, side by side; a channel whose
+    figure cannot be known (no disbursement, no cost) gets a grey 'n/a'."""
+    figure = _figure(CHANNEL_SIZE)
+    names = [str(row["channel"]) for row in channels]
+    for index, (metric, label) in enumerate((("cac", "CAC"), ("roi", "ROI"))):
+        axes = figure.add_subplot(1, 2, index + 1)
+        values = [_number(row.get(metric)) for row in channels]
+        heights = [value if _finite(value) else 0.0 for value in values]
+        colours = [
+            GREY if not _finite(value) else (RED if metric == "roi" and value < 0 else BLUE)
+            for value in values
+        ]
+        axes.bar(range(len(names)), heights, color=colours)
+        axes.set_xticks(range(len(names)), names, fontsize=8)
+        axes.axhline(0, color=GREY, linewidth=0.8)
+        for position, value in enumerate(values):
+            text = (
+                "n/a"
+                if not _finite(value)
+                else (f"{value:.0%}" if metric == "roi" else f"{value:,.0f}")
+            )
+            axes.text(position, heights[position], text, ha="center", va="bottom", fontsize=8)
+        axes.set_title(label, fontsize=10, loc="left")
+        axes.tick_params(axis="y", labelsize=7)
+        axes.spines[["top", "right"]].set_visible(False)
+        if not names:
+            axes.text(0.5, 0.5, "no channels", ha="center", va="center", transform=axes.transAxes)
+    figure.suptitle(_plain(title), fontsize=11, x=0.01, ha="left")
+    figure.subplots_adjust(left=0.08, right=0.98, top=0.82, bottom=0.12, wspace=0.25)
+    return _png(figure)
+
+
+def chart(name: str, title: str, png: bytes, size: tuple[float, float]) -> Chart:
+    """A `Chart` for drawn bytes of a figure of `size` inches."""
+    return Chart(name, title, png, round(size[0] * DPI), round(size[1] * DPI))
+
+
+# --- drawing --------------------------------------------------------------------------
+
+
+def _figure(size: tuple[float, float]) -> Figure:
+    figure = Figure(figsize=size, dpi=DPI)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _png(figure: Figure) -> bytes:
+    """The figure as PNG bytes at its own size (no tight box: the size stays known)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def _plain(text: str) -> str:
+    """`text` as literal characters: matplotlib reads `$…$` as mathematics."""
+    return text.replace("$", r"\$")
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)

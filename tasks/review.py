@@ -1,0 +1,578 @@
+"""The weekly review: what managers read about every campaign active in a period.
+
+The review computes nothing the check stage has not already judged: it reads each active
+campaign's stored check result (`check_results`; the flow runs the check first where there
+is none) and shapes it for people — KPIs against target, the funnel, channel CAC/ROI,
+asset quality, experiments, the bottleneck, data quality — beside what only the database
+holds: the trailing weeks' trend (the check's `weekly_rollups`), the period's adjustments
+(`actions`) and the SOP changes made for it (`sop_versions`). So every number in the
+review is the number the check and act stages worked from.
+
+Only aggregates reach the review: no customer row is read here, so no phone number or
+e-mail address can reach the report, the artifact or the e-mail.
+
+Everything here is a plain function over a `Connection` or plain data; the flow
+(`flows.weekly_review`) wraps them as tasks. Templates are `reports/weekly_review.*.j2`
+on the shared base layout and macros, rendered by `tasks.reports` (autoescape on for
+`.html.j2`: a campaign name is user text).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, insert, select
+
+from pdca.models import AuditEntry, Campaign, CheckResult
+from tasks import metrics
+from tasks.actions import period_actions
+from tasks.charts import (
+    CHANNEL_SIZE,
+    FUNNEL_SIZE,
+    TREND_SIZE,
+    Chart,
+    channel_chart,
+    chart,
+    funnel_chart,
+    trend_chart,
+)
+from tasks.check import read_rollups, records
+from tasks.findings import stage_rates
+from tasks.periods import Period
+from tasks.reports import record_report, render
+from tasks.sop import sop_versions
+
+REPORT_KIND = "weekly_review"
+HTML_TEMPLATE = "weekly_review.html.j2"
+TEXT_TEMPLATE = "weekly_review.txt.j2"
+
+FUNNEL_STAGES = (
+    ("touches", None),
+    ("delivered", "reach_rate"),
+    ("responded", "response_rate"),
+    ("applications", "application_rate"),
+    ("approved", "approval_rate"),
+    ("disbursements", "disbursement_rate"),
+)
+"""The funnel's counts in order, each with the rate that led to it (`stage_rates`)."""
+
+_ACTION_REF = re.compile(r", action (\d+)$")
+
+CHANNEL_COLUMNS = (
+    "channel",
+    "touches",
+    "delivered",
+    "applications",
+    "disbursements",
+    "disbursed_amount",
+    "cost",
+    "cac",
+    "roi",
+)
+
+
+@dataclass(frozen=True)
+class ActiveCampaign:
+    """A campaign whose dates overlap the period, with the spec fields the review uses."""
+
+    campaign_id: str
+    name: str
+    start: date
+    end: date
+    timezone: str
+    recipients: tuple[str, ...]
+    max_overdue_rate_30: float | None
+
+
+@dataclass
+class CampaignReview:
+    """One campaign's part of the review, every value ready for a template."""
+
+    campaign: ActiveCampaign
+    checked: bool
+    checked_at: datetime | None = None
+    trusted: bool | None = None
+    kpis: list[dict[str, Any]] = field(default_factory=list)
+    funnel: list[dict[str, Any]] = field(default_factory=list)
+    channels: list[dict[str, Any]] = field(default_factory=list)
+    trend: pd.DataFrame = field(default_factory=pd.DataFrame)
+    anomalies: list[dict[str, Any]] = field(default_factory=list)
+    asset_quality: list[dict[str, Any]] = field(default_factory=list)
+    experiments: list[dict[str, Any]] = field(default_factory=list)
+    bottleneck: dict[str, Any] | None = None
+    reject_reasons: list[dict[str, Any]] = field(default_factory=list)
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    sop_changes: list[dict[str, Any]] = field(default_factory=list)
+    data_quality: dict[str, Any] = field(default_factory=dict)
+    note: str | None = None
+    """Why the campaign has no check result to show, when it has none."""
+
+    @property
+    def campaign_id(self) -> str:
+        return self.campaign.campaign_id
+
+    @property
+    def name(self) -> str:
+        return self.campaign.name
+
+    def status_counts(self) -> dict[str, int]:
+        """How many of the campaign-scope KPIs are on track, at risk, off track."""
+        counts = dict.fromkeys(("on_track", "at_risk", "off_track"), 0)
+        for kpi in self.campaign_kpis():
+            if kpi["status"] in counts:
+                counts[kpi["status"]] += 1
+        return counts
+
+    def campaign_kpis(self) -> list[dict[str, Any]]:
+        """The KPIs of the campaign as a whole (no channel or segment in their scope)."""
+        return [kpi for kpi in self.kpis if not any((kpi.get("scope") or {}).values())]
+
+
+@dataclass
+class Review:
+    """The whole review of a period."""
+
+    period: Period
+    campaigns: list[CampaignReview]
+    trend_weeks: list[str]
+    generated_at: datetime
+
+    @property
+    def recipients(self) -> list[str]:
+        return review_recipients(review.campaign for review in self.campaigns)
+
+    def overview_kpis(self) -> list[dict[str, Any]]:
+        """Every campaign's campaign-scope KPIs, the campaign named in the scope."""
+        return [
+            {**kpi, "scope": {"campaign": review.name}}
+            for review in self.campaigns
+            for kpi in review.campaign_kpis()
+        ]
+
+
+# --- which campaigns, which results ------------------------------------------------------
+
+
+def active_campaigns(conn: Connection, period: Period) -> list[ActiveCampaign]:
+    """The campaigns whose dates overlap the period (start and end days inclusive), by id.
+
+    The dates are the spec's local days and the period's days are local too, so the
+    overlap needs no time zone.
+    """
+    last_day = date.fromordinal(period.end.toordinal() - 1)
+    rows = conn.execute(
+        select(
+            Campaign.campaign_id,
+            Campaign.name,
+            Campaign.start_date,
+            Campaign.end_date,
+            Campaign.timezone,
+            Campaign.spec,
+        )
+        .where(Campaign.start_date <= last_day, Campaign.end_date >= period.start)
+        .order_by(Campaign.campaign_id)
+    ).all()
+    return [
+        ActiveCampaign(
+            campaign_id=row.campaign_id,
+            name=row.name,
+            start=row.start_date,
+            end=row.end_date,
+            timezone=row.timezone,
+            recipients=tuple((row.spec or {}).get("recipients") or ()),
+            max_overdue_rate_30=((row.spec or {}).get("risk") or {}).get("max_overdue_rate_30"),
+        )
+        for row in rows
+    ]
+
+
+def stored_checks(
+    conn: Connection, campaign_ids: Sequence[str], period: str
+) -> dict[str, tuple[dict[str, Any], datetime]]:
+    """campaign id → (stored check result, checked_at) of the period, where there is one."""
+    if not campaign_ids:
+        return {}
+    rows = conn.execute(
+        select(CheckResult.campaign_id, CheckResult.result, CheckResult.checked_at).where(
+            CheckResult.campaign_id.in_(list(campaign_ids)), CheckResult.period == period
+        )
+    ).all()
+    return {row.campaign_id: (row.result, row.checked_at) for row in rows}
+
+
+def review_recipients(campaigns: Iterable[ActiveCampaign]) -> list[str]:
+    """The union of the campaigns' `recipients`, each address once (case-insensitively),
+    sorted: one e-mail goes to everyone who follows any of the campaigns."""
+    seen: dict[str, str] = {}
+    for campaign in campaigns:
+        for address in campaign.recipients:
+            seen.setdefault(address.strip().lower(), address.strip())
+    return sorted(seen.values(), key=str.lower)
+
+
+# --- one campaign's review ------------------------------------------------------------------
+
+
+def review_campaign(
+    conn: Connection,
+    campaign: ActiveCampaign,
+    period: Period,
+    stored: tuple[dict[str, Any], datetime] | None,
+    trend_weeks: Sequence[str],
+) -> CampaignReview:
+    """The campaign's review from its stored check result and what the database adds.
+
+    The trend leaves out the trailing weeks before the campaign started: zeros there are
+    not a trend."""
+    review = CampaignReview(campaign=campaign, checked=stored is not None)
+    running = [name for name in trend_weeks if Period.parse(name).end > campaign.start]
+    review.trend = weekly_trend(conn, campaign.campaign_id, running)
+    review.actions = period_actions(conn, campaign.campaign_id, period.name)
+    review.sop_changes = sop_changes(conn, campaign, period, review.actions)
+    if stored is None:
+        review.note = f"no check result for {period.name}: the check could not run"
+        return review
+    result, review.checked_at = stored
+    review.trusted = bool(result.get("trusted"))
+    review.kpis = list(result.get("kpis") or [])
+    review.funnel = funnel_stages(result.get("funnel") or [])
+    review.channels = channel_economics(result.get("funnel") or [])
+    review.anomalies = list(result.get("anomalies") or [])
+    review.asset_quality = asset_quality(review.kpis, campaign.max_overdue_rate_30)
+    review.experiments = list(result.get("experiments") or [])
+    review.bottleneck = result.get("bottleneck")
+    review.reject_reasons = [
+        row for row in result.get("reject_reasons") or [] if row.get("channel") is None
+    ]
+    review.data_quality = data_quality_summary(result)
+    return review
+
+
+def trend_week_names(period: Period, trailing: int) -> list[str]:
+    """The `trailing` ISO weeks before the period's first week, then the period's weeks."""
+    first = period.weeks()[0]
+    before = [first.shifted(-steps).name for steps in range(trailing, 0, -1)]
+    return before + [week.name for week in period.weeks()]
+
+
+def weekly_trend(conn: Connection, campaign_id: str, weeks: Sequence[str]) -> pd.DataFrame:
+    """The campaign's weekly totals and rates over `weeks`, from the stored rollups.
+
+    One row per week in `weeks`' order; a week with no rollup (no activity, or never
+    checked) has zero counts and no rates.
+    """
+    rows = metrics.rollup(read_rollups(conn, campaign_id, weeks), ["week"])
+    frame = pd.DataFrame({"week": list(weeks)}).merge(rows, on="week", how="left")
+    for column in metrics.COUNTS:
+        frame[column] = frame[column].fillna(0)
+    return frame
+
+
+def funnel_stages(funnel_rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The period's funnel summed over channel, segment and variant: each stage's count and
+    the rate from the stage before it (the contract's rates; delivered → applications is
+    the application_rate, not applications / responded)."""
+    totals = _totals(funnel_rows)
+    rates = stage_rates(totals)
+    return [
+        {
+            "label": count,
+            "count": _clean(totals[count]),
+            "rate_name": rate,
+            "rate": _clean(rates[rate]) if rate else None,
+        }
+        for count, rate in FUNNEL_STAGES
+    ]
+
+
+def channel_economics(funnel_rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per channel: volumes, cost, CAC (cost per disbursement) and ROI, from the check's
+    funnel rows summed to the channel (the contract's definitions, via `metrics.rollup`)."""
+    if not funnel_rows:
+        return []
+    frame = metrics.rollup(pd.DataFrame(list(funnel_rows)), ["channel"])
+    frame = frame[(frame["touches"] > 0) | (frame["applications"] > 0)]
+    return records(frame[list(CHANNEL_COLUMNS)])
+
+
+def asset_quality(kpis: Sequence[Mapping[str, Any]], limit: float | None) -> list[dict[str, Any]]:
+    """overdue_rate_30 at each scope the check measured it, with its target and the spec's
+    risk limit (`max_overdue_rate_30`): `above_limit` says whether the scope breaches it."""
+    rows = []
+    for kpi in kpis:
+        if kpi["metric"] != "overdue_rate_30":
+            continue
+        actual = kpi.get("actual")
+        rows.append(
+            {
+                "scope": kpi.get("scope") or {},
+                "actual": actual,
+                "target": kpi.get("target"),
+                "limit": limit,
+                "above_limit": None if actual is None or limit is None else actual > limit,
+                "status": kpi.get("status"),
+            }
+        )
+    return rows
+
+
+def data_quality_summary(result: Mapping[str, Any]) -> dict[str, Any]:
+    """Trust, and what broke it: the failed suites with their failed expectations and the
+    feeds quarantined above the limit (never the failing values themselves: they can be
+    customer data)."""
+    quality = result.get("data_quality") or {}
+    suites = quality.get("suites") or []
+    failed = [
+        {"name": suite["name"], "failed": ", ".join(suite.get("failed") or [])}
+        for suite in suites
+        if not suite.get("success")
+    ]
+    quarantine = [
+        {
+            "feed": entry.get("feed"),
+            "rows_in": entry.get("rows_in"),
+            "rows_quarantined": entry.get("rows_quarantined"),
+            "share": entry.get("share"),
+            "max_share": entry.get("max_share"),
+        }
+        for entry in quality.get("quarantine") or []
+        if not entry.get("success")
+    ]
+    return {
+        "trusted": bool(result.get("trusted")),
+        "suites": len(suites),
+        "suites_failed": failed,
+        "quarantine_failed": quarantine,
+    }
+
+
+def sop_changes(
+    conn: Connection, campaign: ActiveCampaign, period: Period, actions: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """The campaign's SOP versions made for the period: those whose own changelog entries
+    apply one of the period's `actions` (the act stage writes a period's lessons after the
+    period has ended, naming the action in the entry: '…, action 12'), and those created
+    during the period. Each: version, created_at, changes (the version's own entries)."""
+    starts_at, ends_at = period.utc_bounds(campaign.timezone)
+    action_ids = {action.get("action_id") for action in actions}
+    changes = []
+    for record in sop_versions(conn, campaign.campaign_id):
+        own = record.changes()
+        for_period = any(_action_id(entry) in action_ids for entry in own) or any(
+            isinstance(entry, Mapping) and entry.get("period") == period.name for entry in own
+        )
+        created = record.created_at
+        if for_period or (created is not None and starts_at <= created < ends_at):
+            changes.append(
+                {
+                    "version": record.version,
+                    "created_at": created,
+                    "changes": [changelog_text(entry) for entry in own],
+                }
+            )
+    return changes
+
+
+def _action_id(entry: Any) -> int | None:
+    """The action a changelog entry applied ('…, action 12' at the end of its `action`)."""
+    if not isinstance(entry, Mapping):
+        return None
+    match = _ACTION_REF.search(str(entry.get("action") or ""))
+    return int(match.group(1)) if match else None
+
+
+def changelog_text(entry: Any) -> str:
+    """One changelog entry as a line: 'v3 2026-03-23: <action> — <reason>' for the act
+    stage's entries; any other entry as its text or its fields."""
+    if not isinstance(entry, Mapping):
+        return str(entry)
+    if "action" in entry:
+        head = f"v{entry.get('version')} {entry.get('date') or ''}".strip()
+        reason = f" — {entry['reason']}" if entry.get("reason") else ""
+        return f"{head}: {entry['action']}{reason}"
+    return "; ".join(f"{key}: {value}" for key, value in entry.items())
+
+
+# --- charts ---------------------------------------------------------------------------------
+
+
+def draw_campaign_charts(review: CampaignReview, period: Period) -> list[Chart]:
+    """The funnel, the trend with its anomalies, and the channels' CAC/ROI, for a campaign
+    with a check result (one without has nothing to draw)."""
+    if not review.checked:
+        return []
+    stem, name = review.campaign_id, review.name
+    period_weeks = [week.name for week in period.weeks()]
+    return [
+        chart(
+            f"funnel-{stem}",
+            f"Funnel, {name}, {period.name}",
+            funnel_chart(review.funnel, f"Funnel {period.name}: {name}"),
+            FUNNEL_SIZE,
+        ),
+        chart(
+            f"trend-{stem}",
+            f"Weekly trend with anomalies, {name}",
+            trend_chart(
+                review.trend,
+                review.anomalies,
+                f"Weekly trend (shaded: {period.name}; ringed: anomalies): {name}",
+                period_weeks=period_weeks,
+            ),
+            TREND_SIZE,
+        ),
+        chart(
+            f"channels-{stem}",
+            f"Channel CAC and ROI, {name}, {period.name}",
+            channel_chart(review.channels, f"Channels {period.name}: {name}"),
+            CHANNEL_SIZE,
+        ),
+    ]
+
+
+# --- rendering ------------------------------------------------------------------------------
+
+
+def render_review(
+    review: Review,
+    charts: Sequence[Chart],
+    image_src: Mapping[str, str],
+    *,
+    measured: Sequence[str],
+    template: str = HTML_TEMPLATE,
+) -> str:
+    """The review rendered with `template`; images are referenced by `image_src` (chart
+    name → `data:` URI for the file, `cid:` for the e-mail)."""
+    by_campaign: dict[str, list[Chart]] = {}
+    for item in charts:
+        by_campaign.setdefault(item.name.split("-", 1)[1], []).append(item)
+    return render(
+        template,
+        title=f"Weekly review {review.period.name}",
+        subtitle=_subtitle(review),
+        generated_at=review.generated_at.strftime("%Y-%m-%d %H:%M UTC"),
+        measured=list(measured),
+        review=review,
+        period=review.period,
+        campaigns=review.campaigns,
+        charts=by_campaign,
+        image_src=image_src,
+    )
+
+
+def measured_lines(period: Period, settings: Any) -> list[str]:
+    """What the review's numbers are, for the report's footer (the contract's definitions
+    with the thresholds in force)."""
+    last_day = date.fromordinal(period.end.toordinal() - 1)
+    return [
+        f"Period {period.name}: local days {period.start} to {last_day} in each campaign's "
+        "time zone; campaigns whose dates overlap it.",
+        "Touches, delivered, responded and cost count by sent_at; applications by applied_at "
+        f"(attributed, {settings.attribution_window_days}-day window); approved, disbursements "
+        "and amounts are those of the period's applications. Hold-out members count in none.",
+        "CAC = cost / disbursements. ROI = (net interest − cost − expected loss) / cost, with "
+        f"FTP rate {settings.ftp_rate:g} and LGD {settings.lgd:g}.",
+        "overdue_rate_30 = loans with latest dpd ≥ 30 / loans with a snapshot ≥ 30 days after "
+        "disbursement, as of the period's end.",
+        f"Status: on track within ±{settings.tolerance_warn:.0%} of target, at risk within "
+        f"±{settings.tolerance_fail:.0%}, off track beyond (the plan's bands where it sets "
+        "them); lower is better for cac, overdue_rate_30 and complaint_rate.",
+        f"Anomaly: a week ≥ {settings.anomaly_z:g} standard deviations from its trailing "
+        f"{settings.anomaly_window_weeks}-week mean, with at least "
+        f"{settings.anomaly_min_volume} in its volume.",
+        "Every figure comes from the campaign's stored check result of the period "
+        "(checked_at shown per campaign) and the weekly rollups it wrote.",
+    ]
+
+
+def _subtitle(review: Review) -> str:
+    count = len(review.campaigns)
+    return (
+        f"{review.period.start} to {date.fromordinal(review.period.end.toordinal() - 1)} · "
+        f"{count} active campaign{'s' if count != 1 else ''}"
+    )
+
+
+# --- writing and recording ------------------------------------------------------------------
+
+
+def report_path(folder: Path, period: Period) -> Path:
+    """Where the period's review is written: one file per period, replaced by a rerun."""
+    return folder / f"weekly-review-{period.name}.html"
+
+
+def write_report(path: Path, document: str) -> Path:
+    """Write the HTML file (via a temporary name, so a reader never sees half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(document, encoding="utf-8")
+    partial.replace(path)
+    return path.resolve()
+
+
+def record_review(conn: Connection, period: str, path: Path, actor: str) -> None:
+    """The report's row in `reports` (a rerun replaces the period's earlier one) and an
+    audit entry, in one transaction."""
+    record_report(conn, REPORT_KIND, None, period, path)
+    conn.execute(
+        insert(AuditEntry).values(
+            actor=actor,
+            action="review.write",
+            subject=f"{REPORT_KIND}:{period}",
+            detail={"path": str(path)},
+        )
+    )
+    conn.commit()
+
+
+def summary_markdown(review: Review, path: Path) -> str:
+    """The Prefect artifact: one line per campaign and where the report is. Campaign names
+    are escaped: the UI renders the markdown's HTML."""
+    lines = [
+        f"# Weekly review {review.period.name}",
+        "",
+        f"Report: `{path}`",
+        "",
+        "| campaign | data | on track | at risk | off track | anomalies | bottleneck | actions |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for item in review.campaigns:
+        counts = item.status_counts()
+        data = "no check" if not item.checked else ("trusted" if item.trusted else "UNTRUSTED")
+        stage = (item.bottleneck or {}).get("stage") or "none"
+        lines.append(
+            f"| {_markdown_cell(item.name)} ({item.campaign_id}) | {data} | "
+            f"{counts['on_track']} | {counts['at_risk']} | {counts['off_track']} | "
+            f"{len(item.anomalies)} | {stage} | {len(item.actions)} |"
+        )
+    if not review.campaigns:
+        lines.append("| (no active campaign) | | | | | | | |")
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_cell(text: str) -> str:
+    return html.escape(text).replace("|", "\\|")
+
+
+def _totals(funnel_rows: Sequence[Mapping[str, Any]]) -> pd.Series:
+    if not funnel_rows:
+        return pd.Series(dict.fromkeys(metrics.COUNTS, 0))
+    return metrics.rollup(pd.DataFrame(list(funnel_rows)), []).iloc[0]
+
+
+def _clean(value: Any) -> Any:
+    """A number for a template: Python int/float, None for NaN."""
+    if value is None:
+        return None
+    number = float(value)
+    if not math.isfinite(number):
+        return None
+    return int(number) if number.is_integer() and abs(number) < 2**53 else number

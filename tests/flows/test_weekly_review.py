@@ -1,0 +1,513 @@
+"""`pdca review` from the managers' side: the report, the e-mail, the outbox, the page.
+
+The world: the demo campaign's synthetic history (3,000 customers, four weeks from
+2026-03-02) loaded through the feed importers, its last week 2026-W13 planned and checked,
+an adjustment proposed and approved for that week with the SOP version it made; beside
+it a second campaign named `<script>alert(1)</script>`, active in the same week, with no
+data and no check yet — so the review must run its check as a subflow and escape its
+name. Then `pdca review --period 2026-W13 --send` runs twice through the command line:
+against a real SMTP server (aiosmtpd on loopback, with a login), and with no SMTP host,
+into the outbox. What came out is read back: the HTML file, the message's parts, the
+`.eml` file, the tables, the audit log, the Prefect artifact, and the page in headless
+Chromium.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import io
+import re
+import threading
+import time
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, insert, select
+
+from flows.check import check_flow
+from flows.plan import plan_flow
+from pdca.db import make_engine
+from pdca.models import Action, AuditEntry, CheckResult, Customer, Report
+from pdca.settings import get_settings
+from tasks.campaigns import apply_spec, load_spec
+from tasks.demo_data import CAMPAIGN_ID, write_demo_feeds
+from tasks.feeds import LOAD_ORDER
+from tasks.importing import import_feed
+from tasks.sop import update_sop
+from tests.scenario import (
+    apply,
+    database,
+    new_database,
+    prefect_env,  # noqa: F401  (the session's PREFECT_HOME)
+    run_main,
+    spec_dict,
+)
+from tests.servers import free_port, smtp_server
+
+pytestmark = pytest.mark.usefixtures("prefect_env")
+
+PERIOD = "2026-W13"
+"""The demo history's fourth and last week (2026-03-23 to 2026-03-29)."""
+SCRIPT_ID = "script-name"
+SCRIPT_NAME = "<script>alert(1)</script>"
+MANAGERS = ["ops-lead@example.com", "risk-head@example.com"]
+"""The union of the two campaigns' recipients (ops-lead is in both specs)."""
+LOGIN = ("pdca-mailer", "s3cret-pass")
+
+
+class Capture:
+    """What `run_main` reads back in a module-scoped fixture (capfd is per test)."""
+
+    def __init__(self) -> None:
+        self.out, self.err = io.StringIO(), io.StringIO()
+
+    def readouterr(self) -> tuple[str, str]:
+        return self.out.getvalue(), self.err.getvalue()
+
+
+@dataclass
+class Run:
+    code: int | None
+    out: str
+    err: str
+
+
+@dataclass
+class World:
+    url: str
+    engine: Engine
+    folder: Path
+    smtp: Run | None = None
+    outbox: Run | None = None
+    messages: list = field(default_factory=list)
+    logins: list = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def cli(argv: list[str]) -> Run:
+    capture = Capture()
+    with redirect_stdout(capture.out), redirect_stderr(capture.err):
+        code, out, err = run_main(argv, capture)
+    return Run(code, out, err)
+
+
+@pytest.fixture(scope="module")
+def world(request, tmp_path_factory) -> World:
+    """The two campaigns, the demo's week planned, checked and acted on, then the review
+    sent over SMTP and, a second time, written to the outbox."""
+    started = time.perf_counter()
+    folder = tmp_path_factory.mktemp("weekly-review")
+    files = write_demo_feeds(
+        folder / "feeds", customers=3_000, weeks=4, seed=7, start=date(2026, 3, 2)
+    )
+    url = new_database(request, folder, "sqlite")
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        apply_spec(conn, load_spec(files.spec), actor="test")
+        apply(
+            conn,
+            spec_dict(
+                SCRIPT_ID,
+                name=SCRIPT_NAME,
+                start="2026-03-16",
+                end="2026-04-30",
+                recipients=["risk-head@example.com", "OPS-LEAD@example.com"],
+            ),
+        )
+    with engine.connect() as conn:
+        for feed in LOAD_ORDER:
+            import_feed(conn, feed, files.feed(feed), actor="test")
+    world = World(url, engine, folder)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PDCA_OUTPUT_DIR", str(folder / "out"))
+        # the small world's few deliberately bad rows are a large share of its rows
+        patch.setenv("PDCA_QUARANTINE_MAX_SHARE", "0.2")
+        with database(url):
+            plan_flow(CAMPAIGN_ID, PERIOD)
+            check_flow(CAMPAIGN_ID, PERIOD)
+            approve_an_adjustment(engine, load_spec(files.spec))
+            world.seconds["setup"] = time.perf_counter() - started
+            with smtp_server(credentials=LOGIN) as server:
+                patch.setenv("PDCA_SMTP_HOST", server.host)
+                patch.setenv("PDCA_SMTP_PORT", str(server.port))
+                patch.setenv("PDCA_SMTP_USER", LOGIN[0])
+                patch.setenv("PDCA_SMTP_PASSWORD", LOGIN[1])
+                get_settings.cache_clear()
+                started = time.perf_counter()
+                world.smtp = cli(["review", "--period", PERIOD, "--send"])
+                world.seconds["review over smtp"] = time.perf_counter() - started
+            world.messages, world.logins = server.messages, server.logins
+            for name in ("HOST", "PORT", "USER", "PASSWORD"):
+                patch.delenv(f"PDCA_SMTP_{name}")
+            get_settings.cache_clear()
+            started = time.perf_counter()
+            world.outbox = cli(["review", "--period", PERIOD, "--send"])
+            world.seconds["review to the outbox"] = time.perf_counter() - started
+        yield world
+    engine.dispose()
+
+
+def approve_an_adjustment(engine: Engine, spec) -> None:
+    """What act leaves for the week: one proposal approved (with its SOP version), one
+    rejected, as a manager would have decided them."""
+    with engine.begin() as conn:
+        ids = conn.execute(
+            insert(Action).returning(Action.action_id),
+            [
+                {
+                    "campaign_id": CAMPAIGN_ID,
+                    "period": PERIOD,
+                    "type": "reallocate_budget",
+                    "scope": {"channel": "app_push"},
+                    "params": {"from_channel": "app_push", "to_channel": "sms", "share": 0.1},
+                    "rationale": "app_push ROI -100% against sms 2959%",
+                    "expected_impact": "about +4 disbursements a week",
+                    "status": "approved",
+                    "decided_by": "ops-lead",
+                    "decided_at": datetime(2026, 3, 30, 9),
+                    "comment": "go ahead",
+                },
+                {
+                    "campaign_id": CAMPAIGN_ID,
+                    "period": PERIOD,
+                    "type": "shift_window",
+                    "scope": {"window": "noon"},
+                    "params": {"window": "noon", "from": "12:00-13:30", "to": "12:30-14:00"},
+                    "rationale": "noon responds worse than evening",
+                    "expected_impact": "+0.5 pt response rate",
+                    "status": "rejected",
+                    "decided_by": "ops-lead",
+                    "decided_at": datetime(2026, 3, 30, 9),
+                    "comment": "lunch hours are busy",
+                },
+            ],
+        ).scalars()
+        approved_id = next(iter(ids))
+        approved = {
+            "action_id": approved_id,
+            "type": "reallocate_budget",
+            "scope": {"channel": "app_push"},
+            "params": {"from_channel": "app_push", "to_channel": "sms", "share": 0.1},
+            "rationale": "app_push ROI -100% against sms 2959%",
+            "period": PERIOD,
+        }
+        update_sop(conn, spec, [approved], [approved], today=date(2026, 3, 30))
+
+
+# --- reading the outcome -----------------------------------------------------------------
+
+
+def report_file(run: Run) -> Path:
+    match = re.search(r"^report: (.+)$", run.out, re.MULTILINE)
+    assert match, f"no report path printed: {run.out!r}"
+    return Path(match.group(1))
+
+
+def eml_file(run: Run) -> Path:
+    match = re.search(r"^e-mail written to the outbox: (.+)$", run.out, re.MULTILINE)
+    assert match, f"no outbox path printed: {run.out!r}"
+    return Path(match.group(1))
+
+
+def parsed(data: bytes) -> EmailMessage:
+    return email.message_from_bytes(data, policy=email.policy.default)
+
+
+def assert_review_message(message: EmailMessage) -> None:
+    """multipart/alternative: text/plain, then multipart/related with the HTML and one
+    inline PNG per cid: the HTML refers to, and nothing else."""
+    assert message.get_content_type() == "multipart/alternative"
+    plain, related = message.get_payload()
+    assert plain.get_content_type() == "text/plain"
+    assert related.get_content_type() == "multipart/related"
+    html_part, *images = related.get_payload()
+    assert html_part.get_content_type() == "text/html"
+    referenced = set(re.findall(r'src="cid:([^"]+)"', html_part.get_content()))
+    assert images and all(part.get_content_type() == "image/png" for part in images)
+    assert all(part.get_content_disposition() == "inline" for part in images)
+    attached = {part["Content-ID"].strip().strip("<>") for part in images}
+    assert attached == referenced, (attached, referenced)
+    assert all(part.get_content().startswith(b"\x89PNG\r\n\x1a\n") for part in images)
+    assert "data:image" not in html_part.get_content(), "e-mail images must be cid: parts"
+    assert "Weekly review" in plain.get_content()
+
+
+def customer_contacts(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(Customer.phone, Customer.email)).all()
+    return sorted({value for row in rows for value in row if value})
+
+
+# --- the tests -------------------------------------------------------------------------------
+
+
+class TestReport:
+    def test_succeeds_and_prints_the_report_path(self, world: World) -> None:
+        assert world.smtp.code in (None, 0), world.smtp.err[-3000:]
+        path = report_file(world.smtp)
+        assert path.is_file() and path.suffix == ".html"
+        assert path.parent == (world.folder / "out" / "reports").resolve()
+        assert world.seconds["review over smtp"] < 60, world.seconds
+
+    def test_is_recorded_once_per_period(self, world: World) -> None:
+        """Two runs, one `reports` row: a rerun replaces the period's report."""
+        with world.engine.connect() as conn:
+            rows = conn.execute(
+                select(Report.kind, Report.campaign_id, Report.period, Report.path)
+            ).all()
+        reviews = [row for row in rows if row.kind == "weekly_review"]
+        assert [(r.campaign_id, r.period, r.path) for r in reviews] == [
+            (None, PERIOD, str(report_file(world.outbox)))
+        ]
+
+    def test_checks_the_campaign_that_had_no_check_result(self, world: World) -> None:
+        with world.engine.connect() as conn:
+            checked = set(
+                conn.execute(
+                    select(CheckResult.campaign_id).where(CheckResult.period == PERIOD)
+                ).scalars()
+            )
+        assert checked == {CAMPAIGN_ID, SCRIPT_ID}
+
+    def test_has_every_section(self, world: World) -> None:
+        page = report_file(world.smtp).read_text()
+        assert 'id="kpi-table"' in page
+        for heading in (
+            "KPIs against target",
+            "Funnel",
+            "Trends and anomalies",
+            "Channels: CAC and ROI",
+            "Asset quality",
+            "Experiments",
+            "Bottleneck",
+            "Adjustments: proposed and approved",
+            "SOP changes",
+            "Data quality",
+            "What was measured",
+        ):
+            assert heading in page, heading
+        assert "reallocate_budget" in page and "lunch hours are busy" in page
+        assert "badge-on_track" in page or "badge-off_track" in page or "badge-at_risk" in page
+
+    def test_stands_alone_with_its_charts_inline(self, world: World) -> None:
+        page = report_file(world.smtp).read_text()
+        sources = re.findall(r'<img src="([^"]+)"', page)
+        assert len(sources) == 6, "funnel, trend and channels for each of the two campaigns"
+        assert all(source.startswith("data:image/png;base64,") for source in sources)
+        assert "http://" not in page and "https://" not in page
+
+    def test_escapes_a_campaign_name_with_markup(self, world: World) -> None:
+        page = report_file(world.smtp).read_text()
+        assert SCRIPT_NAME not in page
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+    def test_shows_the_sop_version_made_for_the_week(self, world: World) -> None:
+        page = report_file(world.smtp).read_text()
+        assert "Version 2" in page and "reallocate_budget (channel=app_push)" in page
+
+    def test_is_published_as_an_artifact(self, world: World) -> None:
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+        with get_client(sync_client=True) as client:
+            artifacts = client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["weekly-review"]))
+            )
+        assert artifacts, "no weekly-review artifact"
+        markdown = artifacts[-1].data
+        assert PERIOD in markdown and SCRIPT_NAME not in markdown
+
+
+class TestSmtp:
+    def test_one_message_to_the_campaigns_recipients(self, world: World) -> None:
+        assert len(world.messages) == 1
+        received = world.messages[0]
+        assert sorted(received.rcpt_tos, key=str.lower) == MANAGERS
+        message = received.message
+        assert PERIOD in message["Subject"]
+        assert received.mail_from == "pdca@localhost"
+        assert "e-mail sent to 2 recipient(s)" in world.smtp.out
+
+    def test_logs_in_with_the_configured_user(self, world: World) -> None:
+        assert world.logins == [LOGIN]
+        assert world.messages[0].login == LOGIN[0]
+
+    def test_text_alternative_and_inline_images(self, world: World) -> None:
+        assert_review_message(world.messages[0].message)
+
+    def test_every_send_is_audited(self, world: World) -> None:
+        with world.engine.connect() as conn:
+            rows = conn.execute(
+                select(AuditEntry.actor, AuditEntry.action, AuditEntry.detail, AuditEntry.at)
+                .where(AuditEntry.action.like("review.%"))
+                .order_by(AuditEntry.audit_id)
+            ).all()
+        sends = [row for row in rows if row.action == "review.email"]
+        assert [row.detail["transport"] for row in sends] == ["smtp", "outbox"]
+        assert all(row.actor.startswith("cli:") and row.at is not None for row in sends)
+        assert sorted(sends[0].detail["recipients"], key=str.lower) == MANAGERS
+        assert LOGIN[1] not in str([row.detail for row in rows]), "the password was audited"
+
+
+class TestOutbox:
+    def test_writes_an_eml_file_that_parses_back(self, world: World) -> None:
+        assert world.outbox.code in (None, 0), world.outbox.err[-3000:]
+        path = eml_file(world.outbox)
+        assert path.parent == (world.folder / "out" / "outbox").resolve()
+        message = parsed(path.read_bytes())
+        assert PERIOD in message["Subject"]
+        addresses = [address.addr_spec for address in message["To"].addresses]
+        assert sorted(addresses, key=str.lower) == MANAGERS
+        assert_review_message(message)
+
+
+class TestPrivacy:
+    def test_no_customer_phone_or_email_anywhere(self, world: World) -> None:
+        contacts = customer_contacts(world.engine)
+        assert len(contacts) > 1000, "the world should have customers to leak"
+        html_page = report_file(world.smtp).read_text()
+        message = world.messages[0].message
+        texts = {
+            "report": html_page,
+            "text part": message.get_payload()[0].get_content(),
+            "html part": message.get_payload()[1].get_payload()[0].get_content(),
+            "raw e-mail": world.messages[0].data.decode("utf-8", errors="replace"),
+            "eml file": eml_file(world.outbox).read_text(errors="replace"),
+            "stdout": world.smtp.out + world.outbox.out,
+        }
+        leaks = {
+            where: [contact for contact in contacts if contact in text]
+            for where, text in texts.items()
+        }
+        assert not any(leaks.values()), {where: found[:5] for where, found in leaks.items()}
+
+
+class TestUsage:
+    def test_bad_period_is_one_line_exit_2(self, world: World, capfd) -> None:
+        with database(world.url):
+            code, _, err = run_main(["review", "--period", "2026-W99"], capfd)
+        assert code == 2
+        assert err.strip().count("\n") == 0 and "2026-W99" in err, err
+        assert "Traceback" not in err
+
+    def test_no_recipients_is_exit_1_with_a_clear_message(
+        self, world: World, capfd, monkeypatch
+    ) -> None:
+        """A week no campaign is active in: the report is written, nobody to send it to."""
+        monkeypatch.setenv("PDCA_OUTPUT_DIR", str(world.folder / "out"))
+        with database(world.url):
+            code, out, err = run_main(["review", "--period", "2025-W01", "--send"], capfd)
+        assert code == 1, err
+        assert "no recipients" in err
+        assert report_file(Run(code, out, err)).is_file()
+
+
+class TestRetry:
+    @pytest.mark.filterwarnings("ignore:Logger 'prefect.task_runs' attempted to send logs")
+    def test_a_server_that_comes_up_late_still_gets_the_message(
+        self, world: World, monkeypatch
+    ) -> None:
+        """Connection refused is transient: the send task retries with backoff until the
+        server is up (here after about one second)."""
+        from aiosmtpd.controller import Controller
+        from prefect.client.orchestration import get_client
+
+        from flows.weekly_review import send_email
+        from tasks.mail import SmtpConfig, build_message
+
+        class Keep:
+            def __init__(self) -> None:
+                self.received: list[bytes] = []
+
+            async def handle_DATA(self, server, session, envelope):
+                self.received.append(envelope.content)
+                return "250 OK"
+
+        port = free_port()
+        handler = Keep()
+        controller = Controller(handler, hostname="127.0.0.1", port=port, ready_timeout=10)
+        timer = threading.Timer(1.0, controller.start)
+        timer.start()
+        message = build_message(
+            subject=f"Weekly review {PERIOD}",
+            sender="pdca@localhost",
+            recipients=["ops-lead@example.com"],
+            text="text",
+            html="<p>html</p>",
+            images={},
+        )
+        try:
+            state = send_email.with_options(retry_delay_seconds=[0.5, 1, 2])(
+                message,
+                ["ops-lead@example.com"],
+                SmtpConfig("127.0.0.1", port, timeout=5),
+                return_state=True,
+            )
+        finally:
+            timer.join()
+            controller.stop()
+        assert state.is_completed(), state
+        assert state.result().transport == "smtp"
+        assert len(handler.received) == 1
+        with get_client(sync_client=True) as client:
+            run = client.read_task_run(state.state_details.task_run_id)
+        assert run.run_count > 1, "the first try cannot have reached a server not yet up"
+
+
+@pytest.mark.slow
+class TestInChromium:
+    def test_every_image_loads_and_the_kpi_table_is_there(self, world: World, tmp_path) -> None:
+        """The report as a manager's browser shows it: headless Chromium (Debian's
+        chromium and chromium-driver) through Selenium."""
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        chromium, driver_path = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+        if not (chromium.exists() and driver_path.exists()):
+            pytest.fail(
+                "needs /usr/bin/chromium and /usr/bin/chromedriver: run .ci/system-packages.sh"
+            )
+        options = webdriver.ChromeOptions()
+        options.binary_location = str(chromium)
+        for argument in (
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1280,2000",
+        ):
+            options.add_argument(argument)
+        browser = webdriver.Chrome(service=Service(str(driver_path)), options=options)
+        try:
+            browser.get(report_file(world.smtp).resolve().as_uri())
+            WebDriverWait(browser, 30).until(
+                lambda b: b.execute_script("return document.readyState") == "complete"
+            )
+            images = browser.execute_script(
+                "return Array.from(document.images).map("
+                "i => [i.alt, i.complete, i.naturalWidth, i.naturalHeight])"
+            )
+            table = browser.find_element(By.ID, "kpi-table")
+            rows = table.find_elements(By.CSS_SELECTOR, "tbody tr")
+            title = browser.title
+            screenshot = world.folder / "out" / "weekly-review-chromium.png"
+            browser.save_screenshot(str(screenshot))
+        finally:
+            browser.quit()
+        assert len(images) == 6, images
+        broken = [image for image in images if not (image[1] and image[2] > 0)]
+        assert not broken, f"images that did not load: {broken}"
+        assert len(rows) >= 10, "every campaign-level KPI of both campaigns"
+        assert PERIOD in title
+        assert screenshot.stat().st_size > 10_000
