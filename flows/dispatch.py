@@ -7,6 +7,11 @@ outbox, then send in chunks — through the simulated gateways set-based, throug
 providers message by message. A window that has already closed is not sent late: its
 sends are written as `held` for the next window. A window that has not opened yet is not
 due.
+
+Dispatch applies the rules in force, not the spec alone: the approved Act actions
+(`tasks.rules`) shift windows, tighten admission (campaign-wide, per segment or per
+channel), promote variants, retire channels and deprioritise segments from the next
+dispatch on. Each batch's summary names the actions it applied (`rules`).
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ from tasks.gateways import (
     SimulatedGateway,
     gateway_for,
 )
+from tasks.rules import RulesInForce, approved_actions, rules_in_force
 from tasks.wording import Message, preflight
 
 CHUNK = 10_000
@@ -89,6 +95,8 @@ class BatchSummary:
     held: int = 0
     failures: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    rules: list[str] = field(default_factory=list)
+    """The approved actions in force, as "type action_id" (oldest first)."""
 
 
 @dataclass
@@ -106,30 +114,40 @@ class PreparedBatch:
 
 @task(cache_policy=NO_CACHE)
 def prepare_batch(
-    conn: Connection, spec: CampaignSpec, slot: Slot, at: datetime, propensity: dict[str, float]
+    conn: Connection,
+    spec: CampaignSpec,
+    slot: Slot,
+    at: datetime,
+    propensity: dict[str, float],
+    rules: RulesInForce,
 ) -> PreparedBatch:
-    """Audience, assignment, routing, capacity, wording check and outbox, in one transaction."""
+    """Audience, assignment, routing, capacity, wording check and outbox, in one transaction.
+
+    `spec` is the campaign as written (its variant split draws new members), `rules` the
+    approved actions folded in (its spec decides everything else)."""
+    effective = rules.spec
     plan_id, period = current_plan(conn, spec.id, slot.day)
-    windows = [s.window for s in slots_for(spec, slot.day)]
-    quotas, costs = daily_quotas(conn, plan_id, period, spec, len(windows))
+    windows = [s.window for s in slots_for(effective, slot.day)]
+    quotas, costs = daily_quotas(conn, plan_id, period, effective, len(windows))
     batch_id = open_batch(conn, spec.id, slot)
     released = release_held(conn, spec.id, slot, batch_id) if at < slot.ends_at else 0
     quotas = remaining_quotas(conn, batch_id, quotas)
-    stage_audience(conn, spec, batch_id, slot, windows, propensity)
+    stage_audience(conn, spec, batch_id, slot, windows, propensity, rules)
     staged = count_stage(conn)
     if apply_capacity_in_stage(conn, quotas, staged.chosen_by_channel):
         staged = count_stage(conn)
-    rendered = preflight(spec, staged.channels, staged.variants, staged.segments)
+    rendered = preflight(effective, staged.channels, staged.variants, staged.segments)
     summary = BatchSummary(
         window=slot.window,
         status="open",
         audience=staged.audience,
         eligible=staged.eligible,
         excluded=staged.excluded,
+        rules=rule_names(rules),
     )
     closed = at >= slot.ends_at
     if closed:
-        following = next_slot(spec, slot.ends_at)
+        following = next_slot(effective, slot.ends_at)
         scheduled_at = following.starts_at if following else slot.ends_at
         status = "held"
     else:
@@ -234,9 +252,10 @@ def dispatch_flow(
     tune_for_batches(engine)
     with engine.connect() as conn:
         spec = get_campaign_spec(conn, campaign_id)
-        slots = [s for s in slots_for(spec, day) if window in (None, s.window)]
+        rules = read_rules(conn, spec)
+        slots = [s for s in slots_for(rules.spec, day) if window in (None, s.window)]
         if window and not slots:
-            known = ", ".join(spec.contact_policy.windows)
+            known = ", ".join(rules.spec.contact_policy.windows)
             raise UserError(
                 f"campaign {campaign_id!r} has no window {window!r} on {day} "
                 f"(windows: {known}; weekdays within the campaign only)"
@@ -244,13 +263,28 @@ def dispatch_flow(
         holder = acquire_lock(conn, campaign_id, datetime.now(UTC).replace(tzinfo=None))
         try:
             summaries = [
-                dispatch_window(conn, spec, slot, at, settings, simulate_outcomes) for slot in slots
+                dispatch_window(conn, spec, slot, at, settings, simulate_outcomes, rules)
+                for slot in slots
             ]
         finally:
             conn.rollback()  # a failed window's unfinished work is not committed with the lock
             release_lock(conn, campaign_id, holder)
     publish_summary(campaign_id, day, summaries)
     return [asdict(summary) for summary in summaries]
+
+
+def read_rules(conn: Connection, spec: CampaignSpec) -> RulesInForce:
+    """The spec with the campaign's approved actions folded in; logs the ones applied, so
+    that a run's log says why its audience differs from the spec's."""
+    rules = rules_in_force(spec, approved_actions(conn, spec.id))
+    if rules.applied:
+        get_run_logger().info("approved actions in force: %s", ", ".join(rule_names(rules)))
+    return rules
+
+
+def rule_names(rules: RulesInForce) -> list[str]:
+    """The applied actions as "type action_id", for the summary and the log."""
+    return [f"{action['type']} {action['action_id']}" for action in rules.applied]
 
 
 def dispatch_window(
@@ -260,11 +294,18 @@ def dispatch_window(
     at: datetime,
     settings: Settings,
     simulate_outcomes: bool = False,
+    rules: RulesInForce | None = None,
 ) -> BatchSummary:
+    """One window: prepare its batch, then send it unless the window has closed.
+
+    Gateways open for the written spec's channels: a send written before its channel was
+    retired (held, or interrupted by a crash) still completes; new sends never route to
+    a retired channel (`stage_audience`)."""
+    rules = rules or RulesInForce(spec=spec)
     if at < slot.starts_at:
-        return BatchSummary(window=slot.window, status="not_open_yet")
+        return BatchSummary(window=slot.window, status="not_open_yet", rules=rule_names(rules))
     propensity = segment_propensity(conn, spec.id, slot.day, settings.attribution_window_days)
-    batch = prepare_batch(conn, spec, slot, at, propensity)
+    batch = prepare_batch(conn, spec, slot, at, propensity, rules)
     if batch.summary.status == "held":
         return batch.summary
     gateways = open_gateways(spec, settings, conn.engine, simulate_outcomes)

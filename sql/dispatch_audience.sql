@@ -1,6 +1,8 @@
 -- dispatch_audience: who may be contacted for a campaign's batch, and why not.
 -- Grain: one row per customer. `exclusion_reason` is null for the eligible
 -- ones, else the first rule (in the order below) that excludes the customer.
+-- `debt_ratio` is returned for the admission rules approved actions scope to
+-- a segment or a channel (tasks/dispatch.py judges them in this same order).
 -- Parameters:
 --   :campaign_id          the campaign
 --   :batch_id             the batch being built (its own entries never count
@@ -81,6 +83,7 @@ judged as (
         customers.customer_id,
         customers.segment,
         customers.credit_score,
+        customers.debt_ratio,
         customers.phone,
         customers.email,
         assignments.variant as assigned_variant,

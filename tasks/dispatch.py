@@ -23,6 +23,12 @@ DataFrames (`assign_variants`, `window_share`, `route`, `apply_capacity`): the t
 the SQL to them on SQLite and PostgreSQL. The hash behind assignment, windows and tier-B
 alternation is sha256, which PostgreSQL computes natively and SQLite through a function
 registered on the connection (`bucket`), drawing identical groups on both.
+
+Approved Act actions (`tasks.rules.RulesInForce`) reach the staging as well: the
+effective spec carries the campaign-wide changes; `stage_audience` adds what a spec
+cannot say — admission scoped to a segment or a channel, deprioritised segments and the
+members of retired variants (see `stage_audience`). The DataFrame rules state the spec
+only: they are the reference for a campaign with no approved actions.
 """
 
 from __future__ import annotations
@@ -67,6 +73,7 @@ from sqlalchemy import (
     literal,
     literal_column,
     null,
+    or_,
     select,
     update,
 )
@@ -95,6 +102,7 @@ from tasks.gateways import (
 from tasks.importing import insert_rows
 from tasks.metrics import funnel, rollup
 from tasks.periods import Period, local_midnight_utc
+from tasks.rules import RulesInForce, ScopedAdmission
 from tasks.sqlfiles import query
 from tasks.wording import Message
 
@@ -114,6 +122,23 @@ JOURNAL_KEY_LENGTH = SimulatedSend.__table__.c.idempotency_key.type.length
 """The simulated gateway's journal keeps keys up to this length."""
 LOCK_LEASE = timedelta(minutes=30)
 """A dispatch lock older than this, whose holder is gone, may be taken over."""
+EXCLUSION_ORDER = (
+    "do_not_contact",
+    "no_marketing_consent",
+    "no_credit_score",
+    "credit_score_below_floor",
+    "excluded_industry",
+    "debt_ratio_above_cap",
+    "overdue_loan",
+    "recent_complaint",
+    "frequency_cap",
+)
+"""The audience query's rules in the order it applies them (sql/dispatch_audience.sql):
+a scoped floor or cap takes the place of a later reason, never of an earlier one."""
+DEPRIORITISED = -1.0
+"""The propensity a deprioritised segment (approved revise_targeting) is staged with:
+below every application rate, so its customers are never tier A and are ranked last for
+a channel's quota, yet still contacted where the quota has room."""
 CHECKPOINT_PAGES = 16_384
 """SQLite: dispatch's connections fold the write-ahead log back into the database every
 64 MiB (16,384 pages) rather than SQLite's 4 MiB; a batch writes hundreds of MiB in
@@ -444,6 +469,7 @@ def stage_audience(
     slot: Slot,
     windows: Sequence[str],
     propensity: dict[str, float],
+    rules: RulesInForce | None = None,
 ) -> None:
     """Stage the window's audience in one `insert … select`: the audience query's
     exclusions, the window (a customer belongs to one window a day), the variant, the tier
@@ -455,15 +481,34 @@ def stage_audience(
     `holdout` before) are counted, never routed. Hashes are drawn only where they decide
     something: the variant and tier-B channel of the eligible, the window when there are
     several.
+
+    `spec` is the campaign as written; `rules`, when given, the approved actions folded
+    in. Its effective spec decides admission, channels and the frequency cap, and:
+
+    - a segment's floor or cap excludes its customers with the campaign-wide reasons, in
+      the audience query's order (`EXCLUSION_ORDER`);
+    - a channel's floor or cap excludes, with the same reasons, a customer who would be
+      routed to it — no fallback to another channel: the tier's channel is the route the
+      plan budgeted, and a second choice would hide what the rule costs. Routing is known
+      only for the otherwise eligible, so an earlier reason is kept; new hold-out draws
+      are judged like the treated, so that the control group stays comparable;
+    - deprioritised segments are staged with propensity `DEPRIORITISED`; the average a
+      tier-A segment must reach is still the measured one;
+    - variants are drawn with the written split's cuts, then a retired variant is read as
+      its winner, for new and earlier members alike: the hold-out region of the hash is
+      exactly the written one, so promotion moves nobody into or out of the hold-out.
     """
+    rules = rules or RulesInForce(spec=spec)
+    effective = rules.spec
     STAGE.drop(conn, checkfirst=True)
     STAGE.create(conn)
     audience = (
-        audience_statement(conn, spec, batch_id, slot)
+        audience_statement(conn, effective, batch_id, slot)
         .columns(
             customer_id=String,
             segment=String,
             credit_score=Integer,
+            debt_ratio=Float,
             assigned_variant=String,
             contacts_7d=Integer,
             exclusion_reason=String,
@@ -487,13 +532,14 @@ def stage_audience(
         in_window = bucket(conn, f"{spec.id}:window", a.customer_id, window_cuts(len(windows)))
         filters.append(in_window == list(windows).index(slot.window))
     average = float(np.mean(list(propensity.values()))) if propensity else 0.0
+    rates = {**propensity, **dict.fromkeys(rules.deprioritised_segments, DEPRIORITISED)}
     segment_rate = (
         case(
-            {segment: literal(rate, Float) for segment, rate in propensity.items()},
+            {segment: literal(rate, Float) for segment, rate in rates.items()},
             value=a.segment,
             else_=literal(average, Float),
         )
-        if propensity
+        if rates
         else literal(average, Float)
     )
     # Each step a subquery fenced by `offset 0`, which SQLite does not flatten into the
@@ -503,9 +549,12 @@ def stage_audience(
             a.customer_id,
             a.segment,
             a.credit_score,
+            a.debt_ratio,
             a.assigned_variant,
             a.contacts_7d,
-            a.exclusion_reason,
+            scoped_admission(
+                a.exclusion_reason, a.segment, a.credit_score, a.debt_ratio, rules.segment_rules()
+            ).label("exclusion_reason"),
             segment_rate.label("propensity"),
         ).where(*filters),
         "mine",
@@ -515,13 +564,14 @@ def stage_audience(
         (mine.credit_score >= TIER_B_SCORE, "B"),
         else_="C",
     )
-    usable = usable_channels(spec)
+    usable = usable_channels(effective)
     no_channel = [name for name, channels in usable.items() if not channels]
     judged = _fenced(
         select(
             mine.customer_id,
             mine.segment,
             mine.credit_score,
+            mine.debt_ratio,
             mine.propensity,
             mine.assigned_variant,
             tier.label("tier"),
@@ -532,7 +582,7 @@ def stage_audience(
                 ),
                 (mine.exclusion_reason.is_not(None), mine.exclusion_reason),
                 (
-                    and_(tier == "C", mine.contacts_7d >= low_frequency_cap(spec)),
+                    and_(tier == "C", mine.contacts_7d >= low_frequency_cap(effective)),
                     "tier_c_frequency",
                 ),
                 *([(tier.in_(no_channel), "no_channel")] if no_channel else []),
@@ -554,24 +604,80 @@ def stage_audience(
         (judged.tier == "B", tier_b_channel),
         else_=first(usable["C"]),
     )
-    cuts = variant_cuts(spec)
+    routed, reason = judged, judged.exclusion_reason
+    if rules.channel_rules():  # the channel must be known before its rule can judge
+        routed = _fenced(
+            select(
+                judged.customer_id,
+                judged.segment,
+                judged.credit_score,
+                judged.propensity,
+                judged.assigned_variant,
+                case((reason.is_(None), channel), else_=null()).label("channel"),
+                judged.debt_ratio,
+                reason,
+            ),
+            "routed",
+        ).c
+        channel = routed.channel
+        reason = scoped_admission(
+            routed.exclusion_reason,
+            routed.channel,
+            routed.credit_score,
+            routed.debt_ratio,
+            rules.channel_rules(),
+        )
+    cuts = variant_cuts(spec)  # the written split: see the docstring
     drawn = case(
-        {position: name for position, (name, _) in enumerate(cuts)},
-        value=bucket(conn, spec.id, judged.customer_id, [c for _, c in cuts]),
+        {position: rules.promoted.get(name, name) for position, (name, _) in enumerate(cuts)},
+        value=bucket(conn, spec.id, routed.customer_id, [c for _, c in cuts]),
         else_=HOLDOUT,
     )
-    variant = case((judged.assigned_variant.is_not(None), judged.assigned_variant), else_=drawn)
-    chosen = judged.exclusion_reason.is_(None)
+    assigned = routed.assigned_variant
+    if rules.promoted:
+        assigned = case(rules.promoted, value=assigned, else_=assigned)
+    variant = case((routed.assigned_variant.is_not(None), assigned), else_=drawn)
+    chosen = reason.is_(None)
     source = select(
-        judged.customer_id,
-        judged.segment,
-        judged.credit_score,
-        judged.propensity,
+        routed.customer_id,
+        routed.segment,
+        routed.credit_score,
+        routed.propensity,
         case((chosen, channel), else_=null()),
         case((chosen, variant), else_=null()),
-        judged.exclusion_reason,
+        reason,
     )
     conn.execute(insert(STAGE).from_select([c.name for c in STAGE.columns], source))
+
+
+def scoped_admission(
+    reason: ColumnElement,
+    scope: ColumnElement,
+    credit_score: ColumnElement,
+    debt_ratio: ColumnElement,
+    admission: Sequence[ScopedAdmission],
+) -> ColumnElement:
+    """The exclusion reason once scoped floors and caps are judged: `scope` is the column
+    the rules name (segment or channel). A failed floor or cap replaces only a reason the
+    audience query applies after it (`EXCLUSION_ORDER`), or none, so a customer is
+    excluded for the first rule that fails whichever scope set it. Without rules: `reason`."""
+    floors = [
+        and_(scope == literal(rule.name), credit_score < literal(rule.min_credit_score))
+        for rule in admission
+        if rule.min_credit_score is not None
+    ]
+    caps = [
+        and_(scope == literal(rule.name), debt_ratio > literal(rule.max_debt_ratio, Float))
+        for rule in admission
+        if rule.max_debt_ratio is not None
+    ]
+    judged = []
+    for name, failures in (("credit_score_below_floor", floors), ("debt_ratio_above_cap", caps)):
+        if failures:
+            later = list(EXCLUSION_ORDER[EXCLUSION_ORDER.index(name) + 1 :])
+            open_ = or_(reason.is_(None), reason.in_(later))
+            judged.append((and_(open_, or_(*failures)), name))
+    return case(*judged, else_=reason) if judged else reason
 
 
 def _fenced(statement, name: str):
