@@ -28,8 +28,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import Connection, select
 
+from pdca.errors import UserError
 from pdca.models import Action
 from tasks.campaigns import CampaignSpec
 
@@ -117,8 +119,18 @@ def rules_in_force(spec: CampaignSpec, approved: Sequence[Mapping[str, Any]]) ->
     remaining = [channel for channel in spec.channels if channel not in retired]
     if remaining:  # every channel retired: the plan has no budget to give; keep the list
         document["channels"] = remaining
+    try:
+        effective = CampaignSpec.model_validate(document)
+    except ValidationError as error:  # only a hand-edited action can get here
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in item['loc'])}: {item['msg']}" for item in error.errors()
+        )
+        raise UserError(
+            f"campaign {spec.id!r}: the approved actions make rules that do not validate "
+            f"({problems}); reject or correct the offending action in `actions`"
+        ) from None
     return RulesInForce(
-        spec=CampaignSpec.model_validate(document),
+        spec=effective,
         scoped_admission=scoped_admission(admission),
         deprioritised_segments=deprioritised_segments(approved),
         retired_channels=list(dict.fromkeys(retired)),

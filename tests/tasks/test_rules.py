@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, insert
 
+from pdca.errors import UserError
 from pdca.models import Action
 from tasks.campaigns import CampaignSpec
 from tasks.rules import ScopedAdmission, approved_actions, rules_in_force
@@ -142,6 +143,13 @@ class TestWindows:
         )
         rules = rules_in_force(SPEC, [first, later])
         assert str(rules.spec.contact_policy.windows["noon"]) == "11:30-13:00"
+
+    def test_a_shift_into_the_quiet_hours_is_a_clear_error(self) -> None:
+        shift = action(
+            "shift_window", {"window": "evening", "from": "19:00-21:00", "to": "20:30-22:30"}
+        )
+        with pytest.raises(UserError, match="contact_policy.windows.evening: .*quiet"):
+            rules_in_force(SPEC, [shift])
 
     def test_an_unknown_window_is_ignored(self) -> None:
         shift = action("shift_window", {"window": "morning", "from": "x", "to": "10:00-11:00"})
