@@ -44,11 +44,13 @@ format: install-test
 bench: install  ## the performance benchmarks; each prints its baseline beside its figure
 	$(BIN)/python bench/bench_import.py
 	$(BIN)/python bench/bench_dispatch.py
+	$(BIN)/python bench/bench_check.py
 
 # Operations (README "Operations"): `make server` in one terminal, `make worker` in another.
 PREFECT_PORT ?= 4200
 worker: export PREFECT_API_URL ?= http://127.0.0.1:$(PREFECT_PORT)/api
 worker: export PDCA_CHECKOUT ?= $(CURDIR)
+server: export PREFECT_UI_API_URL ?= http://127.0.0.1:$(PREFECT_PORT)/api
 
 server: install  ## Prefect server and UI on http://127.0.0.1:4200 (analytics off)
 	$(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) --analytics-off

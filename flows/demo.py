@@ -22,6 +22,7 @@ from prefect.artifacts import create_table_artifact
 
 from flows.cycle import cycle_flow
 from flows.dispatch import dispatch_flow
+from flows.plan import plan_flow
 from pdca.db import make_engine, reset_database
 from pdca.settings import get_settings
 from tasks.campaigns import CampaignSpec, apply_spec, load_spec
@@ -86,10 +87,15 @@ def demo_flow(customers: int = 50_000, weeks: int = 8, seed: int = 7) -> str:
 
 
 def run_first_cycle_day(spec_path: Path, weeks: int) -> list[str]:
-    """The cycle on the history's last week, then the next week's Monday noon dispatch."""
+    """The cycle on the history's last week, then the next week's Monday noon dispatch.
+
+    The history's last week gets the plan it would have had (made from the weeks before
+    it), so that its check has targets to judge against, as a running campaign's has.
+    """
     spec = load_spec(spec_path)
     monday = spec.start + timedelta(weeks=weeks)
     week = Period.week_of(monday)
+    checked_plan = plan_flow(campaign_id=spec.id, period=str(week.shifted(-1)))
     cycle = cycle_flow(campaign_id=spec.id, period=str(week.shifted(-1)), auto_approve=True)
     window = next(iter(spec.contact_policy.windows))
     batches = dispatch_flow(
@@ -101,6 +107,8 @@ def run_first_cycle_day(spec_path: Path, weeks: int) -> list[str]:
     )
     plan, acted = cycle["plan"], cycle["act"]
     lines = [
+        f"plan {spec.id} {week.shifted(-1)} (the week checked, planned from the weeks "
+        f"before it): version {checked_plan['version']}",
         check_line(cycle["check"]),
         act_line(acted),
         f"plan {spec.id} {week}: version {plan['version']}, budget "

@@ -36,8 +36,11 @@ from pdca.models import (
     Touch,
 )
 from pdca.settings import get_settings
-from tasks.campaigns import CampaignSpec, apply_spec
+from tasks.campaigns import CampaignSpec, apply_spec, load_spec
+from tasks.demo_data import DemoFiles
 from tasks.dispatch import window_share
+from tasks.feeds import LOAD_ORDER
+from tasks.importing import import_feed
 
 CAMPAIGN_ID = "spring-test"
 TIMEZONE = "Asia/Shanghai"
@@ -456,3 +459,15 @@ def new_database(request: pytest.FixtureRequest, folder: Path, backend: str) -> 
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 """Parameters for fixtures that build their own database per back end."""
+
+
+def load_demo(engine: Engine, files: DemoFiles) -> CampaignSpec:
+    """The demo campaign applied and its feed files imported through the importers (with
+    their quarantine), as `pdca demo` loads them; returns the spec."""
+    spec = load_spec(files.spec)
+    with engine.begin() as conn:
+        apply_spec(conn, spec, actor="test")
+    with engine.connect() as conn:
+        for feed in LOAD_ORDER:
+            import_feed(conn, feed, files.feed(feed), actor="test")
+    return spec

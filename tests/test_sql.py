@@ -24,10 +24,7 @@ from sqlalchemy import Engine, bindparam, create_engine, text
 
 from pdca.db import make_engine
 from pdca.settings import PROJECT_ROOT
-from tasks.campaigns import apply_spec, load_spec
 from tasks.demo_data import CAMPAIGN_ID, write_demo_feeds
-from tasks.feeds import LOAD_ORDER
-from tasks.importing import import_feed
 from tasks.sqlfiles import (
     DIALECTS,
     SQL_DIR,
@@ -37,6 +34,7 @@ from tasks.sqlfiles import (
     render,
     strip_comments,
 )
+from tests.scenario import load_demo
 
 BIN = Path(sys.executable).parent
 QUERIES = names()
@@ -77,11 +75,7 @@ def demo_files(tmp_path_factory: pytest.TempPathFactory):
 
 
 def seed(engine: Engine, files) -> None:
-    with engine.begin() as conn:
-        apply_spec(conn, load_spec(files.spec), actor="test")
-    with engine.connect() as conn:
-        for feed in LOAD_ORDER:
-            import_feed(conn, feed, files.feed(feed), actor="test")
+    load_demo(engine, files)
 
 
 @pytest.fixture(

@@ -19,10 +19,7 @@ from flows.act import act_flow
 from flows.plan import plan_flow
 from pdca.db import make_engine
 from pdca.models import Action, AuditEntry, CheckResult, Report, SopVersion
-from tasks.campaigns import apply_spec, load_spec
 from tasks.demo_data import write_demo_feeds
-from tasks.feeds import LOAD_ORDER
-from tasks.importing import import_feed
 from tasks.periods import Period
 from tests.flows.test_plan import budget_rows, new_campaign
 from tests.scenario import (
@@ -32,6 +29,7 @@ from tests.scenario import (
     add_plan,
     apply,
     database,
+    load_demo,
     new_database,
     prefect_env,  # noqa: F401  (the session's PREFECT_HOME)
     run_main,
@@ -245,11 +243,7 @@ def history(request, tmp_path_factory, demo_files) -> str:
     """The demo history loaded (what the plan estimates from)."""
     url = new_database(request, tmp_path_factory.mktemp("act-db"), request.param)
     engine = make_engine(url)
-    with engine.begin() as conn:
-        apply_spec(conn, load_spec(demo_files.spec), actor="test")
-    with engine.connect() as conn:
-        for feed in LOAD_ORDER:
-            import_feed(conn, feed, demo_files.feed(feed), actor="test")
+    load_demo(engine, demo_files)
     engine.dispose()
     return url
 

@@ -41,14 +41,13 @@ from pdca.models import (
     WeeklyRollup,
 )
 from tasks import metrics
-from tasks.campaigns import apply_spec, load_spec
 from tasks.demo_data import CAMPAIGN_ID, TIMEZONE, write_demo_feeds
-from tasks.feeds import LOAD_ORDER
 from tasks.importing import import_feed
 from tasks.periods import Period
 from tests.scenario import (
     BACKENDS,
     database,
+    load_demo,
     new_database,
     prefect_env,  # noqa: F401  (the session's PREFECT_HOME)
 )
@@ -91,11 +90,7 @@ def checked(request, tmp_path_factory, demo_files) -> Checked:
     folder = tmp_path_factory.mktemp("check-db")
     url = new_database(request, folder, request.param)
     engine = make_engine(url)
-    with engine.begin() as conn:
-        apply_spec(conn, load_spec(demo_files.spec), actor="test")
-    with engine.connect() as conn:
-        for feed in LOAD_ORDER:
-            import_feed(conn, feed, demo_files.feed(feed), actor="test")
+    load_demo(engine, demo_files)
     world = Checked(url, engine, folder)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PDCA_EXPERIMENT_MDE", "1.0")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -76,6 +77,34 @@ class TestDemo:
             stored = conn.execute(text("select period, trusted from check_results")).all()
         assert stored == [("2026-W17", 1)]
         assert (workdir / "var" / "data-docs" / "index.html").is_file()
+
+    def test_acts_on_the_checked_week_and_the_dispatch_follows(self, demo_run):
+        workdir, result = demo_run
+        assert "act demo-sme-2026 2026-W17: " in result.stdout, result.stdout
+        engine = create_engine(f"sqlite:///{workdir / 'var' / 'pdca.db'}")
+        with engine.connect() as conn:
+            approved = conn.execute(
+                text("select action_id, type from actions where status = 'approved'")
+            ).all()
+            versions = conn.execute(text("select max(version) from sop_versions")).scalar()
+            rules = conn.execute(text("select summary from outreach_batches")).scalar()
+        assert approved, "the demo's check should lead to at least one adjustment"
+        assert versions == 1 + len(approved)
+        applied = {f"{kind} {action_id}" for action_id, kind in approved}
+        assert applied <= set(json.loads(rules)["rules"]), (applied, rules)
+
+    def test_prints_the_reports_it_wrote(self, demo_run):
+        workdir, result = demo_run
+        lines = {
+            line.split(": ", 1)[0].strip(): line.split(": ", 1)[1]
+            for line in result.stdout.splitlines()
+            if line.strip().startswith(("weekly review: ", "adjustment report: "))
+        }
+        review = Path(lines["weekly review"])
+        assert review == (workdir / "var" / "reports" / "weekly-review-2026-W17.html").resolve()
+        assert review.is_file()
+        assert 'id="kpi-table"' in review.read_text()
+        assert Path(lines["adjustment report"]).is_file()
 
     def test_is_deterministic_by_seed(self, demo_run, tmp_path, prefect_home):
         """Same seed, same data: the feed files of a second run are byte-identical."""

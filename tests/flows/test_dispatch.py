@@ -505,8 +505,13 @@ def start_driver(folder: Path, env: dict[str, str], argv: list[str]) -> subproce
     script = folder / "slow_dispatch.py"
     script.write_text(DRIVER, encoding="utf-8")
     with (folder / "driver.out").open("w") as out, (folder / "driver.err").open("w") as err:
-        return subprocess.Popen(
-            [sys.executable, str(script), *argv], cwd=folder, env=env, stdout=out, stderr=err
+        return subprocess.Popen(  # its own group: the kill takes its embedded Prefect API too
+            [sys.executable, str(script), *argv],
+            cwd=folder,
+            env=env,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
         )
 
 
@@ -516,7 +521,7 @@ def wait_for(condition, process: subprocess.Popen, timeout: float = 120) -> None
         if process.poll() is not None:
             raise AssertionError(f"the dispatch ended (code {process.returncode}) too early")
         if time.monotonic() > deadline:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
             raise AssertionError("timed out waiting for the dispatch")
         time.sleep(0.02)
 
@@ -555,7 +560,7 @@ def killed_run(tmp_path_factory, sqlite_template, prefect_home) -> KilledRun:
     hold = {"TEST_CHUNK": "200", "TEST_STOP_AFTER_CALL": "7", "TEST_STOPPED": str(stopped)}
     driver = start_driver(folder, {**env, **hold}, argv)
     wait_for(stopped.exists, driver)
-    driver.send_signal(signal.SIGKILL)
+    os.killpg(driver.pid, signal.SIGKILL)  # the crash: the process and what it started
     driver.wait(timeout=30)
     at_kill = outbox_counts(engine)
     box = outbox(engine)

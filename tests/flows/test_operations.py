@@ -19,12 +19,10 @@ from sqlalchemy import DateTime, Engine, func, select
 import flows.check
 from pdca.db import make_engine
 from pdca.models import AuditEntry, CheckResult, WeeklyRollup
-from tasks.campaigns import apply_spec, load_spec
 from tasks.demo_data import CAMPAIGN_ID, write_demo_feeds
-from tasks.feeds import LOAD_ORDER
-from tasks.importing import import_feed
 from tests.scenario import (
     database,
+    load_demo,
     prefect_env,  # noqa: F401  (the session's PREFECT_HOME)
     run_main,
 )
@@ -51,11 +49,7 @@ def build_small_world(folder: Path, sqlite_template: Path) -> SmallWorld:
     url = f"sqlite:///{folder / 'pdca.db'}"
     files = write_demo_feeds(folder / "feeds", customers=2000, weeks=4)
     engine = make_engine(url)
-    with engine.begin() as conn:
-        apply_spec(conn, load_spec(files.spec), actor="test")
-    with engine.connect() as conn:
-        for feed in LOAD_ORDER:
-            import_feed(conn, feed, files.feed(feed), actor="test")
+    load_demo(engine, files)
     return SmallWorld(url, engine, folder)
 
 

@@ -17,10 +17,8 @@ from flows.plan import plan_flow
 from pdca.db import make_engine
 from pdca.errors import UserError
 from pdca.models import Action, AuditEntry, Budget, Plan, Target
-from tasks.campaigns import CampaignSpec, apply_spec, load_spec
+from tasks.campaigns import CampaignSpec
 from tasks.demo_data import CAMPAIGN_ID, SEGMENTS, write_demo_feeds
-from tasks.feeds import LOAD_ORDER
-from tasks.importing import import_feed
 from tasks.metrics import LOWER_IS_BETTER
 from tasks.periods import Period
 from tasks.plan import period_budget, send_days
@@ -28,6 +26,7 @@ from tests.scenario import (
     BACKENDS,
     apply,
     database,
+    load_demo,
     new_database,
     prefect_env,  # noqa: F401  (the session's PREFECT_HOME)
     spec_dict,
@@ -78,12 +77,7 @@ def planned(request, tmp_path_factory, demo_files) -> Planned:
     """The demo history loaded, and the week after it planned twice."""
     url = new_database(request, tmp_path_factory.mktemp("plan-db"), request.param)
     engine = make_engine(url)
-    spec = load_spec(demo_files.spec)
-    with engine.begin() as conn:
-        apply_spec(conn, spec, actor="test")
-    with engine.connect() as conn:
-        for feed in LOAD_ORDER:
-            import_feed(conn, feed, demo_files.feed(feed), actor="test")
+    spec = load_demo(engine, demo_files)
     with database(url):
         first = plan_flow(CAMPAIGN_ID, str(PERIOD))
         second = plan_flow(CAMPAIGN_ID, str(PERIOD))

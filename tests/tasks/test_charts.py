@@ -14,7 +14,6 @@ from tasks.charts import (
     CHANNEL_SIZE,
     DPI,
     FUNNEL_SIZE,
-    TREND_METRICS,
     TREND_SIZE,
     channel_chart,
     chart,
@@ -98,16 +97,6 @@ class TestTrendChart:
     )
     def test_nothing_to_draw_still_draws(self, weeks: pd.DataFrame) -> None:
         assert decoded(trend_chart(weeks, [], "Trend")).size == pixels(TREND_SIZE)
-
-    def test_one_panel_per_watched_metric(self) -> None:
-        assert TREND_METRICS == (
-            "touches",
-            "reach_rate",
-            "response_rate",
-            "applications",
-            "application_rate",
-            "approval_rate",
-        )
 
 
 class TestChannelChart:

@@ -148,7 +148,7 @@ class TestWindows:
         shift = action(
             "shift_window", {"window": "evening", "from": "19:00-21:00", "to": "20:30-22:30"}
         )
-        with pytest.raises(UserError, match="contact_policy.windows.evening: .*quiet"):
+        with pytest.raises(UserError, match=r"contact_policy\.windows\.evening: .*quiet"):
             rules_in_force(SPEC, [shift])
 
     def test_an_unknown_window_is_ignored(self) -> None:
