@@ -10,28 +10,40 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+PAGE_CACHE_MIB = 256
+"""SQLite's page cache per connection by default: bulk upserts touch many index pages."""
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite gets WAL, a busy timeout and its parent folder created."""
+def make_engine(url: str, *, page_cache_mib: int = PAGE_CACHE_MIB) -> Engine:
+    """An engine for `url`; SQLite gets WAL, a busy timeout, a page cache of
+    `page_cache_mib` per connection and its parent folder created.
+
+    A reader that opens several connections at once (the check) passes a smaller cache:
+    each connection fills its own.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": 60})
-    event.listen(engine, "connect", _tune_sqlite)
+    event.listen(
+        engine,
+        "connect",
+        lambda connection, record: _tune_sqlite(connection, record, page_cache_mib),
+    )
     return engine
 
 
-def _tune_sqlite(dbapi_connection, _record) -> None:
-    """WAL lets readers run beside a writer; NORMAL sync is safe under WAL and much faster;
-    a large page cache keeps index maintenance of bulk loads in memory."""
+def _tune_sqlite(dbapi_connection, _record, page_cache_mib: int = PAGE_CACHE_MIB) -> None:
+    """WAL lets readers run beside a writer (the check reads on several connections at
+    once); NORMAL sync is safe under WAL and much faster; a large page cache keeps index
+    maintenance of bulk loads in memory."""
     cursor = dbapi_connection.cursor()
     cursor.execute("pragma journal_mode=wal")
     cursor.execute("pragma synchronous=normal")
     cursor.execute("pragma temp_store=memory")
-    cursor.execute("pragma cache_size=-262144")  # 256 MiB: bulk upserts touch many index pages
+    cursor.execute(f"pragma cache_size=-{int(page_cache_mib) * 1024}")
     cursor.execute("pragma foreign_keys=on")
     cursor.close()
 

@@ -26,6 +26,9 @@
 -- with a loan, before any touch is probed: overdue_rate_30 looks at every
 -- loan of the campaign's history, and attributing every application of that
 -- history (most never become loans) would cost it most of its time.
+-- ref("attributed_applications", skip_variant=true) leaves the variant out
+-- ('unassigned' for all): for callers that do not count by variant, it spares
+-- the forward probe of touches per application.
 
 with
 
@@ -139,6 +142,9 @@ assigned as (
             where
                 t.customer_id = a.customer_id
                 and t.campaign_id = :campaign_id
+                -- 0 = 1 with skip_variant: the probe never runs
+                and {{ 0 if skip_variant is defined and skip_variant else 1 }}
+                = 1
             order by t.sent_at asc, t.touch_id asc
             limit 1
         ) as variant

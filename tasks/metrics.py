@@ -1,7 +1,8 @@
 """The contract's metrics, computed one way for every stage (plan, check, report).
 
 The counting happens in SQL (`sql/funnel_touches.sql`, `sql/funnel_applications.sql`,
-`sql/overdue_rate_30.sql`, `sql/complaints.sql`, `sql/reject_reasons.sql`); pandas only
+`sql/overdue_rate_30.sql` or, when no variant is asked for, `sql/overdue_by_channel_segment.sql`,
+`sql/complaints.sql`, `sql/reject_reasons.sql`); pandas only
 shapes the aggregated rows and divides. The rules, from the contract's "Metrics":
 
 - touches, delivered, responded and cost count by `sent_at` in the period; hold-out rows
@@ -162,7 +163,10 @@ def overdue_rate_30(
     shows how the rate moved. Columns: *by, loans, seasoned_loans, overdue_loans,
     overdue_rate_30.
     """
-    sql = query("overdue_rate_30", conn.dialect.name)
+    # without variant in `by`, the query that never looks the variants up (same counts)
+    keys = KEYS if "variant" in by else ["channel", "segment"]
+    name = "overdue_rate_30" if "variant" in by else "overdue_by_channel_segment"
+    sql = query(name, conn.dialect.name)
     timezone = campaign_timezone(conn, campaign_id)
     if "week" in by:
         cuts = [(week.name, week.ends_at, week.end) for week in week_slices(period, timezone)]
@@ -178,7 +182,7 @@ def overdue_rate_30(
             "as_of_end_date": end,
         }
         frames.append(_read(conn, sql, params).assign(week=name))
-    frame = tidy(_concat(frames, ["week", *KEYS, *OVERDUE_COUNTS]), ["week", *KEYS])
+    frame = tidy(_concat(frames, ["week", *keys, *OVERDUE_COUNTS]), ["week", *keys])
     out = sum_by(frame, by, OVERDUE_COUNTS)
     out["overdue_rate_30"] = ratio(out["overdue_loans"], out["seasoned_loans"])
     return out
@@ -240,6 +244,16 @@ def reject_reasons(
     Columns: *by, reject_reason, rejections, share (of the rejections in its `by` group).
     `top` keeps the first n reasons of each group.
     """
+    counts = rejection_counts(conn, campaign_id, period, attribution_days=attribution_days)
+    return rank_reject_reasons(counts, by, top=top)
+
+
+def rejection_counts(
+    conn: Connection, campaign_id: str, period: Period, *, attribution_days: int = 14
+) -> pd.DataFrame:
+    """The period's rejections at the funnel's grain and reason (`sql/reject_reasons.sql`),
+    for `rank_reject_reasons` to rank at any grain without querying again. Columns: week,
+    channel, segment, variant, reject_reason, rejections."""
     sql = query("reject_reasons", conn.dialect.name)
     frames = []
     for week in week_slices(period, campaign_timezone(conn, campaign_id)):
@@ -251,8 +265,14 @@ def reject_reasons(
         }
         frames.append(_read(conn, sql, params).assign(week=week.name))
     frame = _concat(frames, ["week", *KEYS, "reject_reason", "rejections"])
-    frame = tidy(frame, ["week", *KEYS, "reject_reason"])
-    out = sum_by(frame, [*by, "reject_reason"], ["rejections"])
+    return tidy(frame, ["week", *KEYS, "reject_reason"])
+
+
+def rank_reject_reasons(
+    counts: pd.DataFrame, by: Sequence[str] = (), *, top: int | None = None
+) -> pd.DataFrame:
+    """`rejection_counts` summed to `by` and ranked: see `reject_reasons`."""
+    out = sum_by(counts, [*by, "reject_reason"], ["rejections"])
     totals = out.groupby(list(by))["rejections"].transform("sum") if by else out["rejections"].sum()
     out["share"] = ratio(out["rejections"], pd.Series(totals, index=out.index))
     out = out.sort_values(
