@@ -60,6 +60,7 @@ from tasks.findings import (
     variance,
 )
 from tasks.periods import Period
+from tasks.rules import approved_actions, rules_in_force
 
 MEASURING_TASKS = 4
 """The measurements that run at once: funnel, asset quality, experiment, reject reasons."""
@@ -175,7 +176,10 @@ def judge_experiment(conn: Connection, spec: CampaignSpec, period: Period) -> li
     settings = get_settings()
     starts_at, ends_at = period.utc_bounds(spec.timezone)
     arms = experiment_arms(conn, spec.id, starts_at, ends_at, settings.attribution_window_days)
-    split = dict(spec.experiment.variants)
+    # the split members were drawn by: a variant promoted before the period took the
+    # loser's share (judged against the written split, SRM would void every comparison)
+    in_force = rules_in_force(spec, approved_actions(conn, spec.id, decided_before=starts_at))
+    split = dict(in_force.spec.experiment.variants)
     if spec.experiment.holdout:
         split["holdout"] = spec.experiment.holdout
     return judge(

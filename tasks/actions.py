@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import Connection, delete, insert, select, update
@@ -119,6 +119,7 @@ def decide(
 
     `amount` (approvals of `reallocate_budget` only) replaces the proposed amount: the
     share moved becomes amount / from_budget. A decided action is not decided again.
+    `at` (default now) is naive UTC, like every stored time the rules compare it with.
     """
     if decision not in STATUS_OF:
         raise UserError(f"action {action_id}: decision {decision!r} is not approve or reject")
@@ -135,7 +136,7 @@ def decide(
         if decision != "approve":
             raise UserError(f"action {action_id}: an amount can only be edited on approval")
         params, edited = edited_reallocation(action_id, action["type"], params, amount)
-    moment = (at or datetime.now()).replace(microsecond=0)
+    moment = (at or datetime.now(UTC).replace(tzinfo=None)).replace(microsecond=0)
     conn.execute(
         update(Action)
         .where(Action.action_id == action_id)

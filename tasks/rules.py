@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -69,11 +70,16 @@ class RulesInForce:
 
 
 def approved_actions(
-    conn: Connection, campaign_id: str, *, except_period: str | None = None
+    conn: Connection,
+    campaign_id: str,
+    *,
+    except_period: str | None = None,
+    decided_before: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """The campaign's approved actions in the order they were proposed: action_id, period,
     type, scope, params. `except_period` leaves out one period's own actions, so that
-    re-running that period's act starts from the same rules and converges."""
+    re-running that period's act starts from the same rules and converges;
+    `decided_before` (naive UTC) keeps those already in force at that moment."""
     statement = (
         select(Action.action_id, Action.period, Action.type, Action.scope, Action.params)
         .where(Action.campaign_id == campaign_id, Action.status == "approved")
@@ -81,6 +87,8 @@ def approved_actions(
     )
     if except_period is not None:
         statement = statement.where(Action.period != except_period)
+    if decided_before is not None:
+        statement = statement.where(Action.decided_at < decided_before)
     return [
         {
             "action_id": action_id,

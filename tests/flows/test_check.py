@@ -21,19 +21,21 @@ from __future__ import annotations
 import csv
 import math
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from sqlalchemy import Engine, delete, func, insert, select, update
 
-from flows.check import check_flow
+from flows.check import check_flow, judge_experiment
 from flows.plan import plan_flow
 from pdca.db import make_engine
 from pdca.models import (
+    Action,
     Application,
     CheckResult,
+    Customer,
     Decision,
     Loan,
     Repayment,
@@ -41,9 +43,11 @@ from pdca.models import (
     WeeklyRollup,
 )
 from tasks import metrics
+from tasks.campaigns import get_campaign_spec
 from tasks.demo_data import CAMPAIGN_ID, TIMEZONE, write_demo_feeds
 from tasks.importing import import_feed
 from tasks.periods import Period
+from tests import scenario
 from tests.scenario import (
     BACKENDS,
     database,
@@ -483,3 +487,72 @@ class TestDataQuality:
                 )
             ).scalar_one()
         assert trusted is False
+
+
+# --- the experiment's split after a promotion ------------------------------------------------
+
+
+class TestSplitInForce:
+    """After an approved promote_variant, new members are drawn by the split in force (the
+    winner with the loser's share): the SRM test must judge against that split."""
+
+    @pytest.fixture
+    def promoted_world(self, engine: Engine) -> Engine:
+        """900 members first touched with B and 100 hold-outs in March (the split in
+        force after A lost to B), no conversions."""
+        with engine.begin() as conn:
+            scenario.apply(conn, scenario.spec_dict())
+            ids = [f"m{n:04d}" for n in range(1000)]
+            conn.execute(insert(Customer), [scenario.customer(cid) for cid in ids])
+            conn.execute(
+                insert(Touch),
+                [
+                    scenario.touch(
+                        f"t-{cid}",
+                        cid,
+                        scenario.local_utc(date(2026, 3, 4), 12, 10),
+                        campaign_id=scenario.CAMPAIGN_ID,
+                        variant="B" if n < 900 else "holdout",
+                    )
+                    for n, cid in enumerate(ids)
+                ],
+            )
+        return engine
+
+    def promote(self, engine: Engine, decided_at: datetime) -> None:
+        with engine.begin() as conn:
+            conn.execute(
+                insert(Action).values(
+                    campaign_id=scenario.CAMPAIGN_ID,
+                    period="2026-02",
+                    type="promote_variant",
+                    params={"winner": "B", "loser": "A"},
+                    rationale="B beat A",
+                    status="approved",
+                    decided_by="Mei Chen",
+                    decided_at=decided_at,
+                )
+            )
+
+    def judged(self, engine: Engine) -> list[dict]:
+        with engine.connect() as conn:
+            spec = get_campaign_spec(conn, scenario.CAMPAIGN_ID)
+            return judge_experiment.fn(conn, spec, Period.parse("2026-03"))
+
+    def test_before_the_period_the_split_in_force_is_judged(self, promoted_world):
+        self.promote(promoted_world, datetime(2026, 2, 27, 9, 0))
+        (only,) = self.judged(promoted_world)
+        assert (only["control"], only["treatment"]) == ("holdout", "B")
+        assert (only["control_n"], only["treatment_n"]) == (100, 900)
+        assert only["srm_p_value"] == pytest.approx(1.0)
+        assert only["decision"] != "srm_invalid"
+
+    def test_during_the_period_the_written_split_still_holds(self, promoted_world):
+        self.promote(promoted_world, datetime(2026, 3, 10, 9, 0))
+        judged = self.judged(promoted_world)
+        assert {(row["control"], row["treatment"]) for row in judged} == {
+            ("holdout", "A"),
+            ("holdout", "B"),
+            ("A", "B"),
+        }
+        assert {row["decision"] for row in judged} == {"srm_invalid"}
