@@ -19,7 +19,7 @@ may store, and the result) happen on the flow's main connection.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -31,6 +31,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from sqlalchemy import Connection, delete, insert
 
 from pdca.db import make_engine
+from pdca.errors import UserError
 from pdca.models import AuditEntry, CheckResult
 from pdca.settings import Settings, get_settings
 from tasks import metrics
@@ -274,6 +275,7 @@ def check_flow(campaign_id: str, period: str) -> dict[str, Any]:
         engine.connect() as reasons_conn,
     ):
         spec = get_campaign_spec(conn, campaign_id)
+        require_overlap(spec, parsed)
         runs = [
             count_funnel.submit(conn, spec, parsed),
             measure_asset_quality.submit(overdue_conn, spec, parsed),
@@ -304,6 +306,16 @@ def check_flow(campaign_id: str, period: str) -> dict[str, Any]:
     publish_check(result, quality)
     emit_check_events(result)
     return result
+
+
+def require_overlap(spec: CampaignSpec, period: Period) -> None:
+    """A period with no day of the campaign has nothing to check: an empty result would
+    pass every expectation and read as a trusted, quiet period."""
+    if period.end <= spec.start or period.start > spec.end:
+        raise UserError(
+            f"campaign {spec.id!r} runs {spec.start} to {spec.end}: period {period} "
+            f"({period.start} to {period.end - timedelta(days=1)}) has none of its days"
+        )
 
 
 def funnel_rows(funnel: pd.DataFrame) -> list[dict[str, Any]]:

@@ -556,3 +556,20 @@ class TestSplitInForce:
             ("A", "B"),
         }
         assert {row["decision"] for row in judged} == {"srm_invalid"}
+
+
+def test_a_period_outside_the_campaign_is_refused(db_url, capfd):
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        scenario.apply(conn, scenario.spec_dict())
+    engine.dispose()
+    with database(db_url):
+        code, _, err = scenario.run_main(
+            ["check", "--campaign", scenario.CAMPAIGN_ID, "--period", "2026-W30"], capfd
+        )
+    assert code == 2, err
+    assert err.strip().splitlines()[-1] == (
+        "pdca: error: campaign 'spring-test' runs 2026-03-02 to 2026-05-31: period 2026-W30 "
+        "(2026-07-20 to 2026-07-26) has none of its days"
+    )
+    assert "Traceback" not in err
