@@ -29,7 +29,7 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.settings import get_current_settings
 from prefect.states import Running
-from pydantic import Field
+from pydantic import Field, create_model
 from sqlalchemy import Connection, select
 
 from flows.check import check_flow
@@ -56,10 +56,30 @@ class ProposalDecision(RunInput):
     decision: Literal["approve", "reject"]
     reviewer: str = Field(min_length=1, description="Your name: recorded in the audit log.")
     comment: str = Field(default="", description="Why: recorded with the decision.")
-    amount: float | None = Field(
-        default=None,
-        description="reallocate_budget only: the amount to move instead of the proposed one.",
-    )
+
+
+def decision_form(action: dict[str, Any]) -> type[ProposalDecision]:
+    """The form for `action`, its description the proposal itself. A reallocation's form
+    also takes an edited amount, bounded by the budget it comes from, so that the UI and
+    the API refuse an impossible amount before the run resumes (not after, failing it)."""
+    form: type[ProposalDecision] = ProposalDecision
+    budget = float((action["params"] or {}).get("from_budget") or 0.0)
+    if action["type"] == "reallocate_budget" and budget > 0:
+        form = create_model(
+            "ReallocationDecision",
+            __base__=ProposalDecision,
+            amount=(
+                float | None,
+                Field(
+                    default=None,
+                    gt=0,
+                    le=budget,
+                    description="The amount to move instead of the proposed one "
+                    f"(at most the {action['params'].get('from_channel')} budget, {budget:,.2f}).",
+                ),
+            ),
+        )
+    return form.with_initial_data(description=proposal_markdown(action))
 
 
 @task(cache_policy=NO_CACHE)
@@ -261,7 +281,7 @@ def collect_decisions(
 def ask_manager(action: dict[str, Any], timeout: int) -> ProposalDecision | None:
     """Pause the run until a manager decides `action` in the UI; None on timeout (the run
     is then set running again, so that it finishes and reports what was decided)."""
-    form = ProposalDecision.with_initial_data(description=proposal_markdown(action))
+    form = decision_form(action)
     try:
         return pause_flow_run(
             wait_for_input=form,

@@ -105,6 +105,12 @@ def test_a_manager_approves_one_proposal_and_rejects_the_other(world, prefect_se
     with prefect_server.use():
         run = ActRun(approval_timeout=300)
         first = paused_run_id(seen=0)
+        with pytest.raises(RuntimeError, match="amount"):  # above the sms budget of 3,000
+            resume_flow_run(
+                first, run_input={"decision": "approve", "reviewer": "Mei Chen", "amount": 5e3}
+            )
+        with pytest.raises(RuntimeError, match="reviewer"):
+            resume_flow_run(first, run_input={"decision": "approve", "reviewer": ""})
         resume_flow_run(
             first,
             run_input={
