@@ -209,14 +209,15 @@ def act_flow(
     with engine.connect() as conn:
         proposals = propose_adjustments(conn, spec, period, check)
         actions = store_proposals(conn, campaign_id, period, proposals)
-        undecided = [action for action in actions if action["status"] == "proposed"]
-        answers = collect_decisions(
-            campaign_id,
-            period,
-            undecided,
-            auto_approve=auto_approve,
-            timeout=approval_timeout or settings.act_approval_timeout,
-        )
+    undecided = [action for action in actions if action["status"] == "proposed"]
+    answers = collect_decisions(  # no connection is held while the run waits for people
+        campaign_id,
+        period,
+        undecided,
+        auto_approve=auto_approve,
+        timeout=approval_timeout or settings.act_approval_timeout,
+    )
+    with engine.connect() as conn:
         decided = [record_decision(conn, action_id, answer) for action_id, answer in answers]
         approved_now = [action for action in decided if action["status"] == "approved"]
         new_versions = update_sop_versions(conn, spec, approved_now)
