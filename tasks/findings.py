@@ -80,9 +80,9 @@ def variance(
         lower_is_better = bool(row.get("lower_is_better", metric in LOWER_IS_BETTER))
         warn = _band(row.get("tolerance_warn"), tolerance[0])
         fail = _band(row.get("tolerance_fail"), tolerance[1])
-        target = _finite(row.get("target"))
+        target = finite_number(row.get("target"))
         found = index.get((scope["channel"], scope["segment"]))
-        actual = _finite(found.get(metric)) if found is not None else None
+        actual = finite_number(found.get(metric)) if found is not None else None
         result = {
             "metric": metric,
             "scope": scope,
@@ -102,8 +102,8 @@ def variance(
             result["note"] = f"{metric} has no value for {_scope_label(scope)}"
         else:
             gap = actual - target
-            result["variance"] = _finite(gap)
-            result["variance_pct"] = _finite(gap / target) if target != 0 else None
+            result["variance"] = finite_number(gap)
+            result["variance_pct"] = finite_number(gap / target) if target != 0 else None
             result["status"] = variance_status(
                 actual, target, lower_is_better=lower_is_better, warn=warn, fail=fail
             )
@@ -156,7 +156,7 @@ def _scope_label(scope: Mapping[str, Any]) -> str:
 
 
 def _band(value: Any, default: float) -> float:
-    number = _finite(value)
+    number = finite_number(value)
     return default if number is None else number
 
 
@@ -374,9 +374,10 @@ def bottleneck(
         raise ValueError(f"reference_kind must be one of {REFERENCE_KINDS}, got {reference_kind!r}")
     evidence = []
     for stage, metric in STAGES:
-        value, basis = _finite(actual.get(metric)), _finite(reference.get(metric))
+        value, basis = finite_number(actual.get(metric)), finite_number(reference.get(metric))
         comparable = value is not None and basis is not None and basis > 0
-        gap = _finite(value / basis - 1) if comparable else None  # a tiny basis could overflow
+        # a tiny basis could overflow
+        gap = finite_number(value / basis - 1) if comparable else None
         evidence.append(
             {"stage": stage, "metric": metric, "actual": value, "reference": basis, "gap_pct": gap}
         )
@@ -411,7 +412,7 @@ def stage_rates(counts: Mapping[str, float] | pd.Series) -> dict[str, float]:
     denominator is zero, never an error or ±inf."""
 
     def count(name: str) -> float:
-        number = _finite(counts.get(name))
+        number = finite_number(counts.get(name))
         return math.nan if number is None else number
 
     return {
@@ -437,7 +438,7 @@ def stage_references_from_targets(targets: Sequence[Mapping[str, Any]]) -> dict[
             metric = str(row["metric"])
             if metric in campaign:
                 raise ValueError(f"more than one campaign-scope target for {metric}")
-            value = _finite(row.get("target"))
+            value = finite_number(row.get("target"))
             if value is not None:
                 campaign[metric] = value
 
@@ -464,7 +465,7 @@ def _divide(numerator: float, denominator: float) -> float:
     return quotient if math.isfinite(quotient) else math.nan
 
 
-def _finite(value: Any) -> float | None:
+def finite_number(value: Any) -> float | None:
     """`value` as a plain float, None when missing, not a number, NaN or ±inf."""
     if value is None or isinstance(value, bool):
         return None

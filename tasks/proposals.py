@@ -64,6 +64,7 @@ from pdca.errors import UserError
 from pdca.models import Budget, Plan
 from tasks.campaigns import CampaignSpec, TimeRange
 from tasks.experiments import HOLDOUT, holm, z_test_p_value
+from tasks.findings import finite_number
 from tasks.metrics import ALL_LOANS_SINCE
 from tasks.periods import Period
 from tasks.rules import (
@@ -229,7 +230,7 @@ def failed_checks(check: Mapping[str, Any]) -> list[str]:
             found.append(f"suite {suite.get('name')}" + (f" ({failed})" if failed else ""))
     for entry in quality.get("quarantine") or []:
         if not entry.get("success", True):
-            share, limit = _number(entry.get("share")), _number(entry.get("max_share"))
+            share, limit = finite_number(entry.get("share")), finite_number(entry.get("max_share"))
             found.append(
                 f"quarantine of {entry.get('feed')}: {entry.get('rows_quarantined')} of "
                 f"{entry.get('rows_in')} rows ({_pct(share)} > {_pct(limit)})"
@@ -431,7 +432,7 @@ def tighten_admission_proposals(
         kpi
         for kpi in check.get("kpis") or []
         if kpi.get("metric") == "overdue_rate_30"
-        and _number(kpi.get("actual")) is not None
+        and finite_number(kpi.get("actual")) is not None
         and kpi["actual"] > ceiling + EPSILON
     ]
     narrow = [kpi for kpi in breaches if _scope(kpi)]
@@ -524,7 +525,8 @@ def shift_window_proposals(context: ActContext, thresholds: Thresholds) -> list[
     figures = [
         w
         for w in context.windows
-        if (_number(w.get("delivered")) or 0) >= thresholds.window_min_touches and w.get("range")
+        if (finite_number(w.get("delivered")) or 0) >= thresholds.window_min_touches
+        and w.get("range")
     ]
     if len(figures) < 2:
         return []
@@ -616,7 +618,7 @@ def promote_variant_proposals(
         )
         rates = {control: test.get("control_rate"), treatment: test.get("treatment_rate")}
         sizes = {control: test.get("control_n"), treatment: test.get("treatment_n")}
-        lift = _number(test.get("lift"))
+        lift = finite_number(test.get("lift"))
         gain = abs(lift) if lift is not None else None
         metric = test.get("metric", "application_rate")
         interval = (
@@ -664,8 +666,8 @@ def revise_targeting_proposals(
     if stage.get("stage") != "approval":
         return []
     rows = check.get("funnel") or []
-    applications = sum(_number(r.get("applications")) or 0 for r in rows)
-    approved = sum(_number(r.get("approved")) or 0 for r in rows)
+    applications = sum(finite_number(r.get("applications")) or 0 for r in rows)
+    approved = sum(finite_number(r.get("approved")) or 0 for r in rows)
     overall = approved / applications if applications else None
     low = {
         key: lowest_approval(rows, key, overall, thresholds.targeting_min_applications)
@@ -692,7 +694,7 @@ def revise_targeting_proposals(
     if reasons:
         evidence.append(
             "top reject reasons: "
-            + ", ".join(f"{r['reason']} ({_pct(_number(r.get('share')))})" for r in reasons)
+            + ", ".join(f"{r['reason']} ({_pct(finite_number(r.get('share')))})" for r in reasons)
         )
     if low["segment"]:
         names = [item["name"] for item in low["segment"]]
@@ -739,8 +741,8 @@ def lowest_approval(
         if name is None:
             continue
         pair = sums.setdefault(str(name), [0.0, 0.0])
-        pair[0] += _number(row.get("applications")) or 0
-        pair[1] += _number(row.get("approved")) or 0
+        pair[0] += finite_number(row.get("applications")) or 0
+        pair[1] += finite_number(row.get("approved")) or 0
     found = [
         {"name": name, "applications": int(apps), "approved": int(ok), "rate": ok / apps}
         for name, (apps, ok) in sums.items()
@@ -764,7 +766,7 @@ def channel_figures(check: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             continue
         numbers = sums.setdefault(str(channel), dict.fromkeys(counts, 0.0))
         for name in counts:
-            numbers[name] += _number(row.get(name)) or 0.0
+            numbers[name] += finite_number(row.get(name)) or 0.0
     for numbers in sums.values():
         cost = numbers["cost"]
         net = numbers["net_interest"] - cost - numbers["expected_loss"]
@@ -1026,43 +1028,33 @@ def _scope(kpi: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in (kpi.get("scope") or {}).items() if value is not None}
 
 
-def _number(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _sort_low(value: float | None) -> float:
     return math.inf if value is None else value
 
 
 def _num(value: Any) -> str:
-    number = _number(value)
+    number = finite_number(value)
     return "n/a" if number is None else f"{number:,.2f}"
 
 
 def _pct(value: Any) -> str:
-    number = _number(value)
+    number = finite_number(value)
     return "n/a" if number is None else f"{100 * number:.1f} %"
 
 
 def _signed_pct(value: Any) -> str:
-    number = _number(value)
+    number = finite_number(value)
     return "n/a" if number is None else f"{100 * number:+.1f} %"
 
 
 def _pp(value: Any) -> str:
-    number = _number(value)
+    number = finite_number(value)
     return "n/a" if number is None else f"{100 * number:+.2f} pp"
 
 
 def _p(value: Any) -> str:
     """'p = 0.0123', 'p < 0.001' or 'p n/a'."""
-    number = _number(value)
+    number = finite_number(value)
     if number is None:
         return "p n/a"
     return f"p = {number:.3g}" if number >= 0.001 else "p < 0.001"
