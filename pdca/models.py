@@ -84,7 +84,11 @@ class Campaign(Base):
 
 
 class Customer(Base):
+    """A customer. The index on (customer_id, segment) answers the segment lookups of the
+    check (one per touch of the period) from the index alone, without reading the row."""
+
     __tablename__ = "customers"
+    __table_args__ = (Index(None, "customer_id", "segment"),)
     customer_id: Mapped[str] = mapped_column(Key, primary_key=True)
     segment: Mapped[str] = mapped_column(String(64))
     region: Mapped[str | None] = mapped_column(String(64))
@@ -104,8 +108,13 @@ class Touch(Base):
 
     __tablename__ = "touches"
     __table_args__ = (
-        Index(None, "campaign_id", "sent_at"),
-        Index(None, "customer_id", "sent_at"),
+        # the period's touches in time order; with who, which variant and the key, the
+        # experiment's assignments are read from the index alone
+        Index(None, "campaign_id", "sent_at", "customer_id", "variant", "touch_id"),
+        # a customer's touches in the order attribution reads them (sent_at, then
+        # touch_id: no sort per probe), with what attribution and the experiment's
+        # "touched in this campaign before?" test need, so no probe reads a row
+        Index(None, "customer_id", "sent_at", "touch_id", "campaign_id", "delivered"),
     )
     touch_id: Mapped[str] = mapped_column(Key, primary_key=True)
     campaign_id: Mapped[str] = mapped_column(Key)

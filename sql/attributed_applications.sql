@@ -30,6 +30,8 @@
 -- ('unassigned' for all): for callers that do not count by variant, it spares
 -- the forward probe of touches per application.
 
+{% set segment_index = "ix_customers_customer_id_segment" %}
+
 with
 
 first_touch as (
@@ -90,7 +92,8 @@ unattributed as (
 ),
 
 last_delivered as (
-    -- per application: one backward probe of touches (customer_id, sent_at)
+    -- per application: one backward probe of touches (customer_id, sent_at,
+    -- touch_id, campaign_id, delivered), from the index alone, in its order
     select
         u.application_id,
         u.customer_id,
@@ -152,7 +155,7 @@ assigned as (
 ),
 
 final as (
-    -- per application: one probe of the customers primary key
+    -- per application: one probe of customers (customer_id, segment)
     select
         a.application_id,
         a.customer_id,
@@ -162,7 +165,7 @@ final as (
         coalesce(
             (
                 select c.segment
-                from customers as c
+                from customers as c {{ index_hint(segment_index) }}
                 where c.customer_id = a.customer_id
             ),
             'unknown'

@@ -15,12 +15,14 @@
 --     assigned_at + :attribution_days days], inclusive at both ends. Whether
 --     anything was sent to them does not matter (intention to treat).
 --
--- Cost: one range scan of the period's touches (campaign_id, sent_at), then
--- per customer one probe of touches (customer_id, sent_at) from the
--- campaign's first touch to :starts_at, and one of applications
--- (customer_id, applied_at). The campaign's earlier touches are never read
--- in bulk, so a late week of a long campaign costs what its first week
--- costs.
+-- Cost, all from indexes, never a row of touches: one range scan of the
+-- period's touches (campaign_id, sent_at, customer_id, variant, touch_id)
+-- grouped by customer; per customer one probe of touches (customer_id,
+-- sent_at, campaign_id) from the campaign's first touch to :starts_at; per
+-- member (a customer not touched before) one probe of the period's index for
+-- the variant, and one of applications (customer_id, applied_at). The
+-- campaign's earlier touches are never read in bulk, so a late week of a long
+-- campaign costs what its first week costs.
 --
 -- Columns: variant, members (distinct customers), converted (members with
 -- the outcome).
@@ -37,51 +39,54 @@ campaign_start as (
     where t.campaign_id = :campaign_id
 ),
 
-period_touches as (
+period_customers as (
+    -- each customer touched in the period, and when first
     select
-        t.touch_id,
         t.customer_id,
-        t.variant,
-        t.sent_at
+        min(t.sent_at) as first_sent_at
     from touches as t
     where
         t.campaign_id = :campaign_id
         and t.sent_at >= :starts_at
         and t.sent_at < :ends_at
+    group by t.customer_id
 ),
 
-ranked_touches as (
+newcomers as (
+    -- not touched in the campaign before the period: one probe each
     select
-        t.customer_id,
-        t.variant,
-        t.sent_at,
-        row_number() over (
-            partition by t.customer_id
-            order by t.sent_at asc, t.touch_id asc
-        ) as touch_number
-    from period_touches as t
-),
-
-assignments as (
-    -- the period's first touch is the campaign's first unless an earlier
-    -- one exists: one probe of touches (customer_id, sent_at) per customer
-    select
-        r.customer_id,
-        r.variant,
-        r.sent_at as assigned_at
-    from ranked_touches as r
+        p.customer_id,
+        p.first_sent_at
+    from period_customers as p
     cross join campaign_start as cs
     where
-        r.touch_number = 1
-        and not exists (
+        not exists (
             select 1
             from touches as e
             where
-                e.customer_id = r.customer_id
+                e.customer_id = p.customer_id
                 and e.sent_at >= cs.sent_at
                 and e.sent_at < :starts_at
                 and e.campaign_id = :campaign_id
         )
+),
+
+assignments as (
+    -- the variant of the first touch (the lowest touch_id at that instant)
+    select
+        n.customer_id,
+        n.first_sent_at as assigned_at,
+        (
+            select t.variant
+            from touches as t
+            where
+                t.campaign_id = :campaign_id
+                and t.sent_at = n.first_sent_at
+                and t.customer_id = n.customer_id
+            order by t.touch_id asc
+            limit 1
+        ) as variant
+    from newcomers as n
 ),
 
 outcomes as (

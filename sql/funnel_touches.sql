@@ -10,6 +10,8 @@
 --
 -- Parameters: :campaign_id, :starts_at and :ends_at (naive UTC).
 
+{% set segment_index = "ix_customers_customer_id_segment" %}
+
 with
 
 campaign_touches as (
@@ -37,7 +39,8 @@ segmented as (
         t.is_responded,
         coalesce(c.segment, 'unknown') as segment
     from campaign_touches as t
-    left join customers as c
+    -- one probe per touch, answered by (customer_id, segment) alone
+    left join customers as c {{ index_hint(segment_index) }}
         on t.customer_id = c.customer_id
 ),
 

@@ -183,6 +183,51 @@ class TestSqlFiles:
         assert params["as_of_end_date"].type.__class__.__name__ == "Date"
 
 
+class TestSqlitePlans:
+    """The check's per-touch and per-customer probes read indexes, never rows, and sort
+    nothing per probe (migration 0004; bench/bench_check.py measures what it is worth).
+    Planned on a freshly migrated database, without ANALYZE statistics, as users have."""
+
+    @pytest.fixture(scope="class")
+    def plans(self, sqlite_template: Path) -> dict[str, str]:
+        import sqlite3
+
+        conn = sqlite3.connect(sqlite_template)
+        values = {name: str(value) for name, value in PARAMETERS.items()}
+        plans = {}
+        for name in ("funnel_touches", "experiment_arms", "funnel_applications"):
+            rows = conn.execute(f"explain query plan {render(name, 'sqlite')}", values)
+            plans[name] = "\n".join(row[3] for row in rows)
+        plans["overdue_by_channel_segment"] = "\n".join(
+            row[3]
+            for row in conn.execute(
+                f"explain query plan {render('overdue_by_channel_segment', 'sqlite')}", values
+            )
+        )
+        conn.close()
+        return plans
+
+    def test_the_segment_of_each_touch_comes_from_the_covering_index(self, plans) -> None:
+        assert "COVERING INDEX ix_customers_customer_id_segment" in plans["funnel_touches"]
+
+    def test_the_experiments_scan_and_per_customer_probe_read_no_touch_row(self, plans) -> None:
+        plan = plans["experiment_arms"]
+        scan = "SEARCH t USING COVERING INDEX ix_touches_campaign_id_sent_at_customer_id_variant"
+        probe = "SEARCH e USING COVERING INDEX ix_touches_customer_id_sent_at_touch_id_campaign"
+        assert scan in plan and probe in plan, plan
+
+    @pytest.mark.parametrize(
+        "name", ["experiment_arms", "funnel_applications", "overdue_by_channel_segment"]
+    )
+    def test_no_sort_per_probe(self, plans, name: str) -> None:
+        assert "RIGHT PART OF ORDER BY" not in plans[name], plans[name]
+
+    def test_attribution_walks_back_in_the_index_alone(self, plans) -> None:
+        index = "COVERING INDEX ix_touches_customer_id_sent_at_touch_id_campaign_id_delivered"
+        assert index in plans["funnel_applications"]
+        assert "COVERING INDEX ix_customers_customer_id_segment" in plans["funnel_applications"]
+
+
 def render_expression(expression: str, dialect: str) -> str:
     """One macro call rendered for `dialect`, as a query file would render it."""
     return _environment(dialect).from_string("{{ " + expression + " }}").render()

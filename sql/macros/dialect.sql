@@ -45,3 +45,14 @@ in ({{ parameter }})
 in {{ parameter }}
 {%- endif %}
 {%- endmacro %}
+
+{#- SQLite's planner, without ANALYZE statistics, probes a table by its primary
+    key's index and then reads the row, even where another index holds every
+    column the query needs; `indexed by` names that covering index (the one
+    created in migration 0004). PostgreSQL plans from its own statistics: no
+    hint. -#}
+{% macro index_hint(index) -%}
+{% if dialect == "sqlite" and not (lint is defined and lint) -%}
+indexed by {{ index }}
+{%- endif %}
+{%- endmacro %}
