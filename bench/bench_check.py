@@ -10,9 +10,10 @@ those weeks would have, and then prints, from one run:
   (channel × variant; and, for reference, with the customers' segment joined in, which is
   the grain the check reports);
 - the check of the last week in a child process (its peak RSS), arranged as
-  `flows/check.py` runs it: the four measurements (funnel, asset quality, experiment,
-  reject reasons) at once, each on its own connection, timed as a whole (and each its own
-  time), then the steps after them; Great Expectations separately, alone (all run twice
+  `flows/check.py` runs it: the four measurements (funnel, experiment, asset quality,
+  reject reasons) on the flow's workers (one per core, up to four; longest first), each
+  on its own connection of the flow's engine, timed as a whole (and each its own time),
+  then the steps after them; Great Expectations separately, alone (all run twice
   and the second timed, as the baseline is); and, for the record, the flow's arrangement
   with Great Expectations beside the measurements;
 - the whole `pdca check --json` command (Prefect start-up included), for the record.

@@ -41,8 +41,9 @@ failing rows named by their keys). Its pandas engine fingerprints every in-memor
 with an md5 of `hash_pandas_object` — 0.6–1.2 s per 830,000-touch week, about as much as
 all the touch suite's rules — so `_validate` switches the fingerprint off for its calls.
 Measured on 2 busy shared cores, one week of 830,000 touches on SQLite: GE 1.8–3.1 s for
-all ten suites (the touches suite 0.9–1.7 s); reading that week's touches 6–9 s (about
-half sqlite3's own row stepping, a quarter SQLAlchemy rows, a quarter pandas strings);
+all ten suites (the touches suite 0.9–1.7 s); reading that week's touches 4.3–4.4 s
+straight from the driver's cursor (6.5 s through SQLAlchemy's rows; of the rest, about
+three quarters are sqlite3's row stepping and Python objects, a quarter pandas strings);
 Data Docs 0.4–0.7 s.
 """
 
