@@ -301,8 +301,8 @@ def plan_targets(path: Path) -> None:
 def store_earlier_rollups(url: str) -> float:
     """The first eleven weeks' rollups, as their own weekly checks would have stored them."""
     from pdca.db import make_engine
-    from tasks.check import trailing_weeks
-    from tasks.periods import Period
+    from tasks.check.check import trailing_weeks
+    from tasks.common.periods import Period
 
     started = time.perf_counter()
     engine = make_engine(url)
@@ -319,7 +319,7 @@ def store_earlier_rollups(url: str) -> float:
 def baselines(path: Path) -> tuple[float, float, int]:
     """The hand-written funnel GROUP BY over the last week's touches (channel × variant), and
     the same with the customers' segment joined in; each run twice, the second timed."""
-    from tasks.periods import Period
+    from tasks.common.periods import Period
 
     starts_at, ends_at = (
         moment.strftime("%Y-%m-%d %H:%M:%S.%f")
@@ -377,8 +377,8 @@ def child() -> None:
     from flows import check as stage
     from pdca.db import set_page_cache
     from pdca.settings import get_settings
-    from tasks.campaigns import get_campaign_spec
-    from tasks.periods import Period
+    from tasks.common.campaigns import get_campaign_spec
+    from tasks.common.periods import Period
 
     period = Period.parse(LAST_WEEK)
     timings: dict[str, float] = {}
@@ -391,7 +391,7 @@ def child() -> None:
 
     import great_expectations  # noqa: F401  (its 3-4 s import is not the validation's cost)
 
-    from tasks import data_quality
+    from tasks.check import data_quality
 
     split = {"reading rows": 0.0, "validating": 0.0}
 

@@ -35,8 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pdca.db import _tune_sqlite, upgrade  # noqa: E402
-from tasks.periods import local_midnight_utc  # noqa: E402
-from tasks.sqlfiles import render  # noqa: E402
+from tasks.common.periods import local_midnight_utc  # noqa: E402
+from tasks.common.sqlfiles import render  # noqa: E402
 
 CAMPAIGN = "bench-2026"
 DAY = "2026-03-03"  # a Tuesday

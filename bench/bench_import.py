@@ -135,7 +135,7 @@ CHILD = """
 import sys, time
 from pathlib import Path
 from pdca.db import make_engine
-from tasks.importing import import_feed
+from tasks.data.importing import import_feed
 engine = make_engine(sys.argv[1])
 with engine.connect() as conn:
     started = time.perf_counter()

@@ -1,13 +1,13 @@
 """Act: turn the period's findings into approved adjustments, a new SOP version and a report.
 
 Reads like the stage: take the period's check result (checking first if there is none);
-propose adjustments from it by the rules of `tasks.proposals` (only `hold` when its data
+propose adjustments from it by the rules of `tasks.act.proposals` (only `hold` when its data
 are untrusted); store them; ask a manager to decide each one — in the Prefect UI, where
 the run pauses with a form per proposal (approve or reject, optionally edit the amount,
 with a comment and the reviewer's name) — or approve them all for scripted runs; write
 every decision to the audit log; let each approved action make a new SOP version; write
 the adjustment report. Approved actions steer the next `pdca plan` (budget) and
-`pdca dispatch` (admission, windows, variants, targeting) through `tasks.rules`.
+`pdca dispatch` (admission, windows, variants, targeting) through `tasks.common.rules`.
 
 Nobody to ask: with no Prefect server (the embedded API belongs to this process alone)
 proposals stay `proposed`, as they do when the approval times out.
@@ -36,15 +36,15 @@ from flows.check import check_flow
 from pdca.db import make_engine
 from pdca.models import CheckResult
 from pdca.settings import get_settings
-from tasks.actions import decide, period_actions, proposed_amount, save_proposals
-from tasks.campaigns import CampaignSpec, get_campaign_spec
-from tasks.check import earlier_checks
-from tasks.events import emit_awaiting_approval
-from tasks.periods import Period
-from tasks.proposals import Thresholds, gather_context, propose
-from tasks.reports import record_report, render, write_report
-from tasks.rules import approved_actions
-from tasks.sop import SopRecord, sop_diff, sop_path, sop_versions, update_sop, write_sop_files
+from tasks.act.actions import decide, period_actions, proposed_amount, save_proposals
+from tasks.act.proposals import Thresholds, gather_context, propose
+from tasks.act.sop import SopRecord, sop_diff, sop_path, sop_versions, update_sop, write_sop_files
+from tasks.check.check import earlier_checks
+from tasks.common.campaigns import CampaignSpec, get_campaign_spec
+from tasks.common.periods import Period
+from tasks.common.reports import record_report, render, write_report
+from tasks.common.rules import approved_actions
+from tasks.ops.events import emit_awaiting_approval
 
 AUTO_APPROVER = "auto-approve"
 """Who `--auto-approve` decisions are recorded as (with the OS user in the comment)."""

@@ -35,9 +35,7 @@ from pdca.db import make_engine, set_page_cache
 from pdca.errors import UserError
 from pdca.models import AuditEntry, CheckResult
 from pdca.settings import Settings, get_settings
-from tasks import metrics
-from tasks.campaigns import CampaignSpec, get_campaign_spec
-from tasks.check import (
+from tasks.check.check import (
     ANOMALY_METRICS,
     ANOMALY_SCOPES,
     KEYS,
@@ -51,18 +49,20 @@ from tasks.check import (
     weekly_series,
     whole_weeks,
 )
-from tasks.data_quality import DataQuality, assess
-from tasks.events import emit_check_events
-from tasks.experiments import experiment_arms, judge
-from tasks.findings import (
+from tasks.check.data_quality import DataQuality, assess
+from tasks.check.experiments import experiment_arms, judge
+from tasks.check.findings import (
     anomalies,
     bottleneck,
     stage_rates,
     stage_references_from_targets,
     variance,
 )
-from tasks.periods import Period
-from tasks.rules import approved_actions, rules_in_force
+from tasks.common import metrics
+from tasks.common.campaigns import CampaignSpec, get_campaign_spec
+from tasks.common.periods import Period
+from tasks.common.rules import approved_actions, rules_in_force
+from tasks.ops.events import emit_check_events
 
 MEASURING_TASKS = max(1, min(4, os.cpu_count() or 1))
 """The measurements that run at once: as many as there are cores, up to the four (funnel,

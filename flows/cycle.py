@@ -17,7 +17,7 @@ from flows.act import act_flow
 from flows.check import check_flow
 from flows.plan import plan_flow
 from flows.weekly_review import weekly_review_flow
-from tasks.periods import Period
+from tasks.common.periods import Period
 
 
 @flow(name="cycle", flow_run_name="cycle {campaign_id} {period}")

@@ -25,12 +25,12 @@ from flows.dispatch import dispatch_flow
 from flows.plan import plan_flow
 from pdca.db import make_engine, reset_database
 from pdca.settings import get_settings
-from tasks.campaigns import CampaignSpec, apply_spec, load_spec
-from tasks.demo_data import DemoFiles, write_demo_feeds
-from tasks.feeds import LOAD_ORDER
-from tasks.importing import ImportResult, import_feed
-from tasks.periods import Period
-from tasks.rules import approved_actions, rules_in_force
+from pdca.synthetic.demo_history import DemoFiles, write_demo_feeds
+from tasks.common.campaigns import CampaignSpec, apply_spec, load_spec
+from tasks.common.feeds import LOAD_ORDER
+from tasks.common.periods import Period
+from tasks.common.rules import approved_actions, rules_in_force
+from tasks.data.importing import ImportResult, import_feed
 
 
 @task

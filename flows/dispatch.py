@@ -9,7 +9,7 @@ sends are written as `held` for the next window. A window that has not opened ye
 due.
 
 Dispatch applies the rules in force, not the spec alone: the approved Act actions
-(`tasks.rules`) shift windows, tighten admission (campaign-wide, per segment or per
+(`tasks.common.rules`) shift windows, tighten admission (campaign-wide, per segment or per
 channel), promote variants, retire channels and deprioritise segments from the next
 dispatch on. Each batch's summary names the actions it applied (`rules`).
 """
@@ -33,8 +33,9 @@ from pdca.db import make_engine
 from pdca.errors import UserError
 from pdca.models import OutreachBatch
 from pdca.settings import Settings, get_settings
-from tasks.campaigns import CampaignSpec, get_campaign_spec
-from tasks.dispatch import (
+from tasks.common.campaigns import CampaignSpec, get_campaign_spec
+from tasks.common.rules import RulesInForce, approved_actions, rules_in_force
+from tasks.do.dispatch import (
     SendTally,
     Slot,
     acquire_lock,
@@ -61,15 +62,14 @@ from tasks.dispatch import (
     tune_for_batches,
     write_outbox,
 )
-from tasks.gateways import (
+from tasks.do.gateways import (
     SEND_CHANNELS,
     Gateway,
     JournaledGateway,
     SimulatedGateway,
     gateway_for,
 )
-from tasks.rules import RulesInForce, approved_actions, rules_in_force
-from tasks.wording import Message, preflight
+from tasks.do.wording import Message, preflight
 
 CHUNK = 10_000
 """Sends handed over (and recorded) per step; a crash redoes at most one chunk, and a

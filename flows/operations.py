@@ -4,7 +4,7 @@ Reruns and backfills (`pdca rerun`, `pdca backfill`) go through the stage's depl
 when a Prefect server is configured, so the runs appear in the UI and run on the workers
 beside the scheduled ones; without a server they run in this process on the embedded
 API. Either way each period's outcome is reported and a failed period does not stop the
-others (tasks/operations.py).
+others (tasks/ops/operations.py).
 
 The scheduled flows exist because a deployment's parameters are fixed when it is made,
 while a scheduled run must work on "today" or "the week of yesterday" for every campaign
@@ -24,7 +24,7 @@ from prefect.states import State
 
 from pdca.db import make_engine
 from pdca.settings import get_settings
-from tasks.operations import (
+from tasks.ops.operations import (
     DEPLOYMENTS,
     FLOWS,
     Outcome,

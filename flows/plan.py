@@ -19,10 +19,10 @@ from pdca.db import make_engine
 from pdca.errors import UserError
 from pdca.models import AuditEntry
 from pdca.settings import get_settings
-from tasks.budget import Allocation
-from tasks.campaigns import CampaignSpec, get_campaign_spec
-from tasks.periods import Period
-from tasks.plan import (
+from tasks.common.campaigns import CampaignSpec, get_campaign_spec
+from tasks.common.periods import Period
+from tasks.plan.budget import Allocation
+from tasks.plan.plan import (
     History,
     allocate_within_risk,
     approved_adjustments,

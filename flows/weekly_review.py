@@ -29,8 +29,9 @@ from flows.check import check_flow
 from pdca.db import make_engine
 from pdca.models import AuditEntry
 from pdca.settings import Settings, get_settings
-from tasks.charts import Chart
-from tasks.mail import (
+from tasks.common.periods import Period
+from tasks.review.charts import Chart
+from tasks.review.mail import (
     Delivery,
     SmtpConfig,
     build_message,
@@ -39,8 +40,7 @@ from tasks.mail import (
     send_message,
     write_outbox,
 )
-from tasks.periods import Period
-from tasks.review import (
+from tasks.review.review import (
     REPORT_KIND,
     TEXT_TEMPLATE,
     ActiveCampaign,

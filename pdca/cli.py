@@ -18,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 from pdca.db import make_engine, upgrade
 from pdca.errors import UserError
 from pdca.settings import get_settings
-from tasks.feeds import FEED_NAMES
+from tasks.common.feeds import FEED_NAMES
 
 # Offline machines: telemetry look-ups fail and cost seconds at every start; the embedded
 # Prefect API migrates its database on first use, which can exceed the default 20 s.
@@ -61,8 +61,8 @@ def import_command(
     file: Annotated[Path, typer.Argument(help="The CSV file.")],
 ) -> None:
     """Load a feed; bad rows go to quarantine with file, line, field and reason."""
-    from tasks.importing import import_feed
-    from tasks.uci import import_uci_bank
+    from tasks.data.importing import import_feed
+    from tasks.data.uci import import_uci_bank
 
     if feed not in FEED_NAMES:
         raise UserError(f"unknown feed {feed!r}; expected one of {', '.join(FEED_NAMES)}")
@@ -94,7 +94,7 @@ def import_command(
 @campaign_app.command("apply")
 def campaign_apply(spec: Annotated[Path, typer.Argument(help="The campaign spec (YAML).")]) -> None:
     """Create or update a campaign from its spec; nothing is written when it is invalid."""
-    from tasks.campaigns import apply_spec, load_spec
+    from tasks.common.campaigns import apply_spec, load_spec
 
     parsed = load_spec(spec)
     engine = _ready_engine()
@@ -124,7 +124,7 @@ def plan(
 ) -> None:
     """KPI targets and channel budgets for the period (a new version of its plan)."""
     from flows.plan import plan_flow
-    from tasks.periods import Period
+    from tasks.common.periods import Period
 
     Period.parse(period)  # a bad period is bad usage: refuse before starting Prefect
     result = plan_flow(campaign_id=campaign, period=period)
@@ -197,7 +197,7 @@ def check(
     Exit code 1 when data quality failed: the result is untrusted and act will only hold.
     """
     from flows.check import check_flow
-    from tasks.periods import Period
+    from tasks.common.periods import Period
 
     Period.parse(period)  # a bad period is bad usage: refuse before starting Prefect
     _ready_engine().dispose()
@@ -229,7 +229,7 @@ def act(
     the Prefect UI (needs a Prefect server); with none configured they stay proposed.
     """
     from flows.act import act_flow
-    from tasks.periods import Period
+    from tasks.common.periods import Period
 
     Period.parse(period)  # a bad period is bad usage: refuse before starting Prefect
     _ready_engine().dispose()
@@ -262,7 +262,7 @@ def sop_show(
     changelog: Annotated[bool, typer.Option("--changelog", help="Only the changelog.")] = False,
 ) -> None:
     """Show a version of the campaign's SOP, its diff from the previous one, or the log."""
-    from tasks.sop import sop_diff, sop_version
+    from tasks.act.sop import sop_diff, sop_version
 
     engine = _ready_engine()
     with engine.connect() as conn:
@@ -291,7 +291,7 @@ def review(
     Exit code 1 when a campaign could not be checked or the e-mail could not go out.
     """
     from flows.weekly_review import weekly_review_flow
-    from tasks.periods import Period
+    from tasks.common.periods import Period
 
     Period.parse(period)  # a bad period is bad usage: refuse before starting Prefect
     _ready_engine().dispose()
@@ -381,7 +381,7 @@ def export_command(
     last: Annotated[str | None, typer.Option("--to", help="Last local day.")] = None,
 ) -> None:
     """Write a table in its feed's format (or the phone call list), audited."""
-    from tasks.export import DateRange, export_call_list, export_feed
+    from tasks.data.export import DateRange, export_call_list, export_feed
 
     days = DateRange(
         _date_option("--from", first) if first else None,
@@ -422,8 +422,8 @@ def rerun(
     Through the stage's deployment when PREFECT_API_URL points at a server (a worker runs
     it, the UI shows it), else in this process. Exit code 1 when the run failed.
     """
-    from tasks.operations import check_stage, stage_runs
-    from tasks.periods import Period
+    from tasks.common.periods import Period
+    from tasks.ops.operations import check_stage, stage_runs
 
     check_stage(stage)
     if stage == "dispatch":
@@ -458,7 +458,7 @@ def backfill(
     Runs a few periods at once, keeps going past a period that fails, prints each
     period's outcome and exits with 1 at the end if any failed.
     """
-    from tasks.operations import check_stage, days_between, periods_between, stage_runs
+    from tasks.ops.operations import check_stage, days_between, periods_between, stage_runs
 
     check_stage(stage)
     if stage == "dispatch":

@@ -36,11 +36,11 @@ from pdca.models import (
     Touch,
 )
 from pdca.settings import get_settings
-from tasks.campaigns import CampaignSpec, apply_spec, load_spec
-from tasks.demo_data import DemoFiles
-from tasks.dispatch import window_share
-from tasks.feeds import LOAD_ORDER
-from tasks.importing import import_feed
+from pdca.synthetic.demo_history import DemoFiles
+from tasks.common.campaigns import CampaignSpec, apply_spec, load_spec
+from tasks.common.feeds import LOAD_ORDER
+from tasks.data.importing import import_feed
+from tasks.do.dispatch import window_share
 
 CAMPAIGN_ID = "spring-test"
 TIMEZONE = "Asia/Shanghai"
@@ -346,7 +346,7 @@ def build_dispatch_world(
 
 def _sticky_candidate() -> str:
     """A noon customer whose hash alone would put it in variant A (so B is only sticky)."""
-    from tasks.dispatch import assign_variants
+    from tasks.do.dispatch import assign_variants
 
     spec = CampaignSpec.model_validate(spec_dict())
     for cid in ids_in_window("s", 40, "noon"):

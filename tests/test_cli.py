@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import create_engine, func, select
 
 from pdca.models import Campaign, Customer, QuarantinedRow
-from tasks.feeds import FEEDS
+from tasks.common.feeds import FEEDS
 
 ROOT = Path(__file__).resolve().parents[1]
 PDCA = Path(sys.executable).parent / "pdca"

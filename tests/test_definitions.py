@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from pdca.settings import PROJECT_ROOT
-from tasks.feeds import FEED_NAMES
+from tasks.common.feeds import FEED_NAMES
 
 DEPLOYMENTS = yaml.safe_load((PROJECT_ROOT / "prefect.yaml").read_text())["deployments"]
 

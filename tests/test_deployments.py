@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from pdca.models import Action, CheckResult
 from pdca.settings import PROJECT_ROOT
-from tasks.demo_data import CAMPAIGN_ID
+from pdca.synthetic.demo_history import CAMPAIGN_ID
 from tests.flows.test_act import failing_sms_and_b_wins, store_check
 from tests.flows.test_operations import build_small_world
 from tests.prefect_server import start_worker

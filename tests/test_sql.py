@@ -1,7 +1,7 @@
 """Every query in `sql/` renders, runs on a seeded SQLite and PostgreSQL database, and lints.
 
 STYLE: "Every .sql file is executed by a test against the seeded test database". The
-seed is a small demo history (tasks.demo_data) loaded through the real feed import, once
+seed is a small demo history (pdca.synthetic.demo_history) loaded through the real feed import, once
 per back end for this module. A new query whose parameters are not in `PARAMETERS` fails
 here with its name: add a test value for each.
 """
@@ -24,8 +24,8 @@ from sqlalchemy import Engine, bindparam, create_engine, text
 
 from pdca.db import make_engine
 from pdca.settings import PROJECT_ROOT
-from tasks.demo_data import CAMPAIGN_ID, write_demo_feeds
-from tasks.sqlfiles import (
+from pdca.synthetic.demo_history import CAMPAIGN_ID, write_demo_feeds
+from tasks.common.sqlfiles import (
     DIALECTS,
     SQL_DIR,
     _environment,

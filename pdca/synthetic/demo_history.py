@@ -13,7 +13,8 @@ The output is deterministic for a seed, and it streams: customers are simulated 
 customers need no more memory than one block. A few deliberately bad rows are mixed into
 every feed (`BAD_ROWS` says which and why), so that imports have something to quarantine.
 
-Run it locally: `python -m tasks.demo_data OUT_DIR [--customers N] [--weeks W] [--seed S]`.
+Run it locally:
+`python -m pdca.synthetic.demo_history OUT_DIR [--customers N] [--weeks W] [--seed S]`.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from tasks.feeds import FEEDS
+from tasks.common.feeds import FEEDS
 
 CAMPAIGN_ID = "demo-sme-2026"
 TIMEZONE = "Asia/Shanghai"

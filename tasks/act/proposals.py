@@ -35,7 +35,7 @@ applies), rationale (the evidence: metric, value, target or baseline, test resul
 expected_impact (a sentence with a number) and status `proposed`. The params by type:
 
 - hold: {} (scope {}).
-- retire_channel: {channel} (scope {channel}) — `tasks.plan.approved_adjustments` → retire.
+- retire_channel: {channel} (scope {channel}) — `tasks.plan.plan.approved_adjustments` → retire.
 - reallocate_budget: {from_channel, to_channel, share, from_budget} (scope {channel: the
   from-channel}) — approved_adjustments → a shift of `share` of the from-channel's previous
   amount; `from_budget` is only the amount the share was taken of, for people.
@@ -62,18 +62,18 @@ from sqlalchemy import Connection, select
 
 from pdca.errors import UserError
 from pdca.models import Budget, Plan
-from tasks.campaigns import CampaignSpec, TimeRange
-from tasks.experiments import HOLDOUT, holm, z_test_p_value
-from tasks.findings import finite_number
-from tasks.metrics import ALL_LOANS_SINCE
-from tasks.periods import Period
-from tasks.rules import (
+from tasks.check.experiments import HOLDOUT, holm, z_test_p_value
+from tasks.check.findings import finite_number
+from tasks.common.campaigns import CampaignSpec, TimeRange
+from tasks.common.metrics import ALL_LOANS_SINCE
+from tasks.common.periods import Period
+from tasks.common.rules import (
     admission_from_actions,
     approved_actions,
     scope_key,
     windows_in_force,
 )
-from tasks.sqlfiles import query
+from tasks.common.sqlfiles import query
 
 if TYPE_CHECKING:
     from pdca.settings import Settings
@@ -321,7 +321,7 @@ def reallocate_budget_proposals(
     `plan_floor_share` of the plan's total; none when it is at its floor already.
 
     Params: {from_channel, to_channel, share, from_budget}: `share` of from_channel's
-    budget moves (what `tasks.plan.approved_adjustments` applies to the next plan's
+    budget moves (what `tasks.plan.plan.approved_adjustments` applies to the next plan's
     rescaled previous split; a share, not an amount, so that a plan period of another
     length moves the same proportion); `from_budget` is the amount it was a share of.
     """
@@ -513,7 +513,7 @@ def shift_window_proposals(context: ActContext, thresholds: Thresholds) -> list[
 
     Windows with at least `window_min_touches` delivered touches are compared: the best
     response_rate against each lower one with the pooled two-proportion z-test
-    (`tasks.experiments.z_test_p_value`), Holm-adjusted across the comparisons, at
+    (`tasks.check.experiments.z_test_p_value`), Holm-adjusted across the comparisons, at
     `alpha`. A significantly worse window moves toward the best window (earlier when the
     best opens earlier in the day, else later) by up to `window_shift_minutes` — a step,
     because the hours next to a window have no figures of their own — as far as it can

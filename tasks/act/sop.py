@@ -1,6 +1,6 @@
 """The campaign's SOP: a versioned Markdown document of the rules in force.
 
-The body is rendered from `reports/sop.md.j2` with `tasks.rules.rules_in_force`, so the
+The body is rendered from `reports/sop.md.j2` with `tasks.common.rules.rules_in_force`, so the
 document says exactly what dispatch and plan apply. Version 1 states the spec (with any
 adjustments approved before the first SOP); each approved action applied afterwards makes
 one new version, whose changelog entry names the version, date, action and reason. Old
@@ -20,9 +20,9 @@ from sqlalchemy import Connection, insert, select
 
 from pdca.errors import UserError
 from pdca.models import SopVersion
-from tasks.campaigns import CampaignSpec
-from tasks.reports import render
-from tasks.rules import rules_in_force
+from tasks.common.campaigns import CampaignSpec
+from tasks.common.reports import render
+from tasks.common.rules import rules_in_force
 
 TEMPLATE = "sop.md.j2"
 

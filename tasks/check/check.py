@@ -1,6 +1,6 @@
 """The check stage's measurements: the period's funnel, KPI actuals, weekly series and rollups.
 
-What is measured comes from `tasks.metrics` (the contract's one definition of every metric);
+What is measured comes from `tasks.common.metrics` (the contract's one definition of every metric);
 this module decides *which* scopes and weeks a check looks at and keeps the weekly rollups:
 
 - the **period funnel** is `metrics.funnel` over the period (its weeks clipped to it);
@@ -33,10 +33,10 @@ from sqlalchemy import Connection, delete, func, insert, select
 
 from pdca.errors import UserError
 from pdca.models import CheckResult, Plan, Target, Touch, WeeklyRollup
-from tasks import metrics
-from tasks.metrics import COUNTS, KEYS
-from tasks.periods import Period
-from tasks.plan import VOLUME_TARGETS
+from tasks.common import metrics
+from tasks.common.metrics import COUNTS, KEYS
+from tasks.common.periods import Period
+from tasks.plan.plan import VOLUME_TARGETS
 
 ROLLUP_COLUMNS = ["week", *KEYS, *COUNTS]
 

@@ -36,7 +36,7 @@ campaign and period, and says why:
   (one page per suite, one per week for the weekly touch suites) into that folder.
 
 Great Expectations is imported lazily (3–4 s) and runs on the shared ephemeral context of
-`tasks.quality` through one validation definition per suite (results in SUMMARY format,
+`tasks.data.quality` through one validation definition per suite (results in SUMMARY format,
 failing rows named by their keys). Its pandas engine fingerprints every in-memory frame
 with an md5 of `hash_pandas_object` — 0.6–1.2 s per 830,000-touch week, about as much as
 all the touch suite's rules — so `_validate` switches the fingerprint off for its calls.
@@ -62,12 +62,12 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection
 
-from tasks.campaigns import CampaignSpec, TimeRange
-from tasks.feeds import LOAD_ORDER
-from tasks.metrics import week_slices
-from tasks.periods import Period
-from tasks.quality import _context, describe, load_suite
-from tasks.sqlfiles import query
+from tasks.common.campaigns import CampaignSpec, TimeRange
+from tasks.common.feeds import LOAD_ORDER
+from tasks.common.metrics import week_slices
+from tasks.common.periods import Period
+from tasks.common.sqlfiles import query
+from tasks.data.quality import _context, describe, load_suite
 
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationSuiteValidationResult

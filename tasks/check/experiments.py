@@ -61,7 +61,7 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import proportion_effectsize, proportions_ztest
 
-from tasks.sqlfiles import query
+from tasks.common.sqlfiles import query
 
 HOLDOUT = "holdout"
 """The control group's variant name (the contract's hold-out rows)."""

@@ -1,8 +1,8 @@
 """The Check stage's judgements: variance against plan, weekly anomalies, the bottleneck.
 
 Plain functions over frames and dicts the caller has already computed (the funnel comes
-from `tasks.metrics`, the targets from `tasks.plan`); none touches a database, Prefect or
-the settings: every threshold is a parameter, so a test can judge any case by hand.
+from `tasks.common.metrics`, the targets from `tasks.plan.plan`); none touches a database,
+Prefect or the settings: every threshold is a parameter, so a test can judge any case by hand.
 Every output is JSON-ready: plain Python floats, ints and strings, `None` where a number
 cannot be known, never NaN or ±inf.
 
@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from tasks.metrics import LOWER_IS_BETTER
+from tasks.common.metrics import LOWER_IS_BETTER
 
 EPSILON = 1e-9
 """Slack on band and threshold boundaries, so that a shortfall of exactly 5 % computed in
@@ -52,7 +52,7 @@ def variance(
 ) -> list[dict[str, Any]]:
     """Each plan target against its actual: variance, variance_pct and a status.
 
-    `targets`: plan target rows (`tasks.plan.targets_from`): metric, channel, segment
+    `targets`: plan target rows (`tasks.plan.plan.targets_from`): metric, channel, segment
     (None = all), target, tolerance_warn, tolerance_fail, lower_is_better; a row without
     bands uses `tolerance` (warn, fail), one without lower_is_better uses
     `LOWER_IS_BETTER`. `actuals`: one row per scope, columns `scope_channel` and

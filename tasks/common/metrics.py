@@ -35,8 +35,8 @@ from sqlalchemy import Connection, TextClause, select
 
 from pdca.errors import UserError
 from pdca.models import Campaign
-from tasks.periods import Period, local_midnight_utc
-from tasks.sqlfiles import query
+from tasks.common.periods import Period, local_midnight_utc
+from tasks.common.sqlfiles import query
 
 KEYS = ["channel", "segment", "variant"]
 """The funnel's dimensions below the week."""

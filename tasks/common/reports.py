@@ -16,8 +16,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from sqlalchemy import Connection, delete, insert
 
 from pdca.models import Report
+from pdca.settings import PROJECT_ROOT
 
-TEMPLATES = Path(__file__).resolve().parents[1] / "reports"
+TEMPLATES = PROJECT_ROOT / "reports"
 
 
 @lru_cache

@@ -34,7 +34,7 @@ from sqlalchemy import Connection, select
 
 from pdca.errors import UserError
 from pdca.models import Action
-from tasks.campaigns import CampaignSpec
+from tasks.common.campaigns import CampaignSpec
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from sqlalchemy import Connection, insert, select
 
 from pdca.errors import UserError
 from pdca.models import AuditEntry, Base, Campaign, Customer, OutboxEntry, OutreachBatch
-from tasks.feeds import FEEDS, Feed
-from tasks.periods import local_midnight_utc
+from tasks.common.feeds import FEEDS, Feed
+from tasks.common.periods import local_midnight_utc
 
 CHUNK = 100_000
 CALL_LIST_COLUMNS = (

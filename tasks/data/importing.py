@@ -6,7 +6,7 @@ committed. A rerun of the same file converges: rows upsert by key, quarantine ro
 replace by (feed, file, line). Per chunk:
 
 1. shape: a row with the wrong number of fields is quarantined as it stands;
-2. parse: each column by its kind (`tasks.feeds`); a value that does not parse is
+2. parse: each column by its kind (`tasks.common.feeds`); a value that does not parse is
    quarantined with its field;
 3. duplicates within the chunk: the first occurrence wins, later ones are quarantined;
 4. rules: the feed's Great Expectations suite; the rows a critical expectation names are
@@ -54,8 +54,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from pdca.errors import UserError
 from pdca.models import AuditEntry, Base, Campaign, Import, QuarantinedRow
-from tasks.feeds import FEEDS, Feed
-from tasks.quality import row_failures
+from tasks.common.feeds import FEEDS, Feed
+from tasks.data.quality import row_failures
 
 T = TypeVar("T")
 

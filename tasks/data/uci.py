@@ -28,9 +28,9 @@ import pandas as pd
 from sqlalchemy import Connection
 
 from pdca.errors import UserError
-from tasks.campaigns import CampaignSpec, apply_spec
-from tasks.feeds import FEEDS, Column, Feed
-from tasks.importing import (
+from tasks.common.campaigns import CampaignSpec, apply_spec
+from tasks.common.feeds import FEEDS, Column, Feed
+from tasks.data.importing import (
     LINE,
     ImportResult,
     QuarantineWriter,

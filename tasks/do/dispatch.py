@@ -24,7 +24,7 @@ the SQL to them on SQLite and PostgreSQL. The hash behind assignment, windows an
 alternation is sha256, which PostgreSQL computes natively and SQLite through a function
 registered on the connection (`bucket`), drawing identical groups on both.
 
-Approved Act actions (`tasks.rules.RulesInForce`) reach the staging as well: the
+Approved Act actions (`tasks.common.rules.RulesInForce`) reach the staging as well: the
 effective spec carries the campaign-wide changes; `stage_audience` adds what a spec
 cannot say — admission scoped to a segment or a channel, deprioritised segments and the
 members of retired variants (see `stage_audience`). The DataFrame rules state the spec
@@ -90,8 +90,13 @@ from pdca.models import (
     SimulatedSend,
     Touch,
 )
-from tasks.campaigns import CampaignSpec
-from tasks.gateways import (
+from tasks.common.campaigns import CampaignSpec
+from tasks.common.metrics import funnel, rollup
+from tasks.common.periods import Period, local_midnight_utc
+from tasks.common.rules import RulesInForce, ScopedAdmission
+from tasks.common.sqlfiles import query
+from tasks.data.importing import insert_rows
+from tasks.do.gateways import (
     GATEWAY_REF_LENGTH,
     Gateway,
     JournaledGateway,
@@ -99,12 +104,7 @@ from tasks.gateways import (
     SendReceipt,
     send_with_retries,
 )
-from tasks.importing import insert_rows
-from tasks.metrics import funnel, rollup
-from tasks.periods import Period, local_midnight_utc
-from tasks.rules import RulesInForce, ScopedAdmission
-from tasks.sqlfiles import query
-from tasks.wording import Message
+from tasks.do.wording import Message
 
 HOLDOUT = "holdout"
 TIER_A_SCORE = 720
@@ -368,7 +368,7 @@ def segment_propensity(
 
     Empty without history: every segment then counts as average.
     """
-    from tasks.plan import history_window  # here: the plan's optimiser is slow to import
+    from tasks.plan.plan import history_window  # here: the plan's optimiser is slow to import
 
     frame = funnel(conn, campaign_id, history_window(day), attribution_days=attribution_days)
     if frame.empty:

@@ -50,7 +50,7 @@ from pydantic import (
 from pdca.errors import UserError
 from pdca.models import CHANNELS
 from pdca.settings import PROJECT_ROOT
-from tasks.campaigns import CampaignSpec, _problem, _UniqueKeyLoader
+from tasks.common.campaigns import CampaignSpec, _problem, _UniqueKeyLoader
 
 RULES_PATH = PROJECT_ROOT / "templates" / "compliance.yaml"
 """The reviewed wording rules."""

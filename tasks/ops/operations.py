@@ -29,7 +29,7 @@ from sqlalchemy import Connection, select
 
 from pdca.errors import UserError
 from pdca.models import Campaign
-from tasks.periods import Period
+from tasks.common.periods import Period
 
 STAGES = ("plan", "dispatch", "check", "act")
 """The stages `pdca rerun` and `pdca backfill` know; dispatch is keyed by day, the

@@ -4,7 +4,7 @@
    borrows the latest weeks of comparable campaigns (same product first, then any
    history, such as the imported UCI data). The evidence says which was used.
 2. **Economics.** Per channel and per touch: cost, disbursed amount, net income, loans,
-   overdue rate — the inputs of the budget LP (`tasks.budget.allocate`).
+   overdue rate — the inputs of the budget LP (`tasks.plan.budget.allocate`).
 3. **Budget.** The period's share of the campaign budget (by its days within the
    campaign), split by the LP under capacity, floor share, the overdue ceiling and the
    manager-approved adjustments from the Act stage.
@@ -26,16 +26,16 @@ import pandas as pd
 from sqlalchemy import Connection, func, insert, select, update
 
 from pdca.models import Action, Budget, Campaign, Plan, Target, Touch
-from tasks.budget import (
+from tasks.common.campaigns import CampaignSpec
+from tasks.common.metrics import LOWER_IS_BETTER, complaint_rate, funnel, overdue_rate_30, rollup
+from tasks.common.periods import Period
+from tasks.plan.budget import (
     Allocation,
     BudgetAdjustment,
     BudgetInfeasible,
     ChannelEconomics,
     allocate,
 )
-from tasks.campaigns import CampaignSpec
-from tasks.metrics import LOWER_IS_BETTER, complaint_rate, funnel, overdue_rate_30, rollup
-from tasks.periods import Period
 
 HISTORY_WEEKS = 8
 REACH_HEADROOM = 1.5
@@ -205,7 +205,7 @@ def _weekly_peak(combined: pd.DataFrame) -> dict[str, float]:
 
 
 def funnel_columns() -> pd.DataFrame:
-    from tasks.metrics import COUNTS, KEYS
+    from tasks.common.metrics import COUNTS, KEYS
 
     return pd.DataFrame(columns=["week", *KEYS, *COUNTS])
 

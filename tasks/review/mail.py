@@ -32,7 +32,7 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Any
 
-from tasks.charts import Chart
+from tasks.review.charts import Chart
 
 CID_DOMAIN = "pdca.local"
 

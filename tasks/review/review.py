@@ -13,7 +13,7 @@ e-mail address can reach the report, the artifact or the e-mail.
 
 Everything here is a plain function over a `Connection` or plain data; the flow
 (`flows.weekly_review`) wraps them as tasks. Templates are `reports/weekly_review.*.j2`
-on the shared base layout and macros, rendered by `tasks.reports` (autoescape on for
+on the shared base layout and macros, rendered by `tasks.common.reports` (autoescape on for
 `.html.j2`: a campaign name is user text).
 """
 
@@ -32,9 +32,14 @@ import pandas as pd
 from sqlalchemy import Connection, insert, select
 
 from pdca.models import AuditEntry, Campaign, CheckResult
-from tasks import metrics
-from tasks.actions import period_actions
-from tasks.charts import (
+from tasks.act.actions import period_actions
+from tasks.act.sop import sop_versions
+from tasks.check.check import read_rollups, records
+from tasks.check.findings import stage_rates
+from tasks.common import metrics
+from tasks.common.periods import Period
+from tasks.common.reports import record_report, render
+from tasks.review.charts import (
     CHANNEL_SIZE,
     FUNNEL_SIZE,
     TREND_SIZE,
@@ -44,11 +49,6 @@ from tasks.charts import (
     funnel_chart,
     trend_chart,
 )
-from tasks.check import read_rollups, records
-from tasks.findings import stage_rates
-from tasks.periods import Period
-from tasks.reports import record_report, render
-from tasks.sop import sop_versions
 
 REPORT_KIND = "weekly_review"
 HTML_TEMPLATE = "weekly_review.html.j2"

@@ -19,8 +19,8 @@ from flows.act import act_flow
 from flows.plan import plan_flow
 from pdca.db import make_engine
 from pdca.models import Action, AuditEntry, CheckResult, Report, SopVersion
-from tasks.demo_data import write_demo_feeds
-from tasks.periods import Period
+from pdca.synthetic.demo_history import write_demo_feeds
+from tasks.common.periods import Period
 from tests.flows.test_plan import budget_rows, new_campaign
 from tests.scenario import (
     BACKENDS,

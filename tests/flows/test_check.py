@@ -42,11 +42,11 @@ from pdca.models import (
     Touch,
     WeeklyRollup,
 )
-from tasks import metrics
-from tasks.campaigns import get_campaign_spec
-from tasks.demo_data import CAMPAIGN_ID, TIMEZONE, write_demo_feeds
-from tasks.importing import import_feed
-from tasks.periods import Period
+from pdca.synthetic.demo_history import CAMPAIGN_ID, TIMEZONE, write_demo_feeds
+from tasks.common import metrics
+from tasks.common.campaigns import get_campaign_spec
+from tasks.common.periods import Period
+from tasks.data.importing import import_feed
 from tests import scenario
 from tests.scenario import (
     BACKENDS,

@@ -16,7 +16,7 @@ from contextlib import redirect_stderr, redirect_stdout
 
 import pytest
 
-from tasks.periods import Period
+from tasks.common.periods import Period
 from tests.conftest import UCI_FILE
 from tests.scenario import (
     BACKENDS,

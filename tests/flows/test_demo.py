@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from tasks.feeds import FEEDS
+from tasks.common.feeds import FEEDS
 
 PDCA = str(Path(sys.executable).parent / "pdca")
 
@@ -109,7 +109,7 @@ class TestDemo:
     def test_is_deterministic_by_seed(self, demo_run, tmp_path, prefect_home):
         """Same seed, same data: the feed files of a second run are byte-identical."""
         workdir, _ = demo_run
-        from tasks.demo_data import write_demo_feeds
+        from pdca.synthetic.demo_history import write_demo_feeds
 
         again = write_demo_feeds(tmp_path)
         for feed in FEEDS:

@@ -27,8 +27,8 @@ from sqlalchemy import Engine, delete, func, insert, select
 from flows.dispatch import dispatch_flow
 from pdca.db import make_engine
 from pdca.models import Customer, DispatchLock, OutboxEntry, OutreachBatch, SimulatedSend
-from tasks.dispatch import assign_variants, idempotency_key
-from tasks.wording import ComplianceError
+from tasks.do.dispatch import assign_variants, idempotency_key
+from tasks.do.wording import ComplianceError
 from tests.scenario import (
     BACKENDS,
     CAMPAIGN_ID,
@@ -451,7 +451,7 @@ import os, sys, time
 from pathlib import Path
 
 import flows.dispatch
-import tasks.gateways
+import tasks.do.gateways
 
 flows.dispatch.CHUNK = flows.dispatch.BULK_CHUNK = int(os.environ["TEST_CHUNK"])
 gate = os.environ.get("TEST_GATE")
@@ -478,7 +478,7 @@ def held(accept):  # a journaled gateway's way in, held as the test asks
     return send
 
 
-journaled = tasks.gateways.JournaledGateway
+journaled = tasks.do.gateways.JournaledGateway
 journaled.send_batch = held(journaled.send_batch)  # one message at a time
 journaled.send_selected = held(journaled.send_selected)  # the bulk path
 from pdca.cli import main

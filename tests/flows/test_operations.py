@@ -19,7 +19,7 @@ from sqlalchemy import DateTime, Engine, func, select
 import flows.check
 from pdca.db import make_engine
 from pdca.models import AuditEntry, CheckResult, WeeklyRollup
-from tasks.demo_data import CAMPAIGN_ID, write_demo_feeds
+from pdca.synthetic.demo_history import CAMPAIGN_ID, write_demo_feeds
 from tests.scenario import (
     database,
     load_demo,

@@ -1,6 +1,7 @@
 """The plan flow from the user's side: targets and a budget split from real-looking history.
 
-The history is the demo's synthetic campaign (tasks.demo_data: 3,000 customers, six weeks),
+The history is the demo's synthetic campaign (pdca.synthetic.demo_history: 3,000 customers,
+six weeks),
 loaded through the feed importers into a fresh database on each back end, once for the
 module. The period planned is the first week after the history, inside the campaign.
 """
@@ -17,11 +18,11 @@ from flows.plan import plan_flow
 from pdca.db import make_engine
 from pdca.errors import UserError
 from pdca.models import Action, AuditEntry, Budget, Plan, Target
-from tasks.campaigns import CampaignSpec
-from tasks.demo_data import CAMPAIGN_ID, SEGMENTS, write_demo_feeds
-from tasks.metrics import LOWER_IS_BETTER
-from tasks.periods import Period
-from tasks.plan import period_budget, send_days
+from pdca.synthetic.demo_history import CAMPAIGN_ID, SEGMENTS, write_demo_feeds
+from tasks.common.campaigns import CampaignSpec
+from tasks.common.metrics import LOWER_IS_BETTER
+from tasks.common.periods import Period
+from tasks.plan.plan import period_budget, send_days
 from tests.scenario import (
     BACKENDS,
     apply,

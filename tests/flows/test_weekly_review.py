@@ -34,11 +34,11 @@ from flows.plan import plan_flow
 from pdca.db import make_engine
 from pdca.models import Action, AuditEntry, CheckResult, Customer, Report
 from pdca.settings import get_settings
-from tasks.campaigns import apply_spec, load_spec
-from tasks.demo_data import CAMPAIGN_ID, write_demo_feeds
-from tasks.feeds import LOAD_ORDER
-from tasks.importing import import_feed
-from tasks.sop import update_sop
+from pdca.synthetic.demo_history import CAMPAIGN_ID, write_demo_feeds
+from tasks.act.sop import update_sop
+from tasks.common.campaigns import apply_spec, load_spec
+from tasks.common.feeds import LOAD_ORDER
+from tasks.data.importing import import_feed
 from tests.scenario import (
     apply,
     database,
@@ -423,7 +423,7 @@ class TestRetry:
         from prefect.client.orchestration import get_client
 
         from flows.weekly_review import send_email
-        from tasks.mail import SmtpConfig, build_message
+        from tasks.review.mail import SmtpConfig, build_message
 
         class Keep:
             def __init__(self) -> None:

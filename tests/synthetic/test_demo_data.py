@@ -17,8 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tasks.campaigns import load_spec
-from tasks.demo_data import (
+from pdca.synthetic.demo_history import (
     BAD_ROWS,
     CAMPAIGN_ID,
     FUTURE_WEEKS,
@@ -27,8 +26,9 @@ from tasks.demo_data import (
     summarise,
     write_demo_feeds,
 )
+from tasks.common.campaigns import load_spec
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 START = date(2026, 3, 2)
 WEEKS = 8
 END = START + timedelta(days=WEEKS * 7 - 1)
@@ -468,7 +468,7 @@ def test_memory_is_bounded_by_the_block_not_the_population(tmp_path: Path) -> No
         f"""
         import json, resource, sys
         from pathlib import Path
-        from tasks.demo_data import write_demo_feeds
+        from pdca.synthetic.demo_history import write_demo_feeds
 
         def peak():
             return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

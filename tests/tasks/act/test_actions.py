@@ -9,7 +9,7 @@ from sqlalchemy import Engine, func, select
 
 from pdca.errors import UserError
 from pdca.models import Action, AuditEntry
-from tasks.actions import decide, period_actions, proposed_amount, save_proposals
+from tasks.act.actions import decide, period_actions, proposed_amount, save_proposals
 from tests.scenario import CAMPAIGN_ID, PERIOD, apply, spec_dict
 
 REALLOCATION = {

@@ -23,10 +23,7 @@ from sqlalchemy import insert
 from pdca.db import make_engine
 from pdca.models import Action, Application, Customer, Loan, Repayment, Touch
 from pdca.settings import Settings
-from tasks.budget import BudgetAdjustment
-from tasks.campaigns import CampaignSpec, TimeRange
-from tasks.periods import Period
-from tasks.proposals import (
+from tasks.act.proposals import (
     ACTION_TYPES,
     LOAN_COLUMNS,
     ActContext,
@@ -38,6 +35,9 @@ from tasks.proposals import (
     shifted_range,
     windows_from_quarter_hours,
 )
+from tasks.common.campaigns import CampaignSpec, TimeRange
+from tasks.common.periods import Period
+from tasks.plan.budget import BudgetAdjustment
 from tests.scenario import CAMPAIGN_ID, add_plan, apply, customer, local_utc, spec_dict, touch
 
 SPEC = CampaignSpec.model_validate(spec_dict())
@@ -94,7 +94,7 @@ def kpi(
     channel: str | None = None,
     segment: str | None = None,
 ) -> dict[str, Any]:
-    """A KPI row shaped like `tasks.findings.variance` makes them."""
+    """A KPI row shaped like `tasks.check.findings.variance` makes them."""
     pct = None if target in (None, 0) or actual is None else (actual - target) / target
     return {
         "metric": metric,
@@ -367,7 +367,7 @@ class TestReallocateBudget:
         )
 
     def test_the_plan_understands_the_params(self) -> None:
-        """tasks.plan.approved_adjustments reads exactly these keys into a shift."""
+        """tasks.plan.plan.approved_adjustments reads exactly these keys into a shift."""
         (move,) = run(failing_sms())
         params = move["params"]
         adjustment = BudgetAdjustment(
@@ -746,7 +746,7 @@ class TestWindowsFromQuarterHours:
 
 
 def experiment(control: str, treatment: str, decision: str, **numbers: Any) -> dict[str, Any]:
-    """A comparison shaped like `tasks.experiments.judge` makes them."""
+    """A comparison shaped like `tasks.check.experiments.judge` makes them."""
     row = {
         "metric": "application_rate",
         "control": control,

@@ -8,8 +8,7 @@ import pytest
 from sqlalchemy import Engine
 
 from pdca.errors import UserError
-from tasks.campaigns import CampaignSpec
-from tasks.sop import (
+from tasks.act.sop import (
     action_label,
     render_sop,
     sop_diff,
@@ -19,6 +18,7 @@ from tasks.sop import (
     update_sop,
     write_sop_files,
 )
+from tasks.common.campaigns import CampaignSpec
 from tests.scenario import CAMPAIGN_ID, apply, spec_dict
 
 SPEC = CampaignSpec.model_validate(spec_dict())

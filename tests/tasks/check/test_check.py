@@ -1,4 +1,4 @@
-"""tasks.check: which weeks and scopes a check counts, the stored rollups, the targets."""
+"""tasks.check.check: which weeks and scopes a check counts, the stored rollups, the targets."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import pytest
 from sqlalchemy import Engine, insert, select
 
 from pdca.models import Customer, Plan, Target, Touch, WeeklyRollup
-from tasks import metrics
-from tasks.check import (
+from tasks.check.check import (
     ROLLUP_COLUMNS,
     clean,
     current_targets,
@@ -20,7 +19,8 @@ from tasks.check import (
     trailing_weeks,
     whole_weeks,
 )
-from tasks.periods import Period
+from tasks.common import metrics
+from tasks.common.periods import Period
 from tests.scenario import CAMPAIGN_ID, apply, customer, local_utc, spec_dict, touch
 
 

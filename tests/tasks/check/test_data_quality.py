@@ -30,9 +30,9 @@ from pdca.models import (
     Repayment,
     Touch,
 )
-from tasks.campaigns import CampaignSpec, TimeRange
-from tasks.data_quality import DataQuality, assess, quarantine_shares, touch_timing
-from tasks.periods import Period
+from tasks.check.data_quality import DataQuality, assess, quarantine_shares, touch_timing
+from tasks.common.campaigns import CampaignSpec, TimeRange
+from tasks.common.periods import Period
 from tests.scenario import CAMPAIGN_ID, DAY, TIMEZONE, apply, customer, local_utc, spec_dict, touch
 
 WEEK = "2026-W10"

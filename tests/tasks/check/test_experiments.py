@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Connection, Engine, insert
 
 from pdca.models import Application, Customer, Touch
-from tasks.experiments import (
+from tasks.check.experiments import (
     ARM_COLUMNS,
     DECISIONS,
     RESULT_KEYS,

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from tasks.findings import (
+from tasks.check.findings import (
     DIAGNOSES,
     STAGES,
     STATUSES,
@@ -43,7 +43,7 @@ def target(
     fail: float = 0.15,
     lower_is_better: bool | None = None,
 ) -> dict[str, Any]:
-    """A plan target row shaped like `tasks.plan._target_rows` makes them."""
+    """A plan target row shaped like `tasks.plan.plan._target_rows` makes them."""
     return {
         "metric": metric,
         "channel": channel,

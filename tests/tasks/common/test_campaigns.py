@@ -13,7 +13,7 @@ from sqlalchemy import Engine, func, select
 
 from pdca.errors import SpecError, UserError
 from pdca.models import AuditEntry, Campaign, Product
-from tasks.campaigns import (
+from tasks.common.campaigns import (
     CampaignSpec,
     TimeRange,
     apply_spec,
@@ -22,7 +22,7 @@ from tasks.campaigns import (
     parse_spec,
 )
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sme-spring-2026.yaml"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "sme-spring-2026.yaml"
 EXAMPLE_DOC: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
 
 DELETE = object()

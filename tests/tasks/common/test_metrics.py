@@ -27,8 +27,8 @@ from sqlalchemy import Connection, Engine, insert, select
 from pdca.db import make_engine
 from pdca.errors import UserError
 from pdca.models import Application, Complaint, Customer, Decision, Loan, Repayment, Touch
-from tasks.campaigns import apply_spec, parse_spec
-from tasks.metrics import (
+from tasks.common.campaigns import apply_spec, parse_spec
+from tasks.common.metrics import (
     COUNTS,
     RATES,
     SHARES,
@@ -40,9 +40,9 @@ from tasks.metrics import (
     week_slices,
     with_rates,
 )
-from tasks.periods import Period
+from tasks.common.periods import Period
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sme-spring-2026.yaml"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "sme-spring-2026.yaml"
 S = "sme-spring-2026"
 O = "other-2026"  # noqa: E741 (the other campaign)
 W12 = Period.parse("2026-W12")
@@ -1176,8 +1176,8 @@ def reference_funnel(conn: Connection, campaign: str, period: Period, timezone: 
 
 class TestAgainstReference:
     def test_funnel_equals_a_pandas_reference(self, engine: Engine, tmp_path: Path) -> None:
-        from tasks.demo_data import CAMPAIGN_ID, TIMEZONE, write_demo_feeds
-        from tasks.importing import import_feed
+        from pdca.synthetic.demo_history import CAMPAIGN_ID, TIMEZONE, write_demo_feeds
+        from tasks.data.importing import import_feed
 
         files = write_demo_feeds(tmp_path, customers=3_000, weeks=4, seed=5, start=date(2026, 3, 2))
         with engine.begin() as conn:

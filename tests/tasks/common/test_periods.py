@@ -5,7 +5,7 @@ from datetime import date, datetime
 import pytest
 
 from pdca.errors import UserError
-from tasks.periods import Period
+from tasks.common.periods import Period
 
 
 class TestParse:

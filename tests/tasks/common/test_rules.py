@@ -1,4 +1,4 @@
-"""The rules in force: approved Act actions folded into the spec (tasks/rules.py).
+"""The rules in force: approved Act actions folded into the spec (tasks/common/rules.py).
 
 Plain data in, plain data out: each action is the dict `approved_actions` returns, so a
 case reads as the manager's decisions in the order they were made. `approved_actions`
@@ -16,8 +16,8 @@ from sqlalchemy import Engine, insert
 
 from pdca.errors import UserError
 from pdca.models import Action
-from tasks.campaigns import CampaignSpec
-from tasks.rules import ScopedAdmission, approved_actions, rules_in_force
+from tasks.common.campaigns import CampaignSpec
+from tasks.common.rules import ScopedAdmission, approved_actions, rules_in_force
 from tests.scenario import CAMPAIGN_ID, apply, spec_dict
 
 SPEC = CampaignSpec.model_validate(spec_dict())

@@ -21,9 +21,9 @@ from flows.dispatch import dispatch_flow
 from pdca.db import make_engine
 from pdca.errors import UserError
 from pdca.models import AuditEntry, Customer, OutboxEntry, OutreachBatch, Touch
-from tasks.export import DateRange, export_call_list, export_feed
-from tasks.feeds import FEEDS
-from tasks.importing import import_feed
+from tasks.common.feeds import FEEDS
+from tasks.data.export import DateRange, export_call_list, export_feed
+from tasks.data.importing import import_feed
 from tests.scenario import (
     CAMPAIGN_ID,
     DAY,

@@ -16,11 +16,11 @@ from sqlalchemy import Connection, Engine, func, insert, select
 
 from pdca.errors import UserError
 from pdca.models import Application, Base, Customer, Import, Loan, QuarantinedRow
-from tasks.campaigns import apply_spec, load_spec
-from tasks.feeds import FEEDS
-from tasks.importing import ImportResult, import_feed
+from tasks.common.campaigns import apply_spec, load_spec
+from tasks.common.feeds import FEEDS
+from tasks.data.importing import ImportResult, import_feed
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sme-spring-2026.yaml"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "sme-spring-2026.yaml"
 CAMPAIGN = "sme-spring-2026"  # time zone Asia/Shanghai (UTC+8, no daylight saving)
 FEED_TABLES = [feed.table for feed in FEEDS.values()]
 SURROGATE_KEYS = {"quarantine_id", "import_id"}

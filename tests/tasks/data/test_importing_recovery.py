@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from tasks import importing
-from tasks.importing import import_feed
+from tasks.data import importing
+from tasks.data.importing import import_feed
 
 HEADER = (
     "customer_id,segment,region,credit_score,monthly_income,debt_ratio,industry,phone,"

@@ -17,13 +17,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tasks import quality
-from tasks.feeds import FEEDS
-from tasks.quality import row_failures, validate_frame
+from tasks.common.feeds import FEEDS
+from tasks.data import quality
+from tasks.data.quality import row_failures, validate_frame
 
 T0 = datetime(2026, 3, 2, 4, 0)
 
-# --- frames typed the way the importer types them (tasks.importing.parse_chunk) ---------
+# --- frames typed the way the importer types them (tasks.data.importing.parse_chunk) ---------
 
 
 def typed_frame(feed: str, rows: list[dict[str, Any]], index: list[int] | None = None):

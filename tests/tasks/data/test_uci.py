@@ -18,8 +18,8 @@ from sqlalchemy import Engine, func, select
 from pdca.db import make_engine, upgrade
 from pdca.errors import UserError
 from pdca.models import Application, Base, Campaign, Customer, QuarantinedRow, Touch
-from tasks.importing import ImportResult
-from tasks.uci import import_uci_bank
+from tasks.data.importing import ImportResult
+from tasks.data.uci import import_uci_bank
 from tests.conftest import UCI_FILE
 
 UCI_HEADER = (

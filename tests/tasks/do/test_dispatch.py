@@ -29,8 +29,8 @@ from sqlalchemy import (
 
 from pdca.errors import UserError
 from pdca.models import Customer, DispatchLock, OutboxEntry, OutreachBatch, SimulatedSend, Touch
-from tasks.campaigns import CampaignSpec
-from tasks.dispatch import (
+from tasks.common.campaigns import CampaignSpec
+from tasks.do.dispatch import (
     HALF,
     HASH_SPAN,
     HOLDOUT,
@@ -67,8 +67,8 @@ from tasks.dispatch import (
     window_cuts,
     window_share,
 )
-from tasks.gateways import JournaledGateway, OutboundMessage, SimulatedGateway
-from tasks.wording import Message
+from tasks.do.gateways import JournaledGateway, OutboundMessage, SimulatedGateway
+from tasks.do.wording import Message
 from tests.scenario import CAMPAIGN_ID, add_plan, apply, customer, spec_dict, touch
 
 SPEC = CampaignSpec.model_validate(spec_dict())
@@ -470,7 +470,7 @@ class TestDispatchLock:
 
 def test_hash_unit_is_uniform_enough():
     """The hash behind assignment, windows and tier-B alternation spreads evenly."""
-    from tasks.dispatch import _hash_unit
+    from tasks.do.dispatch import _hash_unit
 
     units = _hash_unit("salt", pd.Series([f"c{n}" for n in range(10_000)]))
     counts = np.histogram(units, bins=10, range=(0, 1))[0]

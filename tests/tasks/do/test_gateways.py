@@ -14,7 +14,7 @@ import pytest
 from prefect.states import Completed, Failed
 
 from pdca.settings import Settings
-from tasks.gateways import (
+from tasks.do.gateways import (
     CallListGateway,
     Gateway,
     OutboundMessage,

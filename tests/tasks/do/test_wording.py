@@ -12,9 +12,9 @@ import pytest
 
 from pdca.errors import UserError
 from pdca.settings import PROJECT_ROOT
-from tasks import wording
-from tasks.campaigns import CampaignSpec, load_spec
-from tasks.wording import (
+from tasks.common.campaigns import CampaignSpec, load_spec
+from tasks.do import wording
+from tasks.do.wording import (
     ComplianceError,
     ComplianceRules,
     Message,

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tasks.events import (
+from tasks.ops.events import (
     ANOMALY_DETECTED,
     AWAITING_APPROVAL,
     DATA_QUALITY_FAILED,
@@ -198,8 +198,8 @@ def test_check_and_act_events_reach_the_server(prefect_server, tmp_path, sqlite_
     from prefect import flow
 
     from flows.check import check_flow
-    from tasks.demo_data import CAMPAIGN_ID
-    from tasks.events import emit_awaiting_approval
+    from pdca.synthetic.demo_history import CAMPAIGN_ID
+    from tasks.ops.events import emit_awaiting_approval
     from tests.flows.test_operations import UNTRUSTED_WEEK, build_small_world
     from tests.scenario import database
 

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from pdca.errors import UserError
-from tasks.operations import (
+from tasks.ops.operations import (
     ActiveCampaign,
     Outcome,
     StageRun,

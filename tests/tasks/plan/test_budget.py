@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from pdca.errors import UserError
-from tasks.budget import (
+from tasks.plan.budget import (
     OBJECTIVES,
     Allocation,
     BudgetAdjustment,

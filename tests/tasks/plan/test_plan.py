@@ -13,16 +13,16 @@ import pytest
 from sqlalchemy import Engine, insert, select
 
 from pdca.models import Action, Budget, Customer, Plan, Target, Touch
-from tasks.budget import (
+from tasks.common.campaigns import CampaignSpec
+from tasks.common.periods import Period
+from tasks.plan.budget import (
     Allocation,
     BudgetAdjustment,
     BudgetInfeasible,
     ChannelEconomics,
     Explanation,
 )
-from tasks.campaigns import CampaignSpec
-from tasks.periods import Period
-from tasks.plan import (
+from tasks.plan.plan import (
     allocate_within_risk,
     approved_adjustments,
     find_history,
@@ -157,7 +157,7 @@ class TestFindHistory:
 
 
 def spec_for(conn, campaign_id: str) -> CampaignSpec:
-    from tasks.campaigns import get_campaign_spec
+    from tasks.common.campaigns import get_campaign_spec
 
     return get_campaign_spec(conn, campaign_id)
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tasks.charts import (
+from tasks.review.charts import (
     CHANNEL_SIZE,
     DPI,
     FUNNEL_SIZE,

@@ -16,8 +16,8 @@ import pytest
 from pydantic import SecretStr
 
 from pdca.settings import Settings
-from tasks.charts import FUNNEL_SIZE, chart, funnel_chart
-from tasks.mail import (
+from tasks.review.charts import FUNNEL_SIZE, chart, funnel_chart
+from tasks.review.mail import (
     SmtpConfig,
     build_message,
     content_ids,

@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import Connection, Engine, func, insert, select
 
 from pdca.models import Action, AuditEntry, CheckResult, Report, SopVersion, WeeklyRollup
-from tasks.periods import Period
-from tasks.review import (
+from tasks.common.periods import Period
+from tasks.review.review import (
     CampaignReview,
     Review,
     active_campaigns,
@@ -522,7 +522,7 @@ class TestSharedMacros:
 
     @staticmethod
     def render(source: str, **context) -> str:
-        from tasks.reports import environment
+        from tasks.common.reports import environment
 
         template = '{% import "macros.html.j2" as m %}' + source
         return environment().from_string(template).render(**context)
