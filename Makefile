@@ -59,7 +59,7 @@ worker: install  ## the pdca work pool (if missing), every deployment of prefect
 	$(BIN)/prefect work-pool inspect pdca >/dev/null 2>&1 \
 		|| $(BIN)/prefect work-pool create pdca --type process
 	$(BIN)/prefect --no-prompt deploy --all
-	$(BIN)/prefect worker start --pool pdca --type process
+	$(BIN)/pdca worker --pool pdca
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

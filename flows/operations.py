@@ -9,7 +9,9 @@ others (tasks/ops/operations.py).
 The scheduled flows exist because a deployment's parameters are fixed when it is made,
 while a scheduled run must work on "today" or "the week of yesterday" for every campaign
 active then. Each resolves its runs in the campaigns' own time zones and calls the stage
-flow as a subflow, so the UI shows the stage run under the scheduled one.
+flow as a subflow, so the UI shows the stage run under the scheduled one. `as_of` (an ISO
+time; naive is UTC) replaces the clock: a run for a chosen day, e.g. to catch up a missed
+schedule or in a test.
 """
 
 from __future__ import annotations
@@ -108,13 +110,13 @@ def run_stage_runs(runs: list[StageRun], concurrency: int) -> RunReport:
 # --- the scheduled stage runs ---------------------------------------------------------------
 
 
-def run_due(stage: str, campaign_ids: list[str] | None, now: datetime | None) -> list[dict]:
-    """Run `stage` for every campaign due at `now`, one after the other as subflows; a
-    table artifact lists the outcomes, and the scheduled run fails if any run failed."""
+def run_due(stage: str, campaign_ids: list[str] | None, as_of: datetime | None) -> list[dict]:
+    """Run `stage` for every campaign due at `as_of` (default: now), one after the other as
+    subflows; a table artifact lists the outcomes, and the scheduled run fails if any did."""
     logger = get_run_logger()
     engine = make_engine(get_settings().database_url)
     with engine.connect() as conn:
-        runs = due_runs(stage, campaigns(conn), now, only=campaign_ids)
+        runs = due_runs(stage, campaigns(conn), as_of, only=campaign_ids)
     engine.dispose()
     if not runs:
         logger.info("no campaign is due for %s", stage)
@@ -140,36 +142,36 @@ def run_due(stage: str, campaign_ids: list[str] | None, now: datetime | None) ->
 
 @flow(name="scheduled-plan", flow_run_name="scheduled plan")
 def scheduled_plan_flow(
-    campaign_ids: list[str] | None = None, now: datetime | None = None
+    campaign_ids: list[str] | None = None, as_of: datetime | None = None
 ) -> list[dict]:
     """Plan the month of today for every campaign running in it (all, or `campaign_ids`)."""
-    return run_due("plan", campaign_ids, now)
+    return run_due("plan", campaign_ids, as_of)
 
 
 @flow(name="scheduled-dispatch", flow_run_name="scheduled dispatch")
 def scheduled_dispatch_flow(
-    campaign_ids: list[str] | None = None, now: datetime | None = None
+    campaign_ids: list[str] | None = None, as_of: datetime | None = None
 ) -> list[dict]:
     """Dispatch today's due windows (local day) of every campaign running today."""
-    return run_due("dispatch", campaign_ids, now)
+    return run_due("dispatch", campaign_ids, as_of)
 
 
 @flow(name="scheduled-check", flow_run_name="scheduled check")
 def scheduled_check_flow(
-    campaign_ids: list[str] | None = None, now: datetime | None = None
+    campaign_ids: list[str] | None = None, as_of: datetime | None = None
 ) -> list[dict]:
     """Check the ISO week of yesterday (local) of every campaign running in it."""
-    return run_due("check", campaign_ids, now)
+    return run_due("check", campaign_ids, as_of)
 
 
 @flow(name="scheduled-review", flow_run_name="scheduled weekly review")
 def scheduled_review_flow(
-    timezone: str = "Asia/Shanghai", send: bool = True, now: datetime | None = None
+    timezone: str = "Asia/Shanghai", send: bool = True, as_of: datetime | None = None
 ) -> Any:
     """The weekly review of the last complete ISO week (in `timezone`, the schedule's)."""
     from flows.weekly_review import weekly_review_flow
 
-    period = review_period_for(local_day(timezone, now))
+    period = review_period_for(local_day(timezone, as_of))
     return weekly_review_flow(period=str(period), send=send)
 
 

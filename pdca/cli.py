@@ -470,6 +470,20 @@ def backfill(
     _run_and_report(runs, concurrency or get_settings().backfill_concurrency)
 
 
+@app.command()
+def worker(
+    pool: Annotated[str, typer.Option(help="The Prefect work pool to take runs from.")] = "pdca",
+) -> None:
+    """A Prefect process worker for the pool's runs (`make worker`); one Ctrl-C stops it.
+
+    Needs PREFECT_API_URL (a server) and, for pdca's deployments, PDCA_CHECKOUT and
+    PDCA_DATABASE_URL in its environment: the flow runs it starts inherit them.
+    """
+    from pdca.worker import run_worker
+
+    raise typer.Exit(run_worker(pool))
+
+
 def _stage_options(stage: str, auto_approve: bool) -> dict:
     """The stage's own extra parameters: act's approval switch, dispatch's `at` (now)."""
     return {"auto_approve": True} if stage == "act" and auto_approve else {}

@@ -67,7 +67,7 @@ from tasks.common.feeds import LOAD_ORDER
 from tasks.common.metrics import week_slices
 from tasks.common.periods import Period
 from tasks.common.sqlfiles import query
-from tasks.data.quality import _context, describe, load_suite
+from tasks.data.quality import GX_LOCK, _context, describe, load_suite
 
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationSuiteValidationResult
@@ -480,39 +480,44 @@ class _Run:
 
     def validate(self, dataset: str, frame: pd.DataFrame, part: str | None = None) -> None:
         """Run each suite of `dataset` on `frame` (`part` names one week of a weekly one)."""
-        from great_expectations.core.run_identifier import RunIdentifier
-
         name = self.run_name if part is None else f"{self.run_name}.{part}"
-        run_id = RunIdentifier(run_name=name, run_time=self.started)
-        for suite in DATASETS[dataset]:
-            result = _validate(dataset, suite, frame, run_id)
-            self.tallies[suite].add(result, len(frame), KEYS[dataset])
-            self.stored.append(_result_identifier(result, run_id))
+        with GX_LOCK:  # its first use imports GE, which two threads must not do at once
+            from great_expectations.core.run_identifier import RunIdentifier
+
+            run_id = RunIdentifier(run_name=name, run_time=self.started)
+            for suite in DATASETS[dataset]:
+                result = _validate(dataset, suite, frame, run_id)
+                self.tallies[suite].add(result, len(frame), KEYS[dataset])
+                self.stored.append(_result_identifier(result, run_id))
 
     def write_docs(self, docs_dir: Path) -> Path:
         """One Data Docs build of this run's results (and their suites' pages)."""
-        from great_expectations.data_context.types.resource_identifiers import (
-            ExpectationSuiteIdentifier,
-        )
-
         docs_dir = docs_dir.resolve()
         docs_dir.mkdir(parents=True, exist_ok=True)
-        site = _docs_site(docs_dir)
-        suites = [ExpectationSuiteIdentifier(name=name) for name in self.tallies]
-        _context().build_data_docs(site_names=[site], resource_identifiers=[*suites, *self.stored])
+        with GX_LOCK:
+            from great_expectations.data_context.types.resource_identifiers import (
+                ExpectationSuiteIdentifier,
+            )
+
+            suites = [ExpectationSuiteIdentifier(name=name) for name in self.tallies]
+            site = _docs_site(docs_dir)
+            _context().build_data_docs(
+                site_names=[site], resource_identifiers=[*suites, *self.stored]
+            )
         return docs_dir / "index.html"
 
     def forget(self) -> None:
         """Drop this run's results from the (in-memory) validation results store, and its
         frames from the execution engine's cache (which keeps each asset's last one)."""
-        store = _context().validation_results_store
-        for identifier in self.stored:
-            if store.has_key(identifier):
-                store.remove_key(identifier)
-        self.stored = []
-        batches = _datasource().get_execution_engine().batch_manager
-        batches.batch_data_cache.clear()
-        batches.reset_batch_cache()
+        with GX_LOCK:
+            store = _context().validation_results_store
+            for identifier in self.stored:
+                if store.has_key(identifier):
+                    store.remove_key(identifier)
+            self.stored = []
+            batches = _datasource().get_execution_engine().batch_manager
+            batches.batch_data_cache.clear()
+            batches.reset_batch_cache()
 
 
 def _validate(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cache
@@ -40,6 +41,13 @@ class SuiteOutcome:
 
 def suite_path(name: str) -> Path:
     return EXPECTATIONS_DIR / f"{name}.json"
+
+
+GX_LOCK = threading.RLock()
+"""Held around every use of the context. It is one per process and not thread-safe: two
+checks of a backfill in threads registered the same suite twice ("touches-touches already
+exists") and shared one batch cache. Validation is Python under the GIL anyway, so
+holding it costs the other threads nothing they could have had; their SQL runs meanwhile."""
 
 
 @cache
@@ -97,7 +105,8 @@ def describe(config) -> str:
 
 def validate_frame(name: str, frame: pd.DataFrame) -> SuiteOutcome:
     """Run suite `name` on `frame` with GE; critical failures name their rows by index label."""
-    return _validate(load_suite(name), frame)
+    with GX_LOCK:
+        return _validate(load_suite(name), frame)
 
 
 def _validate(suite, frame: pd.DataFrame) -> SuiteOutcome:
