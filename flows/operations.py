@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -70,13 +71,17 @@ def outcome_of(run: StageRun, state: State) -> Outcome:
     )
 
 
-def run_in_process(run: StageRun) -> Outcome:
-    """Call the stage flow here (embedded API) and wait for its final state."""
-    state = stage_flow(run.stage)(**run.parameters, return_state=True)
+def run_in_process(run: StageRun, purpose: str = "scheduled") -> Outcome:
+    """Call the stage flow here (embedded API) and wait for its final state; the run is
+    tagged with its purpose (`rerun`, `backfill`, `scheduled`) as a deployment run is."""
+    from prefect import tags
+
+    with tags("pdca", purpose):
+        state = stage_flow(run.stage)(**run.parameters, return_state=True)
     return outcome_of(run, state)
 
 
-def run_through_deployment(run: StageRun) -> Outcome:
+def run_through_deployment(run: StageRun, purpose: str) -> Outcome:
     """Start the stage's deployment with the run's parameters and wait for it to finish:
     a worker runs it, the UI shows it."""
     from prefect.deployments import run_deployment
@@ -86,7 +91,7 @@ def run_through_deployment(run: StageRun) -> Outcome:
         parameters=run.parameters,
         timeout=None,
         poll_interval=POLL_SECONDS,
-        tags=["pdca", "rerun"],
+        tags=["pdca", purpose],
     )
     return outcome_of(run, flow_run.state)
 
@@ -100,11 +105,12 @@ def start_api() -> None:
         client.hello()
 
 
-def run_stage_runs(runs: list[StageRun], concurrency: int) -> RunReport:
-    """Reruns and backfills: through the deployments with a server, else in-process."""
+def run_stage_runs(runs: list[StageRun], concurrency: int, purpose: str) -> RunReport:
+    """Reruns and backfills (`purpose`, the runs' tag): through the deployments with a
+    server, else in-process."""
     start_api()
     runner = run_through_deployment if server_configured() else run_in_process
-    return run_all(runs, runner, concurrency)
+    return run_all(runs, partial(runner, purpose=purpose), concurrency)
 
 
 # --- the scheduled stage runs ---------------------------------------------------------------

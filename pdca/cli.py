@@ -435,7 +435,7 @@ def rerun(
             raise UserError(f"rerun {stage}: give --period (2026-W12, 2026-03 or 2026-Q1)")
         key = str(Period.parse(period))
     runs = stage_runs(stage, campaign, [key], **_stage_options(stage, auto_approve))
-    _run_and_report(runs, concurrency=1)
+    _run_and_report(runs, concurrency=1, purpose="rerun")
 
 
 @app.command()
@@ -467,7 +467,7 @@ def backfill(
     else:
         keys = [str(p) for p in periods_between(first, last)]
     runs = stage_runs(stage, campaign, keys, **_stage_options(stage, auto_approve))
-    _run_and_report(runs, concurrency or get_settings().backfill_concurrency)
+    _run_and_report(runs, concurrency or get_settings().backfill_concurrency, purpose="backfill")
 
 
 @app.command()
@@ -489,12 +489,12 @@ def _stage_options(stage: str, auto_approve: bool) -> dict:
     return {"auto_approve": True} if stage == "act" and auto_approve else {}
 
 
-def _run_and_report(runs: list, concurrency: int) -> None:
+def _run_and_report(runs: list, concurrency: int, purpose: str) -> None:
     """Run, print one line per run and a summary; exit code 1 if any run failed."""
     from flows.operations import run_stage_runs
 
     _ready_engine().dispose()
-    report = run_stage_runs(runs, concurrency)
+    report = run_stage_runs(runs, concurrency, purpose)
     for outcome in report.outcomes:
         typer.echo(outcome.line())
     typer.echo(report.summary(), err=not report.ok)

@@ -8,6 +8,7 @@ refused by the dispatch lock: tests/flows/test_dispatch.py::TestConcurrentDispat
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -150,6 +151,50 @@ class TestBackfill:
         assert "2 of 3 runs completed; failed: 2026-W12" in err
         stored = set(check_periods(small_world.engine)) - set(before)
         assert stored == {"2026-W11", "2026-W13"}
+
+
+class TestBackfillInAFreshProcess:
+    """What an engineer types: `pdca backfill` in a new process, at the default concurrency.
+
+    In a fresh process the checks' threads are the first to use Great Expectations: two of
+    them once registered the same suite at once and every period failed.
+    """
+
+    @pytest.mark.slow
+    def test_every_period_completes_and_is_tagged_backfill(self, small_world, tmp_path):
+        import sqlite3
+        import subprocess
+        import sys
+
+        with (  # the backup API: the world's engine may still hold pages in its WAL
+            sqlite3.connect(small_world.folder / "pdca.db") as source,
+            sqlite3.connect(tmp_path / "pdca.db") as copy,
+        ):
+            source.backup(copy)
+        home = tmp_path / "prefect-home"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+        env |= {
+            "PDCA_DATABASE_URL": f"sqlite:///{tmp_path / 'pdca.db'}",
+            "PDCA_OUTPUT_DIR": str(tmp_path / "out"),
+            "PREFECT_HOME": str(home),
+        }
+        argv = ["backfill", "check", "--campaign", CAMPAIGN_ID, "--from", "2026-W10"]
+        pdca = Path(sys.executable).parent / "pdca"
+        done = subprocess.run(
+            [str(pdca), *argv, "--to", "2026-W13"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert "4 of 4 runs completed" in done.stdout, done.stdout + done.stderr[-3000:]
+        assert done.returncode == 0
+        assert "Traceback" not in done.stderr
+        with sqlite3.connect(home / "prefect.db") as prefect_db:
+            tags = prefect_db.execute(
+                "select tags from flow_run where name like 'check %'"
+            ).fetchall()
+        assert len(tags) == 4 and all('"backfill"' in row[0] for row in tags), tags
 
 
 class TestUsage:
