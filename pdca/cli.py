@@ -123,10 +123,9 @@ def plan(
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
 ) -> None:
     """KPI targets and channel budgets for the period (a new version of its plan)."""
+    _stage_arguments(campaign, period)
     from flows.plan import plan_flow
-    from tasks.common.periods import Period
 
-    Period.parse(period)  # a bad period is bad usage: refuse before starting Prefect
     result = plan_flow(campaign_id=campaign, period=period)
     if as_json:
         _print_json(result)
@@ -156,11 +155,18 @@ def dispatch(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Select, route and send the outreach batches due (exactly once, in their windows)."""
+    from pdca.edge import days_in_campaign
+
+    spec = _stage_arguments(campaign)
+    (send_day,) = days_in_campaign(spec, [_date_option("--date", day)])
+    if window is not None and window not in spec.contact_policy.windows:
+        known = ", ".join(spec.contact_policy.windows)
+        raise UserError(f"--window {window!r}: campaign {campaign} has the windows {known}")
     from flows.dispatch import dispatch_flow
 
     summaries = dispatch_flow(
         campaign_id=campaign,
-        day=_date_option("--date", day),
+        day=send_day,
         window=window,
         at=_utc_option("--at", at) if at else None,
     )
@@ -196,11 +202,10 @@ def check(
 
     Exit code 1 when data quality failed: the result is untrusted and act will only hold.
     """
-    from flows.check import check_flow
-    from tasks.common.periods import Period
-
-    Period.parse(period)  # a bad period is bad usage: refuse before starting Prefect
+    _stage_arguments(campaign, period)
     _ready_engine().dispose()
+    from flows.check import check_flow
+
     result = check_flow(campaign_id=campaign, period=period)
     if as_json:
         _print_json(result)
@@ -228,11 +233,10 @@ def act(
     Without --auto-approve the run pauses for a manager's decision on each proposal in
     the Prefect UI (needs a Prefect server); with none configured they stay proposed.
     """
-    from flows.act import act_flow
-    from tasks.common.periods import Period
-
-    Period.parse(period)  # a bad period is bad usage: refuse before starting Prefect
+    _stage_arguments(campaign, period)
     _ready_engine().dispose()
+    from flows.act import act_flow
+
     result = act_flow(campaign_id=campaign, period=period, auto_approve=auto_approve)
     if as_json:
         _print_json(result)
@@ -290,11 +294,12 @@ def review(
     With no SMTP host set (PDCA_SMTP_HOST), --send writes the e-mail to the outbox folder.
     Exit code 1 when a campaign could not be checked or the e-mail could not go out.
     """
-    from flows.weekly_review import weekly_review_flow
     from tasks.common.periods import Period
 
     Period.parse(period)  # a bad period is bad usage: refuse before starting Prefect
     _ready_engine().dispose()
+    from flows.weekly_review import weekly_review_flow
+
     who = os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown"
     result = weekly_review_flow(period=period, send=send, actor=f"cli:{who}")
     typer.echo(f"report: {result['path']}")
@@ -422,6 +427,7 @@ def rerun(
     Through the stage's deployment when PREFECT_API_URL points at a server (a worker runs
     it, the UI shows it), else in this process. Exit code 1 when the run failed.
     """
+    from pdca.edge import days_in_campaign
     from tasks.common.periods import Period
     from tasks.ops.operations import check_stage, stage_runs
 
@@ -429,11 +435,13 @@ def rerun(
     if stage == "dispatch":
         if day is None or period is not None:
             raise UserError("rerun dispatch: give --date YYYY-MM-DD (dispatch works by day)")
-        key = _date_option("--date", day).isoformat()
+        (send_day,) = days_in_campaign(_stage_arguments(campaign), [_date_option("--date", day)])
+        key = send_day.isoformat()
     else:
         if period is None or day is not None:
             raise UserError(f"rerun {stage}: give --period (2026-W12, 2026-03 or 2026-Q1)")
         key = str(Period.parse(period))
+        _stage_arguments(campaign)
     runs = stage_runs(stage, campaign, [key], **_stage_options(stage, auto_approve))
     _run_and_report(runs, concurrency=1, purpose="rerun")
 
@@ -458,14 +466,16 @@ def backfill(
     Runs a few periods at once, keeps going past a period that fails, prints each
     period's outcome and exits with 1 at the end if any failed.
     """
+    from pdca.edge import days_in_campaign
     from tasks.ops.operations import check_stage, days_between, periods_between, stage_runs
 
     check_stage(stage)
     if stage == "dispatch":
         days = days_between(_date_option("--from", first), _date_option("--to", last))
-        keys = [d.isoformat() for d in days]
+        keys = [d.isoformat() for d in days_in_campaign(_stage_arguments(campaign), days)]
     else:
         keys = [str(p) for p in periods_between(first, last)]
+        _stage_arguments(campaign)
     runs = stage_runs(stage, campaign, keys, **_stage_options(stage, auto_approve))
     _run_and_report(runs, concurrency or get_settings().backfill_concurrency, purpose="backfill")
 
@@ -491,9 +501,9 @@ def _stage_options(stage: str, auto_approve: bool) -> dict:
 
 def _run_and_report(runs: list, concurrency: int, purpose: str) -> None:
     """Run, print one line per run and a summary; exit code 1 if any run failed."""
+    _ready_engine().dispose()
     from flows.operations import run_stage_runs
 
-    _ready_engine().dispose()
     report = run_stage_runs(runs, concurrency, purpose)
     for outcome in report.outcomes:
         typer.echo(outcome.line())
@@ -502,13 +512,21 @@ def _run_and_report(runs: list, concurrency: int, purpose: str) -> None:
         raise typer.Exit(1)
 
 
-def _date_option(name: str, value: str):
-    from datetime import date
+def _stage_arguments(campaign: str, period: str | None = None):
+    """The campaign's spec, after checking the period parses and the campaign exists:
+    bad usage is refused here, in well under a second, before Prefect starts."""
+    from pdca.edge import known_campaign
+    from tasks.common.periods import Period
 
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise UserError(f"{name} {value!r}: expected a date YYYY-MM-DD") from None
+    if period is not None:
+        Period.parse(period)
+    return known_campaign(get_settings().database_url, campaign)
+
+
+def _date_option(name: str, value: str):
+    from pdca.edge import parse_day
+
+    return parse_day(name, value)
 
 
 def _utc_option(name: str, value: str):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 PAGE_CACHE_MIB = 256
@@ -68,6 +70,8 @@ def _tune_sqlite(
 
 def alembic_config(url: str) -> Config:
     """An Alembic config for `url` that needs no alembic.ini in the working directory."""
+    from alembic.config import Config  # imported when used: the CLI refuses bad usage first
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -76,6 +80,8 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     """Create or migrate the schema to `revision`."""
+    from alembic import command
+
     command.upgrade(alembic_config(url), revision)
 
 

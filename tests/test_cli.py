@@ -297,3 +297,65 @@ class TestUserErrorsInsideFlows:
         assert_one_error_line(
             migrated("plan", "--campaign", "x", "--period", "2026-13"), "2026-13", "month"
         )
+
+
+class TestRefusedBeforePrefectStarts:
+    """Bad usage of every stage command is refused with exit code 2 and one line, and
+    Prefect never starts: its home stays empty (no embedded API, no database)."""
+
+    @pytest.fixture(scope="class")
+    def applied(self, tmp_path_factory) -> Cli:
+        cli = Cli(tmp_path_factory.mktemp("refusals"))
+        assert_exit(cli("campaign", "apply", str(EXAMPLE)), 0)
+        return cli
+
+    @pytest.mark.parametrize(
+        ("argv", "fragments"),
+        [
+            (["check", "--campaign", "nosuch", "--period", "2026-W10"], ["nosuch", "sme-spring"]),
+            (["act", "--campaign", "nosuch", "--period", "2026-W10"], ["unknown campaign"]),
+            (["plan", "--campaign", "nosuch", "--period", "2026-03"], ["unknown campaign"]),
+            (["check", "--campaign", "sme-spring-2026", "--period", "2026-W99"], ["week 99"]),
+            (["rerun", "check", "--campaign", "nosuch", "--period", "2026-W10"], ["nosuch"]),
+            (
+                [
+                    "backfill",
+                    "act",
+                    "--campaign",
+                    "nosuch",
+                    "--from",
+                    "2026-W10",
+                    "--to",
+                    "2026-W11",
+                ],
+                ["unknown campaign"],
+            ),
+            (
+                ["dispatch", "--campaign", "sme-spring-2026", "--date", "2026-06-01"],
+                ["2026-03-02 to 2026-05-31", "2026-06-01 is outside"],
+            ),
+            (
+                ["rerun", "dispatch", "--campaign", "sme-spring-2026", "--date", "2026-02-27"],
+                ["2026-02-27 is outside"],
+            ),
+            (
+                [
+                    "dispatch",
+                    "--campaign",
+                    "sme-spring-2026",
+                    "--date",
+                    "2026-03-03",
+                    "--window",
+                    "x",
+                ],
+                ["--window 'x'", "noon"],
+            ),
+            (["dispatch", "--campaign", "sme-spring-2026", "--date", "3/3/2026"], ["YYYY-MM-DD"]),
+        ],
+    )
+    def test_refused(self, applied: Cli, tmp_path: Path, argv, fragments) -> None:
+        home = tmp_path / "prefect-home"
+        home.mkdir()
+        result = applied(*argv, PREFECT_HOME=str(home))
+        assert_one_error_line(result, *fragments)
+        assert not list(home.iterdir()), "Prefect started before the usage was checked"

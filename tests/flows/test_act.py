@@ -35,7 +35,7 @@ from tests.scenario import (
     run_main,
     spec_dict,
 )
-from tests.tasks.test_proposals import check_result, experiment, failing_sms
+from tests.tasks.act.test_proposals import check_result, experiment, failing_sms
 
 pytestmark = pytest.mark.usefixtures("prefect_env")
 
