@@ -8,6 +8,7 @@ valid occurrence; every refused row becomes a `Rejected` naming its field and re
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import pandas as pd
 import pyarrow as pa
@@ -117,40 +118,11 @@ def parse_chunk(
     for column in feed.columns:
         text = frame[column.name]
         present = text != ""
-        if column.kind == "str":
-            values = text.where(present, None)
-            broken = values.str.contains("\ufffd", regex=False, na=False)
-            reason = "not valid UTF-8 text"
-        elif column.kind in ("int", "float"):
-            values = pd.to_numeric(text.where(present, None), errors="coerce")
-            broken = present & values.isna()
-            reason = "not a number"
-            if column.kind == "int":
-                # whole and within the database's 32-bit integer columns, else the row's fault
-                usable = values.isna() | (
-                    (values == values.round()) & values.between(INT_MIN, INT_MAX)
-                )
-                broken |= present & ~usable
-                values = values.where(usable).astype("Int64")
-                reason = f"not an integer in [{INT_MIN}, {INT_MAX}]"
-        elif column.kind == "bool":
-            values = text.str.lower().map(TRUE_WORDS).astype("boolean")
-            broken = present & values.isna()
-            reason = "not a boolean (true/false or 1/0)"
-        elif column.kind == "date":
-            parsed = pd.to_datetime(text.where(present, None), format="%Y-%m-%d", errors="coerce")
-            broken = present & parsed.isna()
-            values = parsed.dt.strftime("%Y-%m-%d")  # a date, not a midnight timestamp
-            reason = "not a date (YYYY-MM-DD)"
+        if column.kind == "datetime":
+            zones = _zones(feed, frame, timezones, default_timezone)
+            values, broken, reason = _parse_datetime(text, present, zones)
         else:
-            zones = (
-                frame[feed.timezone_from].map(timezones).fillna(default_timezone)
-                if feed.timezone_from
-                else pd.Series(default_timezone, index=frame.index)
-            )
-            values = to_utc(text.where(present, None), zones)
-            broken = present & values.isna()
-            reason = "not an ISO 8601 timestamp (or not a valid local time)"
+            values, broken, reason = _PARSERS[column.kind](text, present)
         typed[column.name] = values
         if broken.any():
             errors.append(
@@ -168,6 +140,64 @@ def parse_chunk(
         else pd.DataFrame({"index": [], "field": [], "reason": []})
     )
     return typed, error_frame
+
+
+Parsed = tuple[pd.Series, pd.Series, str]
+"""A column parsed: its typed values, which present values did not parse, and why not."""
+
+
+def _parse_str(text: pd.Series, present: pd.Series) -> Parsed:
+    values = text.where(present, None)
+    return values, values.str.contains("\ufffd", regex=False, na=False), "not valid UTF-8 text"
+
+
+def _parse_float(text: pd.Series, present: pd.Series) -> Parsed:
+    values = pd.to_numeric(text.where(present, None), errors="coerce")
+    return values, present & values.isna(), "not a number"
+
+
+def _parse_int(text: pd.Series, present: pd.Series) -> Parsed:
+    """Whole and within the database's 32-bit integer columns, else the row's fault."""
+    values, broken, _ = _parse_float(text, present)
+    usable = values.isna() | ((values == values.round()) & values.between(INT_MIN, INT_MAX))
+    broken |= present & ~usable
+    return values.where(usable).astype("Int64"), broken, f"not an integer in [{INT_MIN}, {INT_MAX}]"
+
+
+def _parse_bool(text: pd.Series, present: pd.Series) -> Parsed:
+    values = text.str.lower().map(TRUE_WORDS).astype("boolean")
+    return values, present & values.isna(), "not a boolean (true/false or 1/0)"
+
+
+def _parse_date(text: pd.Series, present: pd.Series) -> Parsed:
+    parsed = pd.to_datetime(text.where(present, None), format="%Y-%m-%d", errors="coerce")
+    values = parsed.dt.strftime("%Y-%m-%d")  # a date, not a midnight timestamp
+    return values, present & parsed.isna(), "not a date (YYYY-MM-DD)"
+
+
+def _parse_datetime(text: pd.Series, present: pd.Series, zones: pd.Series) -> Parsed:
+    values = to_utc(text.where(present, None), zones)
+    reason = "not an ISO 8601 timestamp (or not a valid local time)"
+    return values, present & values.isna(), reason
+
+
+_PARSERS: dict[str, Callable[[pd.Series, pd.Series], Parsed]] = {
+    "str": _parse_str,
+    "int": _parse_int,
+    "float": _parse_float,
+    "bool": _parse_bool,
+    "date": _parse_date,
+}
+"""The parser of each column kind but `datetime`, which also needs the rows' time zones."""
+
+
+def _zones(
+    feed: Feed, frame: pd.DataFrame, timezones: dict[str, str], default_timezone: str
+) -> pd.Series:
+    """Each row's time zone: its campaign's (`feed.timezone_from`), else the default."""
+    if feed.timezone_from:
+        return frame[feed.timezone_from].map(timezones).fillna(default_timezone)
+    return pd.Series(default_timezone, index=frame.index)
 
 
 def to_utc(values: pd.Series, zones: pd.Series) -> pd.Series:
