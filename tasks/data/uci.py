@@ -30,22 +30,18 @@ from sqlalchemy import Connection
 from pdca.errors import UserError
 from tasks.common.campaigns import CampaignSpec, apply_spec
 from tasks.common.feeds import FEEDS, Column, Feed
-from tasks.data.importing import (
-    LINE,
+from tasks.data.import_ledger import (
     ImportResult,
-    QuarantineWriter,
-    Rejected,
-    StagedLoader,
-    _count,
-    _raw,
+    count_rows,
     fail_import,
     finish_import,
-    open_feed_file,
-    read_chunks,
     record_progress,
     start_import,
-    validate_chunk,
 )
+from tasks.data.import_parsing import LINE, validate_chunk
+from tasks.data.import_reading import open_feed_file, read_chunks
+from tasks.data.import_staging import StagedLoader
+from tasks.data.quarantine import QuarantineWriter, Rejected, csv_line
 
 FIRST_YEAR = 2008
 TIMEZONE = "Europe/Lisbon"
@@ -104,7 +100,7 @@ def _valid_chunks(
                     int(line),
                     "day",
                     f"day: {day} {month} is not a date",
-                    _raw(rows[lines.index(int(line))], ";"),
+                    csv_line(rows[lines.index(int(line))], ";"),
                 )
                 for line, day, month in typed.loc[impossible, [LINE, "day", "month"]].itertuples(
                     index=False
@@ -250,7 +246,7 @@ def import_uci_bank(
                 if refused:  # derived rows reference each other; nothing should be refused
                     raise RuntimeError(f"uci-bank: {name} refused {refused[0].reason}")
             quarantine.write(rejected)
-            _count(result, len(rows) + sum(r.field == "(row)" for r in rejected), rejected)
+            count_rows(result, len(rows) + sum(r.field == "(row)" for r in rejected), rejected)
             record_progress(conn, result)
             conn.commit()
         for loader in loaders.values():

@@ -95,7 +95,7 @@ from tasks.common.metrics import funnel, rollup
 from tasks.common.periods import Period, local_midnight_utc
 from tasks.common.rules import RulesInForce, ScopedAdmission
 from tasks.common.sqlfiles import query
-from tasks.data.importing import insert_rows
+from tasks.data.inserts import insert_rows
 from tasks.do.gateways import (
     GATEWAY_REF_LENGTH,
     Gateway,

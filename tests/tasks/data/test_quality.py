@@ -23,7 +23,7 @@ from tasks.data.quality import row_failures, validate_frame
 
 T0 = datetime(2026, 3, 2, 4, 0)
 
-# --- frames typed the way the importer types them (tasks.data.importing.parse_chunk) ---------
+# --- frames typed the way the importer types them (tasks.data.import_parsing.parse_chunk) ----
 
 
 def typed_frame(feed: str, rows: list[dict[str, Any]], index: list[int] | None = None):

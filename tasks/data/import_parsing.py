@@ -1,0 +1,218 @@
+"""Typing and validating one chunk of a feed: steps 2–4 of the import (`tasks.data.importing`).
+
+Each column is parsed by its kind (`tasks.common.feeds`), the feed's Great Expectations
+suite judges the rows that parsed, and a key repeated within the chunk keeps its first
+valid occurrence; every refused row becomes a `Rejected` naming its field and reason.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import pandas as pd
+import pyarrow as pa
+
+from tasks.common.feeds import Feed
+from tasks.data.quality import row_failures
+from tasks.data.quarantine import Rejected, csv_line
+
+LINE = "_line"
+"""The stage tables' column holding each row's line number in the file."""
+
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$")
+TRUE_WORDS = {"true": True, "1": True, "false": False, "0": False}
+
+
+def validate_chunk(
+    feed: Feed,
+    rows: list[list[str]],
+    lines: list[int],
+    header: list[str],
+    timezones: dict[str, str],
+    default_timezone: str,
+    delimiter: str = ",",
+) -> tuple[pd.DataFrame, list[Rejected]]:
+    """Steps 2–4 of the module docstring: parse, apply the suite, drop repeated keys.
+
+    Repeats are judged among the rows that passed everything else, so "the first valid
+    occurrence wins" whether two rows meet in one chunk or in two.
+    """
+    frame = pd.DataFrame(
+        {
+            name: pd.Series(pa.array(values, type=pa.string()), dtype="str")
+            for name, values in zip(header, zip(*rows, strict=True), strict=True)
+        }
+        if rows
+        else {name: pd.Series([], dtype="str") for name in header}
+    )
+    frame[LINE] = lines
+    typed, errors = parse_chunk(feed, frame, timezones, default_timezone)
+    bad = errors.groupby("index", sort=False).agg({"field": "first", "reason": "; ".join})
+    failures = row_failures(
+        feed.name, typed.drop(index=bad.index)[list(feed.column_names)], keys=feed.key
+    )
+    bad = pd.concat([bad, _failure_frame(failures)])
+    bad = pd.concat([bad, _repeated_keys(typed.drop(index=bad.index), feed.key)])
+    occurred = typed[feed.occurred_at] if feed.occurred_at else None
+    rejected = [
+        Rejected(
+            int(frame.at[index, LINE]),
+            str(row.field),
+            str(row.reason),
+            csv_line(frame.loc[index, header], delimiter),
+            None if occurred is None or pd.isna(occurred.at[index]) else occurred.at[index],
+        )
+        for index, row in bad.iterrows()
+    ]
+    return typed.drop(index=bad.index), rejected
+
+
+def _failure_frame(failures: dict) -> pd.DataFrame:
+    """Rule failures as (field, reason) rows indexed like the chunk."""
+    return pd.DataFrame(
+        {
+            "field": [rules[0].split(":", 1)[0] for rules in failures.values()],
+            "reason": ["; ".join(rules) for rules in failures.values()],
+        },
+        index=list(failures),
+    )
+
+
+def _repeated_keys(valid: pd.DataFrame, key: tuple[str, ...]) -> pd.DataFrame:
+    """Rows whose key an earlier valid row of the chunk already has, naming that row."""
+    if not key:
+        return pd.DataFrame({"field": [], "reason": []})
+    columns = list(key)
+    repeated = valid.duplicated(columns, keep="first")
+    if not repeated.any():
+        return pd.DataFrame({"field": [], "reason": []})
+    first_line = valid.drop_duplicates(columns).set_index(columns)[LINE]
+    keys = valid.loc[repeated, columns]
+    firsts = first_line.reindex(
+        pd.MultiIndex.from_frame(keys) if len(columns) > 1 else keys.iloc[:, 0]
+    ).to_numpy()
+    return pd.DataFrame(
+        {
+            "field": "+".join(columns),
+            "reason": [f"duplicate key, first at line {line}" for line in firsts],
+        },
+        index=keys.index,
+    )
+
+
+def parse_chunk(
+    feed: Feed,
+    frame: pd.DataFrame,
+    timezones: dict[str, str],
+    default_timezone: str,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Typed columns for `frame` (strings, with LINE), and a frame of parse errors.
+
+    Empty strings become missing values (the suite decides whether missing is allowed);
+    a non-empty value that does not parse is an error naming its field.
+    """
+    typed = pd.DataFrame({LINE: frame[LINE].to_numpy()}, index=frame.index)
+    errors: list[pd.DataFrame] = []
+    for column in feed.columns:
+        text = frame[column.name]
+        present = text != ""
+        if column.kind == "datetime":
+            zones = _zones(feed, frame, timezones, default_timezone)
+            values, broken, reason = _parse_datetime(text, present, zones)
+        else:
+            values, broken, reason = _PARSERS[column.kind](text, present)
+        typed[column.name] = values
+        if broken.any():
+            errors.append(
+                pd.DataFrame(
+                    {
+                        "index": frame.index[broken],
+                        "field": column.name,
+                        "reason": f"{column.name}: {reason}",
+                    }
+                )
+            )
+    error_frame = (
+        pd.concat(errors, ignore_index=True)
+        if errors
+        else pd.DataFrame({"index": [], "field": [], "reason": []})
+    )
+    return typed, error_frame
+
+
+Parsed = tuple[pd.Series, pd.Series, str]
+"""A column parsed: its typed values, which present values did not parse, and why not."""
+
+
+def _parse_str(text: pd.Series, present: pd.Series) -> Parsed:
+    values = text.where(present, None)
+    return values, values.str.contains("\ufffd", regex=False, na=False), "not valid UTF-8 text"
+
+
+def _parse_float(text: pd.Series, present: pd.Series) -> Parsed:
+    values = pd.to_numeric(text.where(present, None), errors="coerce")
+    return values, present & values.isna(), "not a number"
+
+
+def _parse_int(text: pd.Series, present: pd.Series) -> Parsed:
+    """Whole and within the database's 32-bit integer columns, else the row's fault."""
+    values, broken, _ = _parse_float(text, present)
+    usable = values.isna() | ((values == values.round()) & values.between(INT_MIN, INT_MAX))
+    broken |= present & ~usable
+    return values.where(usable).astype("Int64"), broken, f"not an integer in [{INT_MIN}, {INT_MAX}]"
+
+
+def _parse_bool(text: pd.Series, present: pd.Series) -> Parsed:
+    values = text.str.lower().map(TRUE_WORDS).astype("boolean")
+    return values, present & values.isna(), "not a boolean (true/false or 1/0)"
+
+
+def _parse_date(text: pd.Series, present: pd.Series) -> Parsed:
+    parsed = pd.to_datetime(text.where(present, None), format="%Y-%m-%d", errors="coerce")
+    values = parsed.dt.strftime("%Y-%m-%d")  # a date, not a midnight timestamp
+    return values, present & parsed.isna(), "not a date (YYYY-MM-DD)"
+
+
+def _parse_datetime(text: pd.Series, present: pd.Series, zones: pd.Series) -> Parsed:
+    values = to_utc(text.where(present, None), zones)
+    reason = "not an ISO 8601 timestamp (or not a valid local time)"
+    return values, present & values.isna(), reason
+
+
+_PARSERS: dict[str, Callable[[pd.Series, pd.Series], Parsed]] = {
+    "str": _parse_str,
+    "int": _parse_int,
+    "float": _parse_float,
+    "bool": _parse_bool,
+    "date": _parse_date,
+}
+"""The parser of each column kind but `datetime`, which also needs the rows' time zones."""
+
+
+def _zones(
+    feed: Feed, frame: pd.DataFrame, timezones: dict[str, str], default_timezone: str
+) -> pd.Series:
+    """Each row's time zone: its campaign's (`feed.timezone_from`), else the default."""
+    if feed.timezone_from:
+        return frame[feed.timezone_from].map(timezones).fillna(default_timezone)
+    return pd.Series(default_timezone, index=frame.index)
+
+
+def to_utc(values: pd.Series, zones: pd.Series) -> pd.Series:
+    """ISO 8601 strings → naive UTC timestamps; strings without offset are read in `zones`."""
+    result = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us]")
+    present = values.notna()
+    if not present.any():
+        return result
+    aware = present & values.str.contains(OFFSET, na=False)
+    if aware.any():
+        parsed = pd.to_datetime(values[aware], utc=True, format="ISO8601", errors="coerce")
+        result[aware] = parsed.dt.tz_localize(None).astype("datetime64[us]")
+    naive = present & ~aware
+    for zone, rows in zones[naive].groupby(zones[naive]).groups.items():
+        parsed = pd.to_datetime(values[rows], format="ISO8601", errors="coerce")
+        localised = parsed.dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
+        result[rows] = localised.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[us]")
+    return result

@@ -1,0 +1,143 @@
+"""Step 5 of the import (`tasks.data.importing`): a chunk through a stage table, in SQL.
+
+Keys already loaded from an earlier chunk of the same file and references to rows that are
+not loaded are refused in the database; the rest upserts into the feed's table.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from sqlalchemy import (
+    Column as SqlColumn,
+)
+from sqlalchemy import (
+    Connection,
+    Integer,
+    MetaData,
+    Table,
+    and_,
+    delete,
+    exists,
+    insert,
+    select,
+    true,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from pdca.models import Base
+from tasks.common.feeds import Feed
+from tasks.data.import_parsing import LINE
+from tasks.data.inserts import frame_rows, insert_rows
+from tasks.data.quarantine import Rejected, csv_line
+
+
+class StagedLoader:
+    """Loads typed chunks of one feed through a temporary stage table, in SQL.
+
+    The stage holds one chunk at a time; `seen` holds the keys of the chunks already
+    loaded from this file, so that a key repeated far apart in the file is still caught.
+    """
+
+    def __init__(self, conn: Connection, feed: Feed) -> None:
+        self.conn = conn
+        self.feed = feed
+        self.target: Table = Base.metadata.tables[feed.table]
+        self.columns = list(feed.column_names)
+        metadata = MetaData()
+        self.stage = Table(
+            f"stage_{feed.table}",
+            metadata,
+            *(SqlColumn(name, self.target.c[name].type) for name in self.columns),
+            SqlColumn(LINE, Integer),
+            prefixes=["TEMPORARY"],
+        )
+        self.seen = Table(
+            f"seen_{feed.table}",
+            metadata,
+            *(SqlColumn(name, self.target.c[name].type, primary_key=True) for name in feed.key),
+            SqlColumn(LINE, Integer),
+            prefixes=["TEMPORARY"],
+        )
+        metadata.drop_all(conn, checkfirst=True)
+        metadata.create_all(conn)
+        self._metadata = metadata
+
+    def close(self) -> None:
+        self._metadata.drop_all(self.conn, checkfirst=True)
+
+    def rows_of(self, typed: pd.DataFrame) -> list[tuple]:
+        """The stage table's rows for a typed chunk, as the driver binds them."""
+        return frame_rows(typed, [*self.columns, LINE])
+
+    def load(self, stage_rows: list[tuple]) -> list[Rejected]:
+        """Stage the rows, reject repeats and dangling references, upsert the rest."""
+        self.conn.execute(delete(self.stage))
+        insert_rows(self.conn, self.stage, [*self.columns, LINE], stage_rows)
+        rejected = self._reject_repeated_keys() + self._reject_dangling_references()
+        self.conn.execute(self._upsert())
+        self.conn.execute(
+            insert(self.seen).from_select(
+                [*self.feed.key, LINE],
+                select(*(self.stage.c[k] for k in self.feed.key), self.stage.c[LINE]),
+            )
+        )
+        return rejected
+
+    def _reject_repeated_keys(self) -> list[Rejected]:
+        stage, seen = self.stage, self.seen
+        same_key = and_(*(seen.c[k] == stage.c[k] for k in self.feed.key))
+        found = self.conn.execute(
+            select(stage.c[LINE], seen.c[LINE].label("first"), *self._raw_columns()).join(
+                seen, same_key
+            )
+        ).all()
+        if not found:
+            return []
+        self.conn.execute(delete(stage).where(exists().where(same_key)))
+        key = "+".join(self.feed.key)
+        return [
+            Rejected(row[0], key, f"duplicate key, first at line {row[1]}", self._raw(row[2:]))
+            for row in found
+        ]
+
+    def _reject_dangling_references(self) -> list[Rejected]:
+        rejected: list[Rejected] = []
+        for reference in self.feed.references:
+            table = Base.metadata.tables[reference.table]
+            column = self.stage.c[reference.column]
+            dangling = and_(
+                column.is_not(None),
+                ~exists().where(table.c[reference.target] == column),
+            )
+            found = self.conn.execute(
+                select(self.stage.c[LINE], column, *self._raw_columns()).where(dangling)
+            ).all()
+            if found:
+                self.conn.execute(delete(self.stage).where(dangling))
+                rejected += [
+                    Rejected(
+                        row[0],
+                        reference.column,
+                        f"unknown {reference.column} {row[1]!r} (not in {reference.table})",
+                        self._raw(row[2:]),
+                    )
+                    for row in found
+                ]
+        return rejected
+
+    def _raw_columns(self):
+        return [self.stage.c[name] for name in self.columns]
+
+    def _raw(self, values) -> str:
+        return csv_line("" if value is None else str(value) for value in values)
+
+    def _upsert(self):
+        dialect_insert = (
+            postgresql.insert if self.conn.dialect.name == "postgresql" else (sqlite.insert)
+        )
+        source = select(*self._raw_columns()).where(true())
+        statement = dialect_insert(self.target).from_select(self.columns, source)
+        updates = {
+            name: statement.excluded[name] for name in self.columns if name not in self.feed.key
+        }
+        return statement.on_conflict_do_update(index_elements=list(self.feed.key), set_=updates)
