@@ -30,6 +30,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: flags without a `<bool>` metavar, defaults shown
+    context_settings={"show_default": True},
     help="Plan-Do-Check-Act orchestration of credit-product marketing campaigns.",
 )
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
@@ -38,6 +40,26 @@ sop_app = typer.Typer(no_args_is_help=True, help="The campaigns' standard operat
 app.add_typer(db_app, name="db")
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(sop_app, name="sop")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"pdca {version('pdca')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Plan-Do-Check-Act orchestration of credit-product marketing campaigns."""
 
 
 def _ready_engine():

@@ -359,3 +359,20 @@ class TestRefusedBeforePrefectStarts:
         result = applied(*argv, PREFECT_HOME=str(home))
         assert_one_error_line(result, *fragments)
         assert not list(home.iterdir()), "Prefect started before the usage was checked"
+
+
+class TestHelpAndVersion:
+    def test_version(self, cli: Cli) -> None:
+        from importlib.metadata import version
+
+        result = cli("--version")
+        assert_exit(result, 0)
+        assert result.stdout.strip() == f"pdca {version('pdca')}"
+
+    def test_help_shows_defaults_and_plain_flags(self, cli: Cli) -> None:
+        demo = cli("demo", "--help")
+        assert_exit(demo, 0)
+        assert "[default: 50000; x>=100]" in demo.stdout, demo.stdout
+        check = cli("check", "--help")
+        assert_exit(check, 0)
+        assert "<bool>" not in check.stdout and "--json " in check.stdout, check.stdout

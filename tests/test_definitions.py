@@ -33,3 +33,10 @@ def test_every_feed_has_a_suite(feed: str) -> None:
     suite = gx.ExpectationSuite(**document)
     assert suite.name == feed
     assert suite.expectations, f"suite {feed} has no expectations"
+
+
+def test_only_the_scheduled_review_sends_by_default() -> None:
+    """A Quick Run of the weekly-review stage in the UI must not e-mail the managers."""
+    by_name = {d["name"]: d for d in DEPLOYMENTS}
+    assert by_name["weekly-review"]["parameters"]["send"] is False
+    assert by_name["weekly"]["parameters"]["send"] is True
