@@ -26,6 +26,7 @@ from tasks.act.proposals.retire_channel import retire_channel_proposals
 from tasks.act.proposals.revise_targeting import revise_targeting_proposals
 from tasks.act.proposals.shift_window import shift_window_proposals, shifted_range
 from tasks.act.proposals.tighten_admission import tighten_admission_proposals
+from tasks.act.types import Proposal
 
 __all__ = [
     "ACTION_TYPES",
@@ -57,7 +58,7 @@ def propose(
     history: Sequence[Mapping[str, Any]],
     context: ActContext,
     thresholds: Thresholds,
-) -> list[dict[str, Any]]:
+) -> list[Proposal]:
     """Every proposal the check result supports, `hold` alone when its data are untrusted.
 
     `history`: the campaign's earlier check results, newest first (the run rules read the
@@ -66,7 +67,7 @@ def propose(
     if check.get("trusted") is not True:
         return [hold_proposal(check)]
     retiring = retire_channel_proposals(check, history, context, thresholds)
-    retired = {item["params"]["channel"] for item in retiring}
+    retired = {item.params["channel"] for item in retiring}
     return [
         *retiring,
         *reallocate_budget_proposals(check, context, thresholds, exclude=retired),

@@ -9,10 +9,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from tasks.act.proposals.text import pct, proposal
+from tasks.act.types import Proposal
 from tasks.check.findings import finite_number
 
 
-def hold_proposal(check: Mapping[str, Any]) -> dict[str, Any]:
+def hold_proposal(check: Mapping[str, Any]) -> Proposal:
     """No change: the period's data failed their checks, so any adjustment would be
     built on numbers that may be wrong. The rationale names what failed."""
     failures = failed_checks(check)

@@ -9,13 +9,14 @@ from typing import Any
 
 from tasks.act.proposals.context import ActContext, Thresholds
 from tasks.act.proposals.text import p_text, pct, pp, proposal
+from tasks.act.types import Proposal
 from tasks.check.experiments import HOLDOUT
 from tasks.check.findings import finite_number
 
 
 def promote_variant_proposals(
     check: Mapping[str, Any], context: ActContext, thresholds: Thresholds
-) -> list[dict[str, Any]]:
+) -> list[Proposal]:
     """The winner of each decided variant-against-variant comparison becomes the default.
 
     Comparisons against the hold-out say whether the campaign works at all, not which

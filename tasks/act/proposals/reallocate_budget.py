@@ -18,6 +18,7 @@ from tasks.act.proposals.context import (
     find_kpi,
 )
 from tasks.act.proposals.text import kpi_text, num, pct, proposal
+from tasks.act.types import Proposal
 
 FAILING = ("off_track", "at_risk")
 """KPI statuses that count as a channel failing its plan."""
@@ -29,7 +30,7 @@ def reallocate_budget_proposals(
     thresholds: Thresholds,
     *,
     exclude: Iterable[str] = (),
-) -> list[dict[str, Any]]:
+) -> list[Proposal]:
     """One bounded step of budget from each failing channel to the best-ROI channel.
 
     A channel fails when its roi or cac KPI is `off_track`/`at_risk` against the plan's
@@ -131,7 +132,7 @@ def _reallocation(
     floor: float,
     reasons: list[str],
     plan_period: str | None,
-) -> dict[str, Any]:
+) -> Proposal:
     """The proposal moving `share` of `channel`'s `budget` to `best`, with its evidence."""
     amount = budget * share
     gain = (

@@ -10,6 +10,7 @@ from typing import Any
 
 from tasks.act.proposals.context import ActContext, Thresholds, channel_figures
 from tasks.act.proposals.text import num, proposal
+from tasks.act.types import Proposal
 
 
 def retire_channel_proposals(
@@ -17,7 +18,7 @@ def retire_channel_proposals(
     history: Sequence[Mapping[str, Any]],
     context: ActContext,
     thresholds: Thresholds,
-) -> list[dict[str, Any]]:
+) -> list[Proposal]:
     """Channels whose ROI stayed below the floor `retire_after_periods` periods running.
 
     A period counts only when its check was trusted and the channel had at least

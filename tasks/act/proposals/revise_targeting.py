@@ -9,15 +9,14 @@ from typing import Any
 
 from tasks.act.proposals.context import EPSILON, Thresholds
 from tasks.act.proposals.text import pct, proposal, signed_pct
+from tasks.act.types import Proposal
 from tasks.check.findings import finite_number
 
 TOP = 3
 """How many segments, channels and reject reasons revise_targeting names."""
 
 
-def revise_targeting_proposals(
-    check: Mapping[str, Any], thresholds: Thresholds
-) -> list[dict[str, Any]]:
+def revise_targeting_proposals(check: Mapping[str, Any], thresholds: Thresholds) -> list[Proposal]:
     """When approval is the bottleneck, name whom to stop or rethink targeting.
 
     Params: {segments, channels, reject_reasons}: the up to `TOP` segments and channels

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import time
-from typing import Any
 
 from tasks.act.proposals.context import ActContext, Thresholds
 from tasks.act.proposals.text import p_text, pct, proposal
+from tasks.act.types import Proposal
 from tasks.check.experiments import holm, z_test_p_value
 from tasks.check.findings import finite_number
 from tasks.common.campaigns import TimeRange
@@ -17,7 +17,7 @@ from tasks.common.campaigns import TimeRange
 MINUTES_PER_DAY = 24 * 60
 
 
-def shift_window_proposals(context: ActContext, thresholds: Thresholds) -> list[dict[str, Any]]:
+def shift_window_proposals(context: ActContext, thresholds: Thresholds) -> list[Proposal]:
     """Move each window that responds significantly worse than the best one toward it.
 
     Windows with at least `window_min_touches` delivered touches are compared: the best

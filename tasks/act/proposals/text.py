@@ -9,20 +9,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tasks.act.types import Proposal
 from tasks.check.findings import finite_number
 
 
 def proposal(
     kind: str, scope: dict[str, Any], params: dict[str, Any], rationale: str, impact: str
-) -> dict[str, Any]:
-    return {
-        "type": kind,
-        "scope": scope,
-        "params": params,
-        "rationale": rationale,
-        "expected_impact": impact,
-        "status": "proposed",
-    }
+) -> Proposal:
+    """A new proposal of `kind`: every rule builds its proposals here."""
+    return Proposal(kind, scope, params, rationale, impact)
 
 
 def kpi_text(kpi: Mapping[str, Any], label: str) -> str:

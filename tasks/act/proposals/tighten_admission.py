@@ -12,6 +12,7 @@ import pandas as pd
 
 from tasks.act.proposals.context import EPSILON, ActContext, Thresholds, kpi_scope
 from tasks.act.proposals.text import pct, pp, proposal, signed_pct
+from tasks.act.types import Proposal
 from tasks.check.findings import finite_number
 from tasks.common.rules import scope_key
 
@@ -21,7 +22,7 @@ MAX_CREDIT_SCORE = 900
 
 def tighten_admission_proposals(
     check: Mapping[str, Any], context: ActContext, thresholds: Thresholds
-) -> list[dict[str, Any]]:
+) -> list[Proposal]:
     """One admission step at each scope whose overdue_rate_30 breaches the spec's ceiling.
 
     Scopes are the check's KPI scopes. Channel and segment breaches are answered at their
@@ -143,7 +144,7 @@ def admission_proposal(
     floor: int,
     cap: float,
     choice: Mapping[str, Any],
-) -> dict[str, Any]:
+) -> Proposal:
     where = " ".join(f"{key} {value}" for key, value in scope.items()) or "the campaign"
     actual = float(kpi["actual"])
     counts = ""
