@@ -4,7 +4,9 @@ The body is rendered from `reports/sop.md.j2` with `tasks.common.rules.rules_in_
 document says exactly what dispatch and plan apply. Version 1 states the spec (with any
 adjustments approved before the first SOP); each approved action applied afterwards makes
 one new version, whose changelog entry names the version, date, action and reason. Old
-versions stay in `sop_versions` and can be shown or compared (`sop_diff`).
+versions stay in `sop_versions` and can be shown or compared (`sop_diff`). Which actions
+make a version and which budget moves the SOP lists is `tasks.common.rules`' to decide
+(`changes_rules`, `budget_moves`), like the rules themselves.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pdca.models import SopVersion
 from tasks.act.types import StoredAction
 from tasks.common.campaigns import CampaignSpec
 from tasks.common.reports import render
-from tasks.common.rules import rules_in_force
+from tasks.common.rules import budget_moves, changes_rules, rules_in_force
 
 TEMPLATE = "sop.md.j2"
 
@@ -106,8 +108,8 @@ def update_sop(
         )
         created.append(_store(conn, spec, in_force, version, today, changelog))
     for action in now:
-        if action.type == "hold":
-            continue  # hold changes no rule: no new version
+        if not changes_rules(action.type):
+            continue  # e.g. hold: no rule changes, so no new version
         in_force.append(action)
         version += 1
         changelog.append(
@@ -131,11 +133,6 @@ def render_sop(
 ) -> str:
     """The SOP's Markdown for the rules `approved` puts in force."""
     records = [StoredAction.of(action).rule_record() for action in approved]
-    reallocations = [
-        {**action["params"], "action_id": action["action_id"], "period": action["period"]}
-        for action in records
-        if action["type"] == "reallocate_budget"
-    ]
     return render(
         TEMPLATE,
         spec=spec,
@@ -143,7 +140,7 @@ def render_sop(
         version=version,
         dated=dated.isoformat(),
         changelog=changelog,
-        reallocations=reallocations,
+        reallocations=budget_moves(records),
     )
 
 
