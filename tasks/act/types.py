@@ -142,3 +142,34 @@ def proposed_amount(kind: str, params: Mapping[str, Any]) -> float | None:
     if kind != "reallocate_budget" or params.get("share") is None:
         return None
     return float(params["share"]) * float(params.get("from_budget") or 0.0)
+
+
+@dataclass(frozen=True)
+class ActResult:
+    """What one act run did for a (campaign, period): the flow returns its `to_json`."""
+
+    campaign: str
+    period: str
+    trusted: bool
+    """Whether the check's data were trusted (untrusted: only `hold`)."""
+    actions: list[StoredAction]
+    sop_path: str
+    sop_version: int
+    sop_changes: list[dict[str, Any]]
+    """The changelog entries of the SOP versions this run made, oldest first."""
+    report_path: str
+
+    def to_json(self) -> dict[str, Any]:
+        """What `pdca act --json` prints: campaign, period, trusted, actions, sop, report."""
+        return {
+            "campaign": self.campaign,
+            "period": self.period,
+            "trusted": self.trusted,
+            "actions": [action.to_json() for action in self.actions],
+            "sop": {
+                "path": self.sop_path,
+                "version": self.sop_version,
+                "changes": self.sop_changes,
+            },
+            "report": {"path": self.report_path},
+        }
