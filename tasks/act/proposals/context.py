@@ -155,12 +155,11 @@ def kpi_scope(kpi: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def gather_context(
-    conn: Connection, spec: CampaignSpec, period: Period | str, *, attribution_days: int = 14
+    conn: Connection, spec: CampaignSpec, period: Period, *, attribution_days: int = 14
 ) -> ActContext:
     """Everything the rules need beyond the check result, for the campaign's `period`."""
-    period = Period.parse(period) if isinstance(period, str) else period
     plan_period, budget = current_budget(conn, spec.id, period)
-    approved = approved_actions(conn, spec.id, except_period=str(period))
+    approved = approved_actions(conn, spec.id, except_period=period.name)
     ranges = windows_in_force(spec, approved)
     return ActContext(
         spec=spec,

@@ -11,6 +11,7 @@ input (a reallocation never takes a channel below its floor; an untrusted check 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -38,6 +39,7 @@ from tasks.act.proposals import (
 from tasks.act.types import Proposal
 from tasks.common.campaigns import CampaignSpec, TimeRange
 from tasks.common.periods import Period
+from tasks.common.rules import budget_change
 from tasks.plan.budget import BudgetAdjustment
 from tests.scenario import CAMPAIGN_ID, add_plan, apply, customer, local_utc, spec_dict, touch
 
@@ -386,6 +388,9 @@ class TestReallocateBudget:
             amount=params.get("amount"),
         )
         assert adjustment.label == "shift 10% sms to phone"
+        change = budget_change("reallocate_budget", params)  # what approved_adjustments asks
+        assert change is not None
+        assert BudgetAdjustment(**asdict(change)) == adjustment
 
     def test_at_risk_roi_triggers(self) -> None:
         check = failing_sms()
@@ -1081,7 +1086,7 @@ class TestGatherContext:
         with engine.begin() as conn:
             apply(conn, spec_dict())
         with engine.connect() as conn:
-            found = gather_context(conn, SPEC, "2026-W11")
+            found = gather_context(conn, SPEC, Period.parse("2026-W11"))
         engine.dispose()
         assert found.budget == {} and found.plan_period is None
         assert [w["delivered"] for w in found.windows] == [0, 0]
