@@ -8,6 +8,8 @@ with a comment and the reviewer's name) — or approve them all for scripted run
 every decision to the audit log; let each approved action make a new SOP version; write
 the adjustment report. Approved actions steer the next `pdca plan` (budget) and
 `pdca dispatch` (admission, windows, variants, targeting) through `tasks.common.rules`.
+What people see (the form's text, the report, the run's artifacts) is built in
+`tasks.act.artifacts`; the design of the rules is in docs/act.md.
 
 Nobody to ask: with no Prefect server (the embedded API belongs to this process alone)
 proposals stay `proposed`, as they do when the approval times out.
@@ -16,11 +18,10 @@ proposals stay `proposed`, as they do when the approval times out.
 from __future__ import annotations
 
 import time
-from datetime import date, datetime
+from datetime import date
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
@@ -36,14 +37,16 @@ from flows.check import check_flow
 from pdca.db import make_engine
 from pdca.models import CheckResult
 from pdca.settings import get_settings
-from tasks.act.actions import decide, period_actions, proposed_amount, save_proposals
+from tasks.act.actions import decide, save_proposals, stored_actions
+from tasks.act.artifacts import adjustment_report_html, proposal_markdown, publish_act
 from tasks.act.proposals import Thresholds, gather_context, propose
-from tasks.act.sop import SopRecord, sop_diff, sop_path, sop_versions, update_sop, write_sop_files
+from tasks.act.sop import SopRecord, sop_path, sop_versions, update_sop, write_sop_files
+from tasks.act.types import APPROVED, PROPOSED, ActResult, Proposal, StoredAction
 from tasks.check.check import earlier_checks
 from tasks.common.campaigns import CampaignSpec, get_campaign_spec
 from tasks.common.periods import Period
-from tasks.common.reports import record_report, render, write_report
-from tasks.common.rules import approved_actions
+from tasks.common.reports import record_report, write_report
+from tasks.common.rules import approved_actions, changes_rules
 from tasks.ops.events import emit_awaiting_approval
 
 AUTO_APPROVER = "auto-approve"
@@ -58,13 +61,13 @@ class ProposalDecision(RunInput):
     comment: str = Field(default="", description="Why: recorded with the decision.")
 
 
-def decision_form(action: dict[str, Any]) -> type[ProposalDecision]:
+def decision_form(action: StoredAction) -> type[ProposalDecision]:
     """The form for `action`, its description the proposal itself. A reallocation's form
     also takes an edited amount, bounded by the budget it comes from, so that the UI and
     the API refuse an impossible amount before the run resumes (not after, failing it)."""
     form: type[ProposalDecision] = ProposalDecision
-    budget = float((action["params"] or {}).get("from_budget") or 0.0)
-    if action["type"] == "reallocate_budget" and budget > 0:
+    budget = float(action.params.get("from_budget") or 0.0)
+    if action.type == "reallocate_budget" and budget > 0:
         form = create_model(
             "ReallocationDecision",
             __base__=ProposalDecision,
@@ -75,7 +78,7 @@ def decision_form(action: dict[str, Any]) -> type[ProposalDecision]:
                     gt=0,
                     le=budget,
                     description="The amount to move instead of the proposed one "
-                    f"(at most the {action['params'].get('from_channel')} budget, {budget:,.2f}).",
+                    f"(at most the {action.params.get('from_channel')} budget, {budget:,.2f}).",
                 ),
             ),
         )
@@ -83,30 +86,30 @@ def decision_form(action: dict[str, Any]) -> type[ProposalDecision]:
 
 
 @task(cache_policy=NO_CACHE)
-def read_check_result(conn: Connection, campaign_id: str, period: str) -> dict[str, Any] | None:
+def read_check_result(conn: Connection, campaign_id: str, period: Period) -> dict[str, Any] | None:
     """The stored check result of the (campaign, period), None when it was never checked."""
     return conn.execute(
         select(CheckResult.result).where(
-            CheckResult.campaign_id == campaign_id, CheckResult.period == period
+            CheckResult.campaign_id == campaign_id, CheckResult.period == period.name
         )
     ).scalar_one_or_none()
 
 
 @task(cache_policy=NO_CACHE)
 def propose_adjustments(
-    conn: Connection, spec: CampaignSpec, period: str, check: dict[str, Any]
-) -> list[dict[str, Any]]:
+    conn: Connection, spec: CampaignSpec, period: Period, check: dict[str, Any]
+) -> list[Proposal]:
     """Every adjustment the check supports, by the rules and thresholds in settings."""
     settings = get_settings()
     context = gather_context(conn, spec, period, attribution_days=settings.attribution_window_days)
-    history = earlier_checks(conn, spec.id, period)
+    history = earlier_checks(conn, spec.id, period.name)
     return propose(check, history, context, Thresholds.from_settings(settings))
 
 
 @task(cache_policy=NO_CACHE)
 def store_proposals(
-    conn: Connection, campaign_id: str, period: str, proposals: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
+    conn: Connection, campaign_id: str, period: Period, proposals: list[Proposal]
+) -> list[StoredAction]:
     """Replace the period's undecided proposals; decided ones keep their decision."""
     actions = save_proposals(conn, campaign_id, period, proposals)
     conn.commit()
@@ -116,7 +119,7 @@ def store_proposals(
 @task(cache_policy=NO_CACHE)
 def record_decision(
     conn: Connection, action_id: int, answer: ProposalDecision | dict[str, Any]
-) -> dict[str, Any]:
+) -> StoredAction:
     """One decision, with its audit entry, committed at once (a later pause may time out)."""
     given = answer if isinstance(answer, dict) else answer.model_dump()
     decided = decide(
@@ -133,7 +136,7 @@ def record_decision(
 
 @task(cache_policy=NO_CACHE)
 def update_sop_versions(
-    conn: Connection, spec: CampaignSpec, approved_now: list[dict[str, Any]]
+    conn: Connection, spec: CampaignSpec, approved_now: list[StoredAction]
 ) -> list[SopRecord]:
     """A new SOP version per action approved in this run (version 1 first, if none yet)."""
     created = update_sop(
@@ -148,46 +151,19 @@ def update_sop_versions(
 def write_adjustment_report(
     conn: Connection,
     spec: CampaignSpec,
-    period: str,
+    period: Period,
     check: dict[str, Any],
-    actions: list[dict[str, Any]],
-    sop: SopRecord,
+    actions: list[StoredAction],
     new_versions: list[SopRecord],
 ) -> str:
     """The period's adjustment report (HTML from `reports/`), recorded in `reports`."""
     versions = sop_versions(conn, spec.id)
-    by_number = {record.version: record for record in versions}
-    diffs = [
-        {"version": record.version, "diff": sop_diff(by_number[record.version - 1], record)}
-        for record in new_versions
-        if record.version - 1 in by_number
-    ]
-    html = render(
-        "adjustment_report.html.j2",
-        title=f"Adjustment report: {spec.name}",
-        subtitle=f"Campaign {spec.id}, period {period}",
-        generated_at=datetime.now().strftime("%Y-%m-%d %H:%M"),
-        measured=MEASURED,
-        spec=spec,
-        period=period,
-        check=check,
-        actions=[{**action, "amount": proposed_amount(action)} for action in actions],
-        sop=sop,
-        diffs=diffs,
-    )
-    path = get_settings().output_dir / "reports" / f"adjustments-{spec.id}-{period}.html"
+    html = adjustment_report_html(spec, period, check, actions, versions, new_versions)
+    path = get_settings().output_dir / "reports" / f"adjustments-{spec.id}-{period.name}.html"
     write_report(path, html)
-    record_report(conn, "adjustment_report", spec.id, period, path)
+    record_report(conn, "adjustment_report", spec.id, period.name, path)
     conn.commit()
     return str(path.resolve())
-
-
-MEASURED = [
-    "Proposals follow from the period's check result: KPIs against the plan's targets "
-    "(tolerance bands), anomalies against each metric's trailing 8 weeks, the A/B test "
-    "against the hold-out (Holm-adjusted), the bottleneck stage and loans' 30-day overdue rate.",
-    "Thresholds are pdca's act_* settings; untrusted data (data quality failed) only hold.",
-]
 
 
 @flow(name="act", flow_run_name="act {campaign_id} {period}")
@@ -198,53 +174,50 @@ def act_flow(
     approval_timeout: int | None = None,
 ) -> dict[str, Any]:
     """Propose adjustments for the period, get them decided, update the SOP, report."""
-    Period.parse(period)
+    when = Period.parse(period)  # parsed once: the stage's tasks take the Period
     settings = get_settings()
     engine = make_engine(settings.database_url)
     with engine.connect() as conn:
         spec = get_campaign_spec(conn, campaign_id)
-        check = read_check_result(conn, campaign_id, period)
+        check = read_check_result(conn, campaign_id, when)
     if check is None:
-        check = check_flow(campaign_id=campaign_id, period=period)
+        check = check_flow(campaign_id=campaign_id, period=when.name)
     with engine.connect() as conn:
-        proposals = propose_adjustments(conn, spec, period, check)
-        actions = store_proposals(conn, campaign_id, period, proposals)
-    undecided = [action for action in actions if action["status"] == "proposed"]
+        proposals = propose_adjustments(conn, spec, when, check)
+        actions = store_proposals(conn, campaign_id, when, proposals)
     answers = collect_decisions(  # no connection is held while the run waits for people
         campaign_id,
-        period,
-        undecided,
+        when,
+        [action for action in actions if action.status == PROPOSED],
         auto_approve=auto_approve,
         timeout=approval_timeout or settings.act_approval_timeout,
     )
     with engine.connect() as conn:
         decided = [record_decision(conn, action_id, answer) for action_id, answer in answers]
-        approved_now = [action for action in decided if action["status"] == "approved"]
+        approved_now = [action for action in decided if action.status == APPROVED]
         new_versions = update_sop_versions(conn, spec, approved_now)
-        actions = period_actions(conn, campaign_id, period)
+        actions = stored_actions(conn, campaign_id, when)
+        report = write_adjustment_report(conn, spec, when, check, actions, new_versions)
         sop = sop_versions(conn, campaign_id)[-1]
-        report = write_adjustment_report(conn, spec, period, check, actions, sop, new_versions)
     engine.dispose()
-    result = {
-        "campaign": campaign_id,
-        "period": period,
-        "trusted": check.get("trusted") is True,
-        "actions": actions,
-        "sop": {
-            "path": str(sop_path(settings.output_dir, campaign_id, sop.version).resolve()),
-            "version": sop.version,
-            "changes": [entry for record in new_versions for entry in record.changes()],
-        },
-        "report": {"path": report},
-    }
+    result = ActResult(
+        campaign=campaign_id,
+        period=when.name,
+        trusted=check.get("trusted") is True,
+        actions=actions,
+        sop_path=str(sop_path(settings.output_dir, campaign_id, sop.version).resolve()),
+        sop_version=sop.version,
+        sop_changes=[entry for record in new_versions for entry in record.changes()],
+        report_path=report,
+    )
     publish_act(result)
-    return result
+    return result.to_json()
 
 
 def collect_decisions(
     campaign_id: str,
-    period: str,
-    undecided: list[dict[str, Any]],
+    period: Period,
+    undecided: list[StoredAction],
     *,
     auto_approve: bool,
     timeout: int,
@@ -252,21 +225,22 @@ def collect_decisions(
     """(action_id, decision) for the proposals decided now: all of them when
     auto-approving; else those a manager answered in the Prefect UI before the timeout.
 
-    `hold` needs no decision: it changes nothing and is recorded as proposed."""
+    `hold` needs no decision: it changes no rule (`tasks.common.rules.changes_rules`) and
+    is recorded as proposed."""
     logger = get_run_logger()
-    decidable = [action for action in undecided if action["type"] != "hold"]
+    decidable = [action for action in undecided if changes_rules(action.type)]
     if not decidable:
         return []
     if auto_approve:
-        return [(action["action_id"], auto_decision(action["action_id"])) for action in decidable]
-    if not server_configured():
+        return [(action.action_id, auto_decision(action.action_id)) for action in decidable]
+    if not prefect_api_url_set():
         logger.info(
             "%d proposal(s) await a decision; with no Prefect server nobody can answer this "
             "run's pause: re-run with --auto-approve, or against a server to decide in its UI",
             len(decidable),
         )
         return []
-    emit_awaiting_approval(campaign_id, period, decidable)
+    emit_awaiting_approval(campaign_id, period.name, [action.to_json() for action in decidable])
     deadline = time.monotonic() + timeout
     answers = []
     for action in decidable:
@@ -275,11 +249,11 @@ def collect_decisions(
         if answer is None:
             logger.info("approval timed out: the remaining proposals stay proposed")
             break
-        answers.append((action["action_id"], answer))
+        answers.append((action.action_id, answer))
     return answers
 
 
-def ask_manager(action: dict[str, Any], timeout: int) -> ProposalDecision | None:
+def ask_manager(action: StoredAction, timeout: int) -> ProposalDecision | None:
     """Pause the run until a manager decides `action` in the UI; None on timeout (the run
     is then set running again, so that it finishes and reports what was decided)."""
     form = decision_form(action)
@@ -288,7 +262,7 @@ def ask_manager(action: dict[str, Any], timeout: int) -> ProposalDecision | None
             wait_for_input=form,
             timeout=timeout,
             poll_interval=get_settings().act_approval_poll_seconds,
-            key=f"action-{action['action_id']}",
+            key=f"action-{action.action_id}",
         )
     except FlowPauseTimeout:
         with get_client(sync_client=True) as client:
@@ -312,69 +286,10 @@ def auto_decision(action_id: int) -> dict[str, Any]:
     }
 
 
-def server_configured() -> bool:
-    """True when runs report to a Prefect server that someone else can reach."""
+def prefect_api_url_set() -> bool:
+    """True when runs report to a Prefect API at a URL (a server someone else can reach),
+    not to the embedded one that belongs to this process alone."""
     return bool(get_current_settings().api.url)
-
-
-def proposal_markdown(action: dict[str, Any]) -> str:
-    """What the approval form shows above its fields."""
-    scope = ", ".join(f"{k}={v}" for k, v in action["scope"].items() if v is not None)
-    params = "\n".join(f"- `{key}`: {value}" for key, value in action["params"].items())
-    amount = proposed_amount(action)
-    lines = [
-        f"### Proposal {action['action_id']}: `{action['type']}` ({scope or 'campaign'})",
-        "",
-        params,
-        "",
-        f"**Why.** {action['rationale']}",
-        "",
-        f"**Expected impact.** {action['expected_impact']}",
-    ]
-    if amount is not None:
-        lines += ["", f"Proposed amount to move: {amount:,.2f} (edit `amount` to change it)."]
-    return "\n".join(lines)
-
-
-def publish_act(result: dict[str, Any]) -> None:
-    """A markdown summary and the actions table, under stable keys per campaign."""
-    key = f"act-{result['campaign']}".lower()
-    create_markdown_artifact(
-        key=key,
-        markdown=act_markdown(result),
-        description=f"Act {result['campaign']} {result['period']}",
-    )
-    create_table_artifact(
-        key=f"{key}-actions",
-        table=[
-            {
-                "action_id": action["action_id"],
-                "type": action["type"],
-                "scope": ", ".join(f"{k}={v}" for k, v in action["scope"].items()) or "campaign",
-                "status": action["status"],
-                "decided_by": action["decided_by"],
-                "expected_impact": action["expected_impact"],
-            }
-            for action in result["actions"]
-        ],
-        description=f"Adjustments, {result['campaign']} {result['period']}",
-    )
-
-
-def act_markdown(result: dict[str, Any]) -> str:
-    """The act stage in a few lines: each action with its status and reason, the SOP."""
-    lines = [f"# Act {result['campaign']} {result['period']}", ""]
-    if not result["trusted"]:
-        lines += ["**Data quality failed: hold, nothing changes.**", ""]
-    for action in result["actions"]:
-        lines.append(f"- **{action['type']}** ({action['status']}): {action['rationale']}")
-    if not result["actions"]:
-        lines.append("- no adjustment proposed: the period is on plan")
-    sop = result["sop"]
-    lines += ["", f"SOP version {sop['version']}: `{sop['path']}`"]
-    lines += [f"- v{entry['version']}: {entry['action']}" for entry in sop["changes"]]
-    lines += ["", f"Report: `{result['report']['path']}`"]
-    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

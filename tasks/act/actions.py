@@ -11,7 +11,7 @@ an approval may edit the amount a reallocation moves. Undecided proposals stay
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -19,8 +19,9 @@ from sqlalchemy import Connection, delete, insert, select, update
 
 from pdca.errors import UserError
 from pdca.models import Action, AuditEntry
+from tasks.act.types import APPROVED, PROPOSED, REJECTED, Proposal, StoredAction
+from tasks.common.periods import Period
 
-PROPOSED, APPROVED, REJECTED = "proposed", "approved", "rejected"
 DecisionKind = Literal["approve", "reject"]
 STATUS_OF = {"approve": APPROVED, "reject": REJECTED}
 ACTIONS = Action.__table__
@@ -29,32 +30,32 @@ ACTIONS = Action.__table__
 def save_proposals(
     conn: Connection,
     campaign_id: str,
-    period: str,
-    proposals: Sequence[Mapping[str, Any]],
+    period: Period,
+    proposals: Sequence[Proposal],
     *,
     actor: str = "act",
-) -> list[dict[str, Any]]:
+) -> list[StoredAction]:
     """Replace the period's undecided proposals with `proposals`; return every action of
     the period (decided ones first, as they were proposed, then the new ones)."""
     conn.execute(
         delete(Action).where(
             Action.campaign_id == campaign_id,
-            Action.period == period,
+            Action.period == period.name,
             Action.status == PROPOSED,
         )
     )
-    decided = {_identity(action) for action in period_actions(conn, campaign_id, period)}
+    decided = {_identity(action) for action in stored_actions(conn, campaign_id, period)}
     fresh = [proposal for proposal in proposals if _identity(proposal) not in decided]
     for proposal in fresh:
         conn.execute(
             insert(Action).values(
                 campaign_id=campaign_id,
-                period=period,
-                type=proposal["type"],
-                scope=dict(proposal.get("scope") or {}),
-                params=dict(proposal.get("params") or {}),
-                rationale=proposal["rationale"],
-                expected_impact=proposal.get("expected_impact", ""),
+                period=period.name,
+                type=proposal.type,
+                scope=dict(proposal.scope),
+                params=dict(proposal.params),
+                rationale=proposal.rationale,
+                expected_impact=proposal.expected_impact,
                 status=PROPOSED,
             )
         )
@@ -62,47 +63,36 @@ def save_proposals(
         insert(AuditEntry).values(
             actor=actor,
             action="act.propose",
-            subject=f"{campaign_id}:{period}",
+            subject=f"{campaign_id}:{period.name}",
             detail={
-                "proposed": [proposal["type"] for proposal in fresh],
+                "proposed": [proposal.type for proposal in fresh],
                 "already_decided": len(proposals) - len(fresh),
             },
         )
     )
-    return period_actions(conn, campaign_id, period)
+    return stored_actions(conn, campaign_id, period)
 
 
-def period_actions(conn: Connection, campaign_id: str, period: str) -> list[dict[str, Any]]:
+def stored_actions(conn: Connection, campaign_id: str, period: Period) -> list[StoredAction]:
     """Every action of the (campaign, period), in the order they were proposed."""
     rows = conn.execute(
         select(ACTIONS)
-        .where(ACTIONS.c.campaign_id == campaign_id, ACTIONS.c.period == period)
+        .where(ACTIONS.c.campaign_id == campaign_id, ACTIONS.c.period == period.name)
         .order_by(ACTIONS.c.action_id)
     ).mappings()
-    return [action_record(row) for row in rows]
+    return [StoredAction.of(row) for row in rows]
 
 
-def read_action(conn: Connection, action_id: int) -> Mapping[str, Any] | None:
-    """One stored action's row, or None."""
-    return conn.execute(select(ACTIONS).where(ACTIONS.c.action_id == action_id)).mappings().first()
+def period_actions(conn: Connection, campaign_id: str, period: str) -> list[dict[str, Any]]:
+    """Every action of the (campaign, period) as `pdca act --json` prints it, in the order
+    they were proposed: the form readers outside the act stage (the weekly review) take."""
+    return [action.to_json() for action in stored_actions(conn, campaign_id, Period.parse(period))]
 
 
-def action_record(row: Mapping[str, Any]) -> dict[str, Any]:
-    """An action as `pdca act --json` prints it (the contract's fields first)."""
-    decided_at = row["decided_at"]
-    return {
-        "action_id": row["action_id"],
-        "type": row["type"],
-        "scope": row["scope"] or {},
-        "params": row["params"] or {},
-        "rationale": row["rationale"],
-        "expected_impact": row["expected_impact"],
-        "status": row["status"],
-        "decided_by": row["decided_by"],
-        "decided_at": decided_at.isoformat() if decided_at else None,
-        "comment": row["comment"],
-        "applied_to_period": row["applied_to_period"],
-    }
+def read_action(conn: Connection, action_id: int) -> StoredAction | None:
+    """One stored action, or None."""
+    row = conn.execute(select(ACTIONS).where(ACTIONS.c.action_id == action_id)).mappings().first()
+    return None if row is None else StoredAction.of(row)
 
 
 def decide(
@@ -114,7 +104,7 @@ def decide(
     comment: str = "",
     amount: float | None = None,
     at: datetime | None = None,
-) -> dict[str, Any]:
+) -> StoredAction:
     """Record a manager's decision on a proposed action, with the audit entry.
 
     `amount` (approvals of `reallocate_budget` only) replaces the proposed amount: the
@@ -128,14 +118,14 @@ def decide(
     action = read_action(conn, action_id)
     if action is None:
         raise UserError(f"action {action_id}: no such action")
-    if action["status"] != PROPOSED:
-        raise UserError(f"action {action_id}: already {action['status']} by {action['decided_by']}")
-    params = dict(action["params"] or {})
+    if action.status != PROPOSED:
+        raise UserError(f"action {action_id}: already {action.status} by {action.decided_by}")
+    params = dict(action.params)
     edited = None
     if amount is not None:
         if decision != "approve":
             raise UserError(f"action {action_id}: an amount can only be edited on approval")
-        params, edited = edited_reallocation(action_id, action["type"], params, amount)
+        params, edited = edited_reallocation(action_id, action.type, params, amount)
     moment = (at or datetime.now(UTC).replace(tzinfo=None)).replace(microsecond=0)
     conn.execute(
         update(Action)
@@ -152,11 +142,13 @@ def decide(
         insert(AuditEntry).values(
             actor=decided_by.strip(),
             action=f"act.{decision}",
-            subject=f"{action['campaign_id']}:{action['period']}:action-{action_id}",
-            detail={"type": action["type"], "comment": comment, "edited": edited},
+            subject=f"{action.campaign_id}:{action.period}:action-{action_id}",
+            detail={"type": action.type, "comment": comment, "edited": edited},
         )
     )
-    return action_record(read_action(conn, action_id))
+    decided = read_action(conn, action_id)
+    assert decided is not None  # updated just above
+    return decided
 
 
 def edited_reallocation(
@@ -176,27 +168,19 @@ def edited_reallocation(
     return {**params, "share": share, "amount": round(amount, 2)}, edited
 
 
-def proposed_amount(action: Mapping[str, Any]) -> float | None:
-    """The amount a reallocation moves as proposed (share × from_budget), else None."""
-    params = action.get("params") or {}
-    if action.get("type") != "reallocate_budget" or params.get("share") is None:
-        return None
-    return float(params["share"]) * float(params.get("from_budget") or 0.0)
-
-
-def _identity(action: Mapping[str, Any]) -> str:
+def _identity(action: Proposal | StoredAction) -> str:
     """What makes two proposals the same proposal: type, scope and params."""
     return json.dumps(
-        [action.get("type"), action.get("scope") or {}, _without_edits(action)],
+        [action.type, action.scope, _without_edits(action)],
         sort_keys=True,
         default=str,
     )
 
 
-def _without_edits(action: Mapping[str, Any]) -> dict[str, Any]:
+def _without_edits(action: Proposal | StoredAction) -> dict[str, Any]:
     """Params as proposed: an approved, edited reallocation is still the same proposal."""
-    params = dict(action.get("params") or {})
-    if action.get("type") == "reallocate_budget":
+    params = dict(action.params)
+    if action.type == "reallocate_budget":
         params.pop("share", None)
         params.pop("amount", None)
     return params

@@ -4,7 +4,9 @@ The body is rendered from `reports/sop.md.j2` with `tasks.common.rules.rules_in_
 document says exactly what dispatch and plan apply. Version 1 states the spec (with any
 adjustments approved before the first SOP); each approved action applied afterwards makes
 one new version, whose changelog entry names the version, date, action and reason. Old
-versions stay in `sop_versions` and can be shown or compared (`sop_diff`).
+versions stay in `sop_versions` and can be shown or compared (`sop_diff`). Which actions
+make a version and which budget moves the SOP lists is `tasks.common.rules`' to decide
+(`changes_rules`, `budget_moves`), like the rules themselves.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from sqlalchemy import Connection, insert, select
 
 from pdca.errors import UserError
 from pdca.models import SopVersion
+from tasks.act.types import StoredAction
 from tasks.common.campaigns import CampaignSpec
 from tasks.common.reports import render
-from tasks.common.rules import rules_in_force
+from tasks.common.rules import budget_moves, changes_rules, rules_in_force
 
 TEMPLATE = "sop.md.j2"
 
@@ -73,8 +76,8 @@ def sop_version(conn: Connection, campaign_id: str, version: int | None = None) 
 def update_sop(
     conn: Connection,
     spec: CampaignSpec,
-    approved: Sequence[Mapping[str, Any]],
-    applied_now: Sequence[Mapping[str, Any]],
+    approved: Sequence[StoredAction | Mapping[str, Any]],
+    applied_now: Sequence[StoredAction | Mapping[str, Any]],
     *,
     today: date,
 ) -> list[SopRecord]:
@@ -83,8 +86,11 @@ def update_sop(
     `approved`: every approved action of the campaign, oldest first (`rules.approved_actions`),
     `applied_now` among them; returns the new versions, oldest first.
     """
-    new_ids = {action["action_id"] for action in applied_now}
-    in_force = [action for action in approved if action["action_id"] not in new_ids]
+    now = [StoredAction.of(action) for action in applied_now]
+    new_ids = {action.action_id for action in now}
+    in_force = [
+        action for action in map(StoredAction.of, approved) if action.action_id not in new_ids
+    ]
     latest = sop_versions(conn, spec.id)
     changelog = list(latest[-1].changelog) if latest else []
     version = latest[-1].version if latest else 0
@@ -101,9 +107,9 @@ def update_sop(
             }
         )
         created.append(_store(conn, spec, in_force, version, today, changelog))
-    for action in applied_now:
-        if action.get("type") == "hold":
-            continue  # hold changes no rule: no new version
+    for action in now:
+        if not changes_rules(action.type):
+            continue  # e.g. hold: no rule changes, so no new version
         in_force.append(action)
         version += 1
         changelog.append(
@@ -111,7 +117,7 @@ def update_sop(
                 "version": version,
                 "date": today.isoformat(),
                 "action": action_label(action),
-                "reason": action.get("rationale") or "",
+                "reason": action.rationale,
             }
         )
         created.append(_store(conn, spec, in_force, version, today, changelog))
@@ -120,25 +126,21 @@ def update_sop(
 
 def render_sop(
     spec: CampaignSpec,
-    approved: Sequence[Mapping[str, Any]],
+    approved: Sequence[StoredAction | Mapping[str, Any]],
     version: int,
     dated: date,
     changelog: Sequence[Mapping[str, Any]],
 ) -> str:
     """The SOP's Markdown for the rules `approved` puts in force."""
-    reallocations = [
-        {**action["params"], "action_id": action["action_id"], "period": action.get("period")}
-        for action in approved
-        if action.get("type") == "reallocate_budget"
-    ]
+    records = [StoredAction.of(action).rule_record() for action in approved]
     return render(
         TEMPLATE,
         spec=spec,
-        rules=rules_in_force(spec, approved),
+        rules=rules_in_force(spec, records),
         version=version,
         dated=dated.isoformat(),
         changelog=changelog,
-        reallocations=reallocations,
+        reallocations=budget_moves(records),
     )
 
 
@@ -170,18 +172,17 @@ def write_sop_files(output_dir: Path, records: Sequence[SopRecord]) -> list[Path
     return paths
 
 
-def action_label(action: Mapping[str, Any]) -> str:
+def action_label(action: StoredAction | Mapping[str, Any]) -> str:
     """'tighten_admission (segment=farmer): min_credit_score=640, action 12'."""
-    scope = ", ".join(f"{k}={v}" for k, v in (action.get("scope") or {}).items() if v is not None)
+    action = StoredAction.of(action)
+    scope = ", ".join(f"{k}={v}" for k, v in action.scope.items() if v is not None)
     params = ", ".join(
-        f"{key}={_short(value)}"
-        for key, value in (action.get("params") or {}).items()
-        if key not in ("from_budget",)
+        f"{key}={_short(value)}" for key, value in action.params.items() if key != "from_budget"
     )
     return (
-        f"{action['type']} ({scope or 'campaign'})"
+        f"{action.type} ({scope or 'campaign'})"
         + (f": {params}" if params else "")
-        + f", action {action['action_id']}"
+        + f", action {action.action_id}"
     )
 
 
@@ -196,7 +197,7 @@ def _short(value: Any) -> str:
 def _store(
     conn: Connection,
     spec: CampaignSpec,
-    in_force: Sequence[Mapping[str, Any]],
+    in_force: Sequence[StoredAction],
     version: int,
     today: date,
     changelog: list[dict[str, Any]],

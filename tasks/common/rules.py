@@ -19,6 +19,10 @@ rules dispatch applies, the SOP states and the next proposals start from:
 
 Actions fold in the order they were proposed; the strictest admission wins, the latest
 window shift and promotion win.
+
+What an approved action changes in the next plan's budget (`budget_change`) and whether it
+makes a new SOP version (`changes_rules`, `budget_moves`) is decided here too: plan and the
+SOP ask, they do not decide.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 from sqlalchemy import Connection, select
@@ -143,7 +147,7 @@ def rules_in_force(spec: CampaignSpec, approved: Sequence[Mapping[str, Any]]) ->
         deprioritised_segments=deprioritised_segments(approved),
         retired_channels=list(dict.fromkeys(retired)),
         promoted=promoted,
-        applied=[dict(action) for action in approved if action.get("type") != "hold"],
+        applied=[dict(action) for action in approved if changes_rules(action.get("type"))],
     )
 
 
@@ -236,3 +240,55 @@ def deprioritised_segments(approved: Sequence[Mapping[str, Any]]) -> list[str]:
         if action.get("type") == "revise_targeting":
             segments.extend(str(s) for s in (action.get("params") or {}).get("segments", []))
     return list(dict.fromkeys(segments))
+
+
+# --- what an approved action changes for the plan and for the SOP --------------------------
+
+PLAN_ACTION_TYPES = ("reallocate_budget", "retire_channel")
+"""The types an approved action of which changes the next plan's budget split; every other
+type steers dispatch (or, `hold`, nothing)."""
+
+
+@dataclass(frozen=True)
+class BudgetChange:
+    """What one approved action changes in the next plan's split: `retire` takes `channel`
+    out; `shift` moves `share` of its previous amount (or an absolute `amount`, when a
+    manager edited it) to `to_channel`."""
+
+    kind: Literal["shift", "retire"]
+    channel: str
+    to_channel: str | None = None
+    share: float | None = None
+    amount: float | None = None
+
+
+def budget_change(kind: str, params: Mapping[str, Any]) -> BudgetChange | None:
+    """The plan's change for an approved action of `kind` with `params`; None for the types
+    that do not touch the budget (see `PLAN_ACTION_TYPES`)."""
+    if kind == "retire_channel":
+        return BudgetChange("retire", params["channel"])
+    if kind == "reallocate_budget":
+        return BudgetChange(
+            "shift",
+            params["from_channel"],
+            to_channel=params["to_channel"],
+            share=params.get("share"),
+            amount=params.get("amount"),
+        )
+    return None
+
+
+def changes_rules(kind: str) -> bool:
+    """Whether an approved action of `kind` changes a rule, and so makes a new SOP version:
+    every type but `hold`, which by definition changes nothing."""
+    return kind != "hold"
+
+
+def budget_moves(approved: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The budget moves the SOP lists: each approved reallocate_budget's params with its
+    action_id and period, oldest first (the plan applies them; no spec rule changes)."""
+    return [
+        {**action["params"], "action_id": action["action_id"], "period": action.get("period")}
+        for action in approved
+        if action.get("type") == "reallocate_budget"
+    ]

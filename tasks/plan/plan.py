@@ -17,7 +17,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
@@ -29,6 +29,7 @@ from pdca.models import Action, Budget, Campaign, Plan, Target, Touch
 from tasks.common.campaigns import CampaignSpec
 from tasks.common.metrics import LOWER_IS_BETTER, complaint_rate, funnel, overdue_rate_30, rollup
 from tasks.common.periods import Period
+from tasks.common.rules import PLAN_ACTION_TYPES, budget_change
 from tasks.plan.budget import (
     Allocation,
     BudgetAdjustment,
@@ -319,40 +320,22 @@ def period_budget(spec: CampaignSpec, period: Period) -> float:
 
 
 def approved_adjustments(conn: Connection, campaign_id: str) -> list[tuple[int, BudgetAdjustment]]:
-    """Approved Act actions not yet applied to a plan, as budget constraints.
-
-    `reallocate_budget` {from_channel, to_channel, share | amount} → a shift;
-    `retire_channel` {channel} → retire. Other action types steer dispatch, not the split.
-    """
+    """Approved Act actions not yet applied to a plan, as budget constraints: what each
+    changes in the split is `tasks.common.rules.budget_change`'s to say."""
     rows = conn.execute(
         select(Action.action_id, Action.type, Action.params).where(
             Action.campaign_id == campaign_id,
             Action.status == "approved",
             Action.applied_to_period.is_(None),
-            Action.type.in_(("reallocate_budget", "retire_channel")),
+            Action.type.in_(PLAN_ACTION_TYPES),
         )
     ).all()
     adjustments = []
     for action_id, kind, params in rows:
-        source = f"action {action_id}"
-        if kind == "retire_channel":
-            adjustments.append(
-                (action_id, BudgetAdjustment("retire", params["channel"], source=source))
-            )
-        else:
-            adjustments.append(
-                (
-                    action_id,
-                    BudgetAdjustment(
-                        "shift",
-                        params["from_channel"],
-                        to_channel=params["to_channel"],
-                        share=params.get("share"),
-                        amount=params.get("amount"),
-                        source=source,
-                    ),
-                )
-            )
+        change = budget_change(kind, params)
+        if change is not None:
+            adjustment = BudgetAdjustment(**asdict(change), source=f"action {action_id}")
+            adjustments.append((action_id, adjustment))
     return adjustments
 
 

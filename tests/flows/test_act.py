@@ -1,7 +1,7 @@
 """The act flow from the user's side: proposals from a stored check, decisions, the SOP, the
 report, and the loop closing on the next plan.
 
-The check results are built by hand (`tests/tasks/test_proposals.py`'s builders), stored
+The check results are built by hand (`tests/tasks/act/test_proposals.py`'s builders), stored
 as the check stage stores them, so that each test knows exactly which triggers are
 present. The approval pause against a real Prefect server is in `test_act_approval.py`.
 """

@@ -11,6 +11,7 @@ input (a reallocation never takes a channel below its floor; an untrusted check 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -35,8 +36,10 @@ from tasks.act.proposals import (
     shifted_range,
     windows_from_quarter_hours,
 )
+from tasks.act.types import Proposal
 from tasks.common.campaigns import CampaignSpec, TimeRange
 from tasks.common.periods import Period
+from tasks.common.rules import budget_change
 from tasks.plan.budget import BudgetAdjustment
 from tests.scenario import CAMPAIGN_ID, add_plan, apply, customer, local_utc, spec_dict, touch
 
@@ -136,15 +139,15 @@ def context(**overrides: Any) -> ActContext:
     return ActContext(**values)
 
 
-def run(check: dict, history: list[dict] | None = None, **options: Any) -> list[dict]:
+def run(check: dict, history: list[dict] | None = None, **options: Any) -> list[Proposal]:
     rules = options.pop("rules", RULES)
     found = propose(check, history or [], context(**options), rules)
-    assert_json_ready(found)
+    assert_json_ready([item.to_json() for item in found])
     return found
 
 
-def of_type(proposals: list[dict], kind: str) -> list[dict]:
-    return [item for item in proposals if item["type"] == kind]
+def of_type(proposals: list[Proposal], kind: str) -> list[Proposal]:
+    return [item for item in proposals if item.type == kind]
 
 
 def assert_json_ready(value: Any) -> None:
@@ -154,11 +157,11 @@ def assert_json_ready(value: Any) -> None:
         raise AssertionError(f"not JSON-ready ({error}): {value!r}") from error
 
 
-def assert_types(proposals: list[dict], *expected: str) -> None:
+def assert_types(proposals: list[Proposal], *expected: str) -> None:
     """Exactly these types, in this order; the message shows every proposal's rationale."""
-    found = [item["type"] for item in proposals]
+    found = [item.type for item in proposals]
     assert found == list(expected), f"expected {list(expected)}, got {found}: " + "; ".join(
-        f"{item['type']}: {item['rationale']}" for item in proposals
+        f"{item.type}: {item.rationale}" for item in proposals
     )
 
 
@@ -175,9 +178,16 @@ def test_every_proposal_has_the_contract_fields() -> None:
     found = run(check)
     assert found
     for item in found:
-        assert set(item) == {"type", "scope", "params", "rationale", "expected_impact", "status"}
-        assert item["type"] in ACTION_TYPES and item["status"] == "proposed"
-        assert any(ch.isdigit() for ch in item["expected_impact"]), item["expected_impact"]
+        assert set(item.to_json()) == {
+            "type",
+            "scope",
+            "params",
+            "rationale",
+            "expected_impact",
+            "status",
+        }
+        assert item.type in ACTION_TYPES and item.status == "proposed"
+        assert any(ch.isdigit() for ch in item.expected_impact), item.expected_impact
 
 
 # --- hold ---------------------------------------------------------------------------------
@@ -207,11 +217,11 @@ class TestHold:
         found = run(check_result(trusted=False, data_quality=UNTRUSTED_QUALITY))
         assert_types(found, "hold")
         (hold,) = found
-        assert hold["scope"] == {} and hold["params"] == {}
-        assert "suite touches (touch_id: must be unique)" in hold["rationale"]
-        assert "quarantine of applications: 32 of 1000 rows (3.2 % > 1.0 %)" in hold["rationale"]
-        assert "loans" not in hold["rationale"]
-        assert "2 failed checks" in hold["expected_impact"]
+        assert hold.scope == {} and hold.params == {}
+        assert "suite touches (touch_id: must be unique)" in hold.rationale
+        assert "quarantine of applications: 32 of 1000 rows (3.2 % > 1.0 %)" in hold.rationale
+        assert "loans" not in hold.rationale
+        assert "2 failed checks" in hold.expected_impact
 
     def test_hold_suppresses_every_other_trigger(self) -> None:
         """Each rule's trigger at once, on untrusted data: hold and nothing else (sms
@@ -232,14 +242,14 @@ class TestHold:
         found = run(check, history, windows=WINDOWS_APART)
         assert_types(found, "hold")
         trusted = run(dict(check, trusted=True), history, windows=WINDOWS_APART)
-        assert {item["type"] for item in trusted} == set(ACTION_TYPES) - {"hold"}
+        assert {item.type for item in trusted} == set(ACTION_TYPES) - {"hold"}
 
     @pytest.mark.parametrize("trusted", [None, "yes", 1])
     def test_a_missing_or_odd_verdict_holds(self, trusted: Any) -> None:
         """Only `True` is trust: anything else cannot vouch for the numbers."""
         found = run(check_result(trusted=trusted, data_quality=None))
         assert_types(found, "hold")
-        assert "verdict is missing" in found[0]["rationale"]
+        assert "verdict is missing" in found[0].rationale
 
     def test_trusted_data_never_hold(self) -> None:
         assert not of_type(run(check_result()), "hold")
@@ -264,18 +274,18 @@ class TestRetireChannel:
         found = run(check, history)
         assert_types(found, "retire_channel")
         (retire,) = found
-        assert retire["scope"] == {"channel": "sms"} and retire["params"] == {"channel": "sms"}
-        assert retire["rationale"] == (
+        assert retire.scope == {"channel": "sms"} and retire.params == {"channel": "sms"}
+        assert retire.rationale == (
             "roi of sms was -0.50 in 2026-W11, -0.50 in 2026-W10, -0.50 in 2026-W09: below "
             "the floor of 0.00 3 periods running."
         )
-        assert "Frees 3,000.00" in retire["expected_impact"]
-        assert "1,500.00 of losses avoided" in retire["expected_impact"]
+        assert "Frees 3,000.00" in retire.expected_impact
+        assert "1,500.00 of losses avoided" in retire.expected_impact
 
     def test_plan_applies_it(self) -> None:
         check, history = losing_run(3)
         (retire,) = run(check, history)
-        BudgetAdjustment("retire", retire["params"]["channel"])
+        BudgetAdjustment("retire", retire.params["channel"])
 
     @pytest.mark.parametrize("good_period", [0, 1, 2])
     def test_one_period_above_the_floor_breaks_the_run(self, good_period: int) -> None:
@@ -315,7 +325,7 @@ class TestRetireChannel:
         }
         checks = [check_result(f"2026-W{11 - k}", funnel=with_rows(**rows)) for k in range(3)]
         found = of_type(run(checks[0], checks[1:]), "retire_channel")
-        assert sorted(item["params"]["channel"] for item in found) == ["app_push", "im", "sms"]
+        assert sorted(item.params["channel"] for item in found) == ["app_push", "im", "sms"]
 
     def test_a_retiring_channel_gives_no_reallocation(self) -> None:
         """Its whole budget goes: a step of it on top would say the same thing twice."""
@@ -349,18 +359,18 @@ class TestReallocateBudget:
         found = run(failing_sms())
         assert_types(found, "reallocate_budget")
         (move,) = found
-        assert move["scope"] == {"channel": "sms"}
-        assert move["params"] == {
+        assert move.scope == {"channel": "sms"}
+        assert move.params == {
             "from_channel": "sms",
             "to_channel": "phone",
             "share": 0.1,
             "from_budget": 3000.0,
         }
-        assert move["rationale"].startswith(
+        assert move.rationale.startswith(
             "cac of sms is 412.50 against a target of 300.00 (off_track, +37.5 %)"
         )
-        assert "phone has the best roi, 0.90 (plan 2026-03)" in move["rationale"]
-        assert move["expected_impact"] == (
+        assert "phone has the best roi, 0.90 (plan 2026-03)" in move.rationale
+        assert move.expected_impact == (
             "Moves 10.0 % of sms's budget (300.00 of 3,000.00) to phone; at this period's roi "
             "(sms 0.20, phone 0.90) that is about 210.00 more net return; sms keeps at least "
             "its floor of 500.00."
@@ -369,7 +379,7 @@ class TestReallocateBudget:
     def test_the_plan_understands_the_params(self) -> None:
         """tasks.plan.plan.approved_adjustments reads exactly these keys into a shift."""
         (move,) = run(failing_sms())
-        params = move["params"]
+        params = move.params
         adjustment = BudgetAdjustment(
             "shift",
             params["from_channel"],
@@ -378,12 +388,15 @@ class TestReallocateBudget:
             amount=params.get("amount"),
         )
         assert adjustment.label == "shift 10% sms to phone"
+        change = budget_change("reallocate_budget", params)  # what approved_adjustments asks
+        assert change is not None
+        assert BudgetAdjustment(**asdict(change)) == adjustment
 
     def test_at_risk_roi_triggers(self) -> None:
         check = failing_sms()
         check["kpis"] = [kpi("roi", 0.2, target=0.22, status="at_risk", channel="sms")]
         (move,) = of_type(run(check), "reallocate_budget")
-        assert move["rationale"].startswith("roi of sms is 0.20 against a target of 0.22")
+        assert move.rationale.startswith("roi of sms is 0.20 against a target of 0.22")
 
     def test_cac_far_above_the_best_channels_triggers_without_a_target(self) -> None:
         check = check_result(
@@ -393,10 +406,9 @@ class TestReallocateBudget:
             )
         )
         (move,) = of_type(run(check), "reallocate_budget")
-        assert move["params"]["from_channel"] == "sms"
-        assert (
-            "cac of sms is 250.00, 2.5 × that of phone (100.00; the limit is 2 ×)"
-            in (move["rationale"])
+        assert move.params["from_channel"] == "sms"
+        assert "cac of sms is 250.00, 2.5 × that of phone (100.00; the limit is 2 ×)" in (
+            move.rationale
         )
 
     def test_cac_within_the_ratio_and_on_track_kpis(self) -> None:
@@ -416,8 +428,8 @@ class TestReallocateBudget:
     def test_the_step_stops_at_the_floor(self) -> None:
         budget = {"phone": 4000.0, "sms": 520.0, "im": 4480.0, "app_push": 1000.0}
         (move,) = of_type(run(failing_sms(), budget=budget), "reallocate_budget")
-        assert move["params"]["share"] == 0.0384  # (520 − 500) / 520 = 0.03846, rounded down
-        assert 520.0 * (1 - move["params"]["share"]) >= 500.0
+        assert move.params["share"] == 0.0384  # (520 − 500) / 520 = 0.03846, rounded down
+        assert 520.0 * (1 - move.params["share"]) >= 500.0
 
     def test_a_failing_channel_that_earns_more_than_the_best_keeps_its_budget(self) -> None:
         """High CAC, but the highest ROI: moving money away would lose return."""
@@ -431,7 +443,7 @@ class TestReallocateBudget:
         assert not of_type(run(check), "reallocate_budget")
         check = failing_sms(phone=channel_row("phone", roi=0.9, touches=50))
         (move,) = of_type(run(check), "reallocate_budget")
-        assert move["params"]["to_channel"] != "phone"
+        assert move.params["to_channel"] != "phone"
 
     def test_a_channel_without_loans_has_no_cac_to_compare(self) -> None:
         check = check_result(funnel=with_rows(sms=channel_row("sms", roi=0.5, cac=None)))
@@ -446,8 +458,8 @@ class TestReallocateBudget:
             )
         )
         found = of_type(run(check), "reallocate_budget")
-        assert [item["params"]["from_channel"] for item in found] == ["im", "sms"]
-        assert {item["params"]["to_channel"] for item in found} == {"phone"}
+        assert [item.params["from_channel"] for item in found] == ["im", "sms"]
+        assert {item.params["to_channel"] for item in found} == {"phone"}
 
 
 class TestReallocateBudgetProperties:
@@ -477,10 +489,10 @@ class TestReallocateBudgetProperties:
             min_channel_touches=100, reallocation_step=step, plan_floor_share=floor_share
         )
         found = reallocate_budget_proposals(check, context(budget=budget), rules)
-        assert_json_ready(found)
+        assert_json_ready([item.to_json() for item in found])
         floor = floor_share * sum(budgets)
         for move in found:
-            params = move["params"]
+            params = move.params
             source = budget[params["from_channel"]]
             assert params["from_channel"] != params["to_channel"]
             assert 0 < params["share"] <= min(step, 1.0)
@@ -530,9 +542,9 @@ class TestTightenAdmission:
         found = run(check_result(kpis=[kpi("overdue_rate_30", 0.05)]))
         assert_types(found, "tighten_admission")
         (tighten,) = found
-        assert tighten["scope"] == {}
-        assert tighten["params"] == {"min_credit_score": 620}
-        assert tighten["rationale"] == (
+        assert tighten.scope == {}
+        assert tighten.params == {"min_credit_score": 620}
+        assert tighten.rationale == (
             "overdue_rate_30 of the campaign is 5.0 % against the spec's ceiling of 3.0 % "
             "(+66.7 %); the step raises min_credit_score from 600 to 620."
         )
@@ -547,7 +559,7 @@ class TestTightenAdmission:
             ]
         )
         found = of_type(run(check), "tighten_admission")
-        assert [item["scope"] for item in found] == [{"channel": "sms"}, {"segment": "farmer"}]
+        assert [item.scope for item in found] == [{"channel": "sms"}, {"segment": "farmer"}]
 
     @pytest.mark.parametrize("actual", [0.03, 0.01, None])
     def test_at_or_under_the_ceiling_or_unknown(self, actual: float | None) -> None:
@@ -563,9 +575,9 @@ class TestTightenAdmission:
         )
         check = check_result(kpis=[kpi("overdue_rate_30", 0.1, channel="sms")])
         (tighten,) = of_type(run(check, loans=book), "tighten_admission")
-        assert tighten["params"] == {"max_debt_ratio": 0.65}
-        assert "(4 of 40 seasoned loans)" in tighten["rationale"]
-        assert tighten["expected_impact"] == (
+        assert tighten.params == {"max_debt_ratio": 0.65}
+        assert "(4 of 40 seasoned loans)" in tighten.rationale
+        assert tighten.expected_impact == (
             "Had max_debt_ratio been 0.65, 4 of the 40 seasoned loans (4 of them overdue) "
             "would not have been made: overdue_rate_30 10.0 % → 0.0 %."
         )
@@ -574,7 +586,7 @@ class TestTightenAdmission:
         book = loans((4, {"credit_score": 605.0, "is_overdue": 1}), (36, {"debt_ratio": 0.68}))
         check = check_result(kpis=[kpi("overdue_rate_30", 0.1, channel="sms")])
         (tighten,) = of_type(run(check, loans=book), "tighten_admission")
-        assert tighten["params"] == {"min_credit_score": 620}
+        assert tighten.params == {"min_credit_score": 620}
 
     def test_too_few_seasoned_loans_to_act_on(self) -> None:
         book = loans((3, {"is_overdue": 1}), (5, {}), (40, {"is_seasoned": 0}))
@@ -585,14 +597,14 @@ class TestTightenAdmission:
         check = check_result(kpis=[kpi("overdue_rate_30", 0.05, channel="sms")])
         admission = {"channel:sms": {"min_credit_score": 640}, "campaign": {"max_debt_ratio": 0.6}}
         (tighten,) = of_type(run(check, admission=admission), "tighten_admission")
-        assert tighten["params"] == {"min_credit_score": 660}
+        assert tighten.params == {"min_credit_score": 660}
 
     def test_a_floor_at_the_top_of_the_scale_tightens_the_cap(self) -> None:
         check = check_result(kpis=[kpi("overdue_rate_30", 0.05)])
         (tighten,) = of_type(
             run(check, admission={"campaign": {"min_credit_score": 890}}), "tighten_admission"
         )
-        assert tighten["params"] == {"max_debt_ratio": 0.65}
+        assert tighten.params == {"max_debt_ratio": 0.65}
 
 
 # --- shift_window -------------------------------------------------------------------------
@@ -621,15 +633,15 @@ class TestShiftWindow:
         found = run(check_result(), windows=WINDOWS_APART)
         assert_types(found, "shift_window")
         (shift,) = found
-        assert shift["scope"] == {"window": "evening"}
-        assert shift["params"] == {"window": "evening", "from": "19:00-21:00", "to": "18:30-20:30"}
-        assert shift["rationale"].startswith(
+        assert shift.scope == {"window": "evening"}
+        assert shift.params == {"window": "evening", "from": "19:00-21:00", "to": "18:30-20:30"}
+        assert shift.rationale.startswith(
             "response_rate of the evening window (19:00-21:00) is 2.0 % (20 of 1000 delivered) "
             "against 5.0 % in noon (12:00-13:30; 50 of 1000): two-proportion z-test, "
             "Holm-adjusted p < 0.001"
         )
-        assert "Moves evening 30 minutes earlier" in shift["expected_impact"]
-        assert "up to 30 were all of it to" in shift["expected_impact"]
+        assert "Moves evening 30 minutes earlier" in shift.expected_impact
+        assert "up to 30 were all of it to" in shift.expected_impact
 
     def test_a_worse_earlier_window_moves_later(self) -> None:
         windows = [
@@ -637,7 +649,7 @@ class TestShiftWindow:
             window("evening", "19:00-21:00", 1000, 50),
         ]
         (shift,) = run(check_result(), windows=windows)
-        assert shift["params"] == {"window": "noon", "from": "12:00-13:30", "to": "12:30-14:00"}
+        assert shift.params == {"window": "noon", "from": "12:00-13:30", "to": "12:30-14:00"}
 
     def test_no_significant_difference(self) -> None:
         windows = [
@@ -671,7 +683,7 @@ class TestShiftWindow:
             window("afternoon", "13:40-15:00", 1000, 20),
         ]
         (shift,) = run(check_result(), windows=windows)
-        assert shift["params"]["to"] == "13:30-14:50"
+        assert shift.params["to"] == "13:30-14:50"
 
     def test_holm_adjusts_across_windows(self) -> None:
         """3.7 % against 5.0 % on 2,000 each: p ≈ 0.044 alone, ≈ 0.088 for the smaller of
@@ -774,20 +786,20 @@ class TestPromoteVariant:
         found = run(check_result(experiments=[experiment("A", "B", "treatment_wins")]))
         assert_types(found, "promote_variant")
         (promote,) = found
-        assert promote["scope"] == {}
-        assert promote["params"] == {"winner": "B", "loser": "A"}
-        assert promote["rationale"] == (
+        assert promote.scope == {}
+        assert promote.params == {"winner": "B", "loser": "A"}
+        assert promote.rationale == (
             "application_rate of B is 6.1 % (n = 4500) against 4.9 % for A (n = 4480): lift of "
             "B over A +1.20 pp, 95 % CI of the lift [+0.30 pp, +2.10 pp], Holm-adjusted "
             "p = 0.004 (treatment_wins)."
         )
-        assert "about 54 more customers" in promote["expected_impact"]
-        assert "(45.0 % of the audience)" in promote["expected_impact"]
+        assert "about 54 more customers" in promote.expected_impact
+        assert "(45.0 % of the audience)" in promote.expected_impact
 
     def test_the_control_wins(self) -> None:
         test = experiment("A", "B", "control_wins", lift=-0.012, ci_low=-0.021, ci_high=-0.003)
         (promote,) = run(check_result(experiments=[test]))
-        assert promote["params"] == {"winner": "A", "loser": "B"}
+        assert promote.params == {"winner": "A", "loser": "B"}
 
     @pytest.mark.parametrize("decision", ["treatment_wins", "control_wins"])
     def test_a_win_over_the_holdout_promotes_nothing(self, decision: str) -> None:
@@ -801,7 +813,7 @@ class TestPromoteVariant:
     def test_unknown_numbers(self) -> None:
         test = experiment("A", "B", "treatment_wins", lift=None, ci_low=None, ci_high=None)
         (promote,) = run(check_result(experiments=[test]))
-        assert promote["expected_impact"] == (
+        assert promote.expected_impact == (
             "A retires and B becomes the default (45.0 % of the audience)."
         )
 
@@ -837,19 +849,19 @@ class TestReviseTargeting:
         found = run(check)
         assert_types(found, "revise_targeting")
         (revise,) = found
-        assert revise["scope"] == {}
-        assert revise["params"] == {
+        assert revise.scope == {}
+        assert revise.params == {
             "segments": ["farmer"],
             "channels": ["sms"],
             "reject_reasons": ["low_credit_score", "high_debt_ratio"],
         }
-        assert revise["rationale"] == (
+        assert revise.rationale == (
             "approval is the funnel's bottleneck: approval_rate is 33.9 % against its target of "
             "60.0 % (-43.5 %); lowest approval_rate by segment: farmer 5.0 % (5 of 100); lowest "
             "approval_rate by channel: sms 4.5 % (5 of 110); top reject reasons: "
             "low_credit_score (73.0 %), high_debt_ratio (19.5 %)."
         )
-        assert revise["expected_impact"] == (
+        assert revise.expected_impact == (
             "Without segment farmer (100 applications) the approval_rate would have been "
             "47.6 % instead of 33.9 %."
         )
@@ -870,8 +882,8 @@ class TestReviseTargeting:
             channel_row("sms", segment="farmer", applications=19, approved=0),
         ]
         (revise,) = run(check_result(funnel=rows, bottleneck=APPROVAL_BOTTLENECK))
-        assert revise["params"] == {"segments": [], "channels": [], "reject_reasons": []}
-        assert revise["expected_impact"].startswith("119 of the period's 219 applications")
+        assert revise.params == {"segments": [], "channels": [], "reject_reasons": []}
+        assert revise.expected_impact.startswith("119 of the period's 219 applications")
 
 
 # --- untrusted data, whatever else ------------------------------------------------------
@@ -896,8 +908,8 @@ class TestProposeProperties:
         )
         history = [check_result(funnel=check["funnel"])] * 2
         found = propose(check, history, context(windows=WINDOWS_APART), RULES)
-        assert [item["type"] for item in found] == ["hold"]
-        assert_json_ready(found)
+        assert [item.type for item in found] == ["hold"]
+        assert_json_ready([item.to_json() for item in found])
 
 
 class TestThresholds:
@@ -1074,7 +1086,7 @@ class TestGatherContext:
         with engine.begin() as conn:
             apply(conn, spec_dict())
         with engine.connect() as conn:
-            found = gather_context(conn, SPEC, "2026-W11")
+            found = gather_context(conn, SPEC, Period.parse("2026-W11"))
         engine.dispose()
         assert found.budget == {} and found.plan_period is None
         assert [w["delivered"] for w in found.windows] == [0, 0]

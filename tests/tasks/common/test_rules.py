@@ -17,7 +17,16 @@ from sqlalchemy import Engine, insert
 from pdca.errors import UserError
 from pdca.models import Action
 from tasks.common.campaigns import CampaignSpec
-from tasks.common.rules import ScopedAdmission, approved_actions, rules_in_force
+from tasks.common.rules import (
+    PLAN_ACTION_TYPES,
+    BudgetChange,
+    ScopedAdmission,
+    approved_actions,
+    budget_change,
+    budget_moves,
+    changes_rules,
+    rules_in_force,
+)
 from tests.scenario import CAMPAIGN_ID, apply, spec_dict
 
 SPEC = CampaignSpec.model_validate(spec_dict())
@@ -269,3 +278,46 @@ class TestApprovedActions:
             ("tighten_admission", {"n": 4}),
         ]
         assert [a["type"] for a in without] == ["shift_window"]
+
+
+class TestWhatAnApprovedActionChanges:
+    """What plan and the SOP ask of the rules: the budget change, a new SOP version or not,
+    and the budget moves the SOP lists."""
+
+    def test_a_reallocation_is_a_shift_of_the_plan(self):
+        change = budget_change(
+            "reallocate_budget",
+            {"from_channel": "sms", "to_channel": "phone", "share": 0.1, "from_budget": 3e3},
+        )
+        assert change == BudgetChange("shift", "sms", to_channel="phone", share=0.1)
+
+    def test_an_edited_reallocation_moves_the_amount(self):
+        params = {"from_channel": "sms", "to_channel": "phone", "share": 0.25, "amount": 750.0}
+        change = budget_change("reallocate_budget", params)
+        assert change is not None and (change.share, change.amount) == (0.25, 750.0)
+
+    def test_a_retirement_retires_the_channel(self):
+        assert budget_change("retire_channel", {"channel": "im"}) == BudgetChange("retire", "im")
+
+    @pytest.mark.parametrize(
+        "kind", ["hold", "tighten_admission", "shift_window", "promote_variant", "revise_targeting"]
+    )
+    def test_other_types_leave_the_plan_alone(self, kind):
+        assert kind not in PLAN_ACTION_TYPES
+        assert budget_change(kind, {}) is None
+
+    def test_only_hold_makes_no_sop_version(self):
+        assert not changes_rules("hold")
+        assert all(changes_rules(kind) for kind in ("retire_channel", *PLAN_ACTION_TYPES))
+
+    def test_the_sop_lists_the_reallocations_oldest_first(self):
+        moved = action("reallocate_budget", {"from_channel": "sms", "to_channel": "phone"})
+        approved = [action("shift_window", {"window": "evening"}), moved]
+        assert budget_moves(approved) == [
+            {
+                "from_channel": "sms",
+                "to_channel": "phone",
+                "action_id": moved["action_id"],
+                "period": "2026-W10",
+            }
+        ]
