@@ -24,6 +24,7 @@ from flows.cycle import cycle_flow
 from flows.dispatch import dispatch_flow
 from flows.plan import plan_flow
 from pdca.db import make_engine, reset_database
+from pdca.edge import refuse_foreign_database
 from pdca.settings import get_settings
 from pdca.synthetic.demo_history import DemoFiles, write_demo_feeds
 from tasks.common.campaigns import CampaignSpec, apply_spec, load_spec
@@ -34,8 +35,10 @@ from tasks.data.importing import ImportResult, import_feed
 
 
 @task
-def reset_demo_database(database_url: str) -> None:
-    """Start from an empty schema at the current migration."""
+def reset_demo_database(database_url: str, force: bool = False) -> None:
+    """Start from an empty schema at the current migration; refuse to replace a database
+    that holds anything but an earlier demo unless forced."""
+    refuse_foreign_database(database_url, force)
     reset_database(database_url)
 
 
@@ -64,10 +67,11 @@ def import_feed_file(database_url: str, feed: str, path: Path, chunk_rows: int) 
 
 
 @flow(name="demo", flow_run_name="demo {customers} customers × {weeks} weeks, seed {seed}")
-def demo_flow(customers: int = 50_000, weeks: int = 8, seed: int = 7) -> str:
-    """Build the demo database and return a summary that says where it is."""
+def demo_flow(customers: int = 50_000, weeks: int = 8, seed: int = 7, force: bool = False) -> str:
+    """Build the demo database and return a summary that says where it is. The database
+    must be new, empty or an earlier demo, unless `force`."""
     settings = get_settings()
-    reset_demo_database(settings.database_url)
+    reset_demo_database(settings.database_url, force)
     files = generate_feeds(settings.output_dir / "demo" / "feeds", customers, weeks, seed)
     apply_campaign(settings.database_url, files.spec)
     results = [

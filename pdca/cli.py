@@ -130,11 +130,20 @@ def demo(
     customers: Annotated[int, typer.Option(min=100, help="Synthetic customers.")] = 50_000,
     weeks: Annotated[int, typer.Option(min=1, max=52, help="Weeks of history.")] = 8,
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same data.")] = 7,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace a database that holds more than a demo.")
+    ] = False,
 ) -> None:
-    """Fresh demo database with synthetic history, loaded through the feed importers."""
+    """Fresh demo database with synthetic history, loaded through the feed importers.
+
+    Refuses (exit 2) a database that holds anything but an earlier demo, unless --force.
+    """
+    from pdca.edge import refuse_foreign_database
+
+    refuse_foreign_database(get_settings().database_url, force)  # before Prefect starts
     from flows.demo import demo_flow
 
-    summary = demo_flow(customers=customers, weeks=weeks, seed=seed)
+    summary = demo_flow(customers=customers, weeks=weeks, seed=seed, force=force)
     typer.echo(summary)
 
 

@@ -85,6 +85,35 @@ def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
+def contents_besides(url: str, campaign_ids: set[str]) -> str | None:
+    """What the database at `url` holds besides the campaigns `campaign_ids` (and their
+    data), in a few words; None when it is empty, new or holds only those.
+
+    `pdca demo` replaces the whole database: it must not silently drop a user's campaign.
+    """
+    from sqlalchemy import func, inspect, select
+
+    from pdca.models import Campaign, Customer
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            tables = set(inspect(conn).get_table_names())
+            if Campaign.__tablename__ not in tables:
+                return f"{len(tables)} tables" if tables else None
+            others = sorted(
+                set(conn.execute(select(Campaign.campaign_id)).scalars()) - campaign_ids
+            )
+            if others:
+                return f"campaign(s) {', '.join(others[:5])}"
+            if not campaign_ids & set(conn.execute(select(Campaign.campaign_id)).scalars()):
+                customers = conn.execute(select(func.count()).select_from(Customer)).scalar()
+                return f"{customers:,} customers and no demo campaign" if customers else None
+            return None
+    finally:
+        engine.dispose()
+
+
 def reset_database(url: str) -> None:
     """Drop everything pdca owns in the database at `url`, then migrate to head.
 

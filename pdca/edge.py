@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date
 
-from pdca.db import make_engine
+from pdca.db import contents_besides, make_engine
 from pdca.errors import UserError
 from tasks.common.campaigns import CampaignSpec, get_campaign_spec
 
@@ -60,3 +60,19 @@ def days_in_campaign(spec: CampaignSpec, days: Iterable[date]) -> list[date]:
             f"{outside[0]} is outside it, nothing would be sent"
         )
     return days
+
+
+def refuse_foreign_database(database_url: str, force: bool) -> None:
+    """A UserError naming the database when it holds more than an earlier demo: the demo
+    replaces the whole database, and a user's campaign must not vanish silently."""
+    from sqlalchemy.engine import make_url
+
+    from pdca.synthetic.demo_history import CAMPAIGN_ID
+
+    held = None if force else contents_besides(database_url, {CAMPAIGN_ID})
+    if held:
+        shown = make_url(database_url).render_as_string(hide_password=True)
+        raise UserError(
+            f"{shown} holds {held}, not only an earlier demo: the demo replaces the whole "
+            "database; point PDCA_DATABASE_URL elsewhere, or use --force to replace it"
+        )

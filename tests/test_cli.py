@@ -376,3 +376,26 @@ class TestHelpAndVersion:
         check = cli("check", "--help")
         assert_exit(check, 0)
         assert "<bool>" not in check.stdout and "--json " in check.stdout, check.stdout
+
+
+class TestDemoKeepsAUsersDatabase:
+    def test_refuses_a_database_with_another_campaign(self, cli: Cli, tmp_path: Path) -> None:
+        assert_exit(cli("campaign", "apply", str(EXAMPLE)), 0)
+        home = tmp_path / "prefect-home"
+        home.mkdir()
+        result = cli("demo", "--customers", "100", "--weeks", "1", PREFECT_HOME=str(home))
+        assert_one_error_line(result, str(cli.database), "sme-spring-2026", "--force")
+        assert cli.count(Campaign) == 1, "the user's campaign is gone"
+        assert not list(home.iterdir()), "Prefect started before the refusal"
+
+    def test_the_flow_refuses_too(self, cli: Cli) -> None:
+        """The demo deployment is one click away in the UI: the flow checks as well."""
+        from flows.demo import reset_demo_database
+        from pdca.errors import UserError
+
+        assert_exit(cli("campaign", "apply", str(EXAMPLE)), 0)
+        with pytest.raises(UserError, match="not only an earlier demo"):
+            reset_demo_database.fn(cli.url)
+        assert cli.count(Campaign) == 1
+        reset_demo_database.fn(cli.url, force=True)
+        assert cli.count(Campaign) == 0
