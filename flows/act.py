@@ -30,6 +30,7 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.settings import get_current_settings
 from prefect.states import Running
+from prefect.utilities.urls import url_for
 from pydantic import Field, create_model
 from sqlalchemy import Connection, select
 
@@ -37,7 +38,7 @@ from flows.check import check_flow
 from pdca.db import make_engine
 from pdca.models import CheckResult
 from pdca.settings import get_settings
-from tasks.act.actions import decide, save_proposals, stored_actions
+from tasks.act.actions import decide, read_action, save_proposals, stored_actions
 from tasks.act.artifacts import adjustment_report_html, proposal_markdown, publish_act
 from tasks.act.proposals import Thresholds, gather_context, propose
 from tasks.act.sop import SopRecord, sop_path, sop_versions, update_sop, write_sop_files
@@ -234,16 +235,25 @@ def collect_decisions(
     if auto_approve:
         return [(action.action_id, auto_decision(action.action_id)) for action in decidable]
     if not prefect_api_url_set():
-        logger.info(
-            "%d proposal(s) await a decision; with no Prefect server nobody can answer this "
-            "run's pause: re-run with --auto-approve, or against a server to decide in its UI",
-            len(decidable),
+        logger.warning(
+            "%s\nNo Prefect server: nobody can answer this run's pause, so they stay "
+            "proposed. Decide them with: %s",
+            waiting_list(decidable),
+            decide_command(decidable),
         )
         return []
     emit_awaiting_approval(campaign_id, period.name, [action.to_json() for action in decidable])
+    logger.warning(
+        "%s\nDecide them in the run's form at %s or with: %s",
+        waiting_list(decidable),
+        url_for("flow-run", obj_id=FlowRunContext.get().flow_run.id) or "the Prefect UI",
+        decide_command(decidable),
+    )
     deadline = time.monotonic() + timeout
     answers = []
     for action in decidable:
+        if not still_proposed(action.action_id):
+            continue  # decided meanwhile from the command line (`pdca actions`)
         remaining = int(deadline - time.monotonic())
         answer = ask_manager(action, remaining) if remaining > 0 else None
         if answer is None:
@@ -251,6 +261,32 @@ def collect_decisions(
             break
         answers.append((action.action_id, answer))
     return answers
+
+
+def waiting_list(actions: list[StoredAction]) -> str:
+    """The proposals that wait for a decision, one line each."""
+    lines = [f"{len(actions)} proposal(s) await a decision:"]
+    for action in actions:
+        scope = ", ".join(f"{k}={v}" for k, v in action.scope.items() if v is not None)
+        lines.append(f"  {action.action_id:>5}  {action.type:<18} {scope or 'campaign'}")
+    return "\n".join(lines)
+
+
+def decide_command(actions: list[StoredAction]) -> str:
+    """The command line that approves them (reject is the same with `reject`)."""
+    ids = " ".join(str(action.action_id) for action in actions)
+    return f"pdca actions approve {ids} --by NAME [--comment TEXT]  (or: reject)"
+
+
+def still_proposed(action_id: int) -> bool:
+    """Whether nobody has decided the action since this run stored it."""
+    engine = make_engine(get_settings().database_url)
+    try:
+        with engine.connect() as conn:
+            action = read_action(conn, action_id)
+    finally:
+        engine.dispose()
+    return action is not None and action.status == PROPOSED
 
 
 def ask_manager(action: StoredAction, timeout: int) -> ProposalDecision | None:

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 from sqlalchemy.exc import OperationalError
 
+from pdca.actions_cli import actions_app
 from pdca.db import make_engine, upgrade
 from pdca.errors import UserError
 from pdca.settings import get_settings
@@ -40,6 +41,7 @@ sop_app = typer.Typer(no_args_is_help=True, help="The campaigns' standard operat
 app.add_typer(db_app, name="db")
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(sop_app, name="sop")
+app.add_typer(actions_app, name="actions")
 
 
 def _print_version(value: bool) -> None:

@@ -143,6 +143,57 @@ def test_act_deployment_pauses_for_approval_and_records_the_decision(
     assert decided == [("promote_variant", "approved", "Mei Chen", "ship B")]
 
 
+def test_pdca_actions_approve_resumes_the_paused_run(deployed, tmp_path, sqlite_template):
+    """What ops do without the UI: list what waits, approve it from the command line; the
+    paused run resumes with the form's input and records the decision itself."""
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+
+    world = build_small_world(tmp_path, sqlite_template)
+    store_check(world.engine, failing_sms_and_b_wins(WEEK), campaign_id=CAMPAIGN_ID)
+    env = {
+        "PDCA_DATABASE_URL": world.url,
+        "PDCA_OUTPUT_DIR": str(tmp_path / "out"),
+        "PDCA_ACT_APPROVAL_POLL_SECONDS": "1",
+    }
+    worker = start_worker(
+        deployed, pool="pdca", cwd=tmp_path, PDCA_CHECKOUT=str(PROJECT_ROOT), **env
+    )
+
+    def pdca(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(PDCA), *argv],
+            cwd=tmp_path,
+            env=deployed.env(**env),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    try:
+        with deployed.use(), get_client(sync_client=True) as client:
+            run = run_deployment(
+                "act/act", parameters={"campaign_id": CAMPAIGN_ID, "period": WEEK}, timeout=0
+            )
+            wait_for(client, run.id, lambda state: state.is_paused(), worker)
+            listed = ok(pdca("actions", "list", "--status", "proposed"))
+            (action_id,) = [int(line.split()[0]) for line in listed.splitlines()]
+            approved = ok(pdca("actions", "approve", str(action_id), "--by", "Mei Chen"))
+            final = wait_for(client, run.id, lambda state: state.is_final(), worker)
+    finally:
+        worker.stop()
+    assert f"resumed act run {run.id}" in approved, approved
+    assert final.is_completed(), (final, worker.log_tail())
+    with world.engine.connect() as conn:
+        decided = conn.execute(
+            select(Action.type, Action.status, Action.decided_by).where(
+                Action.campaign_id == CAMPAIGN_ID, Action.period == WEEK
+            )
+        ).all()
+    world.engine.dispose()
+    assert decided == [("promote_variant", "approved", "Mei Chen")]
+
+
 def wait_for(client, flow_run_id, reached, worker, timeout: float = 300.0):
     """The run's state once `reached(state)` holds; fails with the worker's log if not."""
     import time

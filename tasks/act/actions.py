@@ -83,6 +83,24 @@ def stored_actions(conn: Connection, campaign_id: str, period: Period) -> list[S
     return [StoredAction.of(row) for row in rows]
 
 
+def find_actions(
+    conn: Connection,
+    *,
+    campaign_id: str | None = None,
+    period: Period | None = None,
+    status: str | None = None,
+) -> list[StoredAction]:
+    """The actions that match every filter given, by campaign, period and id."""
+    query = select(ACTIONS).order_by(ACTIONS.c.campaign_id, ACTIONS.c.period, ACTIONS.c.action_id)
+    if campaign_id is not None:
+        query = query.where(ACTIONS.c.campaign_id == campaign_id)
+    if period is not None:
+        query = query.where(ACTIONS.c.period == period.name)
+    if status is not None:
+        query = query.where(ACTIONS.c.status == status)
+    return [StoredAction.of(row) for row in conn.execute(query).mappings()]
+
+
 def period_actions(conn: Connection, campaign_id: str, period: str) -> list[dict[str, Any]]:
     """Every action of the (campaign, period) as `pdca act --json` prints it, in the order
     they were proposed: the form readers outside the act stage (the weekly review) take."""

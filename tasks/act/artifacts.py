@@ -27,10 +27,25 @@ MEASURED = [
 """What the adjustment report says its numbers measure."""
 
 
+def readable(value: object) -> str:
+    """A parameter as a person reads it: lists joined, numbers rounded, no Python reprs."""
+    if isinstance(value, list | tuple | set):
+        return ", ".join(readable(item) for item in value) or "none"
+    if isinstance(value, dict):
+        return ", ".join(f"{key} {readable(item)}" for key, item in value.items()) or "none"
+    if isinstance(value, bool) or value is None:
+        return {True: "yes", False: "no", None: "none"}[value]
+    if isinstance(value, float):
+        return f"{value:,.2f}" if abs(value) >= 1 else f"{value:.4g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
 def proposal_markdown(action: StoredAction) -> str:
     """What the approval form shows above its fields."""
     scope = ", ".join(f"{k}={v}" for k, v in action.scope.items() if v is not None)
-    params = "\n".join(f"- `{key}`: {value}" for key, value in action.params.items())
+    params = "\n".join(f"- {key}: {readable(value)}" for key, value in action.params.items())
     amount = action.proposed_amount()
     lines = [
         f"### Proposal {action.action_id}: `{action.type}` ({scope or 'campaign'})",

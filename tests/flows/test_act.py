@@ -223,6 +223,55 @@ class TestCli:
         assert "no SOP yet" in err
 
 
+class TestActionsCommand:
+    """`pdca actions` without a server: the proposals an act run left proposed (nobody could
+    answer its pause) are listed and decided from the command line, with the audit row
+    and SOP version the run would have written."""
+
+    def test_list_approve_reject(self, world, capfd, caplog):
+        store_check(world, failing_sms_and_b_wins())
+        result = act_flow(CAMPAIGN_ID, PERIOD)
+        ids = [action["action_id"] for action in result["actions"]]
+        assert [a["status"] for a in result["actions"]] == ["proposed", "proposed"]
+        assert f"pdca actions approve {ids[0]} {ids[1]} --by NAME" in caplog.text
+        versions = count(world, SopVersion)
+
+        code, out, _ = run_main(["actions", "list", "--status", "proposed"], capfd)
+        assert code == 0
+        assert [int(line.split()[0]) for line in out.splitlines()] == ids
+        assert "reallocate_budget" in out and "promote_variant" in out
+
+        argv = ["actions", "approve", str(ids[1]), "--by", "Mei Chen", "--comment", "ship B"]
+        code, out, err = run_main(argv, capfd)
+        assert code == 0, err
+        assert "approved" in out and "Mei Chen" in out
+        code, out, err = run_main(["actions", "reject", str(ids[0]), "--by", "Li Wei"], capfd)
+        assert code == 0, err
+
+        with world.connect() as conn:
+            decided = conn.execute(
+                select(Action.action_id, Action.status, Action.decided_by, Action.comment)
+                .where(Action.campaign_id == CAMPAIGN_ID)
+                .order_by(Action.action_id)
+            ).all()
+            audit = conn.execute(
+                select(AuditEntry.actor, AuditEntry.action).where(
+                    AuditEntry.action.in_(["act.approve", "act.reject"])
+                )
+            ).all()
+        assert decided == [
+            (ids[0], "rejected", "Li Wei", None),
+            (ids[1], "approved", "Mei Chen", "ship B"),
+        ]
+        assert sorted(audit) == [("Li Wei", "act.reject"), ("Mei Chen", "act.approve")]
+        assert count(world, SopVersion) == versions + 1, "the approval made no SOP version"
+
+        code, _, err = run_main(["actions", "approve", str(ids[1]), "--by", "Mei Chen"], capfd)
+        assert code == 2 and "already approved by Mei Chen" in err
+        code, out, _ = run_main(["actions", "list", "--status", "proposed"], capfd)
+        assert code == 0 and out == ""
+
+
 # --- the loop closes on the next plan -------------------------------------------------------
 
 DEMO_START = date(2026, 3, 2)
