@@ -35,32 +35,14 @@ from pdca.models import OutreachBatch
 from pdca.settings import Settings, get_settings
 from tasks.common.campaigns import CampaignSpec, get_campaign_spec
 from tasks.common.rules import RulesInForce, approved_actions, rules_in_force
-from tasks.do.dispatch import (
-    SendTally,
-    Slot,
-    acquire_lock,
+from tasks.do.audience import (
     apply_capacity_in_stage,
-    chunk_parts,
     count_stage,
     current_plan,
     daily_quotas,
     drop_stage,
-    earlier_combinations,
-    mark_sending,
-    next_chunk,
-    next_outbox_id,
-    next_slot,
-    open_batch,
-    record_holdouts,
-    release_held,
-    release_lock,
-    remaining_quotas,
     segment_propensity,
-    send_part,
-    slots_for,
     stage_audience,
-    tune_for_batches,
-    write_outbox,
 )
 from tasks.do.gateways import (
     SEND_CHANNELS,
@@ -69,6 +51,19 @@ from tasks.do.gateways import (
     SimulatedGateway,
     gateway_for,
 )
+from tasks.do.locks import acquire_lock, release_lock
+from tasks.do.outbox import (
+    earlier_combinations,
+    next_outbox_id,
+    open_batch,
+    record_holdouts,
+    release_held,
+    remaining_quotas,
+    tune_for_batches,
+    write_outbox,
+)
+from tasks.do.sending import SendTally, chunk_parts, mark_sending, next_chunk, send_part
+from tasks.do.slots import Slot, next_slot, slots_for
 from tasks.do.wording import Message, preflight
 
 CHUNK = 10_000
