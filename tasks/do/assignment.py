@@ -4,7 +4,7 @@ The hash of a key is the first 60 bits of sha256("<salt>:<key>"). A customer's v
 is drawn from the hash of (campaign, customer) against the spec's cumulative shares
 (`variant_cuts`), the hold-out above the last cut; their window of the day and their
 tier-B channel come from the same hash under other salts. PostgreSQL computes the hash
-natively and SQLite through a function registered on the connection (`bucket`), so both
+natively and SQLite through a function registered on the connection (`hash_binds`), so both
 back ends draw groups identical to the Python rule (`hash_bits`).
 """
 
@@ -13,22 +13,11 @@ from __future__ import annotations
 import bisect
 import hashlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
 
 import numpy as np
-from sqlalchemy import (
-    BigInteger,
-    ColumnElement,
-    Connection,
-    Integer,
-    String,
-    cast,
-    func,
-    literal,
-    literal_column,
-)
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import Connection
 
 from tasks.common.campaigns import CampaignSpec
 
@@ -44,7 +33,7 @@ HALF = HASH_SPAN // 2
 
 
 def hash_bits(salt: str, key: str) -> int:
-    """The hash of one key under `salt` (the same number `bucket` draws in SQL)."""
+    """The hash of one key under `salt` (the number the `bucket` SQL macro draws)."""
     return int.from_bytes(hashlib.sha256(f"{salt}:{key}".encode()).digest()[:8], "big") >> 4
 
 
@@ -83,22 +72,31 @@ def _bucket_function(salt: str, cuts: Sequence[int]) -> Callable[[str], int]:
     return bucket_of
 
 
-def bucket(conn: Connection, salt: str, key: ColumnElement, cuts: Sequence[int]) -> ColumnElement:
-    """SQL for how many of the ascending `cuts` the hash of `key` under `salt` reaches
-    (`hash_bits`), evaluated once per row however many groups it decides between.
+def hash_binds(conn: Connection, hashes: Mapping[str, tuple[str, Sequence[int]]]) -> dict:
+    """Make the hashes `role → (salt, ascending cuts)` ready for a query on `conn` that
+    calls the `bucket(role, key)` macro (sql/macros/dialect.sql), which yields how many
+    of the cuts the hash of `key` reaches (`hash_bits`), once per row however many groups
+    it decides between. Returns the bind parameters the query needs for them.
 
-    PostgreSQL computes the hash itself (`sha256`, then `width_bucket` over the cuts);
-    SQLite calls a function registered on this connection for this salt and these cuts.
-    Either way the expression yields exactly what the Python rule yields.
+    PostgreSQL computes the hash itself (`sha256`, then `width_bucket` over the cuts),
+    from the binds returned; SQLite calls `pdca_bucket_<role>`, registered here on this
+    connection with the salt and the cuts bound in (no binds). Either way the query
+    yields exactly what the Python rule yields.
     """
     if conn.dialect.name == "postgresql":
-        digest = func.sha256(func.convert_to(literal(f"{salt}:") + key, literal_column("'UTF8'")))
-        hex_digest = func.encode(digest, literal_column("'hex'"), type_=String)
-        prefix = literal_column("'x'", String) + func.left(hex_digest, 15, type_=String)
-        hashed = cast(cast(prefix, postgresql.BIT(HASH_BITS)), BigInteger)
-        bounds = postgresql.array([literal(c, BigInteger) for c in cuts])
-        return func.width_bucket(hashed, bounds, type_=Integer)
-    name = "pdca_bucket_" + hashlib.sha256(repr((salt, list(cuts))).encode()).hexdigest()[:16]
+        return hash_parameters(hashes)
     raw = conn.connection.driver_connection
-    raw.create_function(name, 1, _bucket_function(salt, cuts), deterministic=True)
-    return getattr(func, name)(key, type_=Integer)
+    for role, (salt, cuts) in hashes.items():
+        function = _bucket_function(salt, cuts)
+        raw.create_function(f"pdca_bucket_{role}", 1, function, deterministic=True)
+    return {}
+
+
+def hash_parameters(hashes: Mapping[str, tuple[str, Sequence[int]]]) -> dict[str, str]:
+    """The `bucket` macro's bind parameters on PostgreSQL: per role, `<role>_salt` (the
+    salt and its separator, '<salt>:') and `<role>_cuts` (an array literal, '{c1,c2}')."""
+    binds = {}
+    for role, (salt, cuts) in hashes.items():
+        binds[f"{role}_salt"] = f"{salt}:"
+        binds[f"{role}_cuts"] = "{" + ",".join(str(c) for c in cuts) + "}"
+    return binds

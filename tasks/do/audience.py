@@ -3,9 +3,10 @@
 `sql/dispatch_audience.sql` decides every exclusion in the database; `stage_audience`
 adds the window (a customer belongs to one window a day), the variant, the tier and its
 channel, and what the approved actions in force (`tasks.common.rules.RulesInForce`) say
-beyond the spec, in one `insert … select` into a temporary table (`STAGE`); the plan's
-capacity (`daily_quotas`) then trims each channel's chosen (`apply_capacity_in_stage`).
-Set-based, so that a million customers cost a few statements, not a million objects.
+beyond the spec (`sql/dispatch_stage.sql`), in one `insert … select` into a temporary
+table (`STAGE`); the plan's capacity (`daily_quotas`) then trims each channel's chosen
+(`apply_capacity_in_stage`). Set-based, so that a million customers cost a few
+statements, not a million objects.
 """
 
 from __future__ import annotations
@@ -17,23 +18,20 @@ from datetime import date, timedelta
 import numpy as np
 from sqlalchemy import (
     Column,
-    ColumnElement,
     Connection,
     Float,
     Integer,
     MetaData,
     String,
     Table,
+    TextualSelect,
     and_,
     bindparam,
-    case,
     collate,
     func,
     insert,
-    literal,
-    null,
-    or_,
     select,
+    text,
     update,
 )
 
@@ -42,9 +40,9 @@ from pdca.models import Budget, OutboxEntry, OutreachBatch, Plan
 from tasks.common.campaigns import CampaignSpec
 from tasks.common.metrics import funnel, rollup
 from tasks.common.periods import Period, local_midnight_utc
-from tasks.common.rules import RulesInForce, ScopedAdmission
-from tasks.common.sqlfiles import query
-from tasks.do.assignment import HALF, HOLDOUT, bucket, variant_cuts, window_cuts
+from tasks.common.rules import RulesInForce, scoped_admission_checks
+from tasks.common.sqlfiles import PARAMETER_TYPES, query, render
+from tasks.do.assignment import HALF, HOLDOUT, hash_binds, variant_cuts, window_cuts
 from tasks.do.routing import TIER_A_SCORE, TIER_B_SCORE, low_frequency_cap, usable_channels
 from tasks.do.slots import Slot
 
@@ -132,20 +130,27 @@ def daily_quotas(
     return quotas, costs
 
 
+def audience_parameters(spec: CampaignSpec, batch_id: int, slot: Slot) -> dict[str, object]:
+    """What `sql/dispatch_audience.sql` takes for the campaign's batch of `slot`."""
+    local_day_start = local_midnight_utc(slot.day, spec.timezone)
+    return {
+        "campaign_id": spec.id,
+        "batch_id": batch_id,
+        "min_credit_score": spec.risk.min_credit_score,
+        "max_debt_ratio": spec.risk.max_debt_ratio,
+        "excluded_industries": list(spec.risk.excluded_industries),
+        "cap_starts_at": local_day_start - timedelta(days=6),
+        "complaints_since_at": local_day_start - timedelta(days=90),
+        "max_touches_per_7d": spec.contact_policy.max_touches_per_7d,
+    }
+
+
 def audience_statement(conn: Connection, spec: CampaignSpec, batch_id: int, slot: Slot):
     """`sql/dispatch_audience.sql` with the campaign's values bound: every customer with
     the first rule that excludes them (None when eligible)."""
-    local_day_start = local_midnight_utc(slot.day, spec.timezone)
-    return query("dispatch_audience", conn.dialect.name).bindparams(
-        bindparam("excluded_industries", list(spec.risk.excluded_industries), expanding=True),
-        campaign_id=spec.id,
-        batch_id=batch_id,
-        min_credit_score=spec.risk.min_credit_score,
-        max_debt_ratio=spec.risk.max_debt_ratio,
-        cap_starts_at=local_day_start - timedelta(days=6),
-        complaints_since_at=local_day_start - timedelta(days=90),
-        max_touches_per_7d=spec.contact_policy.max_touches_per_7d,
-    )
+    values = audience_parameters(spec, batch_id, slot)
+    industries = bindparam("excluded_industries", values.pop("excluded_industries"), expanding=True)
+    return query("dispatch_audience", conn.dialect.name).bindparams(industries, **values)
 
 
 STAGE = Table(
@@ -175,10 +180,11 @@ def stage_audience(
     propensity: dict[str, float],
     rules: RulesInForce | None = None,
 ) -> None:
-    """Stage the window's audience in one `insert … select`: the audience query's
-    exclusions, the window (a customer belongs to one window a day), the variant, the tier
-    and its channel, `tier_c_frequency` and `no_channel` — the rules of `window_share`,
-    `assign_variants` and `route`, applied in the database.
+    """Stage the window's audience in one `insert … select` of `sql/dispatch_stage.sql`:
+    the audience query's exclusions, the window (a customer belongs to one window a day),
+    the variant (`tasks.do.assignment`), the tier and its channel (`tasks.do.routing`),
+    `tier_c_frequency` and `no_channel`, applied in the database. What the rules in force
+    decide reaches the query as rendered lists and bind values (`Staging`).
 
     Skipped: customers already in this batch (a rerun tops up) and customers with a held
     send in the campaign (it goes in a later window). Hold-out members (assigned
@@ -203,191 +209,132 @@ def stage_audience(
       exactly the written one, so promotion moves nobody into or out of the hold-out.
     """
     rules = rules or RulesInForce(spec=spec)
-    effective = rules.spec
+    staging = Staging(binds=audience_parameters(rules.spec, batch_id, slot))
+    stage_window(conn, staging, spec, batch_id, slot, windows)
+    stage_propensity(staging, propensity, rules.deprioritised_segments)
+    stage_routing(staging, rules.spec)
+    stage_scoped_admission(staging, rules)
+    stage_variants(staging, spec, rules.promoted)
+    staging.binds.update(hash_binds(conn, staging.hashes))
     STAGE.drop(conn, checkfirst=True)
     STAGE.create(conn)
-    audience = (
-        audience_statement(conn, effective, batch_id, slot)
-        .columns(
-            customer_id=String,
-            segment=String,
-            credit_score=Integer,
-            debt_ratio=Float,
-            assigned_variant=String,
-            contacts_7d=Integer,
-            exclusion_reason=String,
-        )
-        .subquery("audience")
-    )
-    a = audience.c
+    statement = staging.statement(conn.dialect.name)
+    conn.execute(insert(STAGE).from_select([c.name for c in STAGE.columns], statement))
+
+
+@dataclass
+class Staging:
+    """`sql/dispatch_stage.sql` for one batch, as it is put together: the lists rendered
+    into it (`options`), its bind values, and the hashes it draws (role → salt, cuts)."""
+
+    options: dict[str, object] = field(default_factory=dict)
+    binds: dict[str, object] = field(default_factory=dict)
+    hashes: dict[str, tuple[str, list[int]]] = field(default_factory=dict)
+
+    def statement(self, dialect: str) -> TextualSelect:
+        """The query rendered for `dialect`, with the values it uses bound, as `query`
+        binds a plain query's: timestamps typed by name, lists expanding."""
+        clause = text(render("dispatch_stage", dialect, tuple(sorted(self.options.items()))))
+        bound = []
+        for name in clause.compile().params:
+            value = self.binds[name]
+            kinds = [kind() for suffix, kind in PARAMETER_TYPES if name.endswith(suffix)]
+            kind = kinds[0] if kinds else None
+            bound.append(bindparam(name, value, type_=kind, expanding=isinstance(value, list)))
+        return clause.bindparams(*bound).columns(**{c.name: c.type for c in STAGE.columns})
+
+
+def stage_window(
+    conn: Connection,
+    staging: Staging,
+    spec: CampaignSpec,
+    batch_id: int,
+    slot: Slot,
+    windows: Sequence[str],
+) -> None:
+    """Keep the window's customers (by hash, when the day has several windows); skip the
+    batch's own customers and those with a held send in the campaign. An empty skip list
+    (a new batch, nothing held) is not tested per row."""
     batches = select(OutreachBatch.batch_id).where(OutreachBatch.campaign_id == spec.id)
-    skipped = [
-        select(OutboxEntry.customer_id).where(OutboxEntry.batch_id == batch_id),
-        select(OutboxEntry.customer_id).where(
-            OutboxEntry.batch_id.in_(batches), OutboxEntry.status == "held"
-        ),
-    ]
-    filters = [  # an empty skip list (a new batch, nothing held) is not tested per row
-        a.customer_id.not_in(customers)
-        for customers in skipped
-        if conn.execute(select(customers.exists())).scalar()
-    ]
+    in_batch = select(OutboxEntry.customer_id).where(OutboxEntry.batch_id == batch_id)
+    held = select(OutboxEntry.customer_id).where(
+        OutboxEntry.batch_id.in_(batches), OutboxEntry.status == "held"
+    )
+    staging.options["skip_batch"] = bool(conn.execute(select(in_batch.exists())).scalar())
+    staging.options["skip_held"] = bool(conn.execute(select(held.exists())).scalar())
+    staging.options["split_windows"] = len(windows) > 1
     if len(windows) > 1:
-        in_window = bucket(conn, f"{spec.id}:window", a.customer_id, window_cuts(len(windows)))
-        filters.append(in_window == list(windows).index(slot.window))
+        staging.binds["window_index"] = list(windows).index(slot.window)
+        staging.hashes["window"] = (f"{spec.id}:window", window_cuts(len(windows)))
+
+
+def stage_propensity(
+    staging: Staging, propensity: dict[str, float], deprioritised: Sequence[str]
+) -> None:
+    """Each segment's propensity (`DEPRIORITISED` for deprioritised segments), and the
+    measured average that unknown segments get and tier A must reach."""
     average = float(np.mean(list(propensity.values()))) if propensity else 0.0
-    rates = {**propensity, **dict.fromkeys(rules.deprioritised_segments, DEPRIORITISED)}
-    segment_rate = (
-        case(
-            {segment: literal(rate, Float) for segment, rate in rates.items()},
-            value=a.segment,
-            else_=literal(average, Float),
-        )
-        if rates
-        else literal(average, Float)
-    )
-    # Each step a subquery fenced by `offset 0`, which SQLite does not flatten into the
-    # next: a column used several times there is computed once.
-    mine = _fenced(
-        select(
-            a.customer_id,
-            a.segment,
-            a.credit_score,
-            a.debt_ratio,
-            a.assigned_variant,
-            a.contacts_7d,
-            scoped_admission(
-                a.exclusion_reason, a.segment, a.credit_score, a.debt_ratio, rules.segment_rules()
-            ).label("exclusion_reason"),
-            segment_rate.label("propensity"),
-        ).where(*filters),
-        "mine",
-    ).c
-    tier = case(
-        (and_(mine.credit_score >= TIER_A_SCORE, mine.propensity >= average), "A"),
-        (mine.credit_score >= TIER_B_SCORE, "B"),
-        else_="C",
-    )
+    rates = {**propensity, **dict.fromkeys(deprioritised, DEPRIORITISED)}
+    staging.options["segment_count"] = len(rates)
+    staging.binds["average_propensity"] = average
+    for i, (segment, rate) in enumerate(rates.items()):
+        staging.binds[f"segment_{i}"] = segment
+        staging.binds[f"segment_propensity_{i}"] = float(rate)
+
+
+def stage_routing(staging: Staging, effective: CampaignSpec) -> None:
+    """The tiers' thresholds and channels (`tasks.do.routing`) for the campaign's channels."""
     usable = usable_channels(effective)
-    no_channel = [name for name, channels in usable.items() if not channels]
-    judged = _fenced(
-        select(
-            mine.customer_id,
-            mine.segment,
-            mine.credit_score,
-            mine.debt_ratio,
-            mine.propensity,
-            mine.assigned_variant,
-            tier.label("tier"),
-            case(
-                (
-                    mine.assigned_variant == HOLDOUT,
-                    func.coalesce(mine.exclusion_reason, "holdout_member"),
-                ),
-                (mine.exclusion_reason.is_not(None), mine.exclusion_reason),
-                (
-                    and_(tier == "C", mine.contacts_7d >= low_frequency_cap(effective)),
-                    "tier_c_frequency",
-                ),
-                *([(tier.in_(no_channel), "no_channel")] if no_channel else []),
-                else_=null(),
-            ).label("exclusion_reason"),
-        ),
-        "judged",
-    ).c
-
-    def first(channels: list[str]) -> ColumnElement:
-        return literal(channels[0]) if channels else null()
-
-    tier_b_channel = first(usable["B"])
-    if len(usable["B"]) > 1:
-        flip = bucket(conn, f"{spec.id}:channel", judged.customer_id, [HALF]) == 0
-        tier_b_channel = case((flip, usable["B"][1]), else_=usable["B"][0])
-    channel = case(
-        (judged.tier == "A", first(usable["A"])),
-        (judged.tier == "B", tier_b_channel),
-        else_=first(usable["C"]),
+    alternates = len(usable["B"]) > 1
+    staging.options["no_channel_tiers"] = tuple(tier for tier, found in usable.items() if not found)
+    staging.options["tier_b_alternates"] = alternates
+    staging.binds.update(
+        tier_a_score=TIER_A_SCORE,
+        tier_b_score=TIER_B_SCORE,
+        low_frequency_cap=low_frequency_cap(effective),
+        tier_a_channel=next(iter(usable["A"]), None),
+        tier_b_channel=next(iter(usable["B"]), None),
+        tier_b_alternate=usable["B"][1] if alternates else None,
+        tier_c_channel=next(iter(usable["C"]), None),
     )
-    routed, reason = judged, judged.exclusion_reason
-    if rules.channel_rules():  # the channel must be known before its rule can judge
-        routed = _fenced(
-            select(
-                judged.customer_id,
-                judged.segment,
-                judged.credit_score,
-                judged.propensity,
-                judged.assigned_variant,
-                case((reason.is_(None), channel), else_=null()).label("channel"),
-                judged.debt_ratio,
-                reason,
-            ),
-            "routed",
-        ).c
-        channel = routed.channel
-        reason = scoped_admission(
-            routed.exclusion_reason,
-            routed.channel,
-            routed.credit_score,
-            routed.debt_ratio,
-            rules.channel_rules(),
+    if alternates:
+        staging.hashes["channel"] = (f"{effective.id}:channel", [HALF])
+
+
+def stage_scoped_admission(staging: Staging, rules: RulesInForce) -> None:
+    """The approved floors and caps scoped to a segment or a channel
+    (`tasks.common.rules.scoped_admission_checks`): the checks rendered, their segments or
+    channels and their thresholds bound."""
+    for kind, scoped in (("segment", rules.segment_rules()), ("channel", rules.channel_rules())):
+        checks = scoped_admission_checks(scoped, EXCLUSION_ORDER)
+        staging.options[f"{kind}_checks"] = tuple(
+            (
+                check.reason,
+                check.measure,
+                "<" if check.fails_below else ">",
+                check.replaces,
+                len(check.limits),
+            )
+            for check in checks
         )
-    cuts = variant_cuts(spec)  # the written split: see the docstring
-    drawn = case(
-        {position: rules.promoted.get(name, name) for position, (name, _) in enumerate(cuts)},
-        value=bucket(conn, spec.id, routed.customer_id, [c for _, c in cuts]),
-        else_=HOLDOUT,
-    )
-    assigned = routed.assigned_variant
-    if rules.promoted:
-        assigned = case(rules.promoted, value=assigned, else_=assigned)
-    variant = case((routed.assigned_variant.is_not(None), assigned), else_=drawn)
-    chosen = reason.is_(None)
-    source = select(
-        routed.customer_id,
-        routed.segment,
-        routed.credit_score,
-        routed.propensity,
-        case((chosen, channel), else_=null()),
-        case((chosen, variant), else_=null()),
-        reason,
-    )
-    conn.execute(insert(STAGE).from_select([c.name for c in STAGE.columns], source))
+        for check in checks:
+            for j, (name, limit) in enumerate(check.limits):
+                staging.binds[f"{kind}_{check.measure}_{j}_scope"] = name
+                staging.binds[f"{kind}_{check.measure}_{j}"] = limit
 
 
-def scoped_admission(
-    reason: ColumnElement,
-    scope: ColumnElement,
-    credit_score: ColumnElement,
-    debt_ratio: ColumnElement,
-    admission: Sequence[ScopedAdmission],
-) -> ColumnElement:
-    """The exclusion reason once scoped floors and caps are judged: `scope` is the column
-    the rules name (segment or channel). A failed floor or cap replaces only a reason the
-    audience query applies after it (`EXCLUSION_ORDER`), or none, so a customer is
-    excluded for the first rule that fails whichever scope set it. Without rules: `reason`."""
-    floors = [
-        and_(scope == literal(rule.name), credit_score < literal(rule.min_credit_score))
-        for rule in admission
-        if rule.min_credit_score is not None
-    ]
-    caps = [
-        and_(scope == literal(rule.name), debt_ratio > literal(rule.max_debt_ratio, Float))
-        for rule in admission
-        if rule.max_debt_ratio is not None
-    ]
-    judged = []
-    for name, failures in (("credit_score_below_floor", floors), ("debt_ratio_above_cap", caps)):
-        if failures:
-            later = list(EXCLUSION_ORDER[EXCLUSION_ORDER.index(name) + 1 :])
-            open_ = or_(reason.is_(None), reason.in_(later))
-            judged.append((and_(open_, or_(*failures)), name))
-    return case(*judged, else_=reason) if judged else reason
-
-
-def _fenced(statement, name: str):
-    """`statement` as a subquery that SQLite computes once per row (`offset 0` keeps it
-    from being flattened into the query that uses it; PostgreSQL reads it the same)."""
-    return statement.offset(0).subquery(name)
+def stage_variants(staging: Staging, spec: CampaignSpec, promoted: dict[str, str]) -> None:
+    """New members drawn with the written split's cuts, each retired variant read as its
+    winner, for new and earlier members alike (see `stage_audience`)."""
+    cuts = variant_cuts(spec)
+    staging.options["variant_count"] = len(cuts)
+    staging.options["promoted_count"] = len(promoted)
+    staging.hashes["variant"] = (spec.id, [position for _, position in cuts])
+    for i, (name, _) in enumerate(cuts):
+        staging.binds[f"drawn_variant_{i}"] = promoted.get(name, name)
+    for i, (retired, winner) in enumerate(promoted.items()):
+        staging.binds[f"retired_variant_{i}"] = retired
+        staging.binds[f"promoted_variant_{i}"] = winner
 
 
 def apply_capacity_in_stage(

@@ -26,7 +26,7 @@ from pdca.db import make_engine
 from pdca.models import Action, Customer
 from tasks.common.sqlfiles import SQL_DIR
 from tasks.do.audience import EXCLUSION_ORDER
-from tasks.do.frame_rules import window_share
+from tests.oracles.dispatch_rules import window_share
 from tests.scenario import (
     CAMPAIGN_ID,
     DAY,

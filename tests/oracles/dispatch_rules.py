@@ -1,7 +1,13 @@
-"""The dispatch rules on DataFrames: variants, windows, routing and capacity, stated row by
-row in pandas. The flow applies them in SQL (`tasks.do.audience.stage_audience`,
-`apply_capacity_in_stage`); the tests hold the SQL to these on both back ends. They state
-the spec only: the reference for a campaign with no approved actions.
+"""A test oracle: the dispatch rules restated on DataFrames, independently of the SQL.
+
+Dispatch applies its rules in the database (`sql/dispatch_stage.sql` through
+`tasks.do.audience.stage_audience`, then `apply_capacity_in_stage`); this module states
+the same rules row by row in pandas — variants, windows, routing and capacity — and the
+tests hold the SQL to it on SQLite and PostgreSQL. It is not used by the product. The
+tiers and their channels are written out again here, from the documented rules, so that
+a change to the product's routing shows up as a difference; only the hash and its cuts
+(`tasks.do.assignment`, tested against sha256 on their own) are shared. It states the
+spec only: the reference for a campaign with no approved actions.
 """
 
 from __future__ import annotations
@@ -13,7 +19,30 @@ import pandas as pd
 
 from tasks.common.campaigns import CampaignSpec
 from tasks.do.assignment import HALF, HASH_SPAN, HOLDOUT, hash_bits, variant_cuts, window_cuts
-from tasks.do.routing import TIER_A_SCORE, TIER_B_SCORE, low_frequency_cap, usable_channels
+
+TIER_A_SCORE = 720
+"""Tier A: a score of at least 720 in a segment at least as responsive as the average."""
+TIER_B_SCORE = 660
+"""Tier B: a score of at least 660 (or a tier-A score in a below-average segment)."""
+TIER_CHANNELS = {
+    "A": ("phone", "sms", "im"),
+    "B": ("sms", "im", "app_push", "email"),
+    "C": ("app_push", "email", "sms"),
+}
+"""Each tier's channels by preference; tier B alternates between its first two."""
+
+
+def usable_channels(spec: CampaignSpec) -> dict[str, list[str]]:
+    """Each tier's channels that the campaign uses, in order of preference."""
+    return {
+        tier: [channel for channel in channels if channel in spec.channels]
+        for tier, channels in TIER_CHANNELS.items()
+    }
+
+
+def low_frequency_cap(spec: CampaignSpec) -> int:
+    """Tier C's cap on contacts in 7 days: half the campaign's, at least one."""
+    return max(1, spec.contact_policy.max_touches_per_7d // 2)
 
 
 def _hash_bits(salt: str, keys: Sequence[str] | pd.Series) -> np.ndarray:
