@@ -60,7 +60,7 @@ from tasks.do.outbox import (
     release_held,
     remaining_quotas,
     tune_for_batches,
-    write_outbox,
+    write_outbox_entries,
 )
 from tasks.do.sending import SendTally, chunk_parts, mark_sending, next_chunk, send_part
 from tasks.do.slots import Slot, next_slot, slots_for
@@ -148,7 +148,7 @@ def prepare_batch(
     else:
         scheduled_at, status = max(at, slot.starts_at), "pending"
     first_new_id = next_outbox_id(conn)
-    write_outbox(conn, batch_id, scheduled_at, status)
+    write_outbox_entries(conn, batch_id, scheduled_at, status)
     drop_stage(conn)
     summary.holdout = record_holdouts(conn, batch_id, spec.id)
     summary.held = staged.to_send if closed else 0

@@ -85,7 +85,9 @@ def next_outbox_id(conn: Connection) -> int:
     return conn.execute(select(func.coalesce(func.max(OutboxEntry.outbox_id), 0))).scalar_one() + 1
 
 
-def write_outbox(conn: Connection, batch_id: int, scheduled_at: datetime, status: str) -> int:
+def write_outbox_entries(
+    conn: Connection, batch_id: int, scheduled_at: datetime, status: str
+) -> int:
     """Record the staged chosen — intended sends and hold-out assignments — before
     anything is sent: one `insert … select`, channel by channel, so that a chunk of the
     outbox goes to one or two gateways, each part a contiguous run of entries."""

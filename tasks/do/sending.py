@@ -104,7 +104,7 @@ class Chunk:
 class ChunkPart:
     """A handed-over chunk's entries on one channel, with their count by variant and the
     length of the longest customer id among them. `first_id`..`last_id` bound them (a
-    contiguous run when the outbox was written channel by channel, as `write_outbox`
+    contiguous run when the outbox was written channel by channel, as `write_outbox_entries`
     writes it), so each statement on the part reads only its own stretch."""
 
     batch_id: int
