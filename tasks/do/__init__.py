@@ -14,6 +14,7 @@ uses them:
   written before any is sent; hold-out members and held sends;
 - `sending`: chunks of the outbox through the gateways, the journal and the receipts;
 - `locks`: the campaign's dispatch lock;
+- `artifacts`: what a dispatch reports — window summaries, the table and progress artifacts;
 - `wording`: every distinct message rendered and checked before anything goes;
 - `gateways`: one interface for every way a message is sent.
 """

@@ -31,9 +31,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from pdca.models import Customer, OutboxEntry, OutreachBatch, Touch
+from tasks.common.campaigns import CampaignSpec
 from tasks.do.assignment import HOLDOUT
 from tasks.do.audience import STAGE
-from tasks.do.slots import Slot
+from tasks.do.slots import Slot, next_slot
 
 CHECKPOINT_PAGES = 16_384
 """SQLite: dispatch's connections fold the write-ahead log back into the database every
@@ -78,6 +79,16 @@ def remaining_quotas(conn: Connection, batch_id: int, quotas: dict[str, int]) ->
         ).all()
     )
     return {channel: max(quota - used.get(channel, 0), 0) for channel, quota in quotas.items()}
+
+
+def schedule(effective: CampaignSpec, slot: Slot, at: datetime) -> tuple[datetime, str]:
+    """When the batch's new sends are due, and their status: now (`pending`) while the
+    window is open; once it has closed, `held` for the next window (its end when none
+    follows), never sent late."""
+    if at < slot.ends_at:
+        return max(at, slot.starts_at), "pending"
+    following = next_slot(effective, slot.ends_at)
+    return (following.starts_at if following else slot.ends_at), "held"
 
 
 def next_outbox_id(conn: Connection) -> int:

@@ -11,9 +11,10 @@ messages, retries, receipts).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from sqlalchemy import (
@@ -40,6 +41,7 @@ from sqlalchemy import (
 )
 
 from pdca.models import Customer, OutboxEntry, SimulatedSend
+from tasks.common.campaigns import CampaignSpec
 from tasks.data.importing import insert_rows
 from tasks.do.gateways import (
     GATEWAY_REF_LENGTH,
@@ -49,9 +51,12 @@ from tasks.do.gateways import (
     SendReceipt,
     send_with_retries,
 )
-from tasks.do.outbox import insert_new_touches, touch_id
+from tasks.do.outbox import earlier_combinations, insert_new_touches, touch_id
 from tasks.do.slots import Slot
-from tasks.do.wording import Message
+from tasks.do.wording import Message, preflight
+
+if TYPE_CHECKING:
+    from tasks.do.artifacts import BatchSummary
 
 JOURNAL_KEY_LENGTH = SimulatedSend.__table__.c.idempotency_key.type.length
 """The simulated gateway's journal keeps keys up to this length."""
@@ -64,6 +69,8 @@ class SendTally:
     sent: dict[tuple[str, str], int] = field(default_factory=dict)
     failed: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    handed_over: int = 0
+    """Entries handed over to a gateway (`mark_sending`), resends included."""
 
     def add(self, channel: str, variant: str, receipt: SendReceipt) -> None:
         if receipt.accepted:
@@ -433,3 +440,70 @@ def _frame(result) -> pd.DataFrame:
     """A result as a DataFrame (plain tuples: pandas probes Row objects one by one)."""
     columns = list(result.keys())
     return pd.DataFrame([tuple(row) for row in result], columns=columns)
+
+
+# --- a batch, chunk by chunk ------------------------------------------------------------
+
+
+@dataclass
+class PreparedBatch:
+    """A batch ready to send: its outbox written, its wording checked."""
+
+    batch_id: int
+    summary: BatchSummary
+    costs: dict[str, float]
+    rendered: dict[tuple[str, str, str], Message]
+    """The checked messages by (channel, variant, segment), for the per-message path."""
+    first_new_id: int
+    """Entries from this outbox id on were written (and checked) by this preparation."""
+
+
+def check_earlier_sends(
+    conn: Connection, spec: CampaignSpec, batch: PreparedBatch
+) -> dict[tuple[str, str, str], Message]:
+    """The batch's checked messages, with those of its sends written before this run (held
+    sends released into this window, a crashed run's leftovers) checked now, before
+    anything goes, as the new ones were when the batch was prepared."""
+    rendered = dict(batch.rendered)
+    earlier = earlier_combinations(conn, batch.batch_id, batch.first_new_id) - set(rendered)
+    if earlier:
+        rendered.update(
+            preflight(
+                spec,
+                sorted({c for c, _, _ in earlier}),
+                sorted({v for _, v, _ in earlier}),
+                sorted({s for _, _, s in earlier}),
+            )
+        )
+    return rendered
+
+
+def send_chunks(
+    conn: Connection,
+    gateways: dict[str, Gateway],
+    campaign_id: str,
+    slot: Slot,
+    batch: PreparedBatch,
+    at: datetime,
+    size: int,
+    rendered: dict[tuple[str, str, str], Message],
+    progress: Callable[[int], None],
+) -> SendTally:
+    """Send the batch's pending (and interrupted) sends, `size` at a time: each chunk
+    handed over (committed), then sent channel by channel (`send_part`), each part
+    committed before the next gateway call (a journal writes on its own). Stops when the
+    window closes (`at` is when sending started, UTC): the rest waits, never sent late.
+    `progress` hears how many entries were handed over after each chunk."""
+    tally, started = SendTally(), datetime.now(UTC)
+    while (chunk := next_chunk(conn, batch.batch_id, size)) is not None:
+        sent_at = at + (datetime.now(UTC) - started)
+        if sent_at >= slot.ends_at:
+            break
+        tally.handed_over += mark_sending(conn, chunk)
+        conn.commit()
+        for part in chunk_parts(conn, chunk):
+            gateway = gateways[part.channel]
+            send_part(conn, gateway, campaign_id, slot, part, sent_at, batch.costs, rendered, tally)
+            conn.commit()
+        progress(tally.handed_over)
+    return tally

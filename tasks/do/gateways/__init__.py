@@ -3,16 +3,21 @@
 One module per provider kind: `base` (the `Gateway` protocol, `OutboundMessage`,
 `SendReceipt`, errors), `simulated`, `call_list`, `smtp`, `webhook`, `limits` (rate
 limiting and retries) and `journal` (the simulated provider's durable journal, and its
-bulk path). `gateway_for(channel, settings)` picks one per channel. The protocol, the
-webhook contract and the privacy rules are described in `docs/gateways.md`.
+bulk path). `gateway_for(channel, settings)` picks one per channel; `open_gateways` opens
+a campaign's. The protocol, the webhook contract and the privacy rules are described in
+`docs/gateways.md`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping
 from typing import Any
 
+from sqlalchemy import Engine
+
+from tasks.common.campaigns import CampaignSpec
 from tasks.do.gateways.base import (
     GATEWAY_REF_LENGTH,
     KEY_PATTERN,
@@ -47,6 +52,7 @@ __all__ = [
     "MAX_ERROR_LENGTH",
     "MAX_KEY_LENGTH",
     "SEND_CHANNELS",
+    "SIMULATED_OUTCOMES",
     "TRANSIENT_STATUS",
     "WEBHOOK_CHANNELS",
     "CallListGateway",
@@ -65,6 +71,7 @@ __all__ = [
     "WebhookGateway",
     "gateway_for",
     "masked",
+    "open_gateways",
     "retry_on_transient",
     "send_with_retries",
 ]
@@ -150,3 +157,32 @@ def gateway_for(
         per_second = float(rate)
         gateway = RateLimitedGateway(gateway, RateLimiter(per_second, math.ceil(per_second)))
     return gateway
+
+
+SIMULATED_OUTCOMES = {
+    "phone": (0.80, 0.35),
+    "sms": (0.96, 0.05),
+    "im": (0.92, 0.07),
+    "app_push": (0.75, 0.03),
+    "email": (0.88, 0.02),
+}
+"""Delivery and response rates the demo's simulated gateways draw (per channel)."""
+
+
+def open_gateways(
+    spec: CampaignSpec, settings: Any, engine: Engine, simulate_outcomes: bool
+) -> dict[str, Gateway]:
+    """One gateway per channel of `spec` that pdca sends on; simulated ones keep a durable
+    journal of accepted keys (`JournaledGateway`) and, with `simulate_outcomes` (the
+    demo), draw delivery and response (`SIMULATED_OUTCOMES`), seeded by the campaign."""
+    seed = int.from_bytes(hashlib.sha256(spec.id.encode()).digest()[:4], "big")
+    outcomes = SIMULATED_OUTCOMES if simulate_outcomes else None
+    gateways: dict[str, Gateway] = {}
+    for channel in spec.channels:
+        if channel not in SEND_CHANNELS:
+            continue
+        gateway = gateway_for(channel, settings, seed=seed, outcomes=outcomes)
+        if isinstance(gateway, SimulatedGateway):
+            gateway = JournaledGateway(gateway, engine)
+        gateways[channel] = gateway
+    return gateways
