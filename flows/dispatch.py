@@ -1,115 +1,64 @@
 """Do: send the campaign's outreach for one day — compliant, in its windows, exactly once.
 
-For each send window of the day (or the one asked for): take the campaign's dispatch
-lock, select the audience, assign variants and route by tier within the plan's capacity
-(all in the database, set by set), check every distinct message's wording, write the
-outbox, then send in chunks — through the simulated gateways set-based, through real
-providers message by message. A window that has already closed is not sent late: its
-sends are written as `held` for the next window. A window that has not opened yet is not
-due.
-
-Dispatch applies the rules in force, not the spec alone: the approved Act actions
-(`tasks.common.rules`) shift windows, tighten admission (campaign-wide, per segment or per
-channel), promote variants, retire channels and deprioritise segments from the next
-dispatch on. Each batch's summary names the actions it applied (`rules`).
+For each send window of the day (or the one asked for), under the campaign's dispatch
+lock: prepare the window's batch — audience, assignment, routing and capacity in the
+database, every distinct message's wording checked, the outbox written — then send it in
+chunks. A window that has closed is held for the next one; one that has not opened yet is
+not due. Dispatch applies the rules in force (the approved Act actions), and each batch's
+summary names them. The story, the rules and the tuning: docs/dispatch.md.
 """
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import UTC, date, datetime
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import (
-    create_progress_artifact,
-    create_table_artifact,
-    update_progress_artifact,
-)
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection
 
 from pdca.db import make_engine
 from pdca.errors import UserError
-from pdca.models import OutreachBatch
 from pdca.settings import Settings, get_settings
 from tasks.common.campaigns import CampaignSpec, get_campaign_spec
 from tasks.common.rules import RulesInForce, approved_actions, rules_in_force
-from tasks.do.dispatch import (
-    SendTally,
-    Slot,
-    acquire_lock,
+from tasks.do.artifacts import (
+    BatchSummary,
+    SendProgress,
+    publish_summary,
+    rule_names,
+    staged_summary,
+    store_sent_summary,
+)
+from tasks.do.audience import (
     apply_capacity_in_stage,
-    chunk_parts,
     count_stage,
     current_plan,
     daily_quotas,
     drop_stage,
-    earlier_combinations,
-    mark_sending,
-    next_chunk,
+    segment_propensity,
+    stage_audience,
+)
+from tasks.do.gateways import Gateway, JournaledGateway, open_gateways
+from tasks.do.locks import acquire_lock, release_lock
+from tasks.do.outbox import (
     next_outbox_id,
-    next_slot,
     open_batch,
     record_holdouts,
     release_held,
-    release_lock,
     remaining_quotas,
-    segment_propensity,
-    send_part,
-    slots_for,
-    stage_audience,
+    schedule,
     tune_for_batches,
-    write_outbox,
+    write_outbox_entries,
 )
-from tasks.do.gateways import (
-    SEND_CHANNELS,
-    Gateway,
-    JournaledGateway,
-    SimulatedGateway,
-    gateway_for,
-)
-from tasks.do.wording import Message, preflight
+from tasks.do.sending import PreparedBatch, check_earlier_sends, send_chunks
+from tasks.do.slots import Slot, slots_for
+from tasks.do.wording import preflight
 
 CHUNK = 10_000
-"""Sends handed over (and recorded) per step; a crash redoes at most one chunk, and a
-window that closes while sending stops the batch at the next chunk."""
+"""Sends handed over (and recorded) per step (docs/dispatch.md: Tuning)."""
 BULK_CHUNK = 100_000
-"""The step when every gateway of the batch is simulated (set-based, a chunk is a few
-statements, and goes by in well under a second)."""
-PROGRESS_STEP = 5.0
-"""The progress artifact moves in steps of at least this many percent (each is an API call)."""
-
-
-@dataclass
-class BatchSummary:
-    """What one window's dispatch did; `pdca dispatch --json` prints a list of these."""
-
-    window: str
-    status: str
-    audience: int = 0
-    eligible: int = 0
-    excluded: dict[str, int] = field(default_factory=dict)
-    sends: dict[str, dict[str, int]] = field(default_factory=dict)
-    holdout: int = 0
-    held: int = 0
-    failures: dict[str, int] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-    rules: list[str] = field(default_factory=list)
-    """The approved actions in force, as "type action_id" (oldest first)."""
-
-
-@dataclass
-class PreparedBatch:
-    """A batch ready to send: its outbox written, its wording checked."""
-
-    batch_id: int
-    summary: BatchSummary
-    costs: dict[str, float]
-    rendered: dict[tuple[str, str, str], Message]
-    """The checked messages by (channel, variant, segment), for the per-message path."""
-    first_new_id: int
-    """Entries from this outbox id on were written (and checked) by this preparation."""
+"""The step when every gateway of the batch is simulated (docs/dispatch.md: Tuning)."""
 
 
 @task(cache_policy=NO_CACHE)
@@ -137,27 +86,14 @@ def prepare_batch(
     if apply_capacity_in_stage(conn, quotas, staged.chosen_by_channel):
         staged = count_stage(conn)
     rendered = preflight(effective, staged.channels, staged.variants, staged.segments)
-    summary = BatchSummary(
-        window=slot.window,
-        status="open",
-        audience=staged.audience,
-        eligible=staged.eligible,
-        excluded=staged.excluded,
-        rules=rule_names(rules),
-    )
-    closed = at >= slot.ends_at
-    if closed:
-        following = next_slot(effective, slot.ends_at)
-        scheduled_at = following.starts_at if following else slot.ends_at
-        status = "held"
-    else:
-        scheduled_at, status = max(at, slot.starts_at), "pending"
+    summary = staged_summary(slot, staged, rules)
+    scheduled_at, status = schedule(effective, slot, at)
     first_new_id = next_outbox_id(conn)
-    write_outbox(conn, batch_id, scheduled_at, status)
+    write_outbox_entries(conn, batch_id, scheduled_at, status)
     drop_stage(conn)
     summary.holdout = record_holdouts(conn, batch_id, spec.id)
-    summary.held = staged.to_send if closed else 0
-    summary.status = "held" if closed else "ready"
+    summary.held = staged.to_send if status == "held" else 0
+    summary.status = "held" if status == "held" else "ready"
     if released:
         get_run_logger().info("%s held sends released into window %s", released, slot.window)
     conn.commit()
@@ -173,65 +109,56 @@ def send_batch(
     at: datetime,
     gateways: dict[str, Gateway],
 ) -> BatchSummary:
-    """Send the batch's pending (and interrupted) sends in chunks, recording each.
-
-    Each chunk goes channel by channel (`send_part`): to a simulated gateway set-based,
-    to a real provider one message each; chunks are larger when every gateway is
-    simulated. Sends written before this run (held sends released into this window, a
-    crashed run's leftovers) are checked here, before anything goes, as the new ones were
-    when the batch was prepared.
-    """
-    summary, tally = batch.summary, SendTally()
-    rendered = dict(batch.rendered)
-    earlier = earlier_combinations(conn, batch.batch_id, batch.first_new_id) - set(rendered)
-    if earlier:
-        rendered.update(
-            preflight(
-                spec,
-                sorted({c for c, _, _ in earlier}),
-                sorted({v for _, v, _ in earlier}),
-                sorted({s for _, _, s in earlier}),
-            )
-        )
-    progress = create_progress_artifact(
-        progress=0.0,
-        key=f"dispatch-{spec.id}-progress",
-        description=f"{spec.id} {slot.day} {slot.window}",
-    )
-    done, started, shown = 0, datetime.now(UTC), 0.0
+    """Send the batch's pending (and interrupted) sends in chunks, recording each: to a
+    simulated gateway set-based, to a real provider one message each; chunks are larger
+    when every gateway is simulated. Sends written before this run are checked first."""
+    rendered = check_earlier_sends(conn, spec, batch)
+    progress = SendProgress(spec.id, slot, batch.summary)
     bulk = all(isinstance(gateway, JournaledGateway) for gateway in gateways.values())
     size = BULK_CHUNK if bulk else CHUNK
-    while (chunk := next_chunk(conn, batch.batch_id, size)) is not None:
-        sent_at = at + (datetime.now(UTC) - started)
-        if sent_at >= slot.ends_at:
-            break  # the window closed while sending: the rest waits, never sent late
-        done += mark_sending(conn, chunk)
-        conn.commit()
-        for part in chunk_parts(conn, chunk):
-            gateway = gateways[part.channel]
-            send_part(conn, gateway, spec.id, slot, part, sent_at, batch.costs, rendered, tally)
-            conn.commit()  # before the next gateway call: a journal writes on its own
-        if done_share(done, summary) - shown >= PROGRESS_STEP:
-            shown = done_share(done, summary)
-            update_progress_artifact(progress, progress=shown)
-    if done_share(done, summary) != shown:
-        update_progress_artifact(progress, progress=done_share(done, summary))
-    for (channel, variant), count in tally.sent.items():
-        summary.sends.setdefault(channel, {})[variant] = count
-    summary.failures, summary.errors = tally.failed, tally.errors
-    summary.status = "sent"
-    conn.execute(
-        update(OutreachBatch)
-        .where(OutreachBatch.batch_id == batch.batch_id)
-        .values(status=summary.status, summary=asdict(summary))
-    )
+    tally = send_chunks(conn, gateways, spec.id, slot, batch, at, size, rendered, progress.advance)
+    progress.finish(tally.handed_over)
+    summary = store_sent_summary(conn, batch.batch_id, batch.summary, tally)
     conn.commit()
     return summary
 
 
-def done_share(done: int, summary: BatchSummary) -> float:
-    """Percent of the batch handed over, for the progress artifact."""
-    return min(100.0, 100.0 * done / max(summary.eligible, done, 1))
+def dispatch_window(
+    conn: Connection,
+    spec: CampaignSpec,
+    slot: Slot,
+    at: datetime,
+    settings: Settings,
+    simulate_outcomes: bool = False,
+    rules: RulesInForce | None = None,
+) -> BatchSummary:
+    """One window: prepare its batch, then send it unless the window has closed.
+
+    Gateways open for the written spec's channels: a send written before its channel was
+    retired (held, or interrupted by a crash) still completes; new sends never route to
+    a retired channel (`stage_audience`)."""
+    rules = rules or RulesInForce(spec=spec)
+    if at < slot.starts_at:
+        return BatchSummary(window=slot.window, status="not_open_yet", rules=rule_names(rules))
+    propensity = segment_propensity(conn, spec.id, slot.day, settings.attribution_window_days)
+    batch = prepare_batch(conn, spec, slot, at, propensity, rules)
+    if batch.summary.status == "held":
+        return batch.summary
+    gateways = open_gateways(spec, settings, conn.engine, simulate_outcomes)
+    try:
+        return send_batch(conn, spec, slot, batch, at, gateways)
+    finally:
+        for gateway in gateways.values():
+            gateway.close()
+
+
+def read_rules(conn: Connection, spec: CampaignSpec) -> RulesInForce:
+    """The spec with the campaign's approved actions folded in; logs the ones applied, so
+    that a run's log says why its audience differs from the spec's."""
+    rules = rules_in_force(spec, approved_actions(conn, spec.id))
+    if rules.applied:
+        get_run_logger().info("approved actions in force: %s", ", ".join(rule_names(rules)))
+    return rules
 
 
 @flow(name="dispatch", flow_run_name="dispatch {campaign_id} {day}")
@@ -271,95 +198,3 @@ def dispatch_flow(
             release_lock(conn, campaign_id, holder)
     publish_summary(campaign_id, day, summaries)
     return [asdict(summary) for summary in summaries]
-
-
-def read_rules(conn: Connection, spec: CampaignSpec) -> RulesInForce:
-    """The spec with the campaign's approved actions folded in; logs the ones applied, so
-    that a run's log says why its audience differs from the spec's."""
-    rules = rules_in_force(spec, approved_actions(conn, spec.id))
-    if rules.applied:
-        get_run_logger().info("approved actions in force: %s", ", ".join(rule_names(rules)))
-    return rules
-
-
-def rule_names(rules: RulesInForce) -> list[str]:
-    """The applied actions as "type action_id", for the summary and the log."""
-    return [f"{action['type']} {action['action_id']}" for action in rules.applied]
-
-
-def dispatch_window(
-    conn: Connection,
-    spec: CampaignSpec,
-    slot: Slot,
-    at: datetime,
-    settings: Settings,
-    simulate_outcomes: bool = False,
-    rules: RulesInForce | None = None,
-) -> BatchSummary:
-    """One window: prepare its batch, then send it unless the window has closed.
-
-    Gateways open for the written spec's channels: a send written before its channel was
-    retired (held, or interrupted by a crash) still completes; new sends never route to
-    a retired channel (`stage_audience`)."""
-    rules = rules or RulesInForce(spec=spec)
-    if at < slot.starts_at:
-        return BatchSummary(window=slot.window, status="not_open_yet", rules=rule_names(rules))
-    propensity = segment_propensity(conn, spec.id, slot.day, settings.attribution_window_days)
-    batch = prepare_batch(conn, spec, slot, at, propensity, rules)
-    if batch.summary.status == "held":
-        return batch.summary
-    gateways = open_gateways(spec, settings, conn.engine, simulate_outcomes)
-    try:
-        return send_batch(conn, spec, slot, batch, at, gateways)
-    finally:
-        for gateway in gateways.values():
-            gateway.close()
-
-
-SIMULATED_OUTCOMES = {
-    "phone": (0.80, 0.35),
-    "sms": (0.96, 0.05),
-    "im": (0.92, 0.07),
-    "app_push": (0.75, 0.03),
-    "email": (0.88, 0.02),
-}
-"""Delivery and response rates the demo's simulated gateways draw (per channel)."""
-
-
-def open_gateways(
-    spec: CampaignSpec, settings: Settings, engine, simulate_outcomes: bool
-) -> dict[str, Gateway]:
-    """One gateway per channel; simulated ones keep a durable journal of accepted keys."""
-    seed = int.from_bytes(hashlib.sha256(spec.id.encode()).digest()[:4], "big")
-    outcomes = SIMULATED_OUTCOMES if simulate_outcomes else None
-    gateways: dict[str, Gateway] = {}
-    for channel in spec.channels:
-        if channel not in SEND_CHANNELS:
-            continue
-        gateway = gateway_for(channel, settings, seed=seed, outcomes=outcomes)
-        if isinstance(gateway, SimulatedGateway):
-            gateway = JournaledGateway(gateway, engine)
-        gateways[channel] = gateway
-    return gateways
-
-
-def publish_summary(campaign_id: str, day: date, summaries: list[BatchSummary]) -> None:
-    rows = []
-    for summary in summaries:
-        sends = sum(sum(v.values()) for v in summary.sends.values())
-        rows.append(
-            {
-                "window": summary.window,
-                "status": summary.status,
-                "audience": summary.audience,
-                "eligible": summary.eligible,
-                "sent": sends,
-                "holdout": summary.holdout,
-                "held": summary.held,
-                "failed": sum(summary.failures.values()),
-                "excluded": ", ".join(f"{k} {v}" for k, v in summary.excluded.items()),
-            }
-        )
-    create_table_artifact(
-        key=f"dispatch-{campaign_id}", table=rows, description=f"Dispatch of {campaign_id} on {day}"
-    )

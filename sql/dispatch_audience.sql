@@ -2,7 +2,7 @@
 -- Grain: one row per customer. `exclusion_reason` is null for the eligible
 -- ones, else the first rule (in the order below) that excludes the customer.
 -- `debt_ratio` is returned for the admission rules approved actions scope to
--- a segment or a channel (tasks/dispatch.py judges them in this same order).
+-- a segment or a channel (tasks/do/audience.py judges them in this same order).
 -- Parameters:
 --   :campaign_id          the campaign
 --   :batch_id             the batch being built (its own entries never count

@@ -40,7 +40,7 @@ from pdca.synthetic.demo_history import DemoFiles
 from tasks.common.campaigns import CampaignSpec, apply_spec, load_spec
 from tasks.common.feeds import LOAD_ORDER
 from tasks.data.importing import import_feed
-from tasks.do.dispatch import window_share
+from tests.oracles.dispatch_rules import window_share
 
 CAMPAIGN_ID = "spring-test"
 TIMEZONE = "Asia/Shanghai"
@@ -346,7 +346,7 @@ def build_dispatch_world(
 
 def _sticky_candidate() -> str:
     """A noon customer whose hash alone would put it in variant A (so B is only sticky)."""
-    from tasks.do.dispatch import assign_variants
+    from tests.oracles.dispatch_rules import assign_variants
 
     spec = CampaignSpec.model_validate(spec_dict())
     for cid in ids_in_window("s", 40, "noon"):

@@ -34,11 +34,20 @@ from tasks.common.sqlfiles import (
     render,
     strip_comments,
 )
+from tasks.do.assignment import HALF, cut, hash_binds, hash_parameters
 from tests.scenario import load_demo
 
 BIN = Path(sys.executable).parent
 QUERIES = names()
 DEMO_START = date(2026, 3, 2)  # a Monday; three weeks of history
+
+DISPATCH_HASHES = {
+    "window": (f"{CAMPAIGN_ID}:window", [HALF]),
+    "channel": (f"{CAMPAIGN_ID}:channel", [HALF]),
+    "variant": (CAMPAIGN_ID, [cut(0.4), cut(0.8)]),
+}
+"""The hashes dispatch_stage.sql draws: bound on PostgreSQL (`PARAMETERS`), registered on
+the connection on SQLite (`hash_binds`), as dispatch does."""
 
 PARAMETERS = {
     # the metric queries
@@ -57,11 +66,36 @@ PARAMETERS = {
     "cap_starts_at": datetime(2026, 3, 16, 16),
     "complaints_since_at": datetime(2025, 12, 22, 16),
     "max_touches_per_7d": 2,
+    # dispatch_stage.sql, rendered with every step (and the binds of its hashes, below)
+    "window_index": 0,
+    "segment_0": "sme",
+    "segment_propensity_0": 0.1,
+    "average_propensity": 0.06,
+    "tier_a_score": 720,
+    "tier_b_score": 660,
+    "low_frequency_cap": 1,
+    "tier_a_channel": "phone",
+    "tier_b_channel": "sms",
+    "tier_b_alternate": "im",
+    "tier_c_channel": None,
+    "segment_credit_score_0_scope": "farmer",
+    "segment_credit_score_0": 700,
+    "segment_debt_ratio_0_scope": "sme",
+    "segment_debt_ratio_0": 0.5,
+    "channel_credit_score_0_scope": "phone",
+    "channel_credit_score_0": 740,
+    "channel_debt_ratio_0_scope": "sms",
+    "channel_debt_ratio_0": 0.4,
+    "drawn_variant_0": "A",
+    "drawn_variant_1": "B",
+    "retired_variant_0": "B",
+    "promoted_variant_0": "A",
     # dq_quarantine.sql: the local days of the metric queries' UTC window
     "start_date": date(2026, 3, 2),
     "end_date": date(2026, 3, 23),
 }
 """A test value for every parameter any query takes; lists bind as expanding `in` lists."""
+PARAMETERS.update(hash_parameters(DISPATCH_HASHES))
 
 
 # --- the seeded databases ---------------------------------------------------------------
@@ -121,6 +155,7 @@ def bound(name: str, dialect: str):
 def test_query_runs_on_the_seeded_database(seeded: Engine, name: str) -> None:
     statement, values = bound(name, seeded.dialect.name)
     with seeded.connect() as conn:
+        hash_binds(conn, DISPATCH_HASHES)  # SQLite: the functions dispatch_stage.sql calls
         result = conn.execute(statement, values)
         columns, rows = list(result.keys()), result.fetchall()
     assert rows, f"sql/{name}.sql returned no rows on the seeded {seeded.dialect.name} database"

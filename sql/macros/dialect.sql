@@ -56,3 +56,30 @@ in {{ parameter }}
 indexed by {{ index }}
 {%- endif %}
 {%- endmacro %}
+
+{#- How many of a hash's ascending cuts the hash of `key` reaches: the first
+    60 bits of sha256('<salt>:' || key) as a number, against the cuts
+    (tasks/do/assignment.py: hash_bits, hash_binds). `role` names the hash
+    (window, channel, variant). PostgreSQL computes it from the binds
+    :<role>_salt ('<salt>:') and :<role>_cuts (an array literal '{c1,c2}');
+    SQLite calls the function dispatch registers on its connection for that
+    role, with the salt and the cuts bound in. -#}
+{% macro bucket(role, key) -%}
+{% if dialect == "sqlite" -%}
+pdca_bucket_{{ role }}({{ key }})
+{%- else -%}
+width_bucket(cast(cast('x' || left(encode(sha256(convert_to(:{{ role }}_salt || {{ key }}, 'UTF8')), 'hex'), 15) as bit(60)) as bigint), cast(:{{ role }}_cuts as bigint []))
+{%- endif %}
+{%- endmacro %}
+
+{#- Keeps a CTE from being flattened into the query that reads it, so that a
+    column it computes and the next step uses several times is computed once
+    per row (SQLite honours `offset` only after a `limit`; PostgreSQL plans
+    the CTE the same either way). -#}
+{% macro fence() -%}
+{% if dialect == "sqlite" -%}
+limit -1 offset 0
+{%- else -%}
+offset 0
+{%- endif %}
+{%- endmacro %}

@@ -292,3 +292,45 @@ def budget_moves(approved: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         for action in approved
         if action.get("type") == "reallocate_budget"
     ]
+
+
+@dataclass(frozen=True)
+class AdmissionCheck:
+    """What approved scoped floors (or caps) of one kind mean for dispatch's audience.
+
+    A customer whose scope (the segment, or the channel they would be routed to) is named
+    in `limits` and whose `measure` is below that floor (`fails_below`) or above that cap
+    is excluded for `reason`. It takes the place of no reason, or of a reason in
+    `replaces` (those the audience query applies after it), never of an earlier one: a
+    customer is excluded for the first rule that fails, whichever scope set it.
+    """
+
+    reason: str
+    measure: str
+    """The customer's column judged: 'credit_score' or 'debt_ratio'."""
+    fails_below: bool
+    replaces: tuple[str, ...]
+    limits: tuple[tuple[str, float], ...]
+    """(segment or channel, its floor or cap), in the rules' order."""
+
+
+def scoped_admission_checks(
+    admission: Sequence[ScopedAdmission], exclusion_order: Sequence[str]
+) -> list[AdmissionCheck]:
+    """The checks that scoped rules of one kind (`RulesInForce.segment_rules()` or
+    `channel_rules()`) add to the audience, floors first; none without rules.
+    `exclusion_order` is the audience query's reasons in the order it applies them."""
+    checks = []
+    for reason, measure, bound, fails_below in (
+        ("credit_score_below_floor", "credit_score", "min_credit_score", True),
+        ("debt_ratio_above_cap", "debt_ratio", "max_debt_ratio", False),
+    ):
+        limits = tuple(
+            (rule.name, getattr(rule, bound))
+            for rule in admission
+            if getattr(rule, bound) is not None
+        )
+        if limits:
+            later = tuple(exclusion_order[list(exclusion_order).index(reason) + 1 :])
+            checks.append(AdmissionCheck(reason, measure, fails_below, later, limits))
+    return checks

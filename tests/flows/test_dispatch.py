@@ -27,8 +27,9 @@ from sqlalchemy import Engine, delete, func, insert, select
 from flows.dispatch import dispatch_flow
 from pdca.db import make_engine
 from pdca.models import Customer, DispatchLock, OutboxEntry, OutreachBatch, SimulatedSend
-from tasks.do.dispatch import assign_variants, idempotency_key
+from tasks.do.sending import idempotency_key
 from tasks.do.wording import ComplianceError
+from tests.oracles.dispatch_rules import assign_variants
 from tests.scenario import (
     BACKENDS,
     CAMPAIGN_ID,

@@ -25,7 +25,8 @@ from flows.dispatch import dispatch_flow
 from pdca.db import make_engine
 from pdca.models import Action, Customer
 from tasks.common.sqlfiles import SQL_DIR
-from tasks.do.dispatch import EXCLUSION_ORDER, window_share
+from tasks.do.audience import EXCLUSION_ORDER
+from tests.oracles.dispatch_rules import window_share
 from tests.scenario import (
     CAMPAIGN_ID,
     DAY,
@@ -504,7 +505,7 @@ def test_the_next_day_keeps_applying_the_rules(db_url):
 
 
 def test_scoped_rules_judge_in_the_audience_querys_order():
-    """`tasks.do.dispatch.EXCLUSION_ORDER` states the order of sql/dispatch_audience.sql's
+    """`tasks.do.audience.EXCLUSION_ORDER` states the order of sql/dispatch_audience.sql's
     rules, which scoped admission relies on: a change to one must change the other."""
     source = (SQL_DIR / "dispatch_audience.sql").read_text(encoding="utf-8")
     assert tuple(re.findall(r"then '([a-z_]+)'", source)) == EXCLUSION_ORDER

@@ -24,51 +24,49 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 
 from pdca.errors import UserError
 from pdca.models import Customer, DispatchLock, OutboxEntry, OutreachBatch, SimulatedSend, Touch
 from tasks.common.campaigns import CampaignSpec
-from tasks.do.dispatch import (
+from tasks.common.sqlfiles import _environment
+from tasks.do.assignment import (
     HALF,
     HASH_SPAN,
     HOLDOUT,
-    LOCK_LEASE,
+    cut,
+    hash_binds,
+    hash_bits,
+    variant_cuts,
+    window_cuts,
+)
+from tasks.do.audience import (
     STAGE,
-    DispatchBusy,
-    SendTally,
-    Slot,
-    _fits_journal,
-    acquire_lock,
-    apply_capacity,
     apply_capacity_in_stage,
-    assign_variants,
     audience_statement,
-    bucket,
-    chunk_parts,
     count_stage,
     current_plan,
-    cut,
     daily_quotas,
-    hash_bits,
+    stage_audience,
+)
+from tasks.do.gateways import JournaledGateway, OutboundMessage, SimulatedGateway
+from tasks.do.locks import LOCK_LEASE, DispatchBusy, acquire_lock, release_lock
+from tasks.do.outbox import remaining_quotas
+from tasks.do.sending import (
+    SendTally,
+    _fits_journal,
+    chunk_parts,
     idempotency_key,
     mark_sending,
     next_chunk,
-    next_slot,
-    release_lock,
-    remaining_quotas,
-    route,
     send_messages,
     send_part,
-    slots_for,
-    stage_audience,
-    variant_cuts,
-    window_cuts,
-    window_share,
 )
-from tasks.do.gateways import JournaledGateway, OutboundMessage, SimulatedGateway
+from tasks.do.slots import Slot, next_slot, slots_for
 from tasks.do.wording import Message
+from tests.oracles.dispatch_rules import apply_capacity, assign_variants, route, window_share
 from tests.scenario import CAMPAIGN_ID, add_plan, apply, customer, spec_dict, touch
 
 SPEC = CampaignSpec.model_validate(spec_dict())
@@ -470,7 +468,7 @@ class TestDispatchLock:
 
 def test_hash_unit_is_uniform_enough():
     """The hash behind assignment, windows and tier-B alternation spreads evenly."""
-    from tasks.do.dispatch import _hash_unit
+    from tests.oracles.dispatch_rules import _hash_unit
 
     units = _hash_unit("salt", pd.Series([f"c{n}" for n in range(10_000)]))
     counts = np.histogram(units, bins=10, range=(0, 1))[0]
@@ -500,9 +498,11 @@ class TestHashInSql:
         with engine.connect() as conn:
             keys.create(conn)
             conn.execute(insert(keys), [{"key": key} for key in KEYS])
-            drawn = dict(
-                conn.execute(select(keys.c.key, bucket(conn, "salt", keys.c.key, cuts))).all()
+            sql = _environment(conn.dialect.name).from_string(
+                "select key, {{ bucket('test', 'key') }} from hash_keys"
             )
+            binds = hash_binds(conn, {"test": ("salt", cuts)})
+            drawn = dict(conn.execute(text(sql.render()), binds).all())
             conn.rollback()
         expected = {
             key: int(np.searchsorted(cuts, hash_bits("salt", key), side="right")) for key in KEYS

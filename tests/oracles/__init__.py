@@ -1,0 +1,1 @@
+"""Independent restatements of product rules, which the tests hold the product to."""
