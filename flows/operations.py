@@ -17,6 +17,8 @@ schedule or in a test.
 from __future__ import annotations
 
 import importlib
+import sys
+import time
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -83,17 +85,38 @@ def run_in_process(run: StageRun, purpose: str = "scheduled") -> Outcome:
 
 def run_through_deployment(run: StageRun, purpose: str) -> Outcome:
     """Start the stage's deployment with the run's parameters and wait for it to finish:
-    a worker runs it, the UI shows it."""
+    a worker runs it, the UI shows it. A run that pauses (act, waiting for a manager) is
+    said on stderr at once, with the run's address and the command that decides it."""
+    from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 
     flow_run = run_deployment(
-        DEPLOYMENTS[run.stage],
-        parameters=run.parameters,
-        timeout=None,
-        poll_interval=POLL_SECONDS,
-        tags=["pdca", purpose],
+        DEPLOYMENTS[run.stage], parameters=run.parameters, timeout=0, tags=["pdca", purpose]
     )
-    return outcome_of(run, flow_run.state)
+    announced = False
+    with get_client(sync_client=True) as client:
+        while True:
+            state = client.read_flow_run(flow_run.id).state
+            if state is not None and state.is_final():
+                return outcome_of(run, state)
+            if state is not None and state.is_paused() and not announced:
+                announce_pause(run, str(flow_run.id))
+                announced = True
+            time.sleep(POLL_SECONDS)
+
+
+def announce_pause(run: StageRun, flow_run_id: str) -> None:
+    """One line on stderr: the run waits for people, where, and how to answer it."""
+    from prefect.utilities.urls import url_for
+
+    where = url_for("flow-run", obj_id=flow_run_id) or f"flow run {flow_run_id}"
+    print(
+        f"{run.stage} {run.campaign_id} {run.key}: Paused, waiting for decisions at {where}; "
+        f"see them with `pdca actions list --campaign {run.campaign_id} --period {run.key} "
+        "--status proposed` and decide with `pdca actions approve|reject ID... --by NAME`",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def start_api() -> None:

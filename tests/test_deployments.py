@@ -143,11 +143,13 @@ def test_act_deployment_pauses_for_approval_and_records_the_decision(
     assert decided == [("promote_variant", "approved", "Mei Chen", "ship B")]
 
 
-def test_pdca_actions_approve_resumes_the_paused_run(deployed, tmp_path, sqlite_template):
-    """What ops do without the UI: list what waits, approve it from the command line; the
-    paused run resumes with the form's input and records the decision itself."""
-    from prefect.client.orchestration import get_client
-    from prefect.deployments import run_deployment
+def test_rerun_act_says_it_waits_and_pdca_actions_approve_resumes_it(
+    deployed, tmp_path, sqlite_template
+):
+    """What ops do without the UI: `pdca rerun act` says at once that the run waits for a
+    decision and how to give it; `pdca actions approve` resumes the paused run with the
+    form's input, and the run records the decision itself."""
+    import time
 
     world = build_small_world(tmp_path, sqlite_template)
     store_check(world.engine, failing_sms_and_b_wins(WEEK), campaign_id=CAMPAIGN_ID)
@@ -170,20 +172,35 @@ def test_pdca_actions_approve_resumes_the_paused_run(deployed, tmp_path, sqlite_
             timeout=300,
         )
 
+    rerun_err = tmp_path / "rerun.err"
+    argv = ["rerun", "act", "--campaign", CAMPAIGN_ID, "--period", WEEK]
+    with rerun_err.open("w") as err:
+        rerun = subprocess.Popen(
+            [str(PDCA), *argv],
+            cwd=tmp_path,
+            env=deployed.env(**env),
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
     try:
-        with deployed.use(), get_client(sync_client=True) as client:
-            run = run_deployment(
-                "act/act", parameters={"campaign_id": CAMPAIGN_ID, "period": WEEK}, timeout=0
-            )
-            wait_for(client, run.id, lambda state: state.is_paused(), worker)
-            listed = ok(pdca("actions", "list", "--status", "proposed"))
-            (action_id,) = [int(line.split()[0]) for line in listed.splitlines()]
-            approved = ok(pdca("actions", "approve", str(action_id), "--by", "Mei Chen"))
-            final = wait_for(client, run.id, lambda state: state.is_final(), worker)
+        deadline = time.monotonic() + 300
+        while "Paused, waiting for decisions" not in rerun_err.read_text():
+            assert time.monotonic() < deadline, (rerun_err.read_text()[-3000:], worker.log_tail())
+            assert rerun.poll() is None, rerun_err.read_text()[-3000:]
+            time.sleep(1)
+        assert "pdca actions list --campaign" in rerun_err.read_text()
+        listed = ok(pdca("actions", "list", "--status", "proposed"))
+        (action_id,) = [int(line.split()[0]) for line in listed.splitlines()]
+        approved = ok(pdca("actions", "approve", str(action_id), "--by", "Mei Chen"))
+        out, _ = rerun.communicate(timeout=300)
     finally:
+        if rerun.poll() is None:
+            rerun.kill()
         worker.stop()
-    assert f"resumed act run {run.id}" in approved, approved
-    assert final.is_completed(), (final, worker.log_tail())
+    assert "resumed act run" in approved, approved
+    assert rerun.returncode == 0, (out, rerun_err.read_text()[-3000:], worker.log_tail())
+    assert f"act {CAMPAIGN_ID} {WEEK}: Completed" in out
     with world.engine.connect() as conn:
         decided = conn.execute(
             select(Action.type, Action.status, Action.decided_by).where(
