@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 from sqlalchemy.exc import OperationalError
 
+from pdca.automations import app as automations_app
 from pdca.db import make_engine, upgrade
 from pdca.errors import UserError
 from pdca.settings import get_settings
@@ -38,6 +39,7 @@ sop_app = typer.Typer(no_args_is_help=True, help="The campaigns' standard operat
 app.add_typer(db_app, name="db")
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(sop_app, name="sop")
+app.add_typer(automations_app, name="automations")
 
 
 def _ready_engine():
