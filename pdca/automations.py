@@ -17,10 +17,11 @@ the first event of a campaign period; a repeat of that campaign period within
 - `PDCA_NOTIFY_WEBHOOK_URL` set: `send-notification` through the Custom Webhook block
   `NOTIFY_BLOCK` (a JSON POST of `text`, `subject` and `body`, which Slack and Mattermost
   incoming webhooks and any HTTP receiver accept);
-- unset: `do-nothing`. The Automation still fires, and each firing is recorded as
-  `prefect.automation.action.*` events on its page and in the event feed, so an operator
-  sees what would have been sent; a notification block without a destination would only
-  fail each time. Set the URL and apply again to switch the action in place.
+- unset: `do-nothing`. The Automation still fires, and each firing is recorded, with the
+  event that caused it, as `prefect.automation.action.*` events in the UI's event feed, so
+  an operator sees how often it would have been called; a notification block without a
+  destination would only fail each time. Set the URL and apply again to switch the action
+  in place.
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ def run_line(ui_url: str | None) -> str:
 
 def automation_for(
     notice: Notice, block_id: UUID | None, *, ui_url: str | None = None, enabled: bool = True
-):
+) -> AutomationCore:
     """The Automation of `notice`: notify through the block, or do nothing without one."""
     from prefect.events.actions import DoNothing, SendNotification
     from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
@@ -275,7 +276,7 @@ def apply_command() -> None:
     else:
         typer.echo(
             "PDCA_NOTIFY_WEBHOOK_URL is not set: the Automations fire but send nothing (their "
-            "firings show on their page in the UI); set it and apply again to be notified"
+            "firings show under Events in the UI); set it and apply again to be notified"
         )
 
 

@@ -104,15 +104,32 @@ def test_without_a_destination_the_action_does_nothing_visibly():
     assert action.type == "do-nothing"
 
 
-def test_apply_without_a_server_is_bad_usage(tmp_path):
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (
+            {},
+            "Automations need a Prefect server: set PREFECT_API_URL "
+            "(e.g. http://127.0.0.1:4200/api after `make server`)",
+        ),
+        (
+            {"PREFECT_API_URL": "http://127.0.0.1:9/api", "PDCA_NOTIFY_WEBHOOK_URL": "hooks"},
+            "PDCA_NOTIFY_WEBHOOK_URL 'hooks': expected an http:// or https:// URL",
+        ),
+        (
+            {"PREFECT_API_URL": "http://127.0.0.1:9/api"},
+            "Prefect API http://127.0.0.1:9/api: ",
+        ),
+    ],
+    ids=["no-server", "bad-webhook", "server-down"],
+)
+def test_apply_refuses_in_one_line(tmp_path, settings, message):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "PDCA_"))}
-    env |= {"PREFECT_HOME": str(tmp_path / "prefect-home")}
+    env |= {"PREFECT_HOME": str(tmp_path / "prefect-home"), **settings}
     result = pdca("automations", "apply", env=env)
     assert result.returncode == 2, (result.stdout, result.stderr)
-    assert result.stderr.strip().splitlines() == [
-        "pdca: error: Automations need a Prefect server: set PREFECT_API_URL "
-        "(e.g. http://127.0.0.1:4200/api after `make server`)"
-    ]
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"pdca: error: {message}"), line
 
 
 # --- against a real Prefect server ------------------------------------------------------------
