@@ -16,6 +16,7 @@ import typer
 from sqlalchemy.exc import OperationalError
 
 from pdca.actions_cli import actions_app
+from pdca.automations import app as automations_app
 from pdca.db import make_engine, upgrade
 from pdca.errors import UserError
 from pdca.settings import get_settings
@@ -42,6 +43,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(sop_app, name="sop")
 app.add_typer(actions_app, name="actions")
+app.add_typer(automations_app, name="automations")
 
 
 def _print_version(value: bool) -> None:

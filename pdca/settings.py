@@ -135,6 +135,20 @@ class Settings(BaseSettings):
     act_approval_poll_seconds: int = Field(
         default=10, ge=1, description="How often a paused act run looks for a decision."
     )
+    notify_webhook_url: str | None = Field(
+        default=None,
+        description="Where the Automations of `pdca automations apply` send data-quality "
+        "failures and proposals awaiting approval: an http(s) URL taking a JSON POST "
+        "(text, subject, body), e.g. a Slack or Mattermost incoming webhook. Unset: the "
+        "Automations fire but send nothing.",
+    )
+    notify_webhook_token: SecretStr | None = Field(
+        default=None,
+        description="Sent to the notification webhook as `Authorization: Bearer <token>`.",
+    )
+    notify_webhook_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds the Prefect server waits for the webhook."
+    )
     act_targeting_min_applications: int = Field(
         default=30,
         ge=1,
