@@ -33,7 +33,8 @@ from sqlalchemy import Connection, Engine, delete, insert
 
 from pdca.db import make_engine, set_page_cache
 from pdca.errors import UserError
-from pdca.models import AuditEntry, CheckResult
+from pdca.models import AuditEntry
+from pdca.models import CheckResult as CheckRow
 from pdca.settings import Settings, get_settings
 from tasks.check.check import (
     ANOMALY_METRICS,
@@ -58,10 +59,12 @@ from tasks.check.findings import (
     stage_references_from_targets,
     variance,
 )
+from tasks.check.result import CheckResult, assemble, summarise
 from tasks.common import metrics
 from tasks.common.campaigns import CampaignSpec, get_campaign_spec
 from tasks.common.periods import Period
 from tasks.common.rules import approved_actions, rules_in_force
+from tasks.common.scopes import format_scope
 from tasks.ops.events import emit_check_events
 
 MEASURING_TASKS = max(1, min(4, os.cpu_count() or 1))
@@ -239,22 +242,20 @@ def rank_reject_reasons(conn: Connection, spec: CampaignSpec, period: Period) ->
 
 
 @task(cache_policy=NO_CACHE)
-def save_check(conn: Connection, result: dict[str, Any], measured: Measurements) -> None:
+def save_check(conn: Connection, check: CheckResult, measured: Measurements) -> None:
     """Replace the (campaign, period)'s result and its weeks' rollups in one transaction."""
-    campaign_id, period = result["campaign"], result["period"]
+    campaign_id, period = check.campaign, check.period
     weeks = [week.name for week in Period.parse(period).weeks()]
     conn.execute(
-        delete(CheckResult).where(
-            CheckResult.campaign_id == campaign_id, CheckResult.period == period
-        )
+        delete(CheckRow).where(CheckRow.campaign_id == campaign_id, CheckRow.period == period)
     )
     conn.execute(
-        insert(CheckResult).values(
+        insert(CheckRow).values(
             campaign_id=campaign_id,
             period=period,
             checked_at=datetime.now().replace(microsecond=0),
-            trusted=result["trusted"],
-            result=result,
+            trusted=check.trusted,
+            result=check.to_json(),
         )
     )
     store_rollups(conn, campaign_id, weeks, measured.weeks)
@@ -263,7 +264,7 @@ def save_check(conn: Connection, result: dict[str, Any], measured: Measurements)
             actor="check",
             action="check.run",
             subject=f"{campaign_id}:{period}",
-            detail={"trusted": result["trusted"], "anomalies": len(result["anomalies"])},
+            detail={"trusted": check.trusted, "anomalies": len(check.anomalies)},
         )
     )
     conn.commit()
@@ -275,7 +276,9 @@ def save_check(conn: Connection, result: dict[str, Any], measured: Measurements)
     task_runner=ThreadPoolTaskRunner(max_workers=MEASURING_TASKS),
 )
 def check_flow(campaign_id: str, period: str) -> dict[str, Any]:
-    """Check `period` of the campaign: data quality, funnel, variance, anomalies, A/B test."""
+    """Check `period` of the campaign: data quality, funnel, variance, anomalies, A/B test.
+
+    Returns the result's JSON (`CheckResult.to_json`), as stored and as act reads it."""
     parsed = Period.parse(period)
     engine = check_engine(get_settings().database_url)
     with (
@@ -300,24 +303,22 @@ def check_flow(campaign_id: str, period: str) -> dict[str, Any]:
             wait(runs)  # no connection closes under a running task
         measured, experiments, overdue, reasons = (run.result() for run in runs)
         kpis, targets = compare_with_targets(conn, spec, parsed, measured, overdue)
-        result = {
-            "campaign": campaign_id,
-            "period": period,
-            "trusted": quality.trusted,
-            "data_quality": quality.to_json(),
-            "funnel": funnel_rows(measured.funnel),
-            "kpis": kpis,
-            "anomalies": find_anomalies(measured, parsed),
-            "experiments": experiments,
-            "bottleneck": find_bottleneck(measured, targets),
-            "reject_reasons": reasons,
-        }
-        result = clean(result)
-        save_check(conn, result, measured)
+        check = assemble(
+            campaign_id,
+            period,
+            quality.to_json(),
+            funnel=funnel_rows(measured.funnel),
+            kpis=kpis,
+            anomalies=find_anomalies(measured, parsed),
+            experiments=experiments,
+            bottleneck=find_bottleneck(measured, targets),
+            reject_reasons=reasons,
+        )
+        save_check(conn, check, measured)
     engine.dispose()
-    publish_check(result, quality)
-    emit_check_events(result)
-    return result
+    publish_check(check, quality)
+    emit_check_events(check)
+    return check.to_json()
 
 
 def check_engine(url: str) -> Engine:
@@ -349,84 +350,77 @@ def _funnel_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def publish_check(result: dict[str, Any], quality: DataQuality) -> None:
+def publish_check(check: CheckResult, quality: DataQuality) -> None:
     """A markdown summary, the KPI table and, when written, a link to the Data Docs."""
-    key = f"check-{result['campaign']}".lower()
+    key = f"check-{check.campaign}".lower()
     create_markdown_artifact(
-        key=key, markdown=summary_markdown(result), description=f"Check {result['period']}"
+        key=key, markdown=summary_markdown(check), description=f"Check {check.period}"
     )
     create_table_artifact(
         key=f"{key}-kpis",
         table=[
             {
-                "metric": kpi["metric"],
-                "channel": kpi["scope"].get("channel") or "(all)",
-                "segment": kpi["scope"].get("segment") or "(all)",
-                "target": kpi["target"],
-                "actual": kpi["actual"],
-                "variance_pct": kpi["variance_pct"],
-                "status": kpi["status"],
+                "metric": kpi.metric,
+                "channel": kpi.scope.get("channel") or "(all)",
+                "segment": kpi.scope.get("segment") or "(all)",
+                "target": kpi.target,
+                "actual": kpi.actual,
+                "variance_pct": kpi.variance_pct,
+                "status": kpi.status,
             }
-            for kpi in result["kpis"]
+            for kpi in check.kpis
         ],
-        description=f"KPIs against targets, {result['campaign']} {result['period']}",
+        description=f"KPIs against targets, {check.campaign} {check.period}",
     )
     if quality.docs_path:
         create_link_artifact(
             key=f"{key}-data-docs",
             link=quality.docs_path.resolve().as_uri(),
             link_text="Great Expectations Data Docs",
-            description=f"Validation results, {result['campaign']} {result['period']}",
+            description=f"Validation results, {check.campaign} {check.period}",
         )
 
 
-def summary_markdown(result: dict[str, Any]) -> str:
+def summary_markdown(check: CheckResult) -> str:
     """What a manager reads first: trust, the KPIs off track, anomalies, test, bottleneck."""
-    lines = [f"# Check {result['campaign']} {result['period']}", ""]
-    if result["trusted"]:
+    summary = summarise(check)
+    lines = [f"# Check {check.campaign} {check.period}", ""]
+    if summary.trusted:
         lines.append("**Data quality: passed.**")
     else:
-        quality = result["data_quality"]
-        failed = [
-            f"{suite['name']}: {', '.join(suite['failed'])}"
-            for suite in quality["suites"]
-            if not suite["success"]
-        ]
+        failed = [f"{suite.name}: {', '.join(suite.failed)}" for suite in summary.failed_suites]
         failed += [
-            f"quarantine {entry['feed']}: {entry['rows_quarantined']} of {entry['rows_in']} "
-            f"rows ({_num(entry['share'])} > {entry['max_share']})"
-            for entry in quality["quarantine"]
-            if not entry["success"]
+            f"quarantine {entry.feed}: {entry.rows_quarantined} of {entry.rows_in} "
+            f"rows ({_num(entry.share)} > {entry.max_share})"
+            for entry in summary.failed_quarantine
         ]
         lines.append("**Data quality: FAILED — the result is untrusted.**")
         lines += [f"- {item}" for item in failed]
     lines += ["", "## KPIs off track", ""]
-    off = [kpi for kpi in result["kpis"] if kpi["status"] in ("off_track", "at_risk")]
     lines += [
-        f"- {kpi['metric']} {_scope_text(kpi['scope'])}: {_num(kpi['actual'])} vs target "
-        f"{_num(kpi['target'])} ({kpi['status']})"
-        for kpi in off
+        f"- {kpi.metric} ({format_scope(kpi.scope)}): {_num(kpi.actual)} vs target "
+        f"{_num(kpi.target)} ({kpi.status})"
+        for kpi in summary.off_track
     ] or ["- none"]
     lines += ["", "## Anomalies", ""]
     lines += [
-        f"- {item['week']} {item['metric']} {_scope_text(item['scope'])}: "
-        f"{_num(item['value'])} vs mean {_num(item['baseline_mean'])} (z = {_num(item['z'])})"
-        for item in result["anomalies"]
+        f"- {item.week} {item.metric} ({format_scope(item.scope)}): "
+        f"{_num(item.value)} vs mean {_num(item.baseline_mean)} (z = {_num(item.z)})"
+        for item in summary.anomalies
     ] or ["- none"]
     lines += ["", "## Experiment", ""]
     lines += [
-        f"- {test['treatment']} vs {test['control']}: lift {_num(test['lift'])} "
-        f"[{_num(test['ci_low'])}, {_num(test['ci_high'])}], p = {_num(test['p_value'])} "
-        f"(Holm {_num(test['p_value_adjusted'])}) → **{test['decision']}**"
-        for test in result["experiments"]
+        f"- {test.treatment} vs {test.control}: lift {_num(test.lift)} "
+        f"[{_num(test.ci_low)}, {_num(test.ci_high)}], p = {_num(test.p_value)} "
+        f"(Holm {_num(test.p_value_adjusted)}) → **{test.decision}**"
+        for test in summary.experiments
     ] or ["- no comparison"]
-    bottleneck_ = result["bottleneck"]
+    neck = summary.bottleneck
     lines += ["", "## Bottleneck", ""]
-    if bottleneck_ and bottleneck_.get("stage"):
+    if neck and neck.stage:
         lines.append(
-            f"**{bottleneck_['stage']}**: {bottleneck_['metric']} {_num(bottleneck_['actual'])} "
-            f"vs {bottleneck_['reference_kind']} {_num(bottleneck_['reference'])}. "
-            f"{bottleneck_['diagnosis']}"
+            f"**{neck.stage}**: {neck.metric} {_num(neck.actual)} "
+            f"vs {neck.reference_kind} {_num(neck.reference)}. {neck.diagnosis}"
         )
     else:
         lines.append("none found")
@@ -436,11 +430,6 @@ def summary_markdown(result: dict[str, Any]) -> str:
 def _num(value: float | None) -> str:
     """A number for people: four significant digits, or n/a when it cannot be known."""
     return "n/a" if value is None else f"{value:.4g}"
-
-
-def _scope_text(scope: dict[str, Any]) -> str:
-    parts = [f"{key}={value}" for key, value in scope.items() if value is not None]
-    return f"({', '.join(parts)})" if parts else "(campaign)"
 
 
 if __name__ == "__main__":

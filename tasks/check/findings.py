@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.common.metrics import LOWER_IS_BETTER
+from tasks.common.scopes import format_scope
 
 EPSILON = 1e-9
 """Slack on band and threshold boundaries, so that a shortfall of exactly 5 % computed in
@@ -151,8 +152,8 @@ def _scope_value(value: Any) -> str | None:
 
 
 def _scope_label(scope: Mapping[str, Any]) -> str:
-    named = [f"{key} {value}" for key, value in scope.items() if value is not None]
-    return ", ".join(named) if named else "the campaign"
+    """The scope in a sentence: 'channel sms, segment sme', or 'the campaign'."""
+    return format_scope(scope, separator=" ", whole="the campaign")
 
 
 def _band(value: Any, default: float) -> float:

@@ -24,6 +24,8 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from tasks.check.result import Anomaly
+
 DPI = 100
 FUNNEL_SIZE = (8.0, 3.6)
 TREND_SIZE = (10.0, 5.6)
@@ -86,7 +88,7 @@ def funnel_chart(stages: Sequence[Mapping[str, Any]], title: str) -> bytes:
 
 def trend_chart(
     weeks: pd.DataFrame,
-    anomalies: Sequence[Mapping[str, Any]],
+    anomalies: Sequence[Anomaly],
     title: str,
     *,
     period_weeks: Sequence[str] = (),
@@ -98,11 +100,7 @@ def trend_chart(
     columns = 3
     rows = math.ceil(len(metrics) / columns)
     names = [str(week) for week in weeks["week"]] if not weeks.empty else []
-    flagged = {
-        (item["metric"], item["week"]): item
-        for item in anomalies
-        if not any((item.get("scope") or {}).values())
-    }
+    flagged = {(item.metric, item.week): item for item in anomalies if not any(item.scope.values())}
     for index, metric in enumerate(metrics):
         axes = figure.add_subplot(rows, columns, index + 1)
         column = weeks[metric] if metric in weeks.columns else [math.nan] * len(names)
