@@ -41,10 +41,8 @@ from tasks.check.check import (
     ANOMALY_SCOPES,
     KEYS,
     KPI_METRICS,
-    clean,
     current_targets,
     kpi_actuals,
-    records,
     store_rollups,
     trailing_weeks,
     weekly_series,
@@ -62,6 +60,7 @@ from tasks.check.findings import (
 from tasks.check.result import CheckResult, assemble, summarise
 from tasks.common import metrics
 from tasks.common.campaigns import CampaignSpec, get_campaign_spec
+from tasks.common.jsonable import jsonable, jsonable_records
 from tasks.common.periods import Period
 from tasks.common.rules import approved_actions, rules_in_force
 from tasks.common.scopes import format_scope
@@ -155,7 +154,7 @@ def compare_with_targets(
             "metric": metric,
             "scope": {"channel": None, "segment": None},
             "target": None,
-            "actual": clean(total[metric]),
+            "actual": jsonable(total[metric]),
             "variance": None,
             "variance_pct": None,
             "status": "no_target",
@@ -228,8 +227,8 @@ def rank_reject_reasons(conn: Connection, spec: CampaignSpec, period: Period) ->
     counts = metrics.rejection_counts(conn, spec.id, period, attribution_days=days)
     overall = metrics.rank_reject_reasons(counts, [], top=5)
     by_channel = metrics.rank_reject_reasons(counts, ["channel"], top=5)
-    rows = [dict(row, channel=None) for row in records(overall)]
-    rows += records(by_channel)
+    rows = [dict(row, channel=None) for row in jsonable_records(overall)]
+    rows += jsonable_records(by_channel)
     return [
         {
             "channel": row["channel"],
@@ -339,7 +338,7 @@ def require_overlap(spec: CampaignSpec, period: Period) -> None:
 
 def funnel_rows(funnel: pd.DataFrame) -> list[dict[str, Any]]:
     """The period's funnel by channel × segment × variant, counts and rates."""
-    return records(metrics.rollup(funnel, KEYS))
+    return jsonable_records(metrics.rollup(funnel, KEYS))
 
 
 def _funnel_options(settings: Settings) -> dict[str, Any]:

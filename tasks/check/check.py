@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, delete, func, insert, select
 
@@ -262,26 +261,6 @@ def current_targets(conn: Connection, campaign_id: str, period: Period) -> list[
 def weekly_series(weeks: pd.DataFrame, scope: Sequence[str]) -> pd.DataFrame:
     """Counts and rates per week at `scope` (e.g. [] or ['channel']), for the anomaly rule."""
     return metrics.rollup(weeks, ["week", *scope])
-
-
-def clean(value: Any) -> Any:
-    """A JSON-safe value: numpy scalars as Python numbers; NaN, ±inf and NA as None."""
-    if isinstance(value, dict):
-        return {key: clean(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [clean(item) for item in value]
-    if value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
-
-
-def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """A frame as JSON-safe records."""
-    return [clean(row) for row in frame.astype(object).to_dict("records")]
 
 
 def earlier_checks(

@@ -58,12 +58,12 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import Connection
 
 from tasks.common.campaigns import CampaignSpec, TimeRange
 from tasks.common.feeds import LOAD_ORDER
+from tasks.common.jsonable import jsonable
 from tasks.common.metrics import week_slices
 from tasks.common.periods import Period
 from tasks.common.sqlfiles import query
@@ -206,7 +206,7 @@ class _Tally:
             found = self.examples.setdefault(label, [])
             for index in details.get("partial_unexpected_index_list") or []:
                 if len(found) < EXAMPLES and isinstance(index, dict):
-                    key = {column: _plain(index.get(column)) for column in keys}
+                    key = {column: jsonable(index.get(column)) for column in keys}
                     found.append(key[keys[0]] if len(keys) == 1 else key)
 
     def to_json(self, rows_quarantined: int) -> dict[str, Any]:
@@ -453,15 +453,6 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
         elif column in WHOLE_NUMBERS:
             frame[column] = pd.to_numeric(values).astype("Int64")
     return frame
-
-
-def _plain(value: Any) -> Any:
-    """A key value as JSON: timestamps as text, numpy scalars as Python's."""
-    if isinstance(value, dt.date | pd.Timestamp | np.datetime64):
-        return str(pd.Timestamp(value))
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 # --- Great Expectations -----------------------------------------------------------------

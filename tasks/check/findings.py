@@ -24,6 +24,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from tasks.common.jsonable import jsonable
 from tasks.common.metrics import LOWER_IS_BETTER
 from tasks.common.scopes import format_scope
 
@@ -234,7 +235,7 @@ def anomalies(
             found.append(
                 {
                     "metric": metric,
-                    "scope": {key: _plain(frame.at[i, key]) for key in keys},
+                    "scope": {key: jsonable(frame.at[i, key]) for key in keys},
                     "week": frame.at[i, "week"],
                     "value": float(value[i]),
                     "baseline_mean": float(mean[i]),
@@ -290,20 +291,6 @@ def _trailing_stats(
 
 def _numbers(column: pd.Series) -> np.ndarray:
     return pd.to_numeric(column, errors="coerce").astype("float64").to_numpy()
-
-
-def _plain(value: Any) -> Any:
-    """A scope value as JSON-ready Python (None for missing)."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    try:
-        if pd.isna(value):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return value
 
 
 # --- bottleneck -------------------------------------------------------------------------

@@ -20,7 +20,6 @@ on the shared base layout and macros, rendered by `tasks.common.reports` (autoes
 from __future__ import annotations
 
 import html
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -35,7 +34,7 @@ from pdca.models import AuditEntry, Campaign
 from pdca.models import CheckResult as CheckRow
 from tasks.act.actions import period_actions
 from tasks.act.sop import sop_versions
-from tasks.check.check import read_rollups, records
+from tasks.check.check import read_rollups
 from tasks.check.findings import stage_rates
 from tasks.check.result import (
     Anomaly,
@@ -48,6 +47,7 @@ from tasks.check.result import (
     summarise,
 )
 from tasks.common import metrics
+from tasks.common.jsonable import jsonable, jsonable_records
 from tasks.common.periods import Period
 from tasks.common.reports import record_report, render
 from tasks.review.charts import (
@@ -299,9 +299,9 @@ def funnel_stages(funnel_rows: Sequence[FunnelRow]) -> list[dict[str, Any]]:
     return [
         {
             "label": count,
-            "count": _clean(totals[count]),
+            "count": jsonable(totals[count]),
             "rate_name": rate,
-            "rate": _clean(rates[rate]) if rate else None,
+            "rate": jsonable(rates[rate]) if rate else None,
         }
         for count, rate in FUNNEL_STAGES
     ]
@@ -314,7 +314,7 @@ def channel_economics(funnel_rows: Sequence[FunnelRow]) -> list[dict[str, Any]]:
         return []
     frame = metrics.rollup(_funnel_frame(funnel_rows), ["channel"])
     frame = frame[(frame["touches"] > 0) | (frame["applications"] > 0)]
-    return records(frame[list(CHANNEL_COLUMNS)])
+    return jsonable_records(frame[list(CHANNEL_COLUMNS)])
 
 
 def asset_quality(kpis: Sequence[Kpi], limit: float | None) -> list[dict[str, Any]]:
@@ -577,13 +577,3 @@ def _totals(funnel_rows: Sequence[FunnelRow]) -> pd.Series:
 def _funnel_frame(funnel_rows: Sequence[FunnelRow]) -> pd.DataFrame:
     """The check's funnel rows as the frame `metrics.rollup` sums."""
     return pd.DataFrame([row.to_json() for row in funnel_rows])
-
-
-def _clean(value: Any) -> Any:
-    """A number for a template: Python int/float, None for NaN."""
-    if value is None:
-        return None
-    number = float(value)
-    if not math.isfinite(number):
-        return None
-    return int(number) if number.is_integer() and abs(number) < 2**53 else number
