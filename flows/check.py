@@ -4,85 +4,70 @@ Reads like the stage: validate the period's data with the Great Expectations sui
 (critical failures make the whole result untrusted, and the act stage will only `hold`);
 count the funnel in SQL; compare the KPIs with the plan's targets; look for weeks that
 break from their own trailing baseline; judge the A/B test against the hold-out; name the
-bottleneck stage; rank the reject reasons. The result replaces the (campaign, period)'s
-previous one in one transaction, with the whole-week rollups the next checks' baselines
-read, and is summarised in Prefect artifacts.
+bottleneck stage; rank the reject reasons. The typed result (`tasks.check.result`)
+replaces the (campaign, period)'s previous one in one transaction, with the whole-week
+rollups the next checks' baselines read, and is summarised in Prefect artifacts
+(`tasks.check.artifacts`) and events (`tasks.ops.events`).
 
-The measurements do not depend on one another, so they run at the same time, each task on
-its own connection (`ThreadPoolTaskRunner`; the database does the work and the driver lets
-go of the GIL meanwhile): the funnel, asset quality, the experiment and the reject reasons
-in the pool, Great Expectations on the flow's own thread. SQLite in WAL mode and PostgreSQL
-both serve concurrent readers; the only writes (the trailing weeks' rollups a first check
-may store, and the result) happen on the flow's main connection.
+The measurements run at once, each task on its own connection: docs/check.md says how
+and why (workers, page caches, what was measured).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pandas as pd
 from prefect import flow, task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
-from sqlalchemy import Connection, Engine, delete, insert
+from sqlalchemy import Connection, Engine
 
 from pdca.db import make_engine, set_page_cache
 from pdca.errors import UserError
-from pdca.models import AuditEntry
-from pdca.models import CheckResult as CheckRow
 from pdca.settings import Settings, get_settings
+from tasks.check.artifacts import publish_check
 from tasks.check.check import (
-    ANOMALY_METRICS,
-    ANOMALY_SCOPES,
     KEYS,
-    KPI_METRICS,
     current_targets,
+    funnel_rows,
     kpi_actuals,
-    store_rollups,
+    period_anomalies,
+    store_check,
+    top_reject_reasons,
     trailing_weeks,
-    weekly_series,
+    untargeted_kpis,
     whole_weeks,
 )
 from tasks.check.data_quality import DataQuality, assess
 from tasks.check.experiments import experiment_arms, judge
 from tasks.check.findings import (
-    anomalies,
     bottleneck,
     stage_rates,
     stage_references_from_targets,
     variance,
 )
-from tasks.check.result import CheckResult, assemble, summarise
+from tasks.check.result import CheckResult, assemble
 from tasks.common import metrics
 from tasks.common.campaigns import CampaignSpec, get_campaign_spec
-from tasks.common.jsonable import jsonable, jsonable_records
 from tasks.common.periods import Period
 from tasks.common.rules import approved_actions, rules_in_force
-from tasks.common.scopes import format_scope
 from tasks.ops.events import emit_check_events
 
 MEASURING_TASKS = max(1, min(4, os.cpu_count() or 1))
 """The measurements that run at once: as many as there are cores, up to the four (funnel,
-asset quality, experiment, reject reasons). They are submitted longest first, so with fewer
-workers than measurements the funnel starts at once and the shorter ones share the other
-workers: on 2 cores, four at once time-slice and the funnel, the longest, finishes last
-(bench/bench_check.py, the measurements at once: 4.9 s at four workers, 3.9–4.3 s at
-two)."""
+asset quality, experiment, reject reasons), submitted longest first (docs/check.md)."""
 
 PAGE_CACHE_MIB = 64
-"""SQLite's page cache of each of the check's connections: five fill their own (at 256 MiB
-each the check's peak RSS passed 2.3 GiB on the 10 M-touch benchmark, 1.3 GiB at 64 MiB;
-1.7 GiB at 128 MiB)."""
+"""SQLite's page cache of each of the check's connections (docs/check.md)."""
 
 FUNNEL_PAGE_CACHE_MIB = 128
-"""The funnel's connection's page cache: it reads the period's touch rows and probes the
-customers' segment index for each, and at 64 MiB the two evict each other (10 M-touch
-benchmark: 3.9 s at 64 MiB, 3.3 s at 128 MiB; the other connections gain nothing)."""
+"""The funnel's connection's page cache: it reads the touch rows and probes the customers'
+segment index for each, and both must fit (docs/check.md)."""
 
 OVERDUE_GRAIN = ["channel", "segment"]
 """overdue_rate_30's grain for the KPI scopes (campaign, channel, segment): no variant,
@@ -145,22 +130,10 @@ def compare_with_targets(
     """Variance of each KPI against the plan's target; without a plan, the actuals alone."""
     actuals = kpi_actuals(measured.funnel, overdue, measured.complaints)
     targets = current_targets(conn, spec.id, period)
-    if targets:
-        scoped = actuals.rename(columns={"channel": "scope_channel", "segment": "scope_segment"})
-        return variance(targets, scoped), targets
-    total = actuals.iloc[0]
-    return [
-        {
-            "metric": metric,
-            "scope": {"channel": None, "segment": None},
-            "target": None,
-            "actual": jsonable(total[metric]),
-            "variance": None,
-            "variance_pct": None,
-            "status": "no_target",
-        }
-        for metric in KPI_METRICS
-    ], []
+    if not targets:
+        return untargeted_kpis(actuals), []
+    scoped = actuals.rename(columns={"channel": "scope_channel", "segment": "scope_segment"})
+    return variance(targets, scoped), targets
 
 
 @task(cache_policy=NO_CACHE)  # frames in, nothing worth persisting out
@@ -168,20 +141,14 @@ def find_anomalies(measured: Measurements, period: Period) -> list[dict[str, Any
     """Weeks of the period whose metric is far from its own trailing mean."""
     settings = get_settings()
     history = pd.concat([measured.trailing, measured.weeks], ignore_index=True)
-    found = []
-    for scope in ANOMALY_SCOPES:
-        found += anomalies(
-            weekly_series(history, scope),
-            weeks=[week.name for week in period.weeks()],
-            metrics=ANOMALY_METRICS,
-            z=settings.anomaly_z,
-            min_volume=settings.anomaly_min_volume,
-            window=settings.anomaly_window_weeks,
-            min_weeks=settings.anomaly_min_weeks,
-            scope=list(scope),
-        )
-    # a break from a perfectly flat baseline has no z: it sorts first, as the strongest
-    return sorted(found, key=lambda item: -abs(item["z"]) if item["z"] is not None else -1e300)
+    return period_anomalies(
+        history,
+        period,
+        z=settings.anomaly_z,
+        min_volume=settings.anomaly_min_volume,
+        window=settings.anomaly_window_weeks,
+        min_weeks=settings.anomaly_min_weeks,
+    )
 
 
 @task(cache_policy=NO_CACHE)
@@ -221,52 +188,18 @@ def find_bottleneck(measured: Measurements, targets: list[dict[str, Any]]) -> di
 
 
 @task(cache_policy=NO_CACHE)
-def rank_reject_reasons(conn: Connection, spec: CampaignSpec, period: Period) -> list[dict]:
+def find_top_reject_reasons(conn: Connection, spec: CampaignSpec, period: Period) -> list[dict]:
     """The top reject reasons of the period's applications, overall and by channel."""
     days = get_settings().attribution_window_days
-    counts = metrics.rejection_counts(conn, spec.id, period, attribution_days=days)
-    overall = metrics.rank_reject_reasons(counts, [], top=5)
-    by_channel = metrics.rank_reject_reasons(counts, ["channel"], top=5)
-    rows = [dict(row, channel=None) for row in jsonable_records(overall)]
-    rows += jsonable_records(by_channel)
-    return [
-        {
-            "channel": row["channel"],
-            "reason": row["reject_reason"],
-            "count": row["rejections"],
-            "share": row["share"],
-        }
-        for row in rows
-    ]
+    return top_reject_reasons(
+        metrics.rejection_counts(conn, spec.id, period, attribution_days=days)
+    )
 
 
 @task(cache_policy=NO_CACHE)
 def save_check(conn: Connection, check: CheckResult, measured: Measurements) -> None:
     """Replace the (campaign, period)'s result and its weeks' rollups in one transaction."""
-    campaign_id, period = check.campaign, check.period
-    weeks = [week.name for week in Period.parse(period).weeks()]
-    conn.execute(
-        delete(CheckRow).where(CheckRow.campaign_id == campaign_id, CheckRow.period == period)
-    )
-    conn.execute(
-        insert(CheckRow).values(
-            campaign_id=campaign_id,
-            period=period,
-            checked_at=datetime.now().replace(microsecond=0),
-            trusted=check.trusted,
-            result=check.to_json(),
-        )
-    )
-    store_rollups(conn, campaign_id, weeks, measured.weeks)
-    conn.execute(
-        insert(AuditEntry).values(
-            actor="check",
-            action="check.run",
-            subject=f"{campaign_id}:{period}",
-            detail={"trusted": check.trusted, "anomalies": len(check.anomalies)},
-        )
-    )
-    conn.commit()
+    store_check(conn, check, measured.weeks)
 
 
 @flow(
@@ -294,7 +227,7 @@ def check_flow(campaign_id: str, period: str) -> dict[str, Any]:
             count_funnel.submit(conn, spec, parsed),
             judge_experiment.submit(experiment_conn, spec, parsed),
             measure_asset_quality.submit(overdue_conn, spec, parsed),
-            rank_reject_reasons.submit(reasons_conn, spec, parsed),
+            find_top_reject_reasons.submit(reasons_conn, spec, parsed),
         ]
         try:
             quality = validate_period_data(quality_conn, spec, parsed)
@@ -336,99 +269,12 @@ def require_overlap(spec: CampaignSpec, period: Period) -> None:
         )
 
 
-def funnel_rows(funnel: pd.DataFrame) -> list[dict[str, Any]]:
-    """The period's funnel by channel × segment × variant, counts and rates."""
-    return jsonable_records(metrics.rollup(funnel, KEYS))
-
-
 def _funnel_options(settings: Settings) -> dict[str, Any]:
     return {
         "attribution_days": settings.attribution_window_days,
         "ftp_rate": settings.ftp_rate,
         "lgd": settings.lgd,
     }
-
-
-def publish_check(check: CheckResult, quality: DataQuality) -> None:
-    """A markdown summary, the KPI table and, when written, a link to the Data Docs."""
-    key = f"check-{check.campaign}".lower()
-    create_markdown_artifact(
-        key=key, markdown=summary_markdown(check), description=f"Check {check.period}"
-    )
-    create_table_artifact(
-        key=f"{key}-kpis",
-        table=[
-            {
-                "metric": kpi.metric,
-                "channel": kpi.scope.get("channel") or "(all)",
-                "segment": kpi.scope.get("segment") or "(all)",
-                "target": kpi.target,
-                "actual": kpi.actual,
-                "variance_pct": kpi.variance_pct,
-                "status": kpi.status,
-            }
-            for kpi in check.kpis
-        ],
-        description=f"KPIs against targets, {check.campaign} {check.period}",
-    )
-    if quality.docs_path:
-        create_link_artifact(
-            key=f"{key}-data-docs",
-            link=quality.docs_path.resolve().as_uri(),
-            link_text="Great Expectations Data Docs",
-            description=f"Validation results, {check.campaign} {check.period}",
-        )
-
-
-def summary_markdown(check: CheckResult) -> str:
-    """What a manager reads first: trust, the KPIs off track, anomalies, test, bottleneck."""
-    summary = summarise(check)
-    lines = [f"# Check {check.campaign} {check.period}", ""]
-    if summary.trusted:
-        lines.append("**Data quality: passed.**")
-    else:
-        failed = [f"{suite.name}: {', '.join(suite.failed)}" for suite in summary.failed_suites]
-        failed += [
-            f"quarantine {entry.feed}: {entry.rows_quarantined} of {entry.rows_in} "
-            f"rows ({_num(entry.share)} > {entry.max_share})"
-            for entry in summary.failed_quarantine
-        ]
-        lines.append("**Data quality: FAILED — the result is untrusted.**")
-        lines += [f"- {item}" for item in failed]
-    lines += ["", "## KPIs off track", ""]
-    lines += [
-        f"- {kpi.metric} ({format_scope(kpi.scope)}): {_num(kpi.actual)} vs target "
-        f"{_num(kpi.target)} ({kpi.status})"
-        for kpi in summary.off_track
-    ] or ["- none"]
-    lines += ["", "## Anomalies", ""]
-    lines += [
-        f"- {item.week} {item.metric} ({format_scope(item.scope)}): "
-        f"{_num(item.value)} vs mean {_num(item.baseline_mean)} (z = {_num(item.z)})"
-        for item in summary.anomalies
-    ] or ["- none"]
-    lines += ["", "## Experiment", ""]
-    lines += [
-        f"- {test.treatment} vs {test.control}: lift {_num(test.lift)} "
-        f"[{_num(test.ci_low)}, {_num(test.ci_high)}], p = {_num(test.p_value)} "
-        f"(Holm {_num(test.p_value_adjusted)}) → **{test.decision}**"
-        for test in summary.experiments
-    ] or ["- no comparison"]
-    neck = summary.bottleneck
-    lines += ["", "## Bottleneck", ""]
-    if neck and neck.stage:
-        lines.append(
-            f"**{neck.stage}**: {neck.metric} {_num(neck.actual)} "
-            f"vs {neck.reference_kind} {_num(neck.reference)}. {neck.diagnosis}"
-        )
-    else:
-        lines.append("none found")
-    return "\n".join(lines) + "\n"
-
-
-def _num(value: float | None) -> str:
-    """A number for people: four significant digits, or n/a when it cannot be known."""
-    return "n/a" if value is None else f"{value:.4g}"
 
 
 if __name__ == "__main__":

@@ -13,14 +13,12 @@ Every write and every send is audited.
 
 from __future__ import annotations
 
-import html
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 from sqlalchemy import Connection, insert
@@ -30,19 +28,17 @@ from pdca.db import make_engine
 from pdca.models import AuditEntry
 from pdca.settings import Settings, get_settings
 from tasks.common.periods import Period
+from tasks.review.artifacts import publish_review, review_message
 from tasks.review.charts import Chart
 from tasks.review.mail import (
     Delivery,
     SmtpConfig,
-    build_message,
-    content_ids,
     retry_on_transient,
     send_message,
     write_outbox,
 )
 from tasks.review.review import (
     REPORT_KIND,
-    TEXT_TEMPLATE,
     ActiveCampaign,
     Review,
     active_campaigns,
@@ -53,12 +49,9 @@ from tasks.review.review import (
     report_path,
     review_campaign,
     stored_checks,
-    summary_markdown,
     trend_week_names,
     write_report,
 )
-
-ARTIFACT_KEY = "weekly-review"
 
 
 @task(cache_policy=NO_CACHE)
@@ -128,21 +121,7 @@ def compose_email(
     review: Review, charts: list[Chart], sender: str, measured: list[str]
 ) -> EmailMessage:
     """Text and HTML alternatives; the HTML's charts as inline parts it names by cid."""
-    ids = content_ids([item.name for item in charts])
-    html = render_review(
-        review, charts, {name: f"cid:{cid}" for name, cid in ids.items()}, measured=measured
-    )
-    text = render_review(review, charts, {}, measured=measured, template=TEXT_TEMPLATE)
-    by_name = {item.name: item for item in charts}
-    names = ", ".join(part.name for part in review.campaigns) or "no active campaign"
-    return build_message(
-        subject=f"Weekly review {review.period.name}: {names}",
-        sender=sender,
-        recipients=review.recipients,
-        text=text,
-        html=html,
-        images={cid: by_name[name] for name, cid in ids.items()},
-    )
+    return review_message(review, charts, sender, measured)
 
 
 @task(
@@ -248,17 +227,6 @@ def deliver(
         )
     audit_email(conn, review.period.name, actor, delivery.audit_detail())
     return delivery
-
-
-def publish_review(review: Review, path: Path, problems: list[str]) -> None:
-    """The markdown summary artifact, with a stable key."""
-    markdown = summary_markdown(review, path)
-    if problems:
-        lines = [f"- {html.escape(problem)}" for problem in problems]
-        markdown += "\n## Problems\n\n" + "\n".join(lines) + "\n"
-    create_markdown_artifact(
-        key=ARTIFACT_KEY, markdown=markdown, description=f"Weekly review {review.period.name}"
-    )
 
 
 if __name__ == "__main__":

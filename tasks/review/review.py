@@ -19,7 +19,6 @@ on the shared base layout and macros, rendered by `tasks.common.reports` (autoes
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -537,35 +536,6 @@ def record_review(conn: Connection, period: str, path: Path, actor: str) -> None
         )
     )
     conn.commit()
-
-
-def summary_markdown(review: Review, path: Path) -> str:
-    """The Prefect artifact: one line per campaign and where the report is. Campaign names
-    are escaped: the UI renders the markdown's HTML."""
-    lines = [
-        f"# Weekly review {review.period.name}",
-        "",
-        f"Report: `{path}`",
-        "",
-        "| campaign | data | on track | at risk | off track | anomalies | bottleneck | actions |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for item in review.campaigns:
-        counts = item.status_counts()
-        data = "no check" if not item.checked else ("trusted" if item.trusted else "UNTRUSTED")
-        stage = item.bottleneck_stage
-        lines.append(
-            f"| {_markdown_cell(item.name)} ({item.campaign_id}) | {data} | "
-            f"{counts['on_track']} | {counts['at_risk']} | {counts['off_track']} | "
-            f"{len(item.anomalies)} | {stage} | {len(item.actions)} |"
-        )
-    if not review.campaigns:
-        lines.append("| (no active campaign) | | | | | | | |")
-    return "\n".join(lines) + "\n"
-
-
-def _markdown_cell(text: str) -> str:
-    return html.escape(text).replace("|", "\\|")
 
 
 def _totals(funnel_rows: Sequence[FunnelRow]) -> pd.Series:

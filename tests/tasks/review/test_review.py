@@ -20,6 +20,7 @@ from pdca.models import Action, AuditEntry, CheckResult, Report, SopVersion, Wee
 from tasks.check import result as check_result
 from tasks.check.result import FunnelRow
 from tasks.common.periods import Period
+from tasks.review.artifacts import summary_markdown
 from tasks.review.review import (
     CampaignReview,
     Review,
@@ -35,7 +36,6 @@ from tasks.review.review import (
     review_recipients,
     sop_changes,
     stored_checks,
-    summary_markdown,
     trend_week_names,
 )
 from tests.scenario import CAMPAIGN_ID, apply, spec_dict
