@@ -35,12 +35,12 @@ from tasks.review.mail import (
     SmtpConfig,
     retry_on_transient,
     send_message,
-    write_outbox,
+    write_eml_file,
 )
 from tasks.review.review import (
     REPORT_KIND,
-    ActiveCampaign,
     Review,
+    ReviewedCampaign,
     active_campaigns,
     draw_campaign_charts,
     measured_lines,
@@ -55,13 +55,15 @@ from tasks.review.review import (
 
 
 @task(cache_policy=NO_CACHE)
-def find_active_campaigns(conn: Connection, period: Period) -> list[ActiveCampaign]:
+def find_active_campaigns(conn: Connection, period: Period) -> list[ReviewedCampaign]:
     """The campaigns whose dates overlap the period."""
     return active_campaigns(conn, period)
 
 
 @task(cache_policy=NO_CACHE)
-def find_unchecked(conn: Connection, campaigns: list[ActiveCampaign], period: Period) -> list[str]:
+def find_unchecked(
+    conn: Connection, campaigns: list[ReviewedCampaign], period: Period
+) -> list[str]:
     """The active campaigns with no stored check result for the period."""
     ids = [campaign.campaign_id for campaign in campaigns]
     stored = stored_checks(conn, ids, period.name)
@@ -82,7 +84,7 @@ def check_unchecked(campaign_ids: list[str], period: str) -> list[str]:
 
 @task(cache_policy=NO_CACHE)
 def gather_review(
-    conn: Connection, period: Period, campaigns: list[ActiveCampaign], trailing_weeks: int
+    conn: Connection, period: Period, campaigns: list[ReviewedCampaign], trailing_weeks: int
 ) -> Review:
     """Each campaign's stored check result, trend, adjustments and SOP changes."""
     stored = stored_checks(conn, [campaign.campaign_id for campaign in campaigns], period.name)
@@ -111,7 +113,7 @@ def write_review_file(
 
 
 @task(cache_policy=NO_CACHE)
-def record_report(conn: Connection, period: str, path: Path, actor: str) -> None:
+def save_review_record(conn: Connection, period: str, path: Path, actor: str) -> None:
     """The report's row in `reports`, replacing the period's earlier one, and its audit."""
     record_review(conn, period, path, actor)
 
@@ -138,7 +140,7 @@ def send_email(message: EmailMessage, recipients: list[str], config: SmtpConfig)
 @task(cache_policy=NO_CACHE)
 def write_email_to_outbox(message: EmailMessage, folder: Path, period: str) -> Delivery:
     """No SMTP host: the message as an .eml file in the outbox."""
-    return write_outbox(message, folder, f"weekly-review-{period}")
+    return write_eml_file(message, folder, f"weekly-review-{period}")
 
 
 @task(cache_policy=NO_CACHE)
@@ -170,7 +172,7 @@ def weekly_review_flow(period: str, send: bool = False, actor: str = "review") -
         review = gather_review(conn, parsed, campaigns, settings.anomaly_window_weeks)
         charts = draw_charts(review)
         path = write_review_file(review, charts, settings.output_dir / "reports", measured)
-        record_report(conn, period, path, actor)
+        save_review_record(conn, period, path, actor)
         delivery = None
         if send:
             delivery = deliver(conn, review, charts, measured, settings, actor, problems)

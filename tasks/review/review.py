@@ -90,7 +90,7 @@ CHANNEL_COLUMNS = (
 
 
 @dataclass(frozen=True)
-class ActiveCampaign:
+class ReviewedCampaign:
     """A campaign whose dates overlap the period, with the spec fields the review uses."""
 
     campaign_id: str
@@ -106,7 +106,7 @@ class ActiveCampaign:
 class CampaignReview:
     """One campaign's part of the review, every value ready for a template."""
 
-    campaign: ActiveCampaign
+    campaign: ReviewedCampaign
     checked: bool
     checked_at: datetime | None = None
     trusted: bool | None = None
@@ -176,7 +176,7 @@ class Review:
 # --- which campaigns, which results ------------------------------------------------------
 
 
-def active_campaigns(conn: Connection, period: Period) -> list[ActiveCampaign]:
+def active_campaigns(conn: Connection, period: Period) -> list[ReviewedCampaign]:
     """The campaigns whose dates overlap the period (start and end days inclusive), by id.
 
     The dates are the spec's local days and the period's days are local too, so the
@@ -196,7 +196,7 @@ def active_campaigns(conn: Connection, period: Period) -> list[ActiveCampaign]:
         .order_by(Campaign.campaign_id)
     ).all()
     return [
-        ActiveCampaign(
+        ReviewedCampaign(
             campaign_id=row.campaign_id,
             name=row.name,
             start=row.start_date,
@@ -223,7 +223,7 @@ def stored_checks(
     return {row.campaign_id: (CheckResult.from_json(row.result), row.checked_at) for row in rows}
 
 
-def review_recipients(campaigns: Iterable[ActiveCampaign]) -> list[str]:
+def review_recipients(campaigns: Iterable[ReviewedCampaign]) -> list[str]:
     """The union of the campaigns' `recipients`, each address once (case-insensitively),
     sorted: one e-mail goes to everyone who follows any of the campaigns."""
     seen: dict[str, str] = {}
@@ -238,7 +238,7 @@ def review_recipients(campaigns: Iterable[ActiveCampaign]) -> list[str]:
 
 def review_campaign(
     conn: Connection,
-    campaign: ActiveCampaign,
+    campaign: ReviewedCampaign,
     period: Period,
     stored: tuple[CheckResult, datetime] | None,
     trend_weeks: Sequence[str],
@@ -259,7 +259,7 @@ def review_campaign(
     review.trusted = bool(check.trusted)
     review.kpis = list(check.kpis)
     review.funnel = funnel_stages(check.funnel)
-    review.channels = channel_economics(check.funnel)
+    review.channels = channel_cac_roi(check.funnel)
     review.anomalies = list(check.anomalies)
     review.asset_quality = asset_quality(review.kpis, campaign.max_overdue_rate_30)
     review.experiments = list(check.experiments)
@@ -306,7 +306,7 @@ def funnel_stages(funnel_rows: Sequence[FunnelRow]) -> list[dict[str, Any]]:
     ]
 
 
-def channel_economics(funnel_rows: Sequence[FunnelRow]) -> list[dict[str, Any]]:
+def channel_cac_roi(funnel_rows: Sequence[FunnelRow]) -> list[dict[str, Any]]:
     """Per channel: volumes, cost, CAC (cost per disbursement) and ROI, from the check's
     funnel rows summed to the channel (the contract's definitions, via `metrics.rollup`)."""
     if not funnel_rows:
@@ -360,7 +360,10 @@ def data_quality_summary(check: CheckResult) -> dict[str, Any]:
 
 
 def sop_changes(
-    conn: Connection, campaign: ActiveCampaign, period: Period, actions: Sequence[Mapping[str, Any]]
+    conn: Connection,
+    campaign: ReviewedCampaign,
+    period: Period,
+    actions: Sequence[Mapping[str, Any]],
 ) -> list[dict[str, Any]]:
     """The campaign's SOP versions made for the period: those whose own changelog entries
     apply one of the period's `actions` (the act stage writes a period's lessons after the

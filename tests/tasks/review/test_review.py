@@ -26,7 +26,7 @@ from tasks.review.review import (
     Review,
     active_campaigns,
     asset_quality,
-    channel_economics,
+    channel_cac_roi,
     data_quality_summary,
     funnel_stages,
     measured_lines,
@@ -365,7 +365,7 @@ class TestCampaignReview:
         assert all(stage["rate"] is None for stage in stages)
 
     def test_channel_cac_and_roi(self) -> None:
-        channels = {row["channel"]: row for row in channel_economics(FUNNEL_ROWS)}
+        channels = {row["channel"]: row for row in channel_cac_roi(FUNNEL_ROWS)}
         assert list(channels) == ["phone", "sms"]
         assert channels["sms"]["applications"] == 20 and channels["sms"]["disbursements"] == 7
         assert channels["sms"]["cac"] == pytest.approx(50 / 7)
@@ -375,7 +375,7 @@ class TestCampaignReview:
 
     def test_a_channel_without_disbursements_has_no_cac(self) -> None:
         row = FunnelRow.from_json({**FUNNEL[0], "disbursements": 0})
-        assert channel_economics([row])[0]["cac"] is None
+        assert channel_cac_roi([row])[0]["cac"] is None
 
     def test_asset_quality_against_the_risk_limit(self) -> None:
         rows = asset_quality(CHECK.kpis, 0.03)
