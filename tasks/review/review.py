@@ -298,9 +298,9 @@ def funnel_stages(funnel_rows: Sequence[FunnelRow]) -> list[dict[str, Any]]:
     return [
         {
             "label": count,
-            "count": jsonable(totals[count]),
+            "count": _template_number(totals[count]),
             "rate_name": rate,
-            "rate": jsonable(rates[rate]) if rate else None,
+            "rate": _template_number(rates[rate]) if rate else None,
         }
         for count, rate in FUNNEL_STAGES
     ]
@@ -550,3 +550,12 @@ def _totals(funnel_rows: Sequence[FunnelRow]) -> pd.Series:
 def _funnel_frame(funnel_rows: Sequence[FunnelRow]) -> pd.DataFrame:
     """The check's funnel rows as the frame `metrics.rollup` sums."""
     return pd.DataFrame([row.to_json() for row in funnel_rows])
+
+
+def _template_number(value: Any) -> int | float | None:
+    """A number as the templates format it: a whole number as an int (`1,100`, never
+    `1,100.0` or `70.0`), None where it cannot be known (the JSON cleaner's NaN rule)."""
+    number = jsonable(value)
+    if isinstance(number, float) and number.is_integer() and abs(number) < 2**53:
+        return int(number)
+    return number

@@ -359,6 +359,14 @@ class TestCampaignReview:
         assert stages["approved"]["rate"] == pytest.approx(0.5)
         assert stages["disbursements"]["rate"] == pytest.approx(11 / 16)
 
+    def test_whole_counts_are_ints_for_the_templates(self) -> None:
+        """A count summed as a float (70.0) is shown as 70, never 70.0."""
+        rows = [
+            FunnelRow.from_json({**row, "responded": float(row["responded"])}) for row in FUNNEL
+        ]
+        stages = {stage["label"]: stage for stage in funnel_stages(rows)}
+        assert type(stages["responded"]["count"]) is int and stages["responded"]["count"] == 130
+
     def test_empty_funnel(self) -> None:
         stages = funnel_stages([])
         assert [stage["count"] for stage in stages] == [0] * 6
