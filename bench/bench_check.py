@@ -377,6 +377,7 @@ def child() -> None:
     from flows import check as stage
     from pdca.db import set_page_cache
     from pdca.settings import get_settings
+    from tasks.check.result import CheckResult
     from tasks.common.campaigns import get_campaign_spec
     from tasks.common.periods import Period
 
@@ -414,7 +415,7 @@ def child() -> None:
         "count_funnel": stage.count_funnel.fn,  # the flow's order: longest first
         "judge_experiment": stage.judge_experiment.fn,
         "measure_asset_quality": stage.measure_asset_quality.fn,
-        "rank_reject_reasons": stage.rank_reject_reasons.fn,
+        "find_top_reject_reasons": stage.find_top_reject_reasons.fn,
     }
     # twice, the second timed: the baseline is timed warm too (its second run), and the
     # first pass brings the pages of customers, applications and loans into the OS cache
@@ -457,7 +458,8 @@ def child() -> None:
                 "experiments": tests,
                 "kpis": kpis,
             }
-            timed("save_check", stage.save_check.fn, conn, result, measured)
+            check = CheckResult.from_json(result)
+            timed("save_check", stage.save_check.fn, conn, check, measured)
     timed_split = dict(split)  # the timed pass's; the run below is timed as a whole
     # for the record: the flow's own arrangement, Great Expectations beside the measurements
     with ExitStack() as stack:

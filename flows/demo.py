@@ -27,6 +27,7 @@ from pdca.db import make_engine, reset_database
 from pdca.edge import refuse_foreign_database
 from pdca.settings import get_settings
 from pdca.synthetic.demo_history import DemoFiles, write_demo_feeds
+from tasks.check.result import CheckResult, summarise
 from tasks.common.campaigns import CampaignSpec, apply_spec, load_spec
 from tasks.common.feeds import LOAD_ORDER
 from tasks.common.periods import Period
@@ -113,7 +114,7 @@ def run_first_cycle_day(spec_path: Path, weeks: int) -> list[str]:
     lines = [
         f"plan {spec.id} {week.shifted(-1)} (the week checked, planned from the weeks "
         f"before it): version {checked_plan['version']}",
-        check_line(cycle["check"]),
+        check_line(CheckResult.from_json(cycle["check"])),
         act_line(acted),
         f"plan {spec.id} {week}: version {plan['version']}, budget "
         f"{sum(row['amount'] for row in plan['budget']):,.2f} over "
@@ -150,20 +151,14 @@ def act_line(result: dict) -> str:
     )
 
 
-def check_line(result: dict) -> str:
+def check_line(check: CheckResult) -> str:
     """The check in one line: trust, the funnel's size, what it found."""
-    touches = sum(row["touches"] for row in result["funnel"])
-    applications = sum(row["applications"] for row in result["funnel"])
-    stage = (result["bottleneck"] or {}).get("stage") or "none"
-    decisions = ", ".join(
-        f"{test['treatment']} vs {test['control']} {test['decision']}"
-        for test in result["experiments"]
-    )
+    summary = summarise(check)
     return (
-        f"check {result['campaign']} {result['period']}: "
-        f"{'trusted' if result['trusted'] else 'untrusted'}, {touches} touches, "
-        f"{applications} applications, {len(result['anomalies'])} anomalies, bottleneck "
-        f"{stage}; {decisions or 'no experiment'}"
+        f"check {check.campaign} {check.period}: {summary.trust_word}, "
+        f"{summary.totals['touches']} touches, {summary.totals['applications']} applications, "
+        f"{len(summary.anomalies)} anomalies, bottleneck {summary.bottleneck_stage}; "
+        f"{', '.join(summary.decisions) or 'no experiment'}"
     )
 
 

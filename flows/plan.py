@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, task
-from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Connection, insert
 
@@ -21,6 +20,7 @@ from pdca.models import AuditEntry
 from pdca.settings import get_settings
 from tasks.common.campaigns import CampaignSpec, get_campaign_spec
 from tasks.common.periods import Period
+from tasks.plan.artifacts import publish_plan
 from tasks.plan.budget import Allocation
 from tasks.plan.plan import (
     History,
@@ -138,32 +138,6 @@ def plan_flow(campaign_id: str, period: str) -> dict[str, Any]:
         result = record_plan(conn, spec, parsed, history, allocation, applied, notes)
     publish_plan(result)
     return result
-
-
-def publish_plan(result: dict[str, Any]) -> None:
-    """Two table artifacts: the budget split and the campaign-level targets."""
-    key = f"plan-{result['campaign']}".lower()
-    create_table_artifact(
-        key=f"{key}-budget",
-        table=result["budget"],
-        description=f"Budget split, {result['campaign']} {result['period']} "
-        f"(version {result['version']})",
-    )
-    create_table_artifact(
-        key=f"{key}-targets",
-        table=[
-            {
-                "metric": t["metric"],
-                "channel": t["channel"] or "(all)",
-                "target": round(t["target"], 4),
-                "band": f"±{t['tolerance_warn']:.0%} / ±{t['tolerance_fail']:.0%}",
-                "lower_is_better": t["lower_is_better"],
-            }
-            for t in result["targets"]
-            if t["segment"] is None
-        ],
-        description=f"Targets, {result['campaign']} {result['period']}",
-    )
 
 
 if __name__ == "__main__":

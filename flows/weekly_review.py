@@ -13,14 +13,12 @@ Every write and every send is audited.
 
 from __future__ import annotations
 
-import html
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 from sqlalchemy import Connection, insert
@@ -30,21 +28,19 @@ from pdca.db import make_engine
 from pdca.models import AuditEntry
 from pdca.settings import Settings, get_settings
 from tasks.common.periods import Period
+from tasks.review.artifacts import publish_review, review_message
 from tasks.review.charts import Chart
 from tasks.review.mail import (
     Delivery,
     SmtpConfig,
-    build_message,
-    content_ids,
     retry_on_transient,
     send_message,
-    write_outbox,
+    write_eml_file,
 )
 from tasks.review.review import (
     REPORT_KIND,
-    TEXT_TEMPLATE,
-    ActiveCampaign,
     Review,
+    ReviewedCampaign,
     active_campaigns,
     draw_campaign_charts,
     measured_lines,
@@ -53,22 +49,21 @@ from tasks.review.review import (
     report_path,
     review_campaign,
     stored_checks,
-    summary_markdown,
     trend_week_names,
     write_report,
 )
 
-ARTIFACT_KEY = "weekly-review"
-
 
 @task(cache_policy=NO_CACHE)
-def find_active_campaigns(conn: Connection, period: Period) -> list[ActiveCampaign]:
+def find_active_campaigns(conn: Connection, period: Period) -> list[ReviewedCampaign]:
     """The campaigns whose dates overlap the period."""
     return active_campaigns(conn, period)
 
 
 @task(cache_policy=NO_CACHE)
-def find_unchecked(conn: Connection, campaigns: list[ActiveCampaign], period: Period) -> list[str]:
+def find_unchecked(
+    conn: Connection, campaigns: list[ReviewedCampaign], period: Period
+) -> list[str]:
     """The active campaigns with no stored check result for the period."""
     ids = [campaign.campaign_id for campaign in campaigns]
     stored = stored_checks(conn, ids, period.name)
@@ -89,7 +84,7 @@ def check_unchecked(campaign_ids: list[str], period: str) -> list[str]:
 
 @task(cache_policy=NO_CACHE)
 def gather_review(
-    conn: Connection, period: Period, campaigns: list[ActiveCampaign], trailing_weeks: int
+    conn: Connection, period: Period, campaigns: list[ReviewedCampaign], trailing_weeks: int
 ) -> Review:
     """Each campaign's stored check result, trend, adjustments and SOP changes."""
     stored = stored_checks(conn, [campaign.campaign_id for campaign in campaigns], period.name)
@@ -118,7 +113,7 @@ def write_review_file(
 
 
 @task(cache_policy=NO_CACHE)
-def record_report(conn: Connection, period: str, path: Path, actor: str) -> None:
+def save_review_record(conn: Connection, period: str, path: Path, actor: str) -> None:
     """The report's row in `reports`, replacing the period's earlier one, and its audit."""
     record_review(conn, period, path, actor)
 
@@ -128,21 +123,7 @@ def compose_email(
     review: Review, charts: list[Chart], sender: str, measured: list[str]
 ) -> EmailMessage:
     """Text and HTML alternatives; the HTML's charts as inline parts it names by cid."""
-    ids = content_ids([item.name for item in charts])
-    html = render_review(
-        review, charts, {name: f"cid:{cid}" for name, cid in ids.items()}, measured=measured
-    )
-    text = render_review(review, charts, {}, measured=measured, template=TEXT_TEMPLATE)
-    by_name = {item.name: item for item in charts}
-    names = ", ".join(part.name for part in review.campaigns) or "no active campaign"
-    return build_message(
-        subject=f"Weekly review {review.period.name}: {names}",
-        sender=sender,
-        recipients=review.recipients,
-        text=text,
-        html=html,
-        images={cid: by_name[name] for name, cid in ids.items()},
-    )
+    return review_message(review, charts, sender, measured)
 
 
 @task(
@@ -159,7 +140,7 @@ def send_email(message: EmailMessage, recipients: list[str], config: SmtpConfig)
 @task(cache_policy=NO_CACHE)
 def write_email_to_outbox(message: EmailMessage, folder: Path, period: str) -> Delivery:
     """No SMTP host: the message as an .eml file in the outbox."""
-    return write_outbox(message, folder, f"weekly-review-{period}")
+    return write_eml_file(message, folder, f"weekly-review-{period}")
 
 
 @task(cache_policy=NO_CACHE)
@@ -191,7 +172,7 @@ def weekly_review_flow(period: str, send: bool = False, actor: str = "review") -
         review = gather_review(conn, parsed, campaigns, settings.anomaly_window_weeks)
         charts = draw_charts(review)
         path = write_review_file(review, charts, settings.output_dir / "reports", measured)
-        record_report(conn, period, path, actor)
+        save_review_record(conn, period, path, actor)
         delivery = None
         if send:
             delivery = deliver(conn, review, charts, measured, settings, actor, problems)
@@ -248,17 +229,6 @@ def deliver(
         )
     audit_email(conn, review.period.name, actor, delivery.audit_detail())
     return delivery
-
-
-def publish_review(review: Review, path: Path, problems: list[str]) -> None:
-    """The markdown summary artifact, with a stable key."""
-    markdown = summary_markdown(review, path)
-    if problems:
-        lines = [f"- {html.escape(problem)}" for problem in problems]
-        markdown += "\n## Problems\n\n" + "\n".join(lines) + "\n"
-    create_markdown_artifact(
-        key=ARTIFACT_KEY, markdown=markdown, description=f"Weekly review {review.period.name}"
-    )
 
 
 if __name__ == "__main__":

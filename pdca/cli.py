@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from sqlalchemy.exc import OperationalError
@@ -21,6 +21,9 @@ from pdca.db import make_engine, upgrade
 from pdca.errors import UserError
 from pdca.settings import get_settings
 from tasks.common.feeds import FEED_NAMES
+
+if TYPE_CHECKING:
+    from tasks.check.result import CheckResult
 
 # Offline machines: telemetry look-ups fail and cost seconds at every start; the embedded
 # Prefect API migrates its database on first use, which can exceed the default 20 s.
@@ -240,13 +243,14 @@ def check(
     _stage_arguments(campaign, period)
     _ready_engine().dispose()
     from flows.check import check_flow
+    from tasks.check.result import CheckResult
 
-    result = check_flow(campaign_id=campaign, period=period)
+    checked = CheckResult.from_json(check_flow(campaign_id=campaign, period=period))
     if as_json:
-        _print_json(result)
+        _print_json(checked.to_json())
     else:
-        _print_check(result)
-    if not result["trusted"]:
+        _print_check(checked)
+    if not checked.trusted:
         if not as_json:
             typer.echo(
                 f"{campaign} {period}: data quality failed; the result is untrusted", err=True
@@ -351,40 +355,38 @@ def review(
         raise typer.Exit(1)
 
 
-def _print_check(result: dict) -> None:
+def _print_check(check: CheckResult) -> None:
     """The check in a few lines: trust, totals, KPIs off track, anomalies, test, bottleneck."""
-    total = {key: 0 for key in ("touches", "delivered", "applications", "approved")}
-    for row in result["funnel"]:
-        for key in total:
-            total[key] += row[key]
+    from tasks.check.result import summarise
+    from tasks.common.scopes import format_scope
+
+    summary = summarise(check)
+    total = summary.totals
     typer.echo(
-        f"check {result['campaign']} {result['period']}: "
-        f"{'trusted' if result['trusted'] else 'UNTRUSTED'}; touches {total['touches']:,}, "
+        f"check {check.campaign} {check.period}: "
+        f"{'trusted' if check.trusted else 'UNTRUSTED'}; touches {total['touches']:,}, "
         f"delivered {total['delivered']:,}, applications {total['applications']:,}, "
         f"approved {total['approved']:,}"
     )
-    for suite in result["data_quality"]["suites"]:
-        if not suite["success"]:
-            typer.echo(f"  data quality {suite['name']}: failed {', '.join(suite['failed'])}")
-    for entry in result["data_quality"]["quarantine"]:
-        if not entry["success"]:
+    for suite in summary.failed_suites:
+        typer.echo(f"  data quality {suite.name}: failed {', '.join(suite.failed)}")
+    for entry in summary.failed_quarantine:
+        typer.echo(
+            f"  data quality: {entry.rows_quarantined} {entry.feed} rows quarantined "
+            f"of {entry.rows_in}, above the {entry.max_share:.1%} limit"
+        )
+    for kpi in summary.off_track:
+        if kpi.is_campaign_wide:
             typer.echo(
-                f"  data quality: {entry['rows_quarantined']} {entry['feed']} rows quarantined "
-                f"of {entry['rows_in']}, above the {entry['max_share']:.1%} limit"
+                f"  kpi {kpi.metric:<17} actual {kpi.actual:>14,.4f}  target "
+                f"{kpi.target:>14,.4f}  {kpi.status}"
             )
-    for kpi in result["kpis"]:
-        if kpi["status"] in ("at_risk", "off_track") and not any(kpi["scope"].values()):
-            typer.echo(
-                f"  kpi {kpi['metric']:<17} actual {kpi['actual']:>14,.4f}  target "
-                f"{kpi['target']:>14,.4f}  {kpi['status']}"
-            )
-    for item in result["anomalies"][:10]:
-        scope = ", ".join(f"{k}={v}" for k, v in item["scope"].items()) or "campaign"
-        typer.echo(f"  anomaly {item['week']} {item['metric']} ({scope}): z={item['z']}")
-    for test in result["experiments"]:
-        typer.echo(f"  experiment {test['treatment']} vs {test['control']}: {test['decision']}")
-    if result["bottleneck"] and result["bottleneck"].get("stage"):
-        typer.echo(f"  bottleneck: {result['bottleneck']['stage']}")
+    for item in summary.anomalies[:10]:
+        typer.echo(f"  anomaly {item.week} {item.metric} ({format_scope(item.scope)}): z={item.z}")
+    for test in summary.experiments:
+        typer.echo(f"  experiment {test.treatment} vs {test.control}: {test.decision}")
+    if summary.bottleneck_stage != "none":
+        typer.echo(f"  bottleneck: {summary.bottleneck_stage}")
 
 
 def _dispatch_totals(summaries: list[dict]) -> dict:

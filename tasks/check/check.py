@@ -27,13 +27,16 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, delete, func, insert, select
 
 from pdca.errors import UserError
-from pdca.models import CheckResult, Plan, Target, Touch, WeeklyRollup
+from pdca.models import AuditEntry, Plan, Target, Touch, WeeklyRollup
+from pdca.models import CheckResult as CheckRow
+from tasks.check.findings import anomalies
+from tasks.check.result import CheckResult
 from tasks.common import metrics
+from tasks.common.jsonable import jsonable, jsonable_records
 from tasks.common.metrics import COUNTS, KEYS
 from tasks.common.periods import Period
 from tasks.plan.plan import VOLUME_TARGETS
@@ -264,24 +267,93 @@ def weekly_series(weeks: pd.DataFrame, scope: Sequence[str]) -> pd.DataFrame:
     return metrics.rollup(weeks, ["week", *scope])
 
 
-def clean(value: Any) -> Any:
-    """A JSON-safe value: numpy scalars as Python numbers; NaN, ±inf and NA as None."""
-    if isinstance(value, dict):
-        return {key: clean(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [clean(item) for item in value]
-    if value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
+def untargeted_kpis(actuals: pd.DataFrame) -> list[dict[str, Any]]:
+    """Without a plan: each KPI's campaign-wide actual alone (`kpi_actuals`' first row),
+    with status `no_target`."""
+    total = actuals.iloc[0]
+    return [
+        {
+            "metric": metric,
+            "scope": {"channel": None, "segment": None},
+            "target": None,
+            "actual": jsonable(total[metric]),
+            "variance": None,
+            "variance_pct": None,
+            "status": "no_target",
+        }
+        for metric in KPI_METRICS
+    ]
 
 
-def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """A frame as JSON-safe records."""
-    return [clean(row) for row in frame.astype(object).to_dict("records")]
+def period_anomalies(
+    history: pd.DataFrame, period: Period, **thresholds: Any
+) -> list[dict[str, Any]]:
+    """The period's weeks whose metric broke from its trailing weeks, at every
+    ANOMALY_SCOPES scope; `history` holds the trailing and the period's whole weeks,
+    `thresholds` are `findings.anomalies`' z, min_volume, window and min_weeks."""
+    found = []
+    for scope in ANOMALY_SCOPES:
+        found += anomalies(
+            weekly_series(history, scope),
+            weeks=[week.name for week in period.weeks()],
+            metrics=ANOMALY_METRICS,
+            scope=list(scope),
+            **thresholds,
+        )
+    # a break from a perfectly flat baseline has no z: it sorts first, as the strongest
+    return sorted(found, key=lambda item: -abs(item["z"]) if item["z"] is not None else -1e300)
+
+
+def top_reject_reasons(counts: pd.DataFrame, top: int = 5) -> list[dict[str, Any]]:
+    """The `top` reject reasons overall (channel None), then of each channel, from
+    `metrics.rejection_counts`: channel, reason, count, share."""
+    overall = metrics.rank_reject_reasons(counts, [], top=top)
+    by_channel = metrics.rank_reject_reasons(counts, ["channel"], top=top)
+    rows = [dict(row, channel=None) for row in jsonable_records(overall)]
+    rows += jsonable_records(by_channel)
+    return [
+        {
+            "channel": row["channel"],
+            "reason": row["reject_reason"],
+            "count": row["rejections"],
+            "share": row["share"],
+        }
+        for row in rows
+    ]
+
+
+def funnel_rows(funnel: pd.DataFrame) -> list[dict[str, Any]]:
+    """The period's funnel by channel × segment × variant, counts and rates."""
+    return jsonable_records(metrics.rollup(funnel, KEYS))
+
+
+def store_check(conn: Connection, check: CheckResult, weeks: pd.DataFrame) -> None:
+    """Replace the (campaign, period)'s stored result and its whole weeks' rollups, with an
+    audit entry, in one transaction."""
+    campaign_id, period = check.campaign, check.period
+    names = [week.name for week in Period.parse(period).weeks()]
+    conn.execute(
+        delete(CheckRow).where(CheckRow.campaign_id == campaign_id, CheckRow.period == period)
+    )
+    conn.execute(
+        insert(CheckRow).values(
+            campaign_id=campaign_id,
+            period=period,
+            checked_at=datetime.now().replace(microsecond=0),
+            trusted=check.trusted,
+            result=check.to_json(),
+        )
+    )
+    store_rollups(conn, campaign_id, names, weeks)
+    conn.execute(
+        insert(AuditEntry).values(
+            actor="check",
+            action="check.run",
+            subject=f"{campaign_id}:{period}",
+            detail={"trusted": check.trusted, "anomalies": len(check.anomalies)},
+        )
+    )
+    conn.commit()
 
 
 def earlier_checks(
@@ -292,7 +364,7 @@ def earlier_checks(
     current = Period.parse(period)
     found = []
     for name, result in conn.execute(
-        select(CheckResult.period, CheckResult.result).where(CheckResult.campaign_id == campaign_id)
+        select(CheckRow.period, CheckRow.result).where(CheckRow.campaign_id == campaign_id)
     ):
         try:
             earlier = Period.parse(name)

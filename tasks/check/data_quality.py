@@ -35,16 +35,9 @@ campaign and period, and says why:
 - **Data Docs**: with `docs_dir`, one GE Data Docs build of this run's validation results
   (one page per suite, one per week for the weekly touch suites) into that folder.
 
-Great Expectations is imported lazily (3–4 s) and runs on the shared ephemeral context of
-`tasks.data.quality` through one validation definition per suite (results in SUMMARY format,
-failing rows named by their keys). Its pandas engine fingerprints every in-memory frame
-with an md5 of `hash_pandas_object` — 0.6–1.2 s per 830,000-touch week, about as much as
-all the touch suite's rules — so `_validate` switches the fingerprint off for its calls.
-Measured on 2 busy shared cores, one week of 830,000 touches on SQLite: GE 1.8–3.1 s for
-all ten suites (the touches suite 0.9–1.7 s); reading that week's touches 4.3–4.4 s
-straight from the driver's cursor (6.5 s through SQLAlchemy's rows; of the rest, about
-three quarters are sqlite3's row stepping and Python objects, a quarter pandas strings);
-Data Docs 0.4–0.7 s.
+Great Expectations runs on the shared ephemeral context of `tasks.data.quality`, one
+validation definition per suite, with the frames' fingerprints switched off; what that
+costs and why is in docs/check.md.
 """
 
 from __future__ import annotations
@@ -58,12 +51,12 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import Connection
 
 from tasks.common.campaigns import CampaignSpec, TimeRange
 from tasks.common.feeds import LOAD_ORDER
+from tasks.common.jsonable import jsonable
 from tasks.common.metrics import week_slices
 from tasks.common.periods import Period
 from tasks.common.sqlfiles import query
@@ -206,7 +199,7 @@ class _Tally:
             found = self.examples.setdefault(label, [])
             for index in details.get("partial_unexpected_index_list") or []:
                 if len(found) < EXAMPLES and isinstance(index, dict):
-                    key = {column: _plain(index.get(column)) for column in keys}
+                    key = {column: jsonable(index.get(column)) for column in keys}
                     found.append(key[keys[0]] if len(keys) == 1 else key)
 
     def to_json(self, rows_quarantined: int) -> dict[str, Any]:
@@ -453,15 +446,6 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
         elif column in WHOLE_NUMBERS:
             frame[column] = pd.to_numeric(values).astype("Int64")
     return frame
-
-
-def _plain(value: Any) -> Any:
-    """A key value as JSON: timestamps as text, numpy scalars as Python's."""
-    if isinstance(value, dt.date | pd.Timestamp | np.datetime64):
-        return str(pd.Timestamp(value))
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 # --- Great Expectations -----------------------------------------------------------------

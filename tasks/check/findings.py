@@ -24,7 +24,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from tasks.common.jsonable import jsonable
 from tasks.common.metrics import LOWER_IS_BETTER
+from tasks.common.scopes import format_scope
 
 EPSILON = 1e-9
 """Slack on band and threshold boundaries, so that a shortfall of exactly 5 % computed in
@@ -151,8 +153,8 @@ def _scope_value(value: Any) -> str | None:
 
 
 def _scope_label(scope: Mapping[str, Any]) -> str:
-    named = [f"{key} {value}" for key, value in scope.items() if value is not None]
-    return ", ".join(named) if named else "the campaign"
+    """The scope in a sentence: 'channel sms, segment sme', or 'the campaign'."""
+    return format_scope(scope, separator=" ", whole="the campaign")
 
 
 def _band(value: Any, default: float) -> float:
@@ -198,19 +200,8 @@ def anomalies(
     Returns dicts: metric, scope ({column: value}, {} for the total), week, value,
     baseline_mean, baseline_std, baseline_weeks, z, volume, direction ('up'/'down'), note.
     """
-    if min_weeks < 2:
-        raise ValueError(f"min_weeks must be at least 2 for a sample std, got {min_weeks}")
-    if window < min_weeks:
-        raise ValueError(f"window ({window}) is shorter than min_weeks ({min_weeks})")
     keys = list(scope)
-    volumes = [column for column in metrics.values() if column is not None]
-    missing = [c for c in dict.fromkeys(["week", *keys, *metrics, *volumes]) if c not in weekly]
-    if missing:
-        raise ValueError(f"weekly has no column {missing}; it has {list(weekly.columns)}")
-    frame = weekly.assign(week=weekly["week"].astype(str))
-    frame = frame.sort_values([*keys, "week"], kind="stable").reset_index(drop=True)
-    if frame.duplicated([*keys, "week"]).any():
-        raise ValueError(f"weekly has more than one row per week × {keys}")
+    frame = _weekly_frame(weekly, keys, metrics, window=window, min_weeks=min_weeks)
     group = (
         frame.groupby(keys, sort=False, dropna=False).ngroup().to_numpy()
         if keys
@@ -229,37 +220,93 @@ def anomalies(
             scores = np.where(flat, np.nan, (value - mean) / std)
         moved = ~np.isclose(value, mean, rtol=EPSILON, atol=EPSILON * 1e-3)
         hit = judged & np.where(flat, moved, np.abs(scores) >= z - EPSILON)
-        for i in np.flatnonzero(hit):
-            found.append(
-                {
-                    "metric": metric,
-                    "scope": {key: _plain(frame.at[i, key]) for key in keys},
-                    "week": frame.at[i, "week"],
-                    "value": float(value[i]),
-                    "baseline_mean": float(mean[i]),
-                    "baseline_std": 0.0 if flat[i] else float(std[i]),
-                    "baseline_weeks": int(count[i]),
-                    "z": None if flat[i] else float(scores[i]),
-                    "volume": float(volume[i]),
-                    "direction": "up" if value[i] > mean[i] else "down",
-                    "note": (
-                        f"flat baseline: {metric} was {float(mean[i]):.6g} in each of the "
-                        f"{int(count[i])} weeks before, so any change stands out (no z)"
-                    )
-                    if flat[i]
-                    else None,
-                }
+        found += [
+            _anomaly(
+                metric,
+                scope={key: jsonable(frame.at[i, key]) for key in keys},
+                week=frame.at[i, "week"],
+                value=float(value[i]),
+                mean=float(mean[i]),
+                std=None if flat[i] else float(std[i]),
+                score=None if flat[i] else float(scores[i]),
+                count=int(count[i]),
+                volume=float(volume[i]),
             )
-    found.sort(
-        key=lambda a: (
-            a["z"] is not None,
-            -abs(a["z"] or 0.0),
-            a["metric"],
-            [(key, str(value)) for key, value in sorted(a["scope"].items())],
-            a["week"],
-        )
-    )
+            for i in np.flatnonzero(hit)
+        ]
+    found.sort(key=_strongest_first)
     return found
+
+
+def _weekly_frame(
+    weekly: pd.DataFrame,
+    keys: list[str],
+    metrics: Mapping[str, str | None],
+    *,
+    window: int,
+    min_weeks: int,
+) -> pd.DataFrame:
+    """`weekly` checked (every column there, one row per week × scope, a window that can
+    hold min_weeks) and sorted by scope, then week."""
+    if min_weeks < 2:
+        raise ValueError(f"min_weeks must be at least 2 for a sample std, got {min_weeks}")
+    if window < min_weeks:
+        raise ValueError(f"window ({window}) is shorter than min_weeks ({min_weeks})")
+    volumes = [column for column in metrics.values() if column is not None]
+    missing = [c for c in dict.fromkeys(["week", *keys, *metrics, *volumes]) if c not in weekly]
+    if missing:
+        raise ValueError(f"weekly has no column {missing}; it has {list(weekly.columns)}")
+    frame = weekly.assign(week=weekly["week"].astype(str))
+    frame = frame.sort_values([*keys, "week"], kind="stable").reset_index(drop=True)
+    if frame.duplicated([*keys, "week"]).any():
+        raise ValueError(f"weekly has more than one row per week × {keys}")
+    return frame
+
+
+def _anomaly(
+    metric: str,
+    *,
+    scope: dict[str, Any],
+    week: str,
+    value: float,
+    mean: float,
+    std: float | None,
+    score: float | None,
+    count: int,
+    volume: float,
+) -> dict[str, Any]:
+    """One finding in the contract's shape; `std` and `score` (z) None for a flat
+    baseline."""
+    flat = std is None
+    return {
+        "metric": metric,
+        "scope": scope,
+        "week": week,
+        "value": value,
+        "baseline_mean": mean,
+        "baseline_std": 0.0 if flat else std,
+        "baseline_weeks": count,
+        "z": score,
+        "volume": volume,
+        "direction": "up" if value > mean else "down",
+        "note": (
+            f"flat baseline: {metric} was {mean:.6g} in each of the "
+            f"{count} weeks before, so any change stands out (no z)"
+        )
+        if flat
+        else None,
+    }
+
+
+def _strongest_first(found: Mapping[str, Any]) -> tuple:
+    """Flat-baseline breaks first, then by |z| descending; ties by metric, scope, week."""
+    return (
+        found["z"] is not None,
+        -abs(found["z"] or 0.0),
+        found["metric"],
+        [(key, str(value)) for key, value in sorted(found["scope"].items())],
+        found["week"],
+    )
 
 
 def _trailing_stats(
@@ -289,20 +336,6 @@ def _trailing_stats(
 
 def _numbers(column: pd.Series) -> np.ndarray:
     return pd.to_numeric(column, errors="coerce").astype("float64").to_numpy()
-
-
-def _plain(value: Any) -> Any:
-    """A scope value as JSON-ready Python (None for missing)."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    try:
-        if pd.isna(value):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return value
 
 
 # --- bottleneck -------------------------------------------------------------------------

@@ -17,14 +17,16 @@ from sqlalchemy import Connection, delete, insert
 
 from pdca.models import Report
 from pdca.settings import PROJECT_ROOT
+from tasks.common.scopes import format_scope
 
 TEMPLATES = PROJECT_ROOT / "reports"
 
 
 @lru_cache
 def environment() -> Environment:
-    """The environment every report renders with (templates are read once)."""
-    return Environment(
+    """The environment every report renders with (templates are read once); the filter
+    `scope_text` writes a scope as every stage does (`tasks.common.scopes.format_scope`)."""
+    env = Environment(
         loader=FileSystemLoader(TEMPLATES),
         autoescape=select_autoescape(enabled_extensions=("html.j2", "html")),
         undefined=StrictUndefined,
@@ -32,6 +34,8 @@ def environment() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    env.filters["scope_text"] = format_scope
+    return env
 
 
 def render(template_name: str, **context: Any) -> str:

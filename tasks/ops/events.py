@@ -14,7 +14,7 @@ baseline or limit), so the notification can say what happened without a second l
 Breach and anomaly events also carry the metric as a resource label (`pdca.metric`),
 because Automations match resource labels, not payloads.
 
-The builders are plain functions over the check result (the dict `flows.check` stores)
+The builders are plain functions over the check result (`tasks.check.result.CheckResult`)
 and the act stage's proposals; `emit` hands them to Prefect, which, inside a flow run,
 relates each event to that run.
 """
@@ -27,6 +27,9 @@ from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+
+from tasks.check.result import CheckResult
+from tasks.common.scopes import scope_without_gaps
 
 VARIANCE_BREACH = "pdca.variance.breach"
 ANOMALY_DETECTED = "pdca.anomaly.detected"
@@ -54,7 +57,7 @@ def campaign_resource(campaign_id: str, period: str, **labels: str) -> dict[str,
     }
 
 
-def variance_breaches(result: Mapping[str, Any]) -> list[EventSpec]:
+def variance_breaches(check: CheckResult) -> list[EventSpec]:
     """One `pdca.variance.breach` per KPI `off_track` (at_risk is only watched, not raised).
 
     `trusted` rides along: a breach on untrusted data is a data problem first.
@@ -62,100 +65,92 @@ def variance_breaches(result: Mapping[str, Any]) -> list[EventSpec]:
     return [
         EventSpec(
             VARIANCE_BREACH,
-            campaign_resource(
-                result["campaign"], result["period"], **{"pdca.metric": kpi["metric"]}
-            ),
+            campaign_resource(check.campaign, check.period, **{"pdca.metric": kpi.metric}),
             {
-                "metric": kpi["metric"],
-                "scope": _scope(kpi.get("scope")),
-                "value": kpi.get("actual"),
-                "target": kpi.get("target"),
-                "variance": kpi.get("variance"),
-                "variance_pct": kpi.get("variance_pct"),
-                "status": kpi["status"],
-                "trusted": bool(result.get("trusted")),
+                "metric": kpi.metric,
+                "scope": scope_without_gaps(kpi.scope),
+                "value": kpi.actual,
+                "target": kpi.target,
+                "variance": kpi.variance,
+                "variance_pct": kpi.variance_pct,
+                "status": kpi.status,
+                "trusted": bool(check.trusted),
             },
         )
-        for kpi in result.get("kpis", [])
-        if kpi.get("status") == "off_track"
+        for kpi in check.kpis
+        if kpi.status == "off_track"
     ]
 
 
-def anomalies_detected(result: Mapping[str, Any]) -> list[EventSpec]:
+def anomalies_detected(check: CheckResult) -> list[EventSpec]:
     """One `pdca.anomaly.detected` per weekly metric ≥ z standard deviations from its
     trailing mean; the baseline mean is the "target" it was compared with."""
     return [
         EventSpec(
             ANOMALY_DETECTED,
-            campaign_resource(
-                result["campaign"], result["period"], **{"pdca.metric": item["metric"]}
-            ),
+            campaign_resource(check.campaign, check.period, **{"pdca.metric": item.metric}),
             {
-                "metric": item["metric"],
-                "scope": _scope(item.get("scope")),
-                "week": item.get("week"),
-                "value": item.get("value"),
-                "baseline_mean": item.get("baseline_mean"),
-                "baseline_std": item.get("baseline_std"),
-                "z": item.get("z"),
-                "trusted": bool(result.get("trusted")),
+                "metric": item.metric,
+                "scope": scope_without_gaps(item.scope),
+                "week": item.week,
+                "value": item.value,
+                "baseline_mean": item.baseline_mean,
+                "baseline_std": item.baseline_std,
+                "z": item.z,
+                "trusted": bool(check.trusted),
             },
         )
-        for item in result.get("anomalies", [])
+        for item in check.anomalies
     ]
 
 
-def data_quality_failures(result: Mapping[str, Any]) -> list[EventSpec]:
+def data_quality_failures(check: CheckResult) -> list[EventSpec]:
     """One `pdca.data_quality.failed` when the period's data are untrusted, listing every
     failed suite (with its failed expectations and their unexpected counts) and every feed
     whose quarantined share is above the limit."""
-    if result.get("trusted", True):
+    if check.trusted:
         return []
-    quality = result.get("data_quality") or {}
+    quality = check.data_quality
     suites = [
         {
-            "suite": suite["name"],
-            "failed": list(suite.get("failed", [])),
+            "suite": suite.name,
+            "failed": list(suite.failed),
             "unexpected": {
-                name: count
-                for name, count in (suite.get("unexpected") or {}).items()
-                if name in suite.get("failed", [])
+                name: count for name, count in suite.unexpected.items() if name in suite.failed
             },
         }
-        for suite in quality.get("suites", [])
-        if not suite.get("success", True)
+        for suite in quality.failed_suites
     ]
     quarantine = [
         {
-            "metric": f"quarantined_share.{entry['feed']}",
-            "feed": entry["feed"],
-            "value": entry.get("share"),
-            "target": entry.get("max_share"),
-            "rows_in": entry.get("rows_in"),
-            "rows_quarantined": entry.get("rows_quarantined"),
+            "metric": f"quarantined_share.{entry.feed}",
+            "feed": entry.feed,
+            "value": entry.share,
+            "target": entry.max_share,
+            "rows_in": entry.rows_in,
+            "rows_quarantined": entry.rows_quarantined,
         }
-        for entry in quality.get("quarantine", [])
-        if not entry.get("success", True)
+        for entry in quality.failed_quarantine
     ]
     return [
         EventSpec(
             DATA_QUALITY_FAILED,
-            campaign_resource(result["campaign"], result["period"]),
+            campaign_resource(check.campaign, check.period),
             {
                 "metric": "data_quality",
                 "value": "failed",
                 "target": "passed",
                 "suites": suites,
                 "quarantine": quarantine,
-                "docs_path": quality.get("docs_path"),
+                "docs_path": quality.docs_path,
             },
         )
     ]
 
 
-def check_events(result: Mapping[str, Any]) -> list[EventSpec]:
+def check_events(check: CheckResult) -> list[EventSpec]:
     """Everything a check result raises: data quality first, then breaches, anomalies."""
-    return [*data_quality_failures(result), *variance_breaches(result), *anomalies_detected(result)]
+    return [*data_quality_failures(check), *variance_breaches(check), *anomalies_detected(check)]
 
 
 def awaiting_approval(
@@ -175,7 +170,7 @@ def awaiting_approval(
             "actions": [
                 {
                     "type": action.get("type"),
-                    "scope": _scope(action.get("scope")),
+                    "scope": scope_without_gaps(action.get("scope")),
                     "params": dict(action.get("params") or {}),
                     "rationale": action.get("rationale"),
                     "expected_impact": action.get("expected_impact"),
@@ -202,9 +197,9 @@ def emit(events: Iterable[EventSpec]) -> int:
 
 
 @task(cache_policy=NO_CACHE)
-def emit_check_events(result: dict[str, Any]) -> int:
+def emit_check_events(check: CheckResult) -> int:
     """Raise the check's findings as events, for Automations and the UI's event feed."""
-    return emit(check_events(result))
+    return emit(check_events(check))
 
 
 def emit_awaiting_approval(campaign_id: str, period: str, actions: Sequence[Mapping]) -> bool:
@@ -212,8 +207,3 @@ def emit_awaiting_approval(campaign_id: str, period: str, actions: Sequence[Mapp
     whether an event was emitted."""
     spec = awaiting_approval(campaign_id, period, actions)
     return spec is not None and emit([spec]) == 1
-
-
-def _scope(scope: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The scope without its empty keys: {} is the whole campaign."""
-    return {key: value for key, value in (scope or {}).items() if value is not None}

@@ -211,26 +211,29 @@ def plan_period_for(today: date) -> Period:
 
 
 @dataclass(frozen=True)
-class ActiveCampaign:
+class CampaignDates:
+    """A campaign's id, time zone and first and last days: what a schedule needs to know
+    whether a stage is due for it."""
+
     campaign_id: str
     timezone: str
     start: date
     end: date
 
 
-def campaigns(conn: Connection) -> list[ActiveCampaign]:
+def campaigns(conn: Connection) -> list[CampaignDates]:
     """Every campaign with its time zone and dates, in id order."""
     rows = conn.execute(
         select(
             Campaign.campaign_id, Campaign.timezone, Campaign.start_date, Campaign.end_date
         ).order_by(Campaign.campaign_id)
     ).all()
-    return [ActiveCampaign(*row) for row in rows]
+    return [CampaignDates(*row) for row in rows]
 
 
 def due_runs(
     stage: str,
-    active: Sequence[ActiveCampaign],
+    active: Sequence[CampaignDates],
     now: datetime | None = None,
     only: Sequence[str] | None = None,
 ) -> list[StageRun]:

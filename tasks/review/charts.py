@@ -24,6 +24,8 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from tasks.check.result import Anomaly
+
 DPI = 100
 FUNNEL_SIZE = (8.0, 3.6)
 TREND_SIZE = (10.0, 5.6)
@@ -78,7 +80,7 @@ def funnel_chart(stages: Sequence[Mapping[str, Any]], title: str) -> bytes:
             text += f"  ({rate:.1%} of previous)"
         axes.text(max(count, 0.8) * 1.1, position, text, va="center", fontsize=9)
     axes.set_xlabel("count in the period (log scale)")
-    axes.set_title(_plain(title), fontsize=11, loc="left")
+    axes.set_title(_literal_text(title), fontsize=11, loc="left")
     axes.spines[["top", "right"]].set_visible(False)
     figure.subplots_adjust(left=0.16, right=0.97, top=0.88, bottom=0.16)
     return _png(figure)
@@ -86,7 +88,7 @@ def funnel_chart(stages: Sequence[Mapping[str, Any]], title: str) -> bytes:
 
 def trend_chart(
     weeks: pd.DataFrame,
-    anomalies: Sequence[Mapping[str, Any]],
+    anomalies: Sequence[Anomaly],
     title: str,
     *,
     period_weeks: Sequence[str] = (),
@@ -98,11 +100,7 @@ def trend_chart(
     columns = 3
     rows = math.ceil(len(metrics) / columns)
     names = [str(week) for week in weeks["week"]] if not weeks.empty else []
-    flagged = {
-        (item["metric"], item["week"]): item
-        for item in anomalies
-        if not any((item.get("scope") or {}).values())
-    }
+    flagged = {(item.metric, item.week): item for item in anomalies if not any(item.scope.values())}
     for index, metric in enumerate(metrics):
         axes = figure.add_subplot(rows, columns, index + 1)
         column = weeks[metric] if metric in weeks.columns else [math.nan] * len(names)
@@ -135,7 +133,7 @@ def trend_chart(
         axes.spines[["top", "right"]].set_visible(False)
         if not names:
             axes.text(0.5, 0.5, "no weeks", ha="center", va="center", transform=axes.transAxes)
-    figure.suptitle(_plain(title), fontsize=11, x=0.01, ha="left")
+    figure.suptitle(_literal_text(title), fontsize=11, x=0.01, ha="left")
     figure.subplots_adjust(left=0.06, right=0.98, top=0.88, bottom=0.08, hspace=0.45, wspace=0.25)
     return _png(figure)
 
@@ -168,7 +166,7 @@ def channel_chart(channels: Sequence[Mapping[str, Any]], title: str) -> bytes:
         axes.spines[["top", "right"]].set_visible(False)
         if not names:
             axes.text(0.5, 0.5, "no channels", ha="center", va="center", transform=axes.transAxes)
-    figure.suptitle(_plain(title), fontsize=11, x=0.01, ha="left")
+    figure.suptitle(_literal_text(title), fontsize=11, x=0.01, ha="left")
     figure.subplots_adjust(left=0.08, right=0.98, top=0.82, bottom=0.12, wspace=0.25)
     return _png(figure)
 
@@ -194,7 +192,7 @@ def _png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def _plain(text: str) -> str:
+def _literal_text(text: str) -> str:
     """`text` as literal characters: matplotlib reads `$…$` as mathematics."""
     return text.replace("$", r"\$")
 

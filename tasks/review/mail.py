@@ -156,7 +156,7 @@ def send_message(
     )
 
 
-def write_outbox(message: EmailMessage, folder: Path, stem: str) -> Delivery:
+def write_eml_file(message: EmailMessage, folder: Path, stem: str) -> Delivery:
     """Write the message as `<folder>/<stem>-<UTC time>.eml` (a new file per send: each
     is a message of its own), as a mail client would save it."""
     folder.mkdir(parents=True, exist_ok=True)

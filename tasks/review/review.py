@@ -19,11 +19,9 @@ on the shared base layout and macros, rendered by `tasks.common.reports` (autoes
 
 from __future__ import annotations
 
-import html
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -31,12 +29,24 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection, insert, select
 
-from pdca.models import AuditEntry, Campaign, CheckResult
+from pdca.models import AuditEntry, Campaign
+from pdca.models import CheckResult as CheckRow
 from tasks.act.actions import period_actions
 from tasks.act.sop import sop_versions
-from tasks.check.check import read_rollups, records
+from tasks.check.check import read_rollups
 from tasks.check.findings import stage_rates
+from tasks.check.result import (
+    Anomaly,
+    Bottleneck,
+    CheckResult,
+    ExperimentResult,
+    FunnelRow,
+    Kpi,
+    RejectReason,
+    summarise,
+)
 from tasks.common import metrics
+from tasks.common.jsonable import jsonable, jsonable_records
 from tasks.common.periods import Period
 from tasks.common.reports import record_report, render
 from tasks.review.charts import (
@@ -80,7 +90,7 @@ CHANNEL_COLUMNS = (
 
 
 @dataclass(frozen=True)
-class ActiveCampaign:
+class ReviewedCampaign:
     """A campaign whose dates overlap the period, with the spec fields the review uses."""
 
     campaign_id: str
@@ -96,19 +106,19 @@ class ActiveCampaign:
 class CampaignReview:
     """One campaign's part of the review, every value ready for a template."""
 
-    campaign: ActiveCampaign
+    campaign: ReviewedCampaign
     checked: bool
     checked_at: datetime | None = None
     trusted: bool | None = None
-    kpis: list[dict[str, Any]] = field(default_factory=list)
+    kpis: list[Kpi] = field(default_factory=list)
     funnel: list[dict[str, Any]] = field(default_factory=list)
     channels: list[dict[str, Any]] = field(default_factory=list)
     trend: pd.DataFrame = field(default_factory=pd.DataFrame)
-    anomalies: list[dict[str, Any]] = field(default_factory=list)
+    anomalies: list[Anomaly] = field(default_factory=list)
     asset_quality: list[dict[str, Any]] = field(default_factory=list)
-    experiments: list[dict[str, Any]] = field(default_factory=list)
-    bottleneck: dict[str, Any] | None = None
-    reject_reasons: list[dict[str, Any]] = field(default_factory=list)
+    experiments: list[ExperimentResult] = field(default_factory=list)
+    bottleneck: Bottleneck | None = None
+    reject_reasons: list[RejectReason] = field(default_factory=list)
     actions: list[dict[str, Any]] = field(default_factory=list)
     sop_changes: list[dict[str, Any]] = field(default_factory=list)
     data_quality: dict[str, Any] = field(default_factory=dict)
@@ -123,17 +133,22 @@ class CampaignReview:
     def name(self) -> str:
         return self.campaign.name
 
+    @property
+    def bottleneck_stage(self) -> str:
+        """The bottleneck's stage, or 'none'."""
+        return (self.bottleneck.stage if self.bottleneck else None) or "none"
+
     def status_counts(self) -> dict[str, int]:
         """How many of the campaign-scope KPIs are on track, at risk, off track."""
         counts = dict.fromkeys(("on_track", "at_risk", "off_track"), 0)
         for kpi in self.campaign_kpis():
-            if kpi["status"] in counts:
-                counts[kpi["status"]] += 1
+            if kpi.status in counts:
+                counts[kpi.status] += 1
         return counts
 
-    def campaign_kpis(self) -> list[dict[str, Any]]:
+    def campaign_kpis(self) -> list[Kpi]:
         """The KPIs of the campaign as a whole (no channel or segment in their scope)."""
-        return [kpi for kpi in self.kpis if not any((kpi.get("scope") or {}).values())]
+        return [kpi for kpi in self.kpis if kpi.is_campaign_wide]
 
 
 @dataclass
@@ -149,10 +164,10 @@ class Review:
     def recipients(self) -> list[str]:
         return review_recipients(review.campaign for review in self.campaigns)
 
-    def overview_kpis(self) -> list[dict[str, Any]]:
+    def overview_kpis(self) -> list[Kpi]:
         """Every campaign's campaign-scope KPIs, the campaign named in the scope."""
         return [
-            {**kpi, "scope": {"campaign": review.name}}
+            replace(kpi, scope={"campaign": review.name})
             for review in self.campaigns
             for kpi in review.campaign_kpis()
         ]
@@ -161,7 +176,7 @@ class Review:
 # --- which campaigns, which results ------------------------------------------------------
 
 
-def active_campaigns(conn: Connection, period: Period) -> list[ActiveCampaign]:
+def active_campaigns(conn: Connection, period: Period) -> list[ReviewedCampaign]:
     """The campaigns whose dates overlap the period (start and end days inclusive), by id.
 
     The dates are the spec's local days and the period's days are local too, so the
@@ -181,7 +196,7 @@ def active_campaigns(conn: Connection, period: Period) -> list[ActiveCampaign]:
         .order_by(Campaign.campaign_id)
     ).all()
     return [
-        ActiveCampaign(
+        ReviewedCampaign(
             campaign_id=row.campaign_id,
             name=row.name,
             start=row.start_date,
@@ -196,19 +211,19 @@ def active_campaigns(conn: Connection, period: Period) -> list[ActiveCampaign]:
 
 def stored_checks(
     conn: Connection, campaign_ids: Sequence[str], period: str
-) -> dict[str, tuple[dict[str, Any], datetime]]:
+) -> dict[str, tuple[CheckResult, datetime]]:
     """campaign id → (stored check result, checked_at) of the period, where there is one."""
     if not campaign_ids:
         return {}
     rows = conn.execute(
-        select(CheckResult.campaign_id, CheckResult.result, CheckResult.checked_at).where(
-            CheckResult.campaign_id.in_(list(campaign_ids)), CheckResult.period == period
+        select(CheckRow.campaign_id, CheckRow.result, CheckRow.checked_at).where(
+            CheckRow.campaign_id.in_(list(campaign_ids)), CheckRow.period == period
         )
     ).all()
-    return {row.campaign_id: (row.result, row.checked_at) for row in rows}
+    return {row.campaign_id: (CheckResult.from_json(row.result), row.checked_at) for row in rows}
 
 
-def review_recipients(campaigns: Iterable[ActiveCampaign]) -> list[str]:
+def review_recipients(campaigns: Iterable[ReviewedCampaign]) -> list[str]:
     """The union of the campaigns' `recipients`, each address once (case-insensitively),
     sorted: one e-mail goes to everyone who follows any of the campaigns."""
     seen: dict[str, str] = {}
@@ -223,9 +238,9 @@ def review_recipients(campaigns: Iterable[ActiveCampaign]) -> list[str]:
 
 def review_campaign(
     conn: Connection,
-    campaign: ActiveCampaign,
+    campaign: ReviewedCampaign,
     period: Period,
-    stored: tuple[dict[str, Any], datetime] | None,
+    stored: tuple[CheckResult, datetime] | None,
     trend_weeks: Sequence[str],
 ) -> CampaignReview:
     """The campaign's review from its stored check result and what the database adds.
@@ -240,19 +255,17 @@ def review_campaign(
     if stored is None:
         review.note = f"no check result for {period.name}: the check could not run"
         return review
-    result, review.checked_at = stored
-    review.trusted = bool(result.get("trusted"))
-    review.kpis = list(result.get("kpis") or [])
-    review.funnel = funnel_stages(result.get("funnel") or [])
-    review.channels = channel_economics(result.get("funnel") or [])
-    review.anomalies = list(result.get("anomalies") or [])
+    check, review.checked_at = stored
+    review.trusted = bool(check.trusted)
+    review.kpis = list(check.kpis)
+    review.funnel = funnel_stages(check.funnel)
+    review.channels = channel_cac_roi(check.funnel)
+    review.anomalies = list(check.anomalies)
     review.asset_quality = asset_quality(review.kpis, campaign.max_overdue_rate_30)
-    review.experiments = list(result.get("experiments") or [])
-    review.bottleneck = result.get("bottleneck")
-    review.reject_reasons = [
-        row for row in result.get("reject_reasons") or [] if row.get("channel") is None
-    ]
-    review.data_quality = data_quality_summary(result)
+    review.experiments = list(check.experiments)
+    review.bottleneck = check.bottleneck
+    review.reject_reasons = check.overall_reject_reasons
+    review.data_quality = data_quality_summary(check)
     return review
 
 
@@ -276,7 +289,7 @@ def weekly_trend(conn: Connection, campaign_id: str, weeks: Sequence[str]) -> pd
     return frame
 
 
-def funnel_stages(funnel_rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def funnel_stages(funnel_rows: Sequence[FunnelRow]) -> list[dict[str, Any]]:
     """The period's funnel summed over channel, segment and variant: each stage's count and
     the rate from the stage before it (the contract's rates; delivered → applications is
     the application_rate, not applications / responded)."""
@@ -285,77 +298,72 @@ def funnel_stages(funnel_rows: Sequence[Mapping[str, Any]]) -> list[dict[str, An
     return [
         {
             "label": count,
-            "count": _clean(totals[count]),
+            "count": _template_number(totals[count]),
             "rate_name": rate,
-            "rate": _clean(rates[rate]) if rate else None,
+            "rate": _template_number(rates[rate]) if rate else None,
         }
         for count, rate in FUNNEL_STAGES
     ]
 
 
-def channel_economics(funnel_rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def channel_cac_roi(funnel_rows: Sequence[FunnelRow]) -> list[dict[str, Any]]:
     """Per channel: volumes, cost, CAC (cost per disbursement) and ROI, from the check's
     funnel rows summed to the channel (the contract's definitions, via `metrics.rollup`)."""
     if not funnel_rows:
         return []
-    frame = metrics.rollup(pd.DataFrame(list(funnel_rows)), ["channel"])
+    frame = metrics.rollup(_funnel_frame(funnel_rows), ["channel"])
     frame = frame[(frame["touches"] > 0) | (frame["applications"] > 0)]
-    return records(frame[list(CHANNEL_COLUMNS)])
+    return jsonable_records(frame[list(CHANNEL_COLUMNS)])
 
 
-def asset_quality(kpis: Sequence[Mapping[str, Any]], limit: float | None) -> list[dict[str, Any]]:
+def asset_quality(kpis: Sequence[Kpi], limit: float | None) -> list[dict[str, Any]]:
     """overdue_rate_30 at each scope the check measured it, with its target and the spec's
     risk limit (`max_overdue_rate_30`): `above_limit` says whether the scope breaches it."""
-    rows = []
-    for kpi in kpis:
-        if kpi["metric"] != "overdue_rate_30":
-            continue
-        actual = kpi.get("actual")
-        rows.append(
-            {
-                "scope": kpi.get("scope") or {},
-                "actual": actual,
-                "target": kpi.get("target"),
-                "limit": limit,
-                "above_limit": None if actual is None or limit is None else actual > limit,
-                "status": kpi.get("status"),
-            }
-        )
-    return rows
+    return [
+        {
+            "scope": kpi.scope,
+            "actual": kpi.actual,
+            "target": kpi.target,
+            "limit": limit,
+            "above_limit": None if kpi.actual is None or limit is None else kpi.actual > limit,
+            "status": kpi.status,
+        }
+        for kpi in kpis
+        if kpi.metric == "overdue_rate_30"
+    ]
 
 
-def data_quality_summary(result: Mapping[str, Any]) -> dict[str, Any]:
+def data_quality_summary(check: CheckResult) -> dict[str, Any]:
     """Trust, and what broke it: the failed suites with their failed expectations and the
     feeds quarantined above the limit (never the failing values themselves: they can be
     customer data)."""
-    quality = result.get("data_quality") or {}
-    suites = quality.get("suites") or []
+    summary = summarise(check)
     failed = [
-        {"name": suite["name"], "failed": ", ".join(suite.get("failed") or [])}
-        for suite in suites
-        if not suite.get("success")
+        {"name": suite.name, "failed": ", ".join(suite.failed)} for suite in summary.failed_suites
     ]
     quarantine = [
         {
-            "feed": entry.get("feed"),
-            "rows_in": entry.get("rows_in"),
-            "rows_quarantined": entry.get("rows_quarantined"),
-            "share": entry.get("share"),
-            "max_share": entry.get("max_share"),
+            "feed": entry.feed,
+            "rows_in": entry.rows_in,
+            "rows_quarantined": entry.rows_quarantined,
+            "share": entry.share,
+            "max_share": entry.max_share,
         }
-        for entry in quality.get("quarantine") or []
-        if not entry.get("success")
+        for entry in summary.failed_quarantine
     ]
     return {
-        "trusted": bool(result.get("trusted")),
-        "suites": len(suites),
+        "trusted": bool(summary.trusted),
+        "suites": len(check.data_quality.suites),
         "suites_failed": failed,
         "quarantine_failed": quarantine,
     }
 
 
 def sop_changes(
-    conn: Connection, campaign: ActiveCampaign, period: Period, actions: Sequence[Mapping[str, Any]]
+    conn: Connection,
+    campaign: ReviewedCampaign,
+    period: Period,
+    actions: Sequence[Mapping[str, Any]],
 ) -> list[dict[str, Any]]:
     """The campaign's SOP versions made for the period: those whose own changelog entries
     apply one of the period's `actions` (the act stage writes a period's lessons after the
@@ -533,46 +541,21 @@ def record_review(conn: Connection, period: str, path: Path, actor: str) -> None
     conn.commit()
 
 
-def summary_markdown(review: Review, path: Path) -> str:
-    """The Prefect artifact: one line per campaign and where the report is. Campaign names
-    are escaped: the UI renders the markdown's HTML."""
-    lines = [
-        f"# Weekly review {review.period.name}",
-        "",
-        f"Report: `{path}`",
-        "",
-        "| campaign | data | on track | at risk | off track | anomalies | bottleneck | actions |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for item in review.campaigns:
-        counts = item.status_counts()
-        data = "no check" if not item.checked else ("trusted" if item.trusted else "UNTRUSTED")
-        stage = (item.bottleneck or {}).get("stage") or "none"
-        lines.append(
-            f"| {_markdown_cell(item.name)} ({item.campaign_id}) | {data} | "
-            f"{counts['on_track']} | {counts['at_risk']} | {counts['off_track']} | "
-            f"{len(item.anomalies)} | {stage} | {len(item.actions)} |"
-        )
-    if not review.campaigns:
-        lines.append("| (no active campaign) | | | | | | | |")
-    return "\n".join(lines) + "\n"
-
-
-def _markdown_cell(text: str) -> str:
-    return html.escape(text).replace("|", "\\|")
-
-
-def _totals(funnel_rows: Sequence[Mapping[str, Any]]) -> pd.Series:
+def _totals(funnel_rows: Sequence[FunnelRow]) -> pd.Series:
     if not funnel_rows:
         return pd.Series(dict.fromkeys(metrics.COUNTS, 0))
-    return metrics.rollup(pd.DataFrame(list(funnel_rows)), []).iloc[0]
+    return metrics.rollup(_funnel_frame(funnel_rows), []).iloc[0]
 
 
-def _clean(value: Any) -> Any:
-    """A number for a template: Python int/float, None for NaN."""
-    if value is None:
-        return None
-    number = float(value)
-    if not math.isfinite(number):
-        return None
-    return int(number) if number.is_integer() and abs(number) < 2**53 else number
+def _funnel_frame(funnel_rows: Sequence[FunnelRow]) -> pd.DataFrame:
+    """The check's funnel rows as the frame `metrics.rollup` sums."""
+    return pd.DataFrame([row.to_json() for row in funnel_rows])
+
+
+def _template_number(value: Any) -> int | float | None:
+    """A number as the templates format it: a whole number as an int (`1,100`, never
+    `1,100.0` or `70.0`), None where it cannot be known (the JSON cleaner's NaN rule)."""
+    number = jsonable(value)
+    if isinstance(number, float) and number.is_integer() and abs(number) < 2**53:
+        return int(number)
+    return number

@@ -19,6 +19,7 @@ implies:
 from __future__ import annotations
 
 import csv
+import json
 import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -43,6 +44,7 @@ from pdca.models import (
     WeeklyRollup,
 )
 from pdca.synthetic.demo_history import CAMPAIGN_ID, TIMEZONE, write_demo_feeds
+from tasks.check import result as check_result
 from tasks.common import metrics
 from tasks.common.campaigns import get_campaign_spec
 from tasks.common.periods import Period
@@ -487,6 +489,37 @@ class TestDataQuality:
                 )
             ).scalar_one()
         assert trusted is False
+
+
+class TestTypedResult:
+    """The typed result reads back every real check result and writes it out unchanged:
+    `pdca check --json` prints `to_json()`, so its keys, order and values are today's."""
+
+    @pytest.mark.parametrize("name", ["week", "march", "collapsed", "lifted", "quarantined"])
+    def test_json_round_trip_is_byte_identical(self, checked: Checked, name: str) -> None:
+        document = checked.results[name]
+        typed = check_result.CheckResult.from_json(document)
+        assert typed.to_json() == document
+        assert json.dumps(typed.to_json(), indent=2) == json.dumps(document, indent=2)
+
+    def test_the_cases_cover_every_shape(self, checked: Checked) -> None:
+        """With and without targets, trusted and not, a found bottleneck."""
+        results = checked.results
+        assert {k["status"] for k in results["march"]["kpis"]} == {"no_target"}
+        assert "note" in results["week"]["kpis"][0]
+        assert results["quarantined"]["trusted"] is False
+        assert results["week"]["bottleneck"]["stage"] is not None
+
+    def test_the_stored_result_reads_back(self, checked: Checked) -> None:
+        with checked.engine.connect() as conn:
+            stored = conn.execute(
+                select(CheckResult.result).where(
+                    CheckResult.campaign_id == CAMPAIGN_ID, CheckResult.period == str(MARCH)
+                )
+            ).scalar_one()
+        typed = check_result.CheckResult.from_json(stored)
+        assert typed.to_json() == stored == checked.results["broken_split"]
+        assert typed.experiments[0].decision == "srm_invalid"
 
 
 # --- the experiment's split after a promotion ------------------------------------------------

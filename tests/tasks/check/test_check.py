@@ -11,7 +11,6 @@ from sqlalchemy import Engine, insert, select
 from pdca.models import Customer, Plan, Target, Touch, WeeklyRollup
 from tasks.check.check import (
     ROLLUP_COLUMNS,
-    clean,
     current_targets,
     kpi_actuals,
     read_rollups,
@@ -209,26 +208,6 @@ class TestKpiActuals:
         assert phone["complaint_rate"] == 0.0
         farmer = actuals[actuals["segment"] == "farmer"].iloc[0]
         assert pd.isna(farmer["overdue_rate_30"]), "no seasoned loans: no rate"
-
-
-class TestClean:
-    @pytest.mark.parametrize(
-        ("value", "expected"),
-        [
-            (float("nan"), None),
-            (float("inf"), None),
-            (pd.NA, None),
-            ({"a": [1.5, float("-inf")]}, {"a": [1.5, None]}),
-        ],
-    )
-    def test_json_safe(self, value, expected) -> None:
-        assert clean(value) is expected or clean(value) == expected
-
-    def test_numpy_scalars_become_python(self) -> None:
-        import numpy as np
-
-        assert type(clean(np.int64(3))) is int
-        assert type(clean(np.float64(0.5))) is float
 
 
 def test_rollup_week_names_sort_in_time_order() -> None:

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from tasks.check.result import CheckResult
 from tasks.ops.events import (
     ANOMALY_DETECTED,
     AWAITING_APPROVAL,
@@ -38,7 +39,7 @@ def kpi(metric: str, status: str, **scope) -> dict:
     }
 
 
-def result(**fields) -> dict:
+def result(**fields) -> CheckResult:
     base = {
         "campaign": "c1",
         "period": "2026-W10",
@@ -47,7 +48,7 @@ def result(**fields) -> dict:
         "kpis": [],
         "anomalies": [],
     }
-    return {**base, **fields}
+    return CheckResult.from_json({**base, **fields})
 
 
 QUALITY = {
@@ -217,12 +218,12 @@ def test_check_and_act_events_reach_the_server(prefect_server, tmp_path, sqlite_
         patch.setenv("PDCA_OUTPUT_DIR", str(tmp_path / "out"))
         state = check_flow(CAMPAIGN_ID, UNTRUSTED_WEEK, return_state=True)
         assert state.is_completed(), state.message
-        checked = state.result()
+        checked = CheckResult.from_json(state.result())
         assert act_stand_in() is True
         events = read_pdca_events(CAMPAIGN_ID, expected=len(check_events(checked)) + 1)
     world.engine.dispose()
 
-    assert not checked["trusted"], "the small world's first week should be untrusted"
+    assert not checked.trusted, "the small world's first week should be untrusted"
     names = sorted(e.event for e in events)
     expected = sorted([e.event for e in check_events(checked)] + [AWAITING_APPROVAL])
     assert names == expected

@@ -11,7 +11,7 @@ import pytest
 
 from pdca.errors import UserError
 from tasks.ops.operations import (
-    ActiveCampaign,
+    CampaignDates,
     Outcome,
     StageRun,
     check_period_for,
@@ -96,8 +96,8 @@ class TestRunAll:
         assert all(o.seconds > 0 for o in report.outcomes)
 
 
-SHANGHAI = ActiveCampaign("cn", "Asia/Shanghai", date(2026, 3, 2), date(2026, 5, 31))
-NEW_YORK = ActiveCampaign("us", "America/New_York", date(2026, 3, 2), date(2026, 3, 31))
+SHANGHAI = CampaignDates("cn", "Asia/Shanghai", date(2026, 3, 2), date(2026, 5, 31))
+NEW_YORK = CampaignDates("us", "America/New_York", date(2026, 3, 2), date(2026, 3, 31))
 
 
 class TestDueRuns:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 import io
 import math
+from dataclasses import replace
 
 import pandas as pd
 import pytest
 from PIL import Image
 
+from tasks.check.result import Anomaly
 from tasks.review.charts import (
     CHANNEL_SIZE,
     DPI,
@@ -38,7 +40,7 @@ WEEKS = pd.DataFrame(
         "application_rate": [0.02] * 9 + [0.08],
     }
 )
-ANOMALY = {"metric": "application_rate", "week": "2026-W12", "scope": {}, "z": 9.0}
+ANOMALY = Anomaly(metric="application_rate", week="2026-W12", scope={}, z=9.0)
 
 
 def decoded(png: bytes) -> Image.Image:
@@ -84,7 +86,7 @@ class TestTrendChart:
         assert reds(ringed) > reds(plain) + 20
 
     def test_a_channel_anomaly_is_not_ringed_on_the_campaign_total(self) -> None:
-        channel = {**ANOMALY, "scope": {"channel": "sms"}}
+        channel = replace(ANOMALY, scope={"channel": "sms"})
         assert trend_chart(WEEKS, [channel], "Trend") == trend_chart(WEEKS, [], "Trend")
 
     @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ from tasks.review.mail import (
     content_ids,
     is_transient,
     send_message,
-    write_outbox,
+    write_eml_file,
 )
 from tests.servers import free_port, smtp_server
 
@@ -182,7 +182,7 @@ class TestIsTransient:
 class TestOutbox:
     def test_eml_parses_back_whole(self, tmp_path: Path) -> None:
         message = review_message()
-        delivery = write_outbox(message, tmp_path / "outbox", "weekly-review-2026-W12")
+        delivery = write_eml_file(message, tmp_path / "outbox", "weekly-review-2026-W12")
         assert delivery.transport == "outbox"
         assert delivery.path.parent == (tmp_path / "outbox").resolve()
         assert re.fullmatch(r"weekly-review-2026-W12-\d{8}T\d{12}Z\.eml", delivery.path.name)
@@ -194,8 +194,8 @@ class TestOutbox:
         assert [part.get_content() for part in images] == [PNG, PNG]
 
     def test_two_sends_two_files(self, tmp_path: Path) -> None:
-        first = write_outbox(review_message(), tmp_path, "weekly-review-2026-W12")
-        second = write_outbox(review_message(), tmp_path, "weekly-review-2026-W12")
+        first = write_eml_file(review_message(), tmp_path, "weekly-review-2026-W12")
+        second = write_eml_file(review_message(), tmp_path, "weekly-review-2026-W12")
         assert first.path != second.path and len(list(tmp_path.glob("*.eml"))) == 2
 
 

@@ -17,13 +17,16 @@ import pytest
 from sqlalchemy import Connection, Engine, func, insert, select
 
 from pdca.models import Action, AuditEntry, CheckResult, Report, SopVersion, WeeklyRollup
+from tasks.check import result as check_result
+from tasks.check.result import FunnelRow
 from tasks.common.periods import Period
+from tasks.review.artifacts import summary_markdown
 from tasks.review.review import (
     CampaignReview,
     Review,
     active_campaigns,
     asset_quality,
-    channel_economics,
+    channel_cac_roi,
     data_quality_summary,
     funnel_stages,
     measured_lines,
@@ -33,7 +36,6 @@ from tasks.review.review import (
     review_recipients,
     sop_changes,
     stored_checks,
-    summary_markdown,
     trend_week_names,
 )
 from tests.scenario import CAMPAIGN_ID, apply, spec_dict
@@ -179,6 +181,11 @@ RESULT = {
         {"channel": "sms", "reason": "low_score", "count": 8, "share": 0.8},
     ],
 }
+
+
+CHECK = check_result.CheckResult.from_json(RESULT)
+"""The stored result as the review reads it."""
+FUNNEL_ROWS = CHECK.funnel
 
 
 def rollup(week: str, channel: str, touches: int, delivered: int, applications: int) -> dict:
@@ -327,7 +334,7 @@ class TestWhichCampaigns:
             stored = stored_checks(conn, [CAMPAIGN_ID, SCRIPT_ID], PERIOD.name)
             assert stored_checks(conn, [], PERIOD.name) == {}
         assert list(stored) == [CAMPAIGN_ID]
-        assert stored[CAMPAIGN_ID][0]["kpis"][0]["metric"] == "touches"
+        assert stored[CAMPAIGN_ID][0].kpis[0].metric == "touches"
 
     def test_recipients_are_the_union_once_each(self, engine: Engine, world) -> None:
         with engine.connect() as conn:
@@ -343,7 +350,7 @@ class TestWhichCampaigns:
 
 class TestCampaignReview:
     def test_funnel_stages_from_the_check_result(self) -> None:
-        stages = {stage["label"]: stage for stage in funnel_stages(FUNNEL)}
+        stages = {stage["label"]: stage for stage in funnel_stages(FUNNEL_ROWS)}
         assert [stage["count"] for stage in stages.values()] == [1100, 980, 130, 32, 16, 11]
         assert stages["touches"]["rate"] is None
         assert stages["delivered"]["rate"] == pytest.approx(980 / 1100)
@@ -352,13 +359,21 @@ class TestCampaignReview:
         assert stages["approved"]["rate"] == pytest.approx(0.5)
         assert stages["disbursements"]["rate"] == pytest.approx(11 / 16)
 
+    def test_whole_counts_are_ints_for_the_templates(self) -> None:
+        """A count summed as a float (70.0) is shown as 70, never 70.0."""
+        rows = [
+            FunnelRow.from_json({**row, "responded": float(row["responded"])}) for row in FUNNEL
+        ]
+        stages = {stage["label"]: stage for stage in funnel_stages(rows)}
+        assert type(stages["responded"]["count"]) is int and stages["responded"]["count"] == 130
+
     def test_empty_funnel(self) -> None:
         stages = funnel_stages([])
         assert [stage["count"] for stage in stages] == [0] * 6
         assert all(stage["rate"] is None for stage in stages)
 
     def test_channel_cac_and_roi(self) -> None:
-        channels = {row["channel"]: row for row in channel_economics(FUNNEL)}
+        channels = {row["channel"]: row for row in channel_cac_roi(FUNNEL_ROWS)}
         assert list(channels) == ["phone", "sms"]
         assert channels["sms"]["applications"] == 20 and channels["sms"]["disbursements"] == 7
         assert channels["sms"]["cac"] == pytest.approx(50 / 7)
@@ -367,20 +382,20 @@ class TestCampaignReview:
         assert channels["phone"]["roi"] == pytest.approx((2000 - 800) / 800)
 
     def test_a_channel_without_disbursements_has_no_cac(self) -> None:
-        row = {**FUNNEL[0], "disbursements": 0}
-        assert channel_economics([row])[0]["cac"] is None
+        row = FunnelRow.from_json({**FUNNEL[0], "disbursements": 0})
+        assert channel_cac_roi([row])[0]["cac"] is None
 
     def test_asset_quality_against_the_risk_limit(self) -> None:
-        rows = asset_quality(RESULT["kpis"], 0.03)
+        rows = asset_quality(CHECK.kpis, 0.03)
         assert [(row["actual"], row["above_limit"]) for row in rows] == [
             (0.04, True),
             (0.02, False),
         ]
         assert [row["status"] for row in rows] == ["off_track", "on_track"]
-        assert asset_quality(RESULT["kpis"], None)[0]["above_limit"] is None
+        assert asset_quality(CHECK.kpis, None)[0]["above_limit"] is None
 
     def test_data_quality_without_the_failing_values(self) -> None:
-        summary = data_quality_summary(RESULT)
+        summary = data_quality_summary(CHECK)
         assert summary["trusted"] is False and summary["suites"] == 2
         assert summary["suites_failed"] == [
             {"name": "decisions", "failed": "reject_reason: must not be null"}
@@ -395,13 +410,14 @@ class TestCampaignReview:
         assert spring.checked and spring.trusted is False
         assert spring.checked_at == datetime(2026, 3, 23, 1)
         assert spring.status_counts() == {"on_track": 1, "at_risk": 1, "off_track": 1}
-        assert [k["metric"] for k in spring.campaign_kpis()] == [
+        assert [k.metric for k in spring.campaign_kpis()] == [
             "touches",
             "cac",
             "overdue_rate_30",
         ]
-        assert spring.bottleneck["stage"] == "approval"
-        assert spring.reject_reasons == [RESULT["reject_reasons"][0]]
+        assert spring.bottleneck.stage == "approval"
+        assert spring.reject_reasons == [CHECK.reject_reasons[0]]
+        assert spring.reject_reasons[0].to_json() == RESULT["reject_reasons"][0]
         assert len(spring.anomalies) == 1
 
     def test_trend_from_the_rollups_from_the_campaigns_first_week(
