@@ -12,11 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
+from prefect.states import Failed, State
 
 from flows.act import act_flow
 from flows.check import check_flow
 from flows.plan import plan_flow
-from flows.weekly_review import weekly_review_flow
+from flows.weekly_review import review_outcome, weekly_review_flow
 from tasks.common.periods import Period
 
 
@@ -26,14 +27,17 @@ def cycle_flow(
     period: str,
     auto_approve: bool = False,
     send_review: bool = False,
-) -> dict[str, Any]:
+) -> dict[str, Any] | State:
     """Check and act on `period`, plan the period after it, review `period`."""
     following = str(Period.parse(period).shifted(1))
     checked = check_flow(campaign_id=campaign_id, period=period)
     acted = act_flow(campaign_id=campaign_id, period=period, auto_approve=auto_approve)
     planned = plan_flow(campaign_id=campaign_id, period=following)
-    reviewed = weekly_review_flow(period=period, send=send_review)
-    return {"check": checked, "act": acted, "plan": planned, "review": reviewed}
+    reviewed = weekly_review_flow(period=period, send=send_review, return_state=True)
+    result = {"check": checked, "act": acted, "plan": planned, "review": review_outcome(reviewed)}
+    if reviewed.is_failed():  # the cycle's work is not done when its review failed
+        return Failed(message=f"weekly review: {reviewed.message}", data=result)
+    return result
 
 
 if __name__ == "__main__":

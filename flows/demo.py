@@ -101,7 +101,12 @@ def run_first_cycle_day(spec_path: Path, weeks: int) -> list[str]:
     monday = spec.start + timedelta(weeks=weeks)
     week = Period.week_of(monday)
     checked_plan = plan_flow(campaign_id=spec.id, period=str(week.shifted(-1)))
-    cycle = cycle_flow(campaign_id=spec.id, period=str(week.shifted(-1)), auto_approve=True)
+    ran = cycle_flow(
+        campaign_id=spec.id, period=str(week.shifted(-1)), auto_approve=True, return_state=True
+    )
+    if ran.is_failed():
+        raise RuntimeError(f"the demo's cycle failed: {ran.message}")
+    cycle = ran.result()
     window = next(iter(spec.contact_policy.windows))
     batches = dispatch_flow(
         campaign_id=spec.id,

@@ -201,7 +201,7 @@ def scheduled_review_flow(
     from flows.weekly_review import weekly_review_flow
 
     period = review_period_for(local_day(timezone, as_of))
-    return weekly_review_flow(period=str(period), send=send)
+    return weekly_review_flow(period=str(period), send=send, return_state=True)  # its state
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed, State
 from prefect.tasks import exponential_backoff
 from sqlalchemy import Connection, insert
 
@@ -158,8 +159,12 @@ def audit_email(conn: Connection, period: str, actor: str, detail: dict[str, Any
 
 
 @flow(name="weekly-review", flow_run_name="weekly review {period}")
-def weekly_review_flow(period: str, send: bool = False, actor: str = "review") -> dict[str, Any]:
-    """Review `period` across the active campaigns; with `send`, e-mail it."""
+def weekly_review_flow(
+    period: str, send: bool = False, actor: str = "review"
+) -> dict[str, Any] | State:
+    """Review `period` across the active campaigns; with `send`, e-mail it. The run ends
+    Failed, with the reasons, when a campaign could not be checked or the e-mail did not
+    go out (call with `return_state=True` and read it with `review_outcome`)."""
     settings = get_settings()
     parsed = Period.parse(period)
     engine = make_engine(settings.database_url)
@@ -180,7 +185,7 @@ def weekly_review_flow(period: str, send: bool = False, actor: str = "review") -
     publish_review(review, path, problems)
     for problem in problems:
         get_run_logger().warning(problem)
-    return {
+    result = {
         "period": period,
         "campaigns": [part.campaign_id for part in review.campaigns],
         "path": str(path),
@@ -188,6 +193,18 @@ def weekly_review_flow(period: str, send: bool = False, actor: str = "review") -
         "delivery": None if delivery is None else delivery.audit_detail(),
         "problems": problems,
     }
+    if problems:  # the report exists, but its work failed: the UI and automations must see it
+        return Failed(message="; ".join(problems), data=result)
+    return result
+
+
+def review_outcome(state: State) -> dict[str, Any]:
+    """A weekly review run's result, whether it completed or failed with problems (a
+    Failed state still carries the report's path and the problems); a crash raises."""
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, dict):
+        return result
+    raise result if isinstance(result, BaseException) else RuntimeError(state.message)
 
 
 def deliver(

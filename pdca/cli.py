@@ -250,6 +250,13 @@ def check(
         _print_json(checked.to_json())
     else:
         _print_check(checked)
+    if checked.data_quality.no_data:
+        typer.echo(
+            f"{campaign} {period}: no data: not a single feed row in the period, so nothing "
+            "was checked (the result is no_data, not trusted)",
+            err=True,
+        )
+        raise typer.Exit(1)
     if not checked.trusted:
         if not as_json:
             typer.echo(
@@ -337,10 +344,11 @@ def review(
 
     Period.parse(period)  # a bad period is bad usage: refuse before starting Prefect
     _ready_engine().dispose()
-    from flows.weekly_review import weekly_review_flow
+    from flows.weekly_review import review_outcome, weekly_review_flow
 
     who = os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown"
-    result = weekly_review_flow(period=period, send=send, actor=f"cli:{who}")
+    state = weekly_review_flow(period=period, send=send, actor=f"cli:{who}", return_state=True)
+    result = review_outcome(state)
     typer.echo(f"report: {result['path']}")
     delivery = result["delivery"]
     if delivery and delivery["transport"] == "outbox":
@@ -355,6 +363,12 @@ def review(
         raise typer.Exit(1)
 
 
+def _trust_label(check: CheckResult) -> str:
+    if check.data_quality.no_data:
+        return "NO DATA"
+    return "trusted" if check.trusted else "UNTRUSTED"
+
+
 def _print_check(check: CheckResult) -> None:
     """The check in a few lines: trust, totals, KPIs off track, anomalies, test, bottleneck."""
     from tasks.check.result import summarise
@@ -364,7 +378,7 @@ def _print_check(check: CheckResult) -> None:
     total = summary.totals
     typer.echo(
         f"check {check.campaign} {check.period}: "
-        f"{'trusted' if check.trusted else 'UNTRUSTED'}; touches {total['touches']:,}, "
+        f"{_trust_label(check)}; touches {total['touches']:,}, "
         f"delivered {total['delivered']:,}, applications {total['applications']:,}, "
         f"approved {total['approved']:,}"
     )

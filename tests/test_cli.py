@@ -399,3 +399,19 @@ class TestDemoKeepsAUsersDatabase:
         assert cli.count(Campaign) == 1
         reset_demo_database.fn(cli.url, force=True)
         assert cli.count(Campaign) == 0
+
+
+@pytest.mark.slow
+def test_a_period_without_data_is_no_data_not_trusted(cli: Cli, prefect_home: Path) -> None:
+    """The campaign exists, the week is inside it, and no feed has a row: nothing passes."""
+    import json
+
+    assert_exit(cli("campaign", "apply", str(EXAMPLE)), 0)
+    argv = ["check", "--campaign", "sme-spring-2026", "--period", "2026-W12", "--json"]
+    result = cli(*argv, PREFECT_HOME=str(prefect_home))
+    assert_exit(result, 1)
+    document = json.loads(result.stdout)
+    assert document["trusted"] is False
+    assert document["data_quality"]["status"] == "no_data"
+    (line,) = [line for line in result.stderr.splitlines() if "no data" in line]
+    assert "sme-spring-2026 2026-W12: no data" in line

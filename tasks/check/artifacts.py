@@ -56,7 +56,9 @@ def summary_markdown(check: CheckResult) -> str:
     """What a manager reads first: trust, the KPIs off track, anomalies, test, bottleneck."""
     summary = summarise(check)
     lines = [f"# Check {check.campaign} {check.period}", ""]
-    if summary.trusted:
+    if summary.no_data:
+        lines.append("**No data: not a single feed row in the period; nothing was checked.**")
+    elif summary.trusted:
         lines.append("**Data quality: passed.**")
     else:
         failed = [f"{suite.name}: {', '.join(suite.failed)}" for suite in summary.failed_suites]

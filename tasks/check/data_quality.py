@@ -139,6 +139,9 @@ class DataQuality:
     """Per feed: feed, rows_in, rows_quarantined, share, max_share, success."""
     docs_path: Path | None = None
     """The Data Docs index.html of this run, when docs were asked for."""
+    status: str = "untrusted"
+    """`trusted`, `untrusted`, or `no_data`: the period has no row in any feed, which no
+    expectation can fail, and which must not read as a trusted, quiet period."""
 
     @property
     def failed(self) -> list[str]:
@@ -163,7 +166,12 @@ class DataQuality:
             "suites": self.suites,
             "quarantine": self.quarantine,
             "docs_path": None if self.docs_path is None else str(self.docs_path),
+            "status": self.status,
         }
+
+
+NO_DATA = "no_data"
+"""The data-quality status of a period without a single row (CONTRACT: not trusted)."""
 
 
 @dataclass
@@ -288,8 +296,10 @@ def assess(
         tally.to_json(quarantined.get(FEED_OF_SUITE.get(tally.name, ""), 0))
         for tally in run.tallies.values()
     ]
-    trusted = all(entry["success"] for entry in suites + quarantine)
-    return DataQuality(spec.id, period.name, trusted, suites, quarantine, docs_path)
+    no_data = not any(tally.rows_in for tally in run.tallies.values())
+    trusted = not no_data and all(entry["success"] for entry in suites + quarantine)
+    status = NO_DATA if no_data else ("trusted" if trusted else "untrusted")
+    return DataQuality(spec.id, period.name, trusted, suites, quarantine, docs_path, status)
 
 
 def _check_week(

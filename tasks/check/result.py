@@ -105,6 +105,13 @@ class DataQualityOutcome(_Record):
     quarantine: list[QuarantineShare] = field(default_factory=list)
     docs_path: str | None = None
     """The Data Docs index.html of the run, when docs were written."""
+    status: str | None = None
+    """`trusted`, `untrusted` or `no_data` (the period has no row at all); None in results
+    stored before it was recorded."""
+
+    @property
+    def no_data(self) -> bool:
+        return self.status == "no_data"
 
     @property
     def failed_suites(self) -> list[SuiteResult]:
@@ -375,9 +382,12 @@ class CheckSummary:
     experiments: list[ExperimentResult]
     bottleneck: Bottleneck | None
 
+    no_data: bool = False
+    """The period has no row in any feed (`no_data`: not trusted, nothing to judge)."""
+
     @property
     def trust_word(self) -> str:
-        return "trusted" if self.trusted else "untrusted"
+        return "no data" if self.no_data else ("trusted" if self.trusted else "untrusted")
 
     @property
     def bottleneck_stage(self) -> str:
@@ -409,4 +419,5 @@ def summarise(check: CheckResult) -> CheckSummary:
         anomalies=list(check.anomalies),
         experiments=list(check.experiments),
         bottleneck=check.bottleneck,
+        no_data=check.data_quality.no_data,
     )

@@ -411,6 +411,20 @@ class TestUsage:
         assert "no recipients" in err
         assert report_file(Run(code, out, err)).is_file()
 
+    def test_a_review_that_sent_nothing_ends_failed_in_prefect(
+        self, world: World, monkeypatch
+    ) -> None:
+        """The UI and automations see the failure too, with its reason, and the run's
+        result still says where the report is."""
+        from flows.weekly_review import review_outcome, weekly_review_flow
+
+        monkeypatch.setenv("PDCA_OUTPUT_DIR", str(world.folder / "out"))
+        with database(world.url):
+            state = weekly_review_flow(period="2025-W01", send=True, return_state=True)
+        assert state.is_failed(), state
+        assert "no recipients" in state.message
+        assert Path(review_outcome(state)["path"]).is_file()
+
 
 class TestRetry:
     @pytest.mark.filterwarnings("ignore:Logger 'prefect.task_runs' attempted to send logs")
