@@ -248,7 +248,7 @@ def check_flow(campaign_id: str, period: str) -> dict[str, Any]:
         )
         save_check(conn, check, measured)
     engine.dispose()
-    publish_check(check, quality)
+    publish_check(check, quality, get_settings())
     emit_check_events(check)
     return check.to_json()
 

@@ -67,6 +67,12 @@ class Settings(BaseSettings):
         default=0.05, ge=0, lt=1, description="Least budget share per channel (keeps it measured)."
     )
     output_dir: Path = Field(default=Path("var"), description="Reports, outbox, Data Docs.")
+    reports_url: str | None = Field(
+        default=None,
+        description="The address where output_dir is served (e.g. https://reports.example/pdca"
+        "/): artifacts then link to reports and Data Docs; unset, they show the file path.",
+    )
+    currency: str = Field(default="CNY", description="The unit written after amounts.")
     webhook_url_sms: str | None = Field(default=None, description="SMS provider endpoint.")
     webhook_url_im: str | None = Field(default=None, description="IM provider endpoint.")
     webhook_url_app_push: str | None = Field(default=None, description="App push endpoint.")
