@@ -136,7 +136,7 @@ def plan_flow(campaign_id: str, period: str) -> dict[str, Any]:
         history = learn_from_history(conn, spec, parsed)
         allocation, applied, notes = split_budget(conn, spec, parsed, history)
         result = record_plan(conn, spec, parsed, history, allocation, applied, notes)
-    publish_plan(result)
+    publish_plan(result, settings.currency)
     return result
 
 

@@ -7,30 +7,44 @@ from typing import Any
 
 from prefect.artifacts import create_table_artifact
 
+from tasks.common import formatting as fmt
 
-def publish_plan(result: dict[str, Any]) -> None:
+
+def publish_plan(result: dict[str, Any], currency: str = "") -> None:
     """Two table artifacts: the budget split and the campaign-level targets."""
     key = f"plan-{result['campaign']}".lower()
     create_table_artifact(
         key=f"{key}-budget",
-        table=result["budget"],
+        table=budget_table(result["budget"], currency),
         description=f"Budget split, {result['campaign']} {result['period']} "
         f"(version {result['version']})",
     )
     create_table_artifact(
         key=f"{key}-targets",
-        table=target_table(result["targets"]),
+        table=target_table(result["targets"], currency),
         description=f"Targets, {result['campaign']} {result['period']}",
     )
 
 
-def target_table(targets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def budget_table(budget: list[dict[str, Any]], currency: str = "") -> list[dict[str, Any]]:
+    """The split per channel: amounts in money, touches whole, the rest as it is."""
+    return [
+        {
+            **row,
+            "amount": fmt.money(row.get("amount"), currency),
+            "touches": fmt.count(row.get("touches")),
+        }
+        for row in budget
+    ]
+
+
+def target_table(targets: list[dict[str, Any]], currency: str = "") -> list[dict[str, Any]]:
     """The targets of the campaign and of each channel (segments left out), with bands."""
     return [
         {
             "metric": t["metric"],
             "channel": t["channel"] or "(all)",
-            "target": round(t["target"], 4),
+            "target": fmt.metric(t["metric"], t["target"], currency),
             "band": f"±{t['tolerance_warn']:.0%} / ±{t['tolerance_fail']:.0%}",
             "lower_is_better": t["lower_is_better"],
         }
