@@ -1,10 +1,10 @@
 """Act: the adjustment proposals that follow from a check result, one module per action type.
 
 `propose` asks every rule in the order of `ACTION_TYPES` (`hold` alone when the data are
-untrusted). The rules are plain functions over the check result, the campaign's earlier
-check results and an `ActContext` (`context.py`); their wording lives in `text.py`. What
-triggers each type and what its params mean for plan and dispatch is written down in
-docs/act.md.
+untrusted). The rules are plain functions over the check result (a `CheckResult`, read by
+attribute), the campaign's earlier check results and an `ActContext` (`context.py`); their
+wording lives in `text.py`. What triggers each type and what its params mean for plan and
+dispatch is written down in docs/act.md.
 """
 
 from __future__ import annotations
