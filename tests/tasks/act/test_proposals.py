@@ -569,6 +569,12 @@ class TestTightenAdmission:
         found = of_type(run(check), "tighten_admission")
         assert [item.scope for item in found] == [{"channel": "sms"}, {"segment": "farmer"}]
 
+    def test_a_channel_and_segment_scope_reads_as_the_check_writes_scopes(self) -> None:
+        check = check_result(kpis=[kpi("overdue_rate_30", 0.05, channel="sms", segment="sme")])
+        (tighten,) = of_type(run(check), "tighten_admission")
+        assert tighten.scope == {"channel": "sms", "segment": "sme"}
+        assert tighten.rationale.startswith("overdue_rate_30 of channel sms, segment sme is 5.0 %")
+
     @pytest.mark.parametrize("actual", [0.03, 0.01, None])
     def test_at_or_under_the_ceiling_or_unknown(self, actual: float | None) -> None:
         check = check_result(kpis=[kpi("overdue_rate_30", actual, channel="sms")])
