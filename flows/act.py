@@ -36,7 +36,7 @@ from sqlalchemy import Connection, select
 
 from flows.check import check_flow
 from pdca.db import make_engine
-from pdca.models import CheckResult
+from pdca.models import CheckResult as CheckRow
 from pdca.settings import get_settings
 from tasks.act.actions import decide, read_action, save_proposals, stored_actions
 from tasks.act.artifacts import adjustment_report_html, proposal_markdown, publish_act
@@ -44,10 +44,12 @@ from tasks.act.proposals import Thresholds, gather_context, propose
 from tasks.act.sop import SopRecord, sop_path, sop_versions, update_sop, write_sop_files
 from tasks.act.types import APPROVED, PROPOSED, ActResult, Proposal, StoredAction
 from tasks.check.check import earlier_checks
+from tasks.check.result import CheckResult
 from tasks.common.campaigns import CampaignSpec, get_campaign_spec
 from tasks.common.periods import Period
 from tasks.common.reports import record_report, write_report
 from tasks.common.rules import approved_actions, changes_rules
+from tasks.common.scopes import format_scope
 from tasks.ops.events import emit_awaiting_approval
 
 AUTO_APPROVER = "auto-approve"
@@ -87,23 +89,24 @@ def decision_form(action: StoredAction) -> type[ProposalDecision]:
 
 
 @task(cache_policy=NO_CACHE)
-def read_check_result(conn: Connection, campaign_id: str, period: Period) -> dict[str, Any] | None:
+def read_check_result(conn: Connection, campaign_id: str, period: Period) -> CheckResult | None:
     """The stored check result of the (campaign, period), None when it was never checked."""
-    return conn.execute(
-        select(CheckResult.result).where(
-            CheckResult.campaign_id == campaign_id, CheckResult.period == period.name
+    stored = conn.execute(
+        select(CheckRow.result).where(
+            CheckRow.campaign_id == campaign_id, CheckRow.period == period.name
         )
     ).scalar_one_or_none()
+    return None if stored is None else CheckResult.from_json(stored)
 
 
 @task(cache_policy=NO_CACHE)
 def propose_adjustments(
-    conn: Connection, spec: CampaignSpec, period: Period, check: dict[str, Any]
+    conn: Connection, spec: CampaignSpec, period: Period, check: CheckResult
 ) -> list[Proposal]:
     """Every adjustment the check supports, by the rules and thresholds in settings."""
     settings = get_settings()
     context = gather_context(conn, spec, period, attribution_days=settings.attribution_window_days)
-    history = earlier_checks(conn, spec.id, period.name)
+    history = [CheckResult.from_json(item) for item in earlier_checks(conn, spec.id, period.name)]
     return propose(check, history, context, Thresholds.from_settings(settings))
 
 
@@ -153,7 +156,7 @@ def write_adjustment_report(
     conn: Connection,
     spec: CampaignSpec,
     period: Period,
-    check: dict[str, Any],
+    check: CheckResult,
     actions: list[StoredAction],
     new_versions: list[SopRecord],
 ) -> str:
@@ -182,7 +185,7 @@ def act_flow(
         spec = get_campaign_spec(conn, campaign_id)
         check = read_check_result(conn, campaign_id, when)
     if check is None:
-        check = check_flow(campaign_id=campaign_id, period=when.name)
+        check = CheckResult.from_json(check_flow(campaign_id=campaign_id, period=when.name))
     with engine.connect() as conn:
         proposals = propose_adjustments(conn, spec, when, check)
         actions = store_proposals(conn, campaign_id, when, proposals)
@@ -204,7 +207,7 @@ def act_flow(
     result = ActResult(
         campaign=campaign_id,
         period=when.name,
-        trusted=check.get("trusted") is True,
+        trusted=check.trusted is True,
         actions=actions,
         sop_path=str(sop_path(settings.output_dir, campaign_id, sop.version).resolve()),
         sop_version=sop.version,
@@ -267,8 +270,7 @@ def waiting_list(actions: list[StoredAction]) -> str:
     """The proposals that wait for a decision, one line each."""
     lines = [f"{len(actions)} proposal(s) await a decision:"]
     for action in actions:
-        scope = ", ".join(f"{k}={v}" for k, v in action.scope.items() if v is not None)
-        lines.append(f"  {action.action_id:>5}  {action.type:<18} {scope or 'campaign'}")
+        lines.append(f"  {action.action_id:>5}  {action.type:<18} {format_scope(action.scope)}")
     return "\n".join(lines)
 
 

@@ -87,15 +87,13 @@ def reject(
 
 def action_line(action: Any) -> str:
     """One action in a line: id, campaign, period, status, type, scope, who decided."""
+    from tasks.common.scopes import format_scope
+
     who = f" by {action.decided_by} {action.decided_at}" if action.decided_by else ""
     return (
         f"{action.action_id:>5}  {action.campaign_id}  {action.period}  {action.status:<9} "
-        f"{action.type:<18} {_scope_text(action.scope)}{who}"
+        f"{action.type:<18} {format_scope(action.scope)}{who}"
     )
-
-
-def _scope_text(scope: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in scope.items() if v is not None) or "campaign"
 
 
 def _where(action: Any) -> dict[str, Any]:

@@ -282,6 +282,7 @@ def act(
     _stage_arguments(campaign, period)
     _ready_engine().dispose()
     from flows.act import act_flow
+    from tasks.common.scopes import format_scope
 
     result = act_flow(campaign_id=campaign, period=period, auto_approve=auto_approve)
     if as_json:
@@ -292,8 +293,7 @@ def act(
         + ("" if result["trusted"] else "; data untrusted: hold")
     )
     for action in result["actions"]:
-        scope = ", ".join(f"{k}={v}" for k, v in action["scope"].items()) or "campaign"
-        typer.echo(f"  {action['status']:<9} {action['type']:<18} {scope}")
+        typer.echo(f"  {action['status']:<9} {action['type']:<18} {format_scope(action['scope'])}")
     typer.echo(f"  SOP version {result['sop']['version']}: {result['sop']['path']}")
     for entry in result["sop"]["changes"]:
         typer.echo(f"    v{entry['version']} {entry['action']}")

@@ -14,9 +14,11 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks.act.sop import SopRecord, sop_diff
 from tasks.act.types import ActResult, StoredAction
+from tasks.check.result import CheckResult
 from tasks.common.campaigns import CampaignSpec
 from tasks.common.periods import Period
 from tasks.common.reports import render
+from tasks.common.scopes import format_scope
 
 MEASURED = [
     "Proposals follow from the period's check result: KPIs against the plan's targets "
@@ -44,11 +46,10 @@ def readable(value: object) -> str:
 
 def proposal_markdown(action: StoredAction) -> str:
     """What the approval form shows above its fields."""
-    scope = ", ".join(f"{k}={v}" for k, v in action.scope.items() if v is not None)
     params = "\n".join(f"- {key}: {readable(value)}" for key, value in action.params.items())
     amount = action.proposed_amount()
     lines = [
-        f"### Proposal {action.action_id}: `{action.type}` ({scope or 'campaign'})",
+        f"### Proposal {action.action_id}: `{action.type}` ({format_scope(action.scope)})",
         "",
         params,
         "",
@@ -64,7 +65,7 @@ def proposal_markdown(action: StoredAction) -> str:
 def adjustment_report_html(
     spec: CampaignSpec,
     period: Period,
-    check: dict,
+    check: CheckResult,
     actions: Sequence[StoredAction],
     versions: Sequence[SopRecord],
     new_versions: Sequence[SopRecord],
@@ -107,7 +108,7 @@ def publish_act(result: ActResult) -> None:
             {
                 "action_id": action.action_id,
                 "type": action.type,
-                "scope": ", ".join(f"{k}={v}" for k, v in action.scope.items()) or "campaign",
+                "scope": format_scope(action.scope),
                 "status": action.status,
                 "decided_by": action.decided_by,
                 "expected_impact": action.expected_impact,

@@ -26,6 +26,7 @@ from tasks.act.types import StoredAction
 from tasks.common.campaigns import CampaignSpec
 from tasks.common.reports import render
 from tasks.common.rules import budget_moves, changes_rules, rules_in_force
+from tasks.common.scopes import format_scope
 
 TEMPLATE = "sop.md.j2"
 
@@ -175,12 +176,11 @@ def write_sop_files(output_dir: Path, records: Sequence[SopRecord]) -> list[Path
 def action_label(action: StoredAction | Mapping[str, Any]) -> str:
     """'tighten_admission (segment=farmer): min_credit_score=640, action 12'."""
     action = StoredAction.of(action)
-    scope = ", ".join(f"{k}={v}" for k, v in action.scope.items() if v is not None)
     params = ", ".join(
         f"{key}={_short(value)}" for key, value in action.params.items() if key != "from_budget"
     )
     return (
-        f"{action.type} ({scope or 'campaign'})"
+        f"{action.type} ({format_scope(action.scope)})"
         + (f": {params}" if params else "")
         + f", action {action.action_id}"
     )

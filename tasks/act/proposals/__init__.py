@@ -1,16 +1,15 @@
 """Act: the adjustment proposals that follow from a check result, one module per action type.
 
 `propose` asks every rule in the order of `ACTION_TYPES` (`hold` alone when the data are
-untrusted). The rules are plain functions over the check result, the campaign's earlier
-check results and an `ActContext` (`context.py`); their wording lives in `text.py`. What
-triggers each type and what its params mean for plan and dispatch is written down in
-docs/act.md.
+untrusted). The rules are plain functions over the check result (a `CheckResult`, read by
+attribute), the campaign's earlier check results and an `ActContext` (`context.py`); their
+wording lives in `text.py`. What triggers each type and what its params mean for plan and
+dispatch is written down in docs/act.md.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from tasks.act.proposals.context import (
     LOAN_COLUMNS,
@@ -27,6 +26,7 @@ from tasks.act.proposals.revise_targeting import revise_targeting_proposals
 from tasks.act.proposals.shift_window import shift_window_proposals, shifted_range
 from tasks.act.proposals.tighten_admission import tighten_admission_proposals
 from tasks.act.types import Proposal
+from tasks.check.result import CheckResult
 
 __all__ = [
     "ACTION_TYPES",
@@ -54,8 +54,8 @@ ACTION_TYPES = (
 
 
 def propose(
-    check: Mapping[str, Any],
-    history: Sequence[Mapping[str, Any]],
+    check: CheckResult,
+    history: Sequence[CheckResult],
     context: ActContext,
     thresholds: Thresholds,
 ) -> list[Proposal]:
@@ -64,7 +64,7 @@ def propose(
     `history`: the campaign's earlier check results, newest first (the run rules read the
     first `retire_after_periods − 1`). Order of the result: `ACTION_TYPES`.
     """
-    if check.get("trusted") is not True:
+    if check.trusted is not True:  # a missing or odd verdict is no trust
         return [hold_proposal(check)]
     retiring = retire_channel_proposals(check, history, context, thresholds)
     retired = {item.params["channel"] for item in retiring}

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, select
 from pdca.errors import UserError
 from pdca.models import Budget, Plan
 from tasks.check.findings import finite_number
+from tasks.check.result import CheckResult, Kpi
 from tasks.common.campaigns import CampaignSpec, TimeRange
 from tasks.common.metrics import ALL_LOANS_SINCE
 from tasks.common.periods import Period
@@ -110,19 +111,18 @@ class ActContext:
 # --- evidence from the check result ---------------------------------------------------
 
 
-def channel_figures(check: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+def channel_figures(check: CheckResult) -> dict[str, dict[str, Any]]:
     """Per channel: the funnel's touches, cost, disbursements, net_interest and
     expected_loss summed over segments and variants, with roi and cac (None where the
     denominator is 0), by the contract's definitions."""
     sums: dict[str, dict[str, Any]] = {}
     counts = ("touches", "cost", "disbursements", "net_interest", "expected_loss")
-    for row in check.get("funnel") or []:
-        channel = row.get("channel")
-        if channel is None:
+    for row in check.funnel:
+        if row.channel is None:
             continue
-        numbers = sums.setdefault(str(channel), dict.fromkeys(counts, 0.0))
+        numbers = sums.setdefault(str(row.channel), dict.fromkeys(counts, 0.0))
         for name in counts:
-            numbers[name] += finite_number(row.get(name)) or 0.0
+            numbers[name] += finite_number(getattr(row, name)) or 0.0
     for numbers in sums.values():
         cost = numbers["cost"]
         net = numbers["net_interest"] - cost - numbers["expected_loss"]
@@ -132,23 +132,18 @@ def channel_figures(check: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def find_kpi(
-    check: Mapping[str, Any], metric: str, *, channel: str | None = None, segment: str | None = None
-) -> dict[str, Any] | None:
-    """The check's KPI row of `metric` at exactly that scope, if any."""
-    for kpi in check.get("kpis") or []:
-        scope = kpi.get("scope") or {}
+    check: CheckResult, metric: str, *, channel: str | None = None, segment: str | None = None
+) -> Kpi | None:
+    """The check's KPI of `metric` at exactly that scope, if any."""
+    for kpi in check.kpis:
+        scope = kpi.scope or {}
         if (
-            kpi.get("metric") == metric
+            kpi.metric == metric
             and scope.get("channel") == channel
             and scope.get("segment") == segment
         ):
             return kpi
     return None
-
-
-def kpi_scope(kpi: Mapping[str, Any]) -> dict[str, Any]:
-    """A KPI's scope without its None entries ({} for the campaign)."""
-    return {key: value for key, value in (kpi.get("scope") or {}).items() if value is not None}
 
 
 # --- the database ---------------------------------------------------------------------

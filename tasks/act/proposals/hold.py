@@ -5,19 +5,17 @@ Every other rule would act on numbers nobody can vouch for; the rationale names 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from tasks.act.proposals.text import pct, proposal
 from tasks.act.types import Proposal
 from tasks.check.findings import finite_number
+from tasks.check.result import CheckResult, DataQualityOutcome
 
 
-def hold_proposal(check: Mapping[str, Any]) -> Proposal:
+def hold_proposal(check: CheckResult) -> Proposal:
     """No change: the period's data failed their checks, so any adjustment would be
     built on numbers that may be wrong. The rationale names what failed."""
     failures = failed_checks(check)
-    where = f"{check.get('campaign', 'the campaign')} {check.get('period', '')}".strip()
+    where = f"{check.campaign} {check.period or ''}".strip()
     named = "; ".join(failures) if failures else "the check's data-quality verdict is missing"
     return proposal(
         "hold",
@@ -30,19 +28,18 @@ def hold_proposal(check: Mapping[str, Any]) -> Proposal:
     )
 
 
-def failed_checks(check: Mapping[str, Any]) -> list[str]:
-    """The failed suites (with their failed expectations) and quarantine shares."""
-    quality = check.get("data_quality") or {}
+def failed_checks(check: CheckResult) -> list[str]:
+    """The failed suites (with their failed expectations) and quarantine shares; none when
+    the check carries no data-quality verdict."""
+    quality = check.data_quality or DataQualityOutcome()
     found = []
-    for suite in quality.get("suites") or []:
-        if not suite.get("success", True):
-            failed = ", ".join(str(name) for name in suite.get("failed") or [])
-            found.append(f"suite {suite.get('name')}" + (f" ({failed})" if failed else ""))
-    for entry in quality.get("quarantine") or []:
-        if not entry.get("success", True):
-            share, limit = finite_number(entry.get("share")), finite_number(entry.get("max_share"))
-            found.append(
-                f"quarantine of {entry.get('feed')}: {entry.get('rows_quarantined')} of "
-                f"{entry.get('rows_in')} rows ({pct(share)} > {pct(limit)})"
-            )
+    for suite in quality.failed_suites:
+        failed = ", ".join(str(name) for name in suite.failed or [])
+        found.append(f"suite {suite.name}" + (f" ({failed})" if failed else ""))
+    for entry in quality.failed_quarantine:
+        share, limit = finite_number(entry.share), finite_number(entry.max_share)
+        found.append(
+            f"quarantine of {entry.feed}: {entry.rows_quarantined} of "
+            f"{entry.rows_in} rows ({pct(share)} > {pct(limit)})"
+        )
     return found

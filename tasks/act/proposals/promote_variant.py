@@ -4,18 +4,16 @@ the default, the loser retires.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from tasks.act.proposals.context import ActContext, Thresholds
 from tasks.act.proposals.text import p_text, pct, pp, proposal
 from tasks.act.types import Proposal
 from tasks.check.experiments import HOLDOUT
 from tasks.check.findings import finite_number
+from tasks.check.result import CheckResult
 
 
 def promote_variant_proposals(
-    check: Mapping[str, Any], context: ActContext, thresholds: Thresholds
+    check: CheckResult, context: ActContext, thresholds: Thresholds
 ) -> list[Proposal]:
     """The winner of each decided variant-against-variant comparison becomes the default.
 
@@ -24,23 +22,23 @@ def promote_variant_proposals(
     nothing. Params: {winner, loser}: dispatch assigns the loser's share to the winner.
     """
     proposals = []
-    for test in check.get("experiments") or []:
-        control, treatment = test.get("control"), test.get("treatment")
-        decision = test.get("decision")
+    for test in check.experiments:
+        control, treatment, decision = test.control, test.treatment, test.decision
         if HOLDOUT in (control, treatment) or decision not in ("treatment_wins", "control_wins"):
             continue
         winner, loser = (
             (treatment, control) if decision == "treatment_wins" else (control, treatment)
         )
-        rates = {control: test.get("control_rate"), treatment: test.get("treatment_rate")}
-        sizes = {control: test.get("control_n"), treatment: test.get("treatment_n")}
-        lift = finite_number(test.get("lift"))
+        rates = {control: test.control_rate, treatment: test.treatment_rate}
+        sizes = {control: test.control_n, treatment: test.treatment_n}
+        lift = finite_number(test.lift)
         gain = abs(lift) if lift is not None else None
-        metric = test.get("metric", "application_rate")
+        metric = test.metric or "application_rate"
+        adjusted = test.p_value if test.p_value_adjusted is None else test.p_value_adjusted
         interval = (
-            f", {100 * (1 - thresholds.alpha):.0f} % CI of the lift [{pp(test.get('ci_low'))}, "
-            f"{pp(test.get('ci_high'))}]"
-            if test.get("ci_low") is not None and test.get("ci_high") is not None
+            f", {100 * (1 - thresholds.alpha):.0f} % CI of the lift [{pp(test.ci_low)}, "
+            f"{pp(test.ci_high)}]"
+            if test.ci_low is not None and test.ci_high is not None
             else ""
         )
         share = context.spec.experiment.variants.get(str(loser))
@@ -60,7 +58,7 @@ def promote_variant_proposals(
                 f"{metric} of {winner} is {pct(rates[winner])} (n = {sizes[winner]}) against "
                 f"{pct(rates[loser])} for {loser} (n = {sizes[loser]}): lift of {treatment} "
                 f"over {control} {pp(lift)}{interval}, Holm-adjusted "
-                f"{p_text(test.get('p_value_adjusted', test.get('p_value')))} ({decision}).",
+                f"{p_text(adjusted)} ({decision}).",
                 impact,
             )
         )

@@ -19,13 +19,11 @@ from tasks.act.proposals.context import (
 )
 from tasks.act.proposals.text import kpi_text, num, pct, proposal
 from tasks.act.types import Proposal
-
-FAILING = ("off_track", "at_risk")
-"""KPI statuses that count as a channel failing its plan."""
+from tasks.check.result import CheckResult
 
 
 def reallocate_budget_proposals(
-    check: Mapping[str, Any],
+    check: CheckResult,
     context: ActContext,
     thresholds: Thresholds,
     *,
@@ -92,7 +90,7 @@ def reallocate_budget_proposals(
 
 
 def failing_channels(
-    check: Mapping[str, Any], judged: Mapping[str, Mapping[str, Any]], thresholds: Thresholds
+    check: CheckResult, judged: Mapping[str, Mapping[str, Any]], thresholds: Thresholds
 ) -> dict[str, list[str]]:
     """Channel → why it fails (its roi or cac KPI off track or at risk, its CAC at least
     `cac_ratio` × the lowest of the judged channels); channels that do not fail are left out."""
@@ -103,7 +101,7 @@ def failing_channels(
         found = []
         for metric in ("roi", "cac"):
             kpi = find_kpi(check, metric, channel=channel)
-            if kpi is not None and kpi.get("status") in FAILING:
+            if kpi is not None and kpi.off_track:
                 found.append(kpi_text(kpi, f"{metric} of {channel}"))
         cac = numbers["cac"]
         if (

@@ -5,17 +5,17 @@ One bad period is noise; a run of them is the channel.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from tasks.act.proposals.context import ActContext, Thresholds, channel_figures
 from tasks.act.proposals.text import num, proposal
 from tasks.act.types import Proposal
+from tasks.check.result import CheckResult
 
 
 def retire_channel_proposals(
-    check: Mapping[str, Any],
-    history: Sequence[Mapping[str, Any]],
+    check: CheckResult,
+    history: Sequence[CheckResult],
     context: ActContext,
     thresholds: Thresholds,
 ) -> list[Proposal]:
@@ -38,7 +38,7 @@ def retire_channel_proposals(
             roi = judged_roi(result, channel, thresholds)
             if roi is None or roi >= thresholds.roi_floor:
                 break
-            record.append((str(result.get("period", "?")), roi))
+            record.append((str(result.period or "?"), roi))
         if len(record) == runs:
             found[channel] = record
     active = [
@@ -77,9 +77,9 @@ def retire_channel_proposals(
     return proposals
 
 
-def judged_roi(check: Mapping[str, Any], channel: str, thresholds: Thresholds) -> float | None:
+def judged_roi(check: CheckResult, channel: str, thresholds: Thresholds) -> float | None:
     """A channel's ROI in a trusted check with enough touches to judge it; else None."""
-    if check.get("trusted") is not True:
+    if check.trusted is not True:
         return None
     numbers = channel_figures(check).get(channel)
     if numbers is None or numbers["touches"] < thresholds.min_channel_touches:

@@ -4,19 +4,20 @@ who do not qualify: a question of whom it contacts, not of the message.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from tasks.act.proposals.context import EPSILON, Thresholds
 from tasks.act.proposals.text import pct, proposal, signed_pct
 from tasks.act.types import Proposal
 from tasks.check.findings import finite_number
+from tasks.check.result import CheckResult, FunnelRow
 
 TOP = 3
 """How many segments, channels and reject reasons revise_targeting names."""
 
 
-def revise_targeting_proposals(check: Mapping[str, Any], thresholds: Thresholds) -> list[Proposal]:
+def revise_targeting_proposals(check: CheckResult, thresholds: Thresholds) -> list[Proposal]:
     """When approval is the bottleneck, name whom to stop or rethink targeting.
 
     Params: {segments, channels, reject_reasons}: the up to `TOP` segments and channels
@@ -25,24 +26,22 @@ def revise_targeting_proposals(check: Mapping[str, Any], thresholds: Thresholds)
     of the period. Dispatch can leave out (or deprioritise) the segments; the reasons say
     which admission rule the audience misses.
     """
-    stage = check.get("bottleneck") or {}
-    if stage.get("stage") != "approval":
+    stage = check.bottleneck
+    if stage is None or stage.stage != "approval":
         return []
-    rows = check.get("funnel") or []
-    applications = sum(finite_number(r.get("applications")) or 0 for r in rows)
-    approved = sum(finite_number(r.get("approved")) or 0 for r in rows)
+    rows = check.funnel
+    applications = sum(finite_number(r.applications) or 0 for r in rows)
+    approved = sum(finite_number(r.approved) or 0 for r in rows)
     overall = approved / applications if applications else None
     low = {
         key: lowest_approval(rows, key, overall, thresholds.targeting_min_applications)
         for key in ("segment", "channel")
     }
-    reasons = [
-        r for r in check.get("reject_reasons") or [] if r.get("channel") is None and r.get("reason")
-    ][:TOP]
+    reasons = [r for r in check.overall_reject_reasons if r.reason][:TOP]
     evidence = [
-        f"approval is the funnel's bottleneck: {stage.get('metric', 'approval_rate')} is "
-        f"{pct(stage.get('actual'))} against its {stage.get('reference_kind', 'reference')} "
-        f"of {pct(stage.get('reference'))} ({signed_pct(stage.get('gap_pct'))})"
+        f"approval is the funnel's bottleneck: {stage.metric or 'approval_rate'} is "
+        f"{pct(stage.actual)} against its {stage.reference_kind or 'reference'} "
+        f"of {pct(stage.reference)} ({signed_pct(stage.gap_pct)})"
     ]
     for key in ("segment", "channel"):
         if low[key]:
@@ -57,7 +56,7 @@ def revise_targeting_proposals(check: Mapping[str, Any], thresholds: Thresholds)
     if reasons:
         evidence.append(
             "top reject reasons: "
-            + ", ".join(f"{r['reason']} ({pct(finite_number(r.get('share')))})" for r in reasons)
+            + ", ".join(f"{r.reason} ({pct(finite_number(r.share))})" for r in reasons)
         )
     if low["segment"]:
         names = [item["name"] for item in low["segment"]]
@@ -83,7 +82,7 @@ def revise_targeting_proposals(check: Mapping[str, Any], thresholds: Thresholds)
             {
                 "segments": [item["name"] for item in low["segment"]],
                 "channels": [item["name"] for item in low["channel"]],
-                "reject_reasons": [str(r["reason"]) for r in reasons],
+                "reject_reasons": [str(r.reason) for r in reasons],
             },
             "; ".join(evidence) + ".",
             impact,
@@ -92,7 +91,7 @@ def revise_targeting_proposals(check: Mapping[str, Any], thresholds: Thresholds)
 
 
 def lowest_approval(
-    rows: Sequence[Mapping[str, Any]], key: str, overall: float | None, min_applications: int
+    rows: Sequence[FunnelRow], key: str, overall: float | None, min_applications: int
 ) -> list[dict[str, Any]]:
     """The up to `TOP` values of `key` with the lowest approval_rate below `overall`, each
     with at least `min_applications` applications: name, applications, approved, rate."""
@@ -100,12 +99,12 @@ def lowest_approval(
         return []
     sums: dict[str, list[float]] = {}
     for row in rows:
-        name = row.get(key)
+        name = getattr(row, key)
         if name is None:
             continue
         pair = sums.setdefault(str(name), [0.0, 0.0])
-        pair[0] += finite_number(row.get("applications")) or 0
-        pair[1] += finite_number(row.get("approved")) or 0
+        pair[0] += finite_number(row.applications) or 0
+        pair[1] += finite_number(row.approved) or 0
     found = [
         {"name": name, "applications": int(apps), "approved": int(ok), "rate": ok / apps}
         for name, (apps, ok) in sums.items()

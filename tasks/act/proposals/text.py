@@ -6,11 +6,11 @@ in every proposal (two decimals, percentages to one decimal, p-values to three d
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from tasks.act.types import Proposal
 from tasks.check.findings import finite_number
+from tasks.check.result import Kpi
 
 
 def proposal(
@@ -20,11 +20,11 @@ def proposal(
     return Proposal(kind, scope, params, rationale, impact)
 
 
-def kpi_text(kpi: Mapping[str, Any], label: str) -> str:
+def kpi_text(kpi: Kpi, label: str) -> str:
     """'cac of sms is 412.50 against a target of 300.00 (off_track, +37.5 %)'."""
     return (
-        f"{label} is {num(kpi.get('actual'))} against a target of {num(kpi.get('target'))} "
-        f"({kpi.get('status')}, {signed_pct(kpi.get('variance_pct'))})"
+        f"{label} is {num(kpi.actual)} against a target of {num(kpi.target)} "
+        f"({kpi.status}, {signed_pct(kpi.variance_pct)})"
     )
 
 

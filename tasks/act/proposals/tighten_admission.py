@@ -10,18 +10,20 @@ from typing import Any
 
 import pandas as pd
 
-from tasks.act.proposals.context import EPSILON, ActContext, Thresholds, kpi_scope
+from tasks.act.proposals.context import EPSILON, ActContext, Thresholds
 from tasks.act.proposals.text import pct, pp, proposal, signed_pct
 from tasks.act.types import Proposal
 from tasks.check.findings import finite_number
+from tasks.check.result import CheckResult, Kpi
 from tasks.common.rules import scope_key
+from tasks.common.scopes import format_scope, scope_without_gaps
 
 MAX_CREDIT_SCORE = 900
 """The contract's credit_score range ends here: no floor can go higher."""
 
 
 def tighten_admission_proposals(
-    check: Mapping[str, Any], context: ActContext, thresholds: Thresholds
+    check: CheckResult, context: ActContext, thresholds: Thresholds
 ) -> list[Proposal]:
     """One admission step at each scope whose overdue_rate_30 breaches the spec's ceiling.
 
@@ -34,16 +36,16 @@ def tighten_admission_proposals(
     ceiling = context.spec.risk.max_overdue_rate_30
     breaches = [
         kpi
-        for kpi in check.get("kpis") or []
-        if kpi.get("metric") == "overdue_rate_30"
-        and finite_number(kpi.get("actual")) is not None
-        and kpi["actual"] > ceiling + EPSILON
+        for kpi in check.kpis
+        if kpi.metric == "overdue_rate_30"
+        and finite_number(kpi.actual) is not None
+        and kpi.actual > ceiling + EPSILON
     ]
-    narrow = [kpi for kpi in breaches if kpi_scope(kpi)]
-    chosen = narrow or [kpi for kpi in breaches if not kpi_scope(kpi)]
+    narrow = [kpi for kpi in breaches if scope_without_gaps(kpi.scope)]
+    chosen = narrow or [kpi for kpi in breaches if not scope_without_gaps(kpi.scope)]
     proposals = []
     for kpi in chosen:
-        scope = kpi_scope(kpi)
+        scope = scope_without_gaps(kpi.scope)
         loans = scope_loans(context.loans, scope)
         if loans is not None and len(loans) < thresholds.min_seasoned_loans:
             continue
@@ -137,7 +139,7 @@ def scope_loans(loans: pd.DataFrame | None, scope: Mapping[str, Any]) -> pd.Data
 
 
 def admission_proposal(
-    kpi: Mapping[str, Any],
+    kpi: Kpi,
     scope: dict[str, Any],
     loans: pd.DataFrame | None,
     ceiling: float,
@@ -145,8 +147,8 @@ def admission_proposal(
     cap: float,
     choice: Mapping[str, Any],
 ) -> Proposal:
-    where = " ".join(f"{key} {value}" for key, value in scope.items()) or "the campaign"
-    actual = float(kpi["actual"])
+    where = format_scope(scope, separator=" ", whole="the campaign")
+    actual = float(kpi.actual)
     counts = ""
     if loans is not None:
         counts = f" ({int(loans['is_overdue'].sum())} of {len(loans)} seasoned loans)"

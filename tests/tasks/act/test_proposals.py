@@ -37,6 +37,7 @@ from tasks.act.proposals import (
     windows_from_quarter_hours,
 )
 from tasks.act.types import Proposal
+from tasks.check.result import CheckResult
 from tasks.common.campaigns import CampaignSpec, TimeRange
 from tasks.common.periods import Period
 from tasks.common.rules import budget_change
@@ -141,7 +142,12 @@ def context(**overrides: Any) -> ActContext:
 
 def run(check: dict, history: list[dict] | None = None, **options: Any) -> list[Proposal]:
     rules = options.pop("rules", RULES)
-    found = propose(check, history or [], context(**options), rules)
+    found = propose(
+        CheckResult.from_json(check),
+        [CheckResult.from_json(item) for item in history or []],
+        context(**options),
+        rules,
+    )
     assert_json_ready([item.to_json() for item in found])
     return found
 
@@ -488,7 +494,9 @@ class TestReallocateBudgetProperties:
         rules = Thresholds(
             min_channel_touches=100, reallocation_step=step, plan_floor_share=floor_share
         )
-        found = reallocate_budget_proposals(check, context(budget=budget), rules)
+        found = reallocate_budget_proposals(
+            CheckResult.from_json(check), context(budget=budget), rules
+        )
         assert_json_ready([item.to_json() for item in found])
         floor = floor_share * sum(budgets)
         for move in found:
@@ -560,6 +568,12 @@ class TestTightenAdmission:
         )
         found = of_type(run(check), "tighten_admission")
         assert [item.scope for item in found] == [{"channel": "sms"}, {"segment": "farmer"}]
+
+    def test_a_channel_and_segment_scope_reads_as_the_check_writes_scopes(self) -> None:
+        check = check_result(kpis=[kpi("overdue_rate_30", 0.05, channel="sms", segment="sme")])
+        (tighten,) = of_type(run(check), "tighten_admission")
+        assert tighten.scope == {"channel": "sms", "segment": "sme"}
+        assert tighten.rationale.startswith("overdue_rate_30 of channel sms, segment sme is 5.0 %")
 
     @pytest.mark.parametrize("actual", [0.03, 0.01, None])
     def test_at_or_under_the_ceiling_or_unknown(self, actual: float | None) -> None:
@@ -907,7 +921,12 @@ class TestProposeProperties:
             bottleneck={"stage": stage},
         )
         history = [check_result(funnel=check["funnel"])] * 2
-        found = propose(check, history, context(windows=WINDOWS_APART), RULES)
+        found = propose(
+            CheckResult.from_json(check),
+            [CheckResult.from_json(item) for item in history],
+            context(windows=WINDOWS_APART),
+            RULES,
+        )
         assert [item.type for item in found] == ["hold"]
         assert_json_ready([item.to_json() for item in found])
 
