@@ -315,7 +315,8 @@ class TestCleanPeriod:
 
     def test_json_shape(self, world):
         document = json.loads(json.dumps(check(*world).to_json()))
-        assert set(document) == {"trusted", "suites", "quarantine", "docs_path"}
+        assert set(document) == {"trusted", "suites", "quarantine", "docs_path", "status"}
+        assert document["status"] == ("trusted" if document["trusted"] else "untrusted")
         assert set(document["suites"][0]) == {
             "name",
             "success",
