@@ -214,7 +214,7 @@ def act_flow(
         sop_changes=[entry for record in new_versions for entry in record.changes()],
         report_path=report,
     )
-    publish_act(result)
+    publish_act(result, settings.output_dir, settings.reports_url)
     return result.to_json()
 
 

@@ -182,7 +182,7 @@ def weekly_review_flow(
         if send:
             delivery = deliver(conn, review, charts, measured, settings, actor, problems)
     engine.dispose()
-    publish_review(review, path, problems)
+    publish_review(review, path, problems, settings.output_dir, settings.reports_url)
     for problem in problems:
         get_run_logger().warning(problem)
     result = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
@@ -16,6 +17,7 @@ from tasks.act.sop import SopRecord, sop_diff
 from tasks.act.types import ActResult, StoredAction
 from tasks.check.result import CheckResult
 from tasks.common.campaigns import CampaignSpec
+from tasks.common.links import publish_file_link
 from tasks.common.periods import Period
 from tasks.common.reports import render
 from tasks.common.scopes import format_scope
@@ -94,9 +96,18 @@ def adjustment_report_html(
     )
 
 
-def publish_act(result: ActResult) -> None:
-    """A markdown summary and the actions table, under stable keys per campaign."""
+def publish_act(result: ActResult, output_dir: Path, reports_url: str | None) -> None:
+    """A markdown summary, the actions table and the adjustment report (a link when the
+    output folder is served), under stable keys per campaign."""
     key = f"act-{result.campaign}".lower()
+    publish_file_link(
+        f"{key}-report",
+        Path(result.report_path),
+        "Adjustment report",
+        f"Adjustment report, {result.campaign} {result.period}",
+        output_dir=output_dir,
+        reports_url=reports_url,
+    )
     create_markdown_artifact(
         key=key,
         markdown=act_markdown(result),

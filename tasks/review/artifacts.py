@@ -10,6 +10,7 @@ from pathlib import Path
 
 from prefect.artifacts import create_markdown_artifact
 
+from tasks.common.links import publish_file_link
 from tasks.review.charts import Chart
 from tasks.review.mail import build_message, content_ids
 from tasks.review.review import TEXT_TEMPLATE, Review, render_review
@@ -46,8 +47,24 @@ def _markdown_cell(text: str) -> str:
     return html.escape(text).replace("|", "\\|")
 
 
-def publish_review(review: Review, path: Path, problems: list[str]) -> None:
-    """The markdown summary artifact, with a stable key."""
+def publish_review(
+    review: Review,
+    path: Path,
+    problems: list[str],
+    output_dir: Path | None = None,
+    reports_url: str | None = None,
+) -> None:
+    """The markdown summary artifact, with a stable key, and the report itself (a link
+    when the output folder is served)."""
+    if output_dir is not None:
+        publish_file_link(
+            f"{ARTIFACT_KEY}-report",
+            path,
+            "Weekly review report",
+            f"Weekly review {review.period.name}",
+            output_dir=output_dir,
+            reports_url=reports_url,
+        )
     markdown = summary_markdown(review, path)
     if problems:
         lines = [f"- {html.escape(problem)}" for problem in problems]
