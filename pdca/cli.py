@@ -61,6 +61,7 @@ def import_command(
     file: Annotated[Path, typer.Argument(help="The CSV file.")],
 ) -> None:
     """Load a feed; bad rows go to quarantine with file, line, field and reason."""
+    from tasks.common.bounds import Bounds
     from tasks.data.importing import import_feed
     from tasks.data.uci import import_uci_bank
 
@@ -78,6 +79,9 @@ def import_command(
                 file,
                 chunk_rows=settings.import_chunk_rows,
                 default_timezone=settings.timezone,
+                bounds=Bounds.of_days(
+                    settings.timestamp_min, settings.timestamp_max, settings.import_max_field_chars
+                ),
             )
     typer.echo(result.summary())
     for reason, count in sorted(result.reasons.items(), key=lambda item: -item[1])[:10]:

@@ -35,6 +35,7 @@ import pandas as pd
 from sqlalchemy import Connection
 
 from pdca.errors import UserError
+from tasks.common.bounds import Bounds
 from tasks.common.feeds import FEEDS, Feed
 from tasks.data.import_ledger import (
     ImportResult,
@@ -89,16 +90,25 @@ def import_feed(
     chunk_rows: int = 100_000,
     default_timezone: str = "UTC",
     actor: str = "cli",
+    bounds: Bounds = Bounds(),
 ) -> ImportResult:
-    """Import one CSV feed file; see the module docstring for the steps."""
+    """Import one CSV feed file; see the module docstring for the steps.
+
+    Values outside `bounds` (`tasks.common.bounds`) are quarantined like any bad value.
+    """
     if feed_name not in FEEDS:
         raise UserError(f"unknown feed {feed_name!r}; expected one of {', '.join(FEEDS)}")
     feed = FEEDS[feed_name]
     handle = open_feed_file(path, feed.column_names)
-    file = str(path)
-    result = ImportResult(feed=feed_name, file=file, import_id=start_import(conn, feed_name, file))
+    file = str(path.resolve())  # one file, one ledger: however its path was spelled
+    result = ImportResult(
+        feed=feed_name,
+        file=str(path),
+        import_id=start_import(conn, feed_name, file),
+        stored_file=file,
+    )
     loader = StagedLoader(conn, feed)
-    quarantine = QuarantineWriter(conn, feed_name, file, result.import_id)
+    quarantine = QuarantineWriter(conn, feed_name, file, result.import_id, handle.header)
     timezones = campaign_timezones(conn)
     chunks = read_chunks(handle, len(handle.header), chunk_rows)
 
@@ -108,7 +118,7 @@ def import_feed(
             return None
         rows, lines, rejected = chunk
         typed, invalid = validate_chunk(
-            feed, rows, lines, handle.header, timezones, default_timezone
+            feed, rows, lines, handle.header, timezones, default_timezone, bounds=bounds
         )
         return PreparedChunk(rows, lines, typed, rejected + invalid, loader.rows_of(typed))
 
