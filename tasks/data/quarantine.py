@@ -57,7 +57,10 @@ def safe_raw(raw: str, contact: tuple[int, ...], width: int, delimiter: str = ",
     header's width, every field shaped like a phone number or an address is masked.
     """
     if contact and raw:
-        fields = next(csv.reader([raw], delimiter=delimiter), [])
+        try:  # a field may hold a quoted line break: read the text as a file would be
+            fields = next(csv.reader(io.StringIO(raw, newline=""), delimiter=delimiter), [])
+        except csv.Error:
+            fields = [raw]
         if len(fields) == width:
             fields = [mask_contact(f) if i in contact else f for i, f in enumerate(fields)]
         else:
