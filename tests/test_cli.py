@@ -427,3 +427,41 @@ class TestHostileInput:
         assert "Traceback" in log.read_text() and "disk on fire" in log.read_text()
         shown = migrated("import", "customers", str(path), "--debug", **env)
         assert shown.returncode == 1 and "Traceback" in shown.stderr
+
+
+class TestPrefectLoggerTracebacks:
+    """Tracebacks Prefect's loggers would print (a locked database, an SMTP 451 after its
+    retries) go to the debug log; stderr keeps the one-line message."""
+
+    def _record(self, error: Exception):
+        import logging
+
+        try:
+            raise error
+        except type(error):
+            return logging.LogRecord(
+                "prefect.flow_runs", 40, __file__, 1, "run failed", None, sys.exc_info()
+            )
+
+    def test_traceback_goes_to_the_debug_log(self, tmp_path, monkeypatch) -> None:
+        from pdca import cli as cli_module
+        from pdca.settings import get_settings
+
+        monkeypatch.setenv("PDCA_OUTPUT_DIR", str(tmp_path))
+        get_settings.cache_clear()
+        try:
+            record = self._record(RuntimeError("database is locked"))
+            assert cli_module._NoTracebackForUserErrors().filter(record)
+        finally:
+            get_settings.cache_clear()
+        assert record.exc_info is None and record.exc_text is None
+        log = (tmp_path / "logs" / "pdca-debug.log").read_text()
+        assert "Traceback" in log and "database is locked" in log
+
+    def test_debug_keeps_the_traceback(self) -> None:
+        from pdca import cli as cli_module
+
+        quiet = cli_module._NoTracebackForUserErrors()
+        quiet.debug = True
+        record = self._record(RuntimeError("database is locked"))
+        assert quiet.filter(record) and record.exc_info is not None
