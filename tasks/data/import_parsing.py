@@ -141,6 +141,9 @@ def parse_chunk(
         typed[column.name] = values
         if isinstance(reason, str):
             reason = pd.Series(reason, index=frame.index, dtype=object)
+        if column.name.endswith("_id"):  # ids travel in keys, URLs and file names
+            spaced = present & ~broken & text.str.contains(r"\s")
+            broken, reason = broken | spaced, reason.where(~spaced, "an id holds no whitespace")
         reason = reason.where(~too_long, f"longer than {limit} characters")
         broken = broken | too_long
         if broken.any():

@@ -64,6 +64,8 @@ HOSTILE = [
      'k20,c1,,2026-03-06T20:00:00Z,"pricing\r\nrefund"', "category", "control character"),
     ("line break beside contact data", "customers",
      'c20,"s\nme",north,650,,,,+86 138 1234 5678,,true,false,', "segment", "control character"),
+    ("whitespace in an id", "customers", "c 20,sme,north,650,,,,,,true,false,", "customer_id",
+     "an id holds no whitespace"),
     ("escape character", "decisions", "a2,2026-03-04T09:30:00Z,rejected,low\x1b[2J,,",
      "reject_reason", "control character"),
     ("longer than the column", "customers", f"c20,{'s' * 65},north,650,,,,,,true,false,",
