@@ -7,7 +7,9 @@ replace by (feed, file, line). Per chunk:
 
 1. shape: a row with the wrong number of fields is quarantined as it stands
    (`tasks.data.import_reading`);
-2. parse: each column by its kind (`tasks.common.feeds`); a value that does not parse is
+2. parse: each column by its kind (`tasks.common.feeds`); a value that does not parse, or
+   lies outside the bounds of `tasks.common.bounds` (plausible timestamps, finite numbers,
+   no control characters, fields within their size, phone and e-mail rules), is
    quarantined with its field (`tasks.data.import_parsing`, as are steps 3 and 4);
 3. duplicates within the chunk: the first occurrence wins, later ones are quarantined;
 4. rules: the feed's Great Expectations suite; the rows a critical expectation names are
