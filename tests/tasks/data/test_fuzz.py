@@ -206,7 +206,9 @@ BACKENDS = ["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, pyte
 
 
 @pytest.fixture(params=BACKENDS)
-def fuzz_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def fuzz_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch) -> str:
+    """A seeded database; the CLI's debug log (if a case fails) goes to the test's folder."""
+    monkeypatch.setenv("PDCA_OUTPUT_DIR", str(tmp_path / "out"))
     url = new_database(request, tmp_path, request.param)
     seed(url)
     return url
