@@ -78,7 +78,7 @@ def read_chunks(
     cannot hold, is rejected here: its columns cannot be trusted to mean what the header
     says. The reader goes on with the next line, so one such row never stops an import.
     """
-    csv.field_size_limit(max(csv.field_size_limit(), READ_LIMIT))
+    csv.field_size_limit(READ_LIMIT)
     reader = csv.reader(handle, delimiter=delimiter)
     while True:
         rows: list[list[str]] = []

@@ -201,3 +201,23 @@ def test_header_helper_matches_the_feed():
     assert header("touches").count(",") == TOUCH.count(",")
     assert header("customers").count(",") == CUSTOMER.count(",")
     assert data_rows  # imported for symmetry with test_importing
+
+
+class TestUnreadableRow:
+    def test_failure_field_beyond_the_readers_limit(
+        self, seeded: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ):
+        """A field the CSV reader cannot hold (an unterminated quote swallowing the file,
+        here a field over a lowered limit) costs its row, not the import."""
+        from tasks.data import import_reading
+
+        monkeypatch.setattr(import_reading, "READ_LIMIT", 1000)
+        lines = [GOOD["customers"], f"c20,sme,north,650,,,{'x' * 2000},,,true,false,"]
+        lines.append("c21,sme,north,650,,,,,,true,false,")
+        path = write_feed(tmp_path, "customers", lines)
+        result = run_import(seeded, "customers", path)
+        assert (result.rows, result.loaded, result.quarantined) == (3, 2, 1), result.reasons
+        with seeded.connect() as conn:
+            [row] = quarantined(conn, path)
+        assert (row.line, row.field) == (3, "(row)")
+        assert "unreadable row: field larger than field limit" in row.reason
