@@ -9,10 +9,12 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
 from pdca.actions_cli import actions_app
@@ -90,6 +92,7 @@ def import_command(
     file: Annotated[Path, typer.Argument(help="The CSV file.")],
 ) -> None:
     """Load a feed; bad rows go to quarantine with file, line, field and reason."""
+    from tasks.common.bounds import Bounds
     from tasks.data.importing import import_feed
     from tasks.data.uci import import_uci_bank
 
@@ -107,6 +110,9 @@ def import_command(
                 file,
                 chunk_rows=settings.import_chunk_rows,
                 default_timezone=settings.timezone,
+                bounds=Bounds.of_days(
+                    settings.timestamp_min, settings.timestamp_max, settings.import_max_field_chars
+                ),
             )
     typer.echo(result.summary())
     for reason, count in sorted(result.reasons.items(), key=lambda item: -item[1])[:10]:
@@ -606,12 +612,40 @@ def _display_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+DEBUG_FLAG = "--debug"
+"""Anywhere on the command line: show tracebacks instead of writing them to the log file."""
+
+
+def debug_log_path() -> Path:
+    """Where tracebacks go when `--debug` is not given (under the output folder)."""
+    return get_settings().output_dir / "logs" / "pdca-debug.log"
+
+
+def _keep_traceback(text: str) -> Path | None:
+    """Append a traceback to the debug log; None when the log cannot be written."""
+    path = debug_log_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(text.rstrip("\n") + "\n\n")
+    except OSError:
+        return None
+    return path
+
+
 class _NoTracebackForUserErrors(logging.Filter):
-    """Prefect logs a flow's exception with its traceback; for a UserError (bad input, a
-    busy campaign) the one-line message is the whole story, so the traceback is dropped."""
+    """Prefect logs a flow's exception with its traceback. For a UserError (bad input, a
+    busy campaign) the one-line message is the whole story, so the traceback is dropped;
+    any other traceback goes to the debug log (`debug_log_path`) instead of stderr, unless
+    `--debug` asks for it."""
+
+    debug = False
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(record.exc_info[1], UserError):
+            record.exc_info, record.exc_text = None, None
+        elif record.exc_info and record.exc_info[1] is not None and not self.debug:
+            _keep_traceback("".join(traceback.format_exception(*record.exc_info)))
             record.exc_info, record.exc_text = None, None
         return True
 
@@ -626,28 +660,63 @@ RUN_LOGGERS = (
 handler set-up Prefect repeats when a flow starts."""
 
 
-def _quiet_user_errors() -> None:
+def _quiet_user_errors(debug: bool = False) -> None:
     quiet = _NoTracebackForUserErrors()
+    quiet.debug = debug
     for name in RUN_LOGGERS:
         logging.getLogger(name).addFilter(quiet)
+
+
+def _pop_debug_flag() -> bool:
+    """Whether `--debug` was given; it is taken off the arguments the commands see."""
+    if DEBUG_FLAG not in sys.argv[1:]:
+        return False
+    sys.argv[1:] = [arg for arg in sys.argv[1:] if arg != DEBUG_FLAG]
+    return True
 
 
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2.
 
     Typer's standalone mode already turns usage errors into a message and exit code 2.
+    Anything unexpected is one line on stderr and exit code 1, its traceback in the debug
+    log (`--debug` shows it instead).
     """
-    _quiet_user_errors()
+    debug = _pop_debug_flag()
+    _quiet_user_errors(debug)
     try:
         app()
     except UserError as error:
         print(f"pdca: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except ValidationError as error:  # a PDCA_* setting out of its bounds
+        problems = "; ".join(
+            f"PDCA_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors()
+        )
+        print(f"pdca: error: settings: {problems}", file=sys.stderr)
         sys.exit(2)
     except OperationalError as error:
         url = _display_url(get_settings().database_url)
         reason = str(error.orig).strip().splitlines()[0]
         print(f"pdca: error: database {url}: {reason}", file=sys.stderr)
         sys.exit(2)
+    except Exception as error:
+        if debug:
+            raise
+        _unexpected(error)
+
+
+def _unexpected(error: Exception) -> None:
+    """One line for a failure pdca did not foresee; the traceback to the debug log."""
+    log = _keep_traceback(traceback.format_exc())
+    first = (str(error).strip().splitlines() or [""])[0][:300]
+    where = f"traceback in {log}" if log else "the debug log could not be written"
+    print(
+        f"pdca: error: unexpected {type(error).__name__}: {first} "
+        f"({where}; rerun with {DEBUG_FLAG} to see it)",
+        file=sys.stderr,
+    )
+    sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ and pass down what each step needs, so a test can run any step with any settings
 
 from __future__ import annotations
 
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -31,6 +32,22 @@ class Settings(BaseSettings):
         description="Time zone of feed timestamps without offset that belong to no campaign.",
     )
     import_chunk_rows: int = Field(default=100_000, ge=1, description="Rows per import chunk.")
+    timestamp_min: date = Field(
+        default=date(1970, 1, 1),
+        description="Earliest plausible day of a feed timestamp or date (UTC); older rows are "
+        "quarantined.",
+    )
+    timestamp_max: date = Field(
+        default=date(2100, 12, 31),
+        description="Latest plausible day of a feed timestamp or date (UTC), included.",
+    )
+    import_max_field_chars: int = Field(
+        default=4096,
+        ge=1,
+        le=1_000_000,
+        description="Most characters in one feed field (and at most the column's own length); "
+        "a longer field is quarantined.",
+    )
     backfill_concurrency: int = Field(
         default=2,
         ge=1,

@@ -415,3 +415,109 @@ def test_a_period_without_data_is_no_data_not_trusted(cli: Cli, prefect_home: Pa
     assert document["data_quality"]["status"] == "no_data"
     (line,) = [line for line in result.stderr.splitlines() if "no data" in line]
     assert "sme-spring-2026 2026-W12: no data" in line
+
+
+class TestHostileInput:
+    """Hostile or unlucky input at the command line: one line, the right exit, no traceback."""
+
+    def test_export_to_a_directory(self, migrated: Cli) -> None:
+        folder = migrated.folder / "exports"
+        folder.mkdir()
+        assert_one_error_line(migrated("export", "touches", str(folder)), "is a directory")
+
+    @pytest.mark.parametrize(
+        ("old", "new", "field"),
+        [
+            ("budget_total: 500000", "budget_total: .inf", "budget_total:"),
+            ("max_touches_per_7d: 2", "max_touches_per_7d: 99999999999999999999999999",
+             "contact_policy.max_touches_per_7d:"),
+            ("sms: templates/sms.j2", "sms: /etc/passwd", "templates.sms:"),
+        ],
+    )  # fmt: skip
+    def test_spec_out_of_bounds(self, migrated: Cli, old: str, new: str, field: str) -> None:
+        text = EXAMPLE.read_text(encoding="utf-8")
+        assert old in text
+        spec = migrated.write("spec.yaml", text.replace(old, new))
+        line = assert_one_error_line(migrated("campaign", "apply", str(spec)), field)
+        assert "root:" not in line, "the refusal never quotes the named file"
+        assert migrated.count(Campaign) == 0
+
+    def test_spec_not_utf8(self, migrated: Cli) -> None:
+        text = EXAMPLE.read_text(encoding="utf-8").replace("name: ", "name: Campa\u00f1a ", 1)
+        spec = migrated.write("latin1.yaml", text.encode("latin-1"))
+        assert_one_error_line(migrated("campaign", "apply", str(spec)), "not UTF-8", "line ")
+
+    @pytest.mark.parametrize("period", ["0000-01", "9999-Q4"])
+    def test_implausible_period(self, migrated: Cli, period: str) -> None:
+        result = migrated("plan", "--campaign", "sme-spring-2026", "--period", period)
+        assert_one_error_line(result, period, "1970..2100")
+
+    def test_bad_setting_is_one_line(self, migrated: Cli) -> None:
+        path = migrated.write("customers.csv", f"{CUSTOMERS_HEADER}\n{customer(1)}\n")
+        result = migrated("import", "customers", str(path), PDCA_IMPORT_CHUNK_ROWS="0")
+        assert_one_error_line(result, "PDCA_IMPORT_CHUNK_ROWS")
+
+    def test_unexpected_error_is_one_line_with_the_traceback_in_the_log(
+        self, migrated: Cli
+    ) -> None:
+        """A failure pdca did not foresee: exit 1, one line, the traceback in the debug log;
+        `--debug` shows it on stderr instead."""
+        path = migrated.write("customers.csv", f"{CUSTOMERS_HEADER}\n{customer(1)}\n")
+        hooks = migrated.folder / "hooks"
+        hooks.mkdir()
+        (hooks / "sitecustomize.py").write_text(
+            "import tasks.data.importing as importing\n"
+            "def broken(*args, **kwargs):\n"
+            "    raise RuntimeError('disk on fire')\n"
+            "importing.import_feed = broken\n"
+        )
+        env = {
+            "PYTHONPATH": os.pathsep.join([str(hooks), str(ROOT)]),
+            "PDCA_OUTPUT_DIR": str(migrated.folder / "out"),
+        }
+        result = migrated("import", "customers", str(path), **env)
+        assert_exit(result, 1)
+        [line] = result.stderr.strip().splitlines()
+        assert "unexpected RuntimeError: disk on fire" in line and "--debug" in line
+        log = migrated.folder / "out" / "logs" / "pdca-debug.log"
+        assert "Traceback" in log.read_text() and "disk on fire" in log.read_text()
+        shown = migrated("import", "customers", str(path), "--debug", **env)
+        assert shown.returncode == 1 and "Traceback" in shown.stderr
+
+
+class TestPrefectLoggerTracebacks:
+    """Tracebacks Prefect's loggers would print (a locked database, an SMTP 451 after its
+    retries) go to the debug log; stderr keeps the one-line message."""
+
+    def _record(self, error: Exception):
+        import logging
+
+        try:
+            raise error
+        except type(error):
+            return logging.LogRecord(
+                "prefect.flow_runs", 40, __file__, 1, "run failed", None, sys.exc_info()
+            )
+
+    def test_traceback_goes_to_the_debug_log(self, tmp_path, monkeypatch) -> None:
+        from pdca import cli as cli_module
+        from pdca.settings import get_settings
+
+        monkeypatch.setenv("PDCA_OUTPUT_DIR", str(tmp_path))
+        get_settings.cache_clear()
+        try:
+            record = self._record(RuntimeError("database is locked"))
+            assert cli_module._NoTracebackForUserErrors().filter(record)
+        finally:
+            get_settings.cache_clear()
+        assert record.exc_info is None and record.exc_text is None
+        log = (tmp_path / "logs" / "pdca-debug.log").read_text()
+        assert "Traceback" in log and "database is locked" in log
+
+    def test_debug_keeps_the_traceback(self) -> None:
+        from pdca import cli as cli_module
+
+        quiet = cli_module._NoTracebackForUserErrors()
+        quiet.debug = True
+        record = self._record(RuntimeError("database is locked"))
+        assert quiet.filter(record) and record.exc_info is not None

@@ -33,6 +33,8 @@ from sqlalchemy import Connection, insert, select, update
 
 from pdca.errors import SpecError, UserError
 from pdca.models import CHANNELS, AuditEntry, Campaign, Product
+from pdca.settings import PROJECT_ROOT
+from tasks.common.bounds import INT32_MAX, has_control
 
 SHARE_TOLERANCE = 1e-6
 """How far the experiment's shares may sum away from 1 (YAML floats are not exact)."""
@@ -41,6 +43,15 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 """A deliberately simple address check: catches typos, leaves real validation to the MTA."""
 
 MINUTES_PER_DAY = 24 * 60
+
+MAX_AMOUNT = 1e15
+"""Most any money field of a spec may say (a budget of a thousand trillion is a typo)."""
+
+TEMPLATE_DIR = PROJECT_ROOT / "templates"
+TEMPLATE_RULE = "a template must be a file under the project's templates/ folder"
+
+SPEC_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False)
+"""Every part of a spec: unknown keys refused, and no `.inf` or `.nan` for any number."""
 
 
 # --- time ranges ------------------------------------------------------------------------
@@ -144,6 +155,25 @@ def _check_email(address: str) -> str:
     return address
 
 
+def _check_one_line(text: str) -> str:
+    """A name is shown in reports, mail subjects and logs: one line, no control characters."""
+    if has_control(text):
+        raise ValueError("must be one line without control characters (CR, LF, tab, NUL…)")
+    return text
+
+
+def _check_template(path: str, info: ValidationInfo) -> str:
+    """Templates come from the project's `templates/` folder only, so that a spec cannot
+    make pdca read (and echo) any file. Checked for specs read from a file (the context
+    `from_file`); the refusal states the rule and never opens the file."""
+    _check_one_line(path)
+    if (info.context or {}).get("from_file"):
+        candidate = Path(path) if Path(path).is_absolute() else PROJECT_ROOT / path
+        if not candidate.resolve().is_relative_to(TEMPLATE_DIR.resolve()):
+            raise ValueError(f"{TEMPLATE_RULE} (e.g. templates/sms.j2)")
+    return path
+
+
 def _check_variant_name(name: str) -> str:
     """The name "holdout" labels the control group in `touches`; no variant may take it."""
     if name == "holdout":
@@ -163,7 +193,14 @@ def _check_window(window: TimeRange, info: ValidationInfo) -> TimeRange:
 
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]+$", max_length=64)]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Text = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(_check_one_line),
+]
+Count = Annotated[int, Field(gt=0, le=INT32_MAX)]
+Amount = Annotated[float, Field(gt=0, le=MAX_AMOUNT)]
+TemplatePath = Annotated[str, StringConstraints(max_length=500), AfterValidator(_check_template)]
 ChannelName = Annotated[str, AfterValidator(_check_channel)]
 EmailAddress = Annotated[str, AfterValidator(_check_email)]
 WindowName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+$", max_length=32)]
@@ -182,23 +219,23 @@ Share = Annotated[float, Field(gt=0, le=1)]
 class RiskPolicy(BaseModel):
     """The asset-quality half of the campaign's dual targets."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = SPEC_CONFIG
 
     max_overdue_rate_30: float = Field(gt=0, le=1)
     min_credit_score: int = Field(ge=300, le=900)
     apr_cap: float = Field(gt=0, le=100)
     """Annual %, e.g. 24.0; no offer or message may exceed it."""
-    excluded_industries: list[str] = Field(default_factory=list)
-    max_debt_ratio: float = Field(default=0.7, gt=0)
+    excluded_industries: list[Text] = Field(default_factory=list)
+    max_debt_ratio: float = Field(default=0.7, gt=0, le=100)
     """Beyond the contract: debt ratio above which a customer is not contacted."""
 
 
 class ContactPolicy(BaseModel):
     """How often and when a customer may be contacted."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = SPEC_CONFIG
 
-    max_touches_per_7d: int = Field(ge=1)
+    max_touches_per_7d: Count
     quiet_hours: TimeRange
     windows: dict[WindowName, Window] = Field(min_length=1)
 
@@ -206,7 +243,7 @@ class ContactPolicy(BaseModel):
 class Experiment(BaseModel):
     """The split of the audience into variants and a hold-out control group."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = SPEC_CONFIG
 
     metric: Literal["application_rate", "response_rate", "approval_rate"] = "application_rate"
     variants: dict[VariantName, Share] = Field(min_length=1)
@@ -224,37 +261,41 @@ class Experiment(BaseModel):
 class Offer(BaseModel):
     """What the messages quote: the annual rate (disclosed in every message) and amount."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = SPEC_CONFIG
 
     apr: float = Field(gt=0, le=100)
     """Annual %, shown as such; may not exceed `risk.apr_cap`."""
-    max_amount: float | None = Field(default=None, gt=0)
+    max_amount: Amount | None = None
 
 
 class CampaignSpec(BaseModel):
     """A campaign as the user writes it in YAML; field order matters, since later fields'
     checks (end, windows) read the earlier ones."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = SPEC_CONFIG
 
     id: Identifier
     name: Text
-    product: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+    product: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
+        AfterValidator(_check_one_line),
+    ]
     start: date
     end: date
     timezone: Annotated[str, AfterValidator(_check_timezone)]
     channels: list[ChannelName] = Field(min_length=1)
-    budget_total: float = Field(gt=0)
+    budget_total: Amount
     risk: RiskPolicy
     contact_policy: ContactPolicy
     experiment: Experiment
-    templates: dict[ChannelName, str] = Field(default_factory=dict)
+    templates: dict[ChannelName, TemplatePath] = Field(default_factory=dict)
     """Channel → template path. Any contract channel, not only the campaign's: the
     contract's own example carries an `email` template beside channels without email."""
     recipients: list[EmailAddress] = Field(default_factory=list)
-    growth: float = Field(default=1.0, gt=0)
+    growth: float = Field(default=1.0, gt=0, le=1000)
     """The multiplier the plan applies to history (1.0 = repeat history)."""
-    daily_capacity: dict[ChannelName, Annotated[int, Field(gt=0)]] = Field(default_factory=dict)
+    daily_capacity: dict[ChannelName, Count] = Field(default_factory=dict)
     """Beyond the contract: most touches a channel can take per day (e.g. the relationship
     managers' calls); channels not named are limited by budget only."""
     offer: Offer | None = None
@@ -319,19 +360,30 @@ _UniqueKeyLoader.add_constructor(
 def load_spec(path: Path) -> CampaignSpec:
     """Read and validate the spec file at `path`."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory, expected a spec file") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        reason = f"not UTF-8 text (byte 0x{data[error.start]:02x}); save the file as UTF-8"
+        raise SpecError(str(path), [(f"line {line}", reason)]) from None
     return parse_spec(text, str(path))
 
 
 def parse_spec(text: str, source: str) -> CampaignSpec:
-    """Validate a spec's YAML text; `source` names it in the error (usually its path)."""
+    """Validate a spec's YAML text; `source` names it in the error (usually its path).
+
+    A spec read here comes from a user's file, so its templates must lie in the project's
+    template folder (`_check_template`)."""
     document = _read_yaml(text, source)
     if not isinstance(document, dict):
         found = "nothing" if document is None else type(document).__name__
         raise SpecError(source, [("document", f"expected a mapping of fields, got {found}")])
-    return _validate(document, source)
+    return _validate(document, source, from_file=True)
 
 
 def _read_yaml(text: str, source: str) -> Any:
@@ -352,9 +404,9 @@ def _yaml_reason(error: yaml.MarkedYAMLError) -> str:
     return ", ".join(part for part in parts if part) or "invalid YAML"
 
 
-def _validate(document: dict[str, Any], source: str) -> CampaignSpec:
+def _validate(document: dict[str, Any], source: str, from_file: bool = False) -> CampaignSpec:
     try:
-        return CampaignSpec.model_validate(document)
+        return CampaignSpec.model_validate(document, context={"from_file": from_file})
     except ValidationError as error:
         raise SpecError(source, [_problem(detail) for detail in error.errors()]) from None
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Kind = Literal["str", "int", "float", "bool", "datetime", "date"]
+Kind = Literal["str", "int", "float", "bool", "datetime", "date", "phone", "email"]
+"""How a column is parsed; `phone` and `email` are text with the rules of `tasks.common.bounds`."""
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,8 @@ FEEDS: dict[str, Feed] = {
             Column("monthly_income", "float", required=False),
             Column("debt_ratio", "float", required=False),
             Column("industry", required=False),
-            Column("phone", required=False),
-            Column("email", required=False),
+            Column("phone", "phone", required=False),
+            Column("email", "email", required=False),
             Column("marketing_consent", "bool"),
             Column("do_not_contact", "bool"),
             Column("created_at", "datetime", required=False),

@@ -17,6 +17,10 @@ _WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 _QUARTER = re.compile(r"^(\d{4})-Q([1-4])$")
 
+FIRST_YEAR, LAST_YEAR = 1970, 2100
+"""The years a period may fall in: those of the plausible feed timestamps (the default of
+`PDCA_TIMESTAMP_MIN`/`_MAX`); `0000-01` or `9999-Q4` is a typo, not a period."""
+
 
 @dataclass(frozen=True, order=True)
 class Period:
@@ -31,6 +35,9 @@ class Period:
     def parse(cls, text: str) -> Period:
         """`2026-W12`, `2026-03` or `2026-Q1`; anything else is a UserError."""
         text = text.strip()
+        year = re.match(r"^(\d{4})-", text)
+        if year and not FIRST_YEAR <= int(year[1]) <= LAST_YEAR:
+            raise UserError(f"period {text!r}: the year must be within {FIRST_YEAR}..{LAST_YEAR}")
         if match := _WEEK.match(text):
             year, week = int(match[1]), int(match[2])
             try:
@@ -71,10 +78,15 @@ class Period:
 
     def shifted(self, steps: int) -> Period:
         """The period `steps` periods of the same kind later (earlier when negative)."""
-        if self.kind == "week":
-            return Period.week_of(self.start + timedelta(days=7 * steps))
-        months = 1 if self.kind == "month" else 3
-        start = _add_months(self.start, months * steps)
+        try:
+            if self.kind == "week":
+                return Period.week_of(self.start + timedelta(days=7 * steps))
+            months = 1 if self.kind == "month" else 3
+            start = _add_months(self.start, months * steps)
+        except (ValueError, OverflowError):
+            raise UserError(
+                f"period {self.name!r} shifted by {steps}: outside {FIRST_YEAR}..{LAST_YEAR}"
+            ) from None
         name = (
             f"{start.year}-{start.month:02d}"
             if self.kind == "month"

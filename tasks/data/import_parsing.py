@@ -10,9 +10,21 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from pdca.models import Base
+from tasks.common.bounds import (
+    CONTROL,
+    INT32_MAX,
+    INT32_MIN,
+    ISO_TIMESTAMP,
+    Bounds,
+    is_email,
+    is_phone,
+    unneutralise,
+)
 from tasks.common.feeds import Feed
 from tasks.data.quality import row_failures
 from tasks.data.quarantine import Rejected, csv_line
@@ -20,7 +32,7 @@ from tasks.data.quarantine import Rejected, csv_line
 LINE = "_line"
 """The stage tables' column holding each row's line number in the file."""
 
-INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+INT_MIN, INT_MAX = INT32_MIN, INT32_MAX
 OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$")
 TRUE_WORDS = {"true": True, "1": True, "false": False, "0": False}
 
@@ -33,6 +45,7 @@ def validate_chunk(
     timezones: dict[str, str],
     default_timezone: str,
     delimiter: str = ",",
+    bounds: Bounds = Bounds(),
 ) -> tuple[pd.DataFrame, list[Rejected]]:
     """Steps 2–4 of the module docstring: parse, apply the suite, drop repeated keys.
 
@@ -48,7 +61,7 @@ def validate_chunk(
         else {name: pd.Series([], dtype="str") for name in header}
     )
     frame[LINE] = lines
-    typed, errors = parse_chunk(feed, frame, timezones, default_timezone)
+    typed, errors = parse_chunk(feed, frame, timezones, default_timezone, bounds)
     bad = errors.groupby("index", sort=False).agg({"field": "first", "reason": "; ".join})
     failures = row_failures(
         feed.name, typed.drop(index=bad.index)[list(feed.column_names)], keys=feed.key
@@ -107,30 +120,39 @@ def parse_chunk(
     frame: pd.DataFrame,
     timezones: dict[str, str],
     default_timezone: str,
+    bounds: Bounds = Bounds(),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Typed columns for `frame` (strings, with LINE), and a frame of parse errors.
 
     Empty strings become missing values (the suite decides whether missing is allowed);
-    a non-empty value that does not parse is an error naming its field.
+    a non-empty value that does not parse, or lies outside `bounds`
+    (`tasks.common.bounds`), is an error naming its field.
     """
     typed = pd.DataFrame({LINE: frame[LINE].to_numpy()}, index=frame.index)
     errors: list[pd.DataFrame] = []
     for column in feed.columns:
-        text = frame[column.name]
+        text, too_long, limit = _within_size(feed, column.name, frame[column.name], bounds)
         present = text != ""
         if column.kind == "datetime":
             zones = _zones(feed, frame, timezones, default_timezone)
-            values, broken, reason = _parse_datetime(text, present, zones)
+            values, broken, reason = _parse_datetime(text, present, zones, bounds)
         else:
-            values, broken, reason = _PARSERS[column.kind](text, present)
+            values, broken, reason = _PARSERS[column.kind](text, present, bounds)
         typed[column.name] = values
+        if isinstance(reason, str):
+            reason = pd.Series(reason, index=frame.index, dtype=object)
+        if column.name.endswith("_id"):  # ids travel in keys, URLs and file names
+            spaced = present & ~broken & text.str.contains(r"\s")
+            broken, reason = broken | spaced, reason.where(~spaced, "an id holds no whitespace")
+        reason = reason.where(~too_long, f"longer than {limit} characters")
+        broken = broken | too_long
         if broken.any():
             errors.append(
                 pd.DataFrame(
                     {
                         "index": frame.index[broken],
                         "field": column.name,
-                        "reason": f"{column.name}: {reason}",
+                        "reason": (f"{column.name}: " + reason[broken].astype(str)).to_numpy(),
                     }
                 )
             )
@@ -142,51 +164,109 @@ def parse_chunk(
     return typed, error_frame
 
 
-Parsed = tuple[pd.Series, pd.Series, str]
-"""A column parsed: its typed values, which present values did not parse, and why not."""
+def _within_size(
+    feed: Feed, name: str, text: pd.Series, bounds: Bounds
+) -> tuple[pd.Series, pd.Series, int]:
+    """The column with its oversized values blanked, which those were, and the limit.
+
+    The limit is the column's declared length (PostgreSQL refuses a longer value in the
+    middle of a COPY) and at most `bounds.max_field_chars`.
+    """
+    limit = bounds.max_field_chars
+    table = Base.metadata.tables.get(feed.table)
+    if table is not None and name in table.c:
+        declared = getattr(table.c[name].type, "length", None)
+        limit = min(limit, declared or limit)
+    too_long = text.str.len() > limit
+    return (text.where(~too_long, "") if too_long.any() else text), too_long, limit
 
 
-def _parse_str(text: pd.Series, present: pd.Series) -> Parsed:
-    values = text.where(present, None)
-    return values, values.str.contains("\ufffd", regex=False, na=False), "not valid UTF-8 text"
+Parsed = tuple[pd.Series, pd.Series, "str | pd.Series"]
+"""A column parsed: its typed values, which present values did not parse, and why not
+(one reason for all, or one per row)."""
 
 
-def _parse_float(text: pd.Series, present: pd.Series) -> Parsed:
+def _parse_str(text: pd.Series, present: pd.Series, bounds: Bounds) -> Parsed:
+    """Text as written (less the export's `'` before a formula), without control characters."""
+    values = text.map(unneutralise).where(present, None)
+    garbled = present & text.str.contains("\ufffd", regex=False)
+    control = present & text.str.contains(CONTROL)
+    reason = pd.Series("not valid UTF-8 text", index=text.index, dtype=object)
+    reason = reason.where(~control, "contains a control character (NUL, line break, tab…)")
+    return values, garbled | control, reason
+
+
+def _parse_pattern(check: Callable[[str], bool], rule: str):
+    """A text kind with a rule of its own (`phone`, `email`) on top of `_parse_str`'s."""
+
+    def parse(text: pd.Series, present: pd.Series, bounds: Bounds) -> Parsed:
+        values, broken, reason = _parse_str(text, present, bounds)
+        fits = text.map(unneutralise).map(check).astype(bool)
+        wrong = present & ~broken & ~fits
+        return values, broken | wrong, reason.where(~wrong, rule)
+
+    return parse
+
+
+def _parse_float(text: pd.Series, present: pd.Series, bounds: Bounds) -> Parsed:
+    """Finite numbers only: `inf`, `1e400` and `nan` are refused, not stored."""
     values = pd.to_numeric(text.where(present, None), errors="coerce")
-    return values, present & values.isna(), "not a number"
+    infinite = present & values.notna() & ~np.isfinite(values.astype(float))
+    values = values.where(~infinite)
+    reason = pd.Series("not a number", index=text.index, dtype=object)
+    return values, present & values.isna(), reason.where(~infinite, "not a finite number")
 
 
-def _parse_int(text: pd.Series, present: pd.Series) -> Parsed:
+def _parse_int(text: pd.Series, present: pd.Series, bounds: Bounds) -> Parsed:
     """Whole and within the database's 32-bit integer columns, else the row's fault."""
-    values, broken, _ = _parse_float(text, present)
+    values = pd.to_numeric(text.where(present, None), errors="coerce")
     usable = values.isna() | ((values == values.round()) & values.between(INT_MIN, INT_MAX))
-    broken |= present & ~usable
+    broken = present & (values.isna() | ~usable)
     return values.where(usable).astype("Int64"), broken, f"not an integer in [{INT_MIN}, {INT_MAX}]"
 
 
-def _parse_bool(text: pd.Series, present: pd.Series) -> Parsed:
+def _parse_bool(text: pd.Series, present: pd.Series, bounds: Bounds) -> Parsed:
     values = text.str.lower().map(TRUE_WORDS).astype("boolean")
     return values, present & values.isna(), "not a boolean (true/false or 1/0)"
 
 
-def _parse_date(text: pd.Series, present: pd.Series) -> Parsed:
+def _parse_date(text: pd.Series, present: pd.Series, bounds: Bounds) -> Parsed:
     parsed = pd.to_datetime(text.where(present, None), format="%Y-%m-%d", errors="coerce")
+    outside = parsed.notna() & ~parsed.between(bounds.earliest, bounds.latest)
+    parsed = parsed.where(~outside)
     values = parsed.dt.strftime("%Y-%m-%d")  # a date, not a midnight timestamp
-    return values, present & parsed.isna(), "not a date (YYYY-MM-DD)"
+    reason = pd.Series("not a date (YYYY-MM-DD)", index=text.index, dtype=object)
+    return values, present & parsed.isna(), reason.where(~outside, _outside(bounds))
 
 
-def _parse_datetime(text: pd.Series, present: pd.Series, zones: pd.Series) -> Parsed:
-    values = to_utc(text.where(present, None), zones)
-    reason = "not an ISO 8601 timestamp (or not a valid local time)"
-    return values, present & values.isna(), reason
+def _parse_datetime(
+    text: pd.Series, present: pd.Series, zones: pd.Series, bounds: Bounds
+) -> Parsed:
+    """ISO 8601 only (never `now`), within `bounds` once converted to UTC."""
+    shaped = present & text.str.match(ISO_TIMESTAMP, na=False)
+    values = to_utc(text.where(shaped, None), zones)
+    outside = values.notna() & ~values.between(bounds.earliest, bounds.latest)
+    values = values.where(~outside)
+    reason = pd.Series(
+        "not an ISO 8601 timestamp (or not a valid local time)", index=text.index, dtype=object
+    )
+    return values, present & values.isna(), reason.where(~outside, _outside(bounds))
 
 
-_PARSERS: dict[str, Callable[[pd.Series, pd.Series], Parsed]] = {
+def _outside(bounds: Bounds) -> str:
+    return f"outside the plausible range {bounds.describe()} (UTC)"
+
+
+_PARSERS: dict[str, Callable[[pd.Series, pd.Series, Bounds], Parsed]] = {
     "str": _parse_str,
     "int": _parse_int,
     "float": _parse_float,
     "bool": _parse_bool,
     "date": _parse_date,
+    "phone": _parse_pattern(
+        is_phone, "not a phone number (optional +, then digits, spaces or dashes; 6-20 digits)"
+    ),
+    "email": _parse_pattern(is_email, "not an e-mail address (one @, a dot in the domain)"),
 }
 """The parser of each column kind but `datetime`, which also needs the rows' time zones."""
 

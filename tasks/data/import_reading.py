@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from itertools import islice
 from pathlib import Path
 
 from pdca.errors import UserError
@@ -63,20 +62,37 @@ def open_feed_file(path: Path, expected: tuple[str, ...], delimiter: str = ",") 
     return handle
 
 
+READ_LIMIT = 4 * 1024 * 1024
+"""Most characters the CSV reader takes in one field. Fields above the feed's own limit
+(`tasks.common.bounds.Bounds.max_field_chars`) are quarantined with their field name when
+they are parsed; a field above this one (an unterminated quote swallowing the file) cannot
+be read as a row at all, and is quarantined as a whole row."""
+
+
 def read_chunks(
     handle: io.TextIOBase, width: int, chunk_rows: int, delimiter: str = ","
 ) -> Iterator[tuple[list[list[str]], list[int], list[Rejected]]]:
     """Rows of `width` fields with their line numbers, `chunk_rows` at a time.
 
-    A row with another number of fields (a blank line included) is rejected here: its
-    columns cannot be trusted to mean what the header says.
+    A row with another number of fields (a blank line included), or a field the reader
+    cannot hold, is rejected here: its columns cannot be trusted to mean what the header
+    says. The reader goes on with the next line, so one such row never stops an import.
     """
+    csv.field_size_limit(READ_LIMIT)
     reader = csv.reader(handle, delimiter=delimiter)
     while True:
         rows: list[list[str]] = []
         lines: list[int] = []
         rejected: list[Rejected] = []
-        for row in islice(reader, chunk_rows):
+        for _ in range(chunk_rows):
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as error:
+                reason = f"unreadable row: {error}"
+                rejected.append(Rejected(reader.line_num + 1, "(row)", reason, ""))
+                continue
             if len(row) == width:
                 rows.append(row)
                 lines.append(reader.line_num + 1)  # the header was line 1

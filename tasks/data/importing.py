@@ -7,7 +7,9 @@ replace by (feed, file, line). Per chunk:
 
 1. shape: a row with the wrong number of fields is quarantined as it stands
    (`tasks.data.import_reading`);
-2. parse: each column by its kind (`tasks.common.feeds`); a value that does not parse is
+2. parse: each column by its kind (`tasks.common.feeds`); a value that does not parse, or
+   lies outside the bounds of `tasks.common.bounds` (plausible timestamps, finite numbers,
+   no control characters, fields within their size, phone and e-mail rules), is
    quarantined with its field (`tasks.data.import_parsing`, as are steps 3 and 4);
 3. duplicates within the chunk: the first occurrence wins, later ones are quarantined;
 4. rules: the feed's Great Expectations suite; the rows a critical expectation names are
@@ -35,6 +37,7 @@ import pandas as pd
 from sqlalchemy import Connection
 
 from pdca.errors import UserError
+from tasks.common.bounds import Bounds
 from tasks.common.feeds import FEEDS, Feed
 from tasks.data.import_ledger import (
     ImportResult,
@@ -89,16 +92,25 @@ def import_feed(
     chunk_rows: int = 100_000,
     default_timezone: str = "UTC",
     actor: str = "cli",
+    bounds: Bounds = Bounds(),
 ) -> ImportResult:
-    """Import one CSV feed file; see the module docstring for the steps."""
+    """Import one CSV feed file; see the module docstring for the steps.
+
+    Values outside `bounds` (`tasks.common.bounds`) are quarantined like any bad value.
+    """
     if feed_name not in FEEDS:
         raise UserError(f"unknown feed {feed_name!r}; expected one of {', '.join(FEEDS)}")
     feed = FEEDS[feed_name]
     handle = open_feed_file(path, feed.column_names)
-    file = str(path)
-    result = ImportResult(feed=feed_name, file=file, import_id=start_import(conn, feed_name, file))
+    file = str(path.resolve())  # one file, one ledger: however its path was spelled
+    result = ImportResult(
+        feed=feed_name,
+        file=str(path),
+        import_id=start_import(conn, feed_name, file),
+        stored_file=file,
+    )
     loader = StagedLoader(conn, feed)
-    quarantine = QuarantineWriter(conn, feed_name, file, result.import_id)
+    quarantine = QuarantineWriter(conn, feed_name, file, result.import_id, handle.header)
     timezones = campaign_timezones(conn)
     chunks = read_chunks(handle, len(handle.header), chunk_rows)
 
@@ -108,7 +120,7 @@ def import_feed(
             return None
         rows, lines, rejected = chunk
         typed, invalid = validate_chunk(
-            feed, rows, lines, handle.header, timezones, default_timezone
+            feed, rows, lines, handle.header, timezones, default_timezone, bounds=bounds
         )
         return PreparedChunk(rows, lines, typed, rejected + invalid, loader.rows_of(typed))
 

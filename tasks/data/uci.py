@@ -227,9 +227,12 @@ def import_uci_bank(
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     spans = _year_spans(path, chunk_rows)
-    file = str(path)
+    file = str(path.resolve())  # one file, one ledger: however its path was spelled
     result = ImportResult(
-        feed="uci-bank", file=file, import_id=start_import(conn, "uci-bank", file)
+        feed="uci-bank",
+        file=str(path),
+        import_id=start_import(conn, "uci-bank", file),
+        stored_file=file,
     )
     try:
         for year, (first, last, cost) in sorted(spans.items()):

@@ -166,7 +166,9 @@ class TestChannels:
         (problem,) = problems_of(spec_text(channels=["sms", "sms"]))
         assert problem == ("channels", "listed more than once: sms")
 
-    @pytest.mark.parametrize("templates", [{"sms": "a.j2"}, {"email": "e.html.j2"}, {}])
+    @pytest.mark.parametrize(
+        "templates", [{"sms": "templates/a.j2"}, {"email": "templates/e.html.j2"}, {}]
+    )
     def test_templates_for_any_contract_channel(self, templates):
         assert spec(templates=templates).templates == templates
 
@@ -404,6 +406,62 @@ class TestDocument:
         with pytest.raises(SpecError) as caught:
             load_spec(path)
         assert caught.value.source == str(path)
+
+
+class TestHostileSpec:
+    """The spec gets the bounds of the feeds: refused with exit 2 and the field path."""
+
+    @pytest.mark.parametrize(
+        ("text", "path", "fragment"),
+        [
+            (spec_text().replace("budget_total: 500000", "budget_total: .inf"), "budget_total",
+             "finite number"),
+            (spec_text().replace("budget_total: 500000", "budget_total: .nan"), "budget_total",
+             "finite number"),
+            (spec_text(budget_total=1e300), "budget_total", "less than or equal"),
+            (spec_text(contact_policy__max_touches_per_7d=99999999999999999999999999),
+             "contact_policy.max_touches_per_7d", "less than or equal to 2147483647"),
+            (spec_text(daily_capacity={"phone": 2**40}), "daily_capacity.phone",
+             "less than or equal"),
+            (spec_text(name="Spring\r\nBcc: everyone@example.com"), "name", "one line"),
+            (spec_text(product="sme\x00"), "product", "one line"),
+            (spec_text(risk__excluded_industries=["ok", "bad\nline"]),
+             "risk.excluded_industries.1", "one line"),
+            (spec_text(templates={"sms": "/etc/passwd"}), "templates.sms",
+             "a template must be a file under the project's templates/ folder"),
+            (spec_text(templates={"sms": "templates/../pyproject.toml"}), "templates.sms",
+             "templates/ folder"),
+            (spec_text(templates={"sms": "../../etc/passwd"}), "templates.sms",
+             "templates/ folder"),
+        ],
+        ids=["inf", "nan", "huge budget", "huge count", "huge capacity", "CR/LF name",
+             "NUL product", "line break in a list", "absolute template", "dot-dot template",
+             "relative escape"],
+    )  # fmt: skip
+    def test_failure(self, text: str, path: str, fragment: str):
+        problems = problems_of(text)
+        assert [p for p, _ in problems] == [path], problems
+        assert fragment in problems[0][1], problems
+
+    def test_failure_template_refusal_never_quotes_the_file(self):
+        (problem,) = problems_of(spec_text(templates={"sms": "/etc/passwd"}))
+        assert "root" not in problem[1] and "/etc/passwd" not in problem[1]
+
+    def test_success_template_in_the_folder(self):
+        assert spec(templates={"sms": "templates/sms.j2"}).templates == {"sms": "templates/sms.j2"}
+
+    def test_failure_not_utf8_file(self, tmp_path: Path):
+        path = tmp_path / "latin1.yaml"
+        text = spec_text(name="Campana").replace("Campana", "Campa\u00f1a")
+        path.write_bytes(text.encode("latin-1"))
+        with pytest.raises(SpecError) as caught:
+            load_spec(path)
+        assert caught.value.problems[0][0].startswith("line ")
+        assert "not UTF-8 text (byte 0xf1)" in caught.value.problems[0][1]
+
+    def test_failure_directory(self, tmp_path: Path):
+        with pytest.raises(UserError, match="is a directory"):
+            load_spec(tmp_path)
 
 
 # --- the database -----------------------------------------------------------------------

@@ -30,6 +30,23 @@ class TestParse:
             Period.parse(text)
 
 
+class TestImplausiblePeriods:
+    @pytest.mark.parametrize("text", ["0000-01", "9999-Q4", "0001-W01", "1969-12", "2101-01"])
+    def test_failure_one_line(self, text):
+        with pytest.raises(UserError, match=r"the year must be within 1970\.\.2100") as caught:
+            Period.parse(text)
+        assert "\n" not in str(caught.value)
+
+    @pytest.mark.parametrize("text", ["1970-01", "2100-Q4", "2100-12", "1970-W02"])
+    def test_success_edges(self, text):
+        period = Period.parse(text)
+        assert period.utc_bounds("Asia/Shanghai")[0] < period.utc_bounds("America/Bogota")[1]
+
+    def test_failure_shifted_out_of_range(self):
+        with pytest.raises(UserError, match=r"outside 1970\.\.2100"):
+            Period.parse("2026-03").shifted(-(10**7))
+
+
 class TestBounds:
     def test_shanghai_midnight_is_the_previous_day_16_00_utc(self):
         start, end = Period.parse("2026-W12").utc_bounds("Asia/Shanghai")

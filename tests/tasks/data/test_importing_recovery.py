@@ -66,3 +66,40 @@ class TestCrashMidImport:
             import_feed(conn, "customers", path, chunk_rows=3)
             expected = table(conn, "customers", "customer_id")
         assert after_rerun == expected, "a rerun after a crash must equal an uninterrupted import"
+
+
+class TestKilledImportIsMarkedInterrupted:
+    def test_next_import_marks_the_dead_processes_row(self, engine, tmp_path):
+        """A process that dies mid-import leaves `running`; the next import says so."""
+        import subprocess
+        import sys
+
+        url = engine.url.render_as_string(hide_password=False)
+        script = (
+            "import os\n"
+            "from pdca.db import make_engine\n"
+            "from tasks.data.import_ledger import start_import\n"
+            f"with make_engine({url!r}).connect() as conn:\n"
+            "    start_import(conn, 'customers', '/data/customers.csv')\n"
+            "os._exit(9)  # killed: no failure handler runs\n"
+        )
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+        assert done.returncode == 9, done.stderr.decode()
+        with engine.connect() as conn:
+            assert conn.execute(text("select status from imports")).scalar_one() == "running"
+            import_feed(conn, "customers", customers_file(tmp_path, rows=5))
+            rows = conn.execute(
+                text("select file, status, message from imports order by import_id")
+            ).all()
+        assert rows[0].status == "interrupted" and "ended" in rows[0].message
+        assert rows[1].status == "loaded" and rows[1].message is None
+
+    def test_a_live_import_is_left_running(self, engine, tmp_path):
+        """Another import still running (here: this very process) is not touched."""
+        from tasks.data.import_ledger import start_import
+
+        with engine.connect() as conn:
+            start_import(conn, "touches", "/data/touches.csv")
+            import_feed(conn, "customers", customers_file(tmp_path, rows=5))
+            statuses = conn.execute(text("select status from imports order by import_id"))
+            assert statuses.scalars().all() == ["running", "loaded"]

@@ -32,7 +32,7 @@ def typed_frame(feed: str, rows: list[dict[str, Any]], index: list[int] | None =
     columns = {}
     for column in FEEDS[feed].columns:
         values = [row.get(column.name) for row in rows]
-        if column.kind == "str" or column.kind == "date":
+        if column.kind in ("str", "date", "phone", "email"):
             columns[column.name] = pd.Series(values, dtype="str")
         elif column.kind == "int":
             columns[column.name] = pd.Series(pd.array(values, dtype="Int64"))
