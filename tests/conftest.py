@@ -35,8 +35,10 @@ UCI_FILE = SHARED_DATA / "uci-bank-marketing" / "bank-full.csv"
 
 _counter = itertools.count()
 
-SERVER_FIXTURES = {"postgres": "postgres", "prefect_server": None}
-"""Fixtures that start a server process → the mark they imply besides `slow`."""
+SERVER_FIXTURES = {"postgres": "postgres", "prefect_server": None, "prefect_home": None}
+"""Fixtures that start a server process → the mark they imply besides `slow`. `prefect_home`
+(and `prefect_env` on it) is for tests that run flows: without PREFECT_API_URL, Prefect
+starts a temporary API server (a uvicorn process) for them and waits until it is up."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
