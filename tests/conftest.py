@@ -3,8 +3,9 @@ the session's demo worlds, and the marks every test gets from what it uses.
 
 `db_url` is parametrised over both back ends, so every test that takes it runs twice;
 the PostgreSQL server starts once per session (on first use) and stops at the end.
-A test that needs a server process (PostgreSQL, a Prefect server) is marked `slow` here,
-whatever its module says, so `pytest -m "not slow"` (`make test-quick`) never starts one.
+A test that needs a server process (PostgreSQL, a Prefect server, also the temporary one
+a flow run starts) is marked `slow` here, whatever its module says, so
+`pytest -m "not slow"` (`make test-quick`) never starts one.
 """
 
 from __future__ import annotations
