@@ -1,4 +1,5 @@
-# The two commands of the README: `make run` (install, then the demo) and `make test`.
+# The two commands of the README: `make run` (install, then the demo) and `make test`;
+# `make test-quick` is the fast loop of development (README "Development").
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -6,13 +7,16 @@ PIP    := $(BIN)/pip --disable-pip-version-check --quiet
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export GX_ANALYTICS_ENABLED ?= false
 
-.PHONY: run test install install-test system-packages lint format bench clean server worker
+.PHONY: run test test-quick install install-test system-packages lint format bench clean server worker
 
 run: install  ## install, then build the demo database and run the demo
 	$(BIN)/pdca demo
 
 test: install-test system-packages  ## the whole suite, slow tests included
 	$(BIN)/pytest
+
+test-quick: install-test  ## the fast loop: every test that needs no server and no large world
+	$(BIN)/pytest -m "not slow"
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test

@@ -1,7 +1,11 @@
-"""Shared fixtures: a fresh, migrated database per test on SQLite and on real PostgreSQL.
+"""Shared fixtures: a fresh, migrated database per test on SQLite and on real PostgreSQL,
+the session's demo worlds, and the marks every test gets from what it uses.
 
 `db_url` is parametrised over both back ends, so every test that takes it runs twice;
 the PostgreSQL server starts once per session (on first use) and stops at the end.
+A test that needs a server process (PostgreSQL, a Prefect server, also the temporary one
+a flow run starts) is marked `slow` here, whatever its module says, so
+`pytest -m "not slow"` (`make test-quick`) never starts one.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from sqlalchemy import Engine
 
 from pdca.db import make_engine, upgrade
 from tests.pg_server import PostgresServer, start_postgres
+from tests.worlds import Worlds
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -30,6 +35,26 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 UCI_FILE = SHARED_DATA / "uci-bank-marketing" / "bank-full.csv"
 
 _counter = itertools.count()
+
+SERVER_FIXTURES = {"postgres": "postgres", "prefect_server": None, "prefect_home": None}
+"""Fixtures that start a server process → the mark they imply besides `slow`. `prefect_home`
+(and `prefect_env` on it) is for tests that run flows: without PREFECT_API_URL, Prefect
+starts a temporary API server (a uvicorn process) for them and waits until it is up."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`slow` (and `postgres`) on every test that needs a server process: the PostgreSQL
+    parameter of `db_url` and of the fixtures built on `BACKENDS` carry the `postgres`
+    mark already; a test that asks for a server fixture by name gets it here."""
+    for item in items:
+        marks = {mark.name for mark in item.iter_markers()}
+        for fixture, implied in SERVER_FIXTURES.items():
+            if fixture in item.fixturenames and implied and implied not in marks:
+                item.add_marker(implied)
+                marks.add(implied)
+        needs_server = "postgres" in marks or any(f in item.fixturenames for f in SERVER_FIXTURES)
+        if needs_server and "slow" not in marks:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -84,6 +109,12 @@ def engine(db_url: str) -> Iterator[Engine]:
     engine = make_engine(db_url)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def demo_worlds(tmp_path_factory: pytest.TempPathFactory) -> Worlds:
+    """Each demo world generated and loaded once per session (tests/worlds.py)."""
+    return Worlds(tmp_path_factory.mktemp("worlds"))
 
 
 @pytest.fixture(scope="session")

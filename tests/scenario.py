@@ -460,6 +460,13 @@ def new_database(request: pytest.FixtureRequest, folder: Path, backend: str) -> 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 """Parameters for fixtures that build their own database per back end."""
 
+SLOW_BACKENDS = [
+    pytest.param("sqlite", marks=pytest.mark.slow),
+    pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.slow]),
+]
+"""`BACKENDS` for fixtures whose world is large (20,000 customers, the full UCI file): every
+test that uses one is `slow` on both back ends, and keeps its ids (`[sqlite]`, `[postgres]`)."""
+
 
 def load_demo(engine: Engine, files: DemoFiles) -> CampaignSpec:
     """The demo campaign applied and its feed files imported through the importers (with

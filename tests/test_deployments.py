@@ -58,10 +58,8 @@ def test_deployments_schedules_and_limits(deployed):
     assert crons == [("5 12 * * 1-5", "Asia/Shanghai"), ("5 19 * * 1-5", "Asia/Shanghai")]
 
 
-def test_rerun_check_runs_on_a_worker_and_lands_in_the_database(
-    deployed, tmp_path, sqlite_template
-):
-    world = build_small_world(tmp_path, sqlite_template)
+def test_rerun_check_runs_on_a_worker_and_lands_in_the_database(deployed, tmp_path, request):
+    world = build_small_world(tmp_path, request)
     env = {"PDCA_DATABASE_URL": world.url, "PDCA_OUTPUT_DIR": str(tmp_path / "out")}
     worker = start_worker(
         deployed, pool="pdca", cwd=tmp_path, PDCA_CHECKOUT=str(PROJECT_ROOT), **env
@@ -100,14 +98,12 @@ def test_rerun_check_runs_on_a_worker_and_lands_in_the_database(
     assert set(flow_run.tags) >= {"rerun", "stage"}
 
 
-def test_act_deployment_pauses_for_approval_and_records_the_decision(
-    deployed, tmp_path, sqlite_template
-):
+def test_act_deployment_pauses_for_approval_and_records_the_decision(deployed, tmp_path, request):
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
     from prefect.flow_runs import resume_flow_run
 
-    world = build_small_world(tmp_path, sqlite_template)
+    world = build_small_world(tmp_path, request)
     store_check(world.engine, failing_sms_and_b_wins(WEEK), campaign_id=CAMPAIGN_ID)
     env = {
         "PDCA_DATABASE_URL": world.url,
@@ -143,15 +139,13 @@ def test_act_deployment_pauses_for_approval_and_records_the_decision(
     assert decided == [("promote_variant", "approved", "Mei Chen", "ship B")]
 
 
-def test_rerun_act_says_it_waits_and_pdca_actions_approve_resumes_it(
-    deployed, tmp_path, sqlite_template
-):
+def test_rerun_act_says_it_waits_and_pdca_actions_approve_resumes_it(deployed, tmp_path, request):
     """What ops do without the UI: `pdca rerun act` says at once that the run waits for a
     decision and how to give it; `pdca actions approve` resumes the paused run with the
     form's input, and the run records the decision itself."""
     import time
 
-    world = build_small_world(tmp_path, sqlite_template)
+    world = build_small_world(tmp_path, request)
     store_check(world.engine, failing_sms_and_b_wins(WEEK), campaign_id=CAMPAIGN_ID)
     env = {
         "PDCA_DATABASE_URL": world.url,

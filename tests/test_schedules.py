@@ -61,12 +61,12 @@ def make(target: str, home: Path, port: int, log: Path, **env: str) -> subproces
 
 
 @pytest.fixture(scope="module")
-def operations(tmp_path_factory, sqlite_template):
+def operations(tmp_path_factory, request):
     """`make server` and `make worker` on a free port, the worker's database a small demo
     world (2,000 customers, March 2026): the server, the worker's process and the world."""
     folder = tmp_path_factory.mktemp("operations")
     home, port = folder / "prefect-home", free_port()
-    world = build_small_world(folder, sqlite_template)
+    world = build_small_world(folder, request)
     server_process = make("server", home, port, folder / "server.log")
     api_url = f"http://127.0.0.1:{port}/api"
     server = PrefectServer(api_url, home, server_process, folder / "server.log")

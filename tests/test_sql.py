@@ -9,22 +9,19 @@ here with its name: add a test value for each.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import Engine, bindparam, create_engine, text
 
 from pdca.db import make_engine
 from pdca.settings import PROJECT_ROOT
-from pdca.synthetic.demo_history import CAMPAIGN_ID, write_demo_feeds
+from pdca.synthetic.demo_history import CAMPAIGN_ID
 from tasks.common.sqlfiles import (
     DIALECTS,
     SQL_DIR,
@@ -35,7 +32,7 @@ from tasks.common.sqlfiles import (
     strip_comments,
 )
 from tasks.do.assignment import HALF, cut, hash_binds, hash_parameters
-from tests.scenario import load_demo
+from tests.worlds import World
 
 BIN = Path(sys.executable).parent
 QUERIES = names()
@@ -101,39 +98,19 @@ PARAMETERS.update(hash_parameters(DISPATCH_HASHES))
 # --- the seeded databases ---------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def demo_files(tmp_path_factory: pytest.TempPathFactory):
-    return write_demo_feeds(
-        tmp_path_factory.mktemp("sql-demo"), customers=3_000, weeks=3, seed=11, start=DEMO_START
-    )
-
-
-def seed(engine: Engine, files) -> None:
-    load_demo(engine, files)
+WORLD = World(customers=3_000, weeks=3, seed=11, start=DEMO_START)
+"""The demo history every query runs on (tests/worlds.py loads it once per session)."""
 
 
 @pytest.fixture(
     scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
 def seeded(
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
-    sqlite_template: Path,
-    demo_files,
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, demo_worlds
 ) -> Iterator[Engine]:
     """A migrated database per back end with the demo history loaded, for the module."""
-    if request.param == "sqlite":
-        path = tmp_path_factory.mktemp("sql-seeded") / "pdca.db"
-        shutil.copy(sqlite_template, path)
-        url = f"sqlite:///{path}"
-    else:
-        server = request.getfixturevalue("postgres")
-        name = f"pdca_sql_{os.getpid()}"
-        with psycopg.connect(server.url().replace("+psycopg", ""), autocommit=True) as conn:
-            conn.execute(f'create database "{name}" template pdca_template')
-        url = server.url(name)
-    engine = make_engine(url)
-    seed(engine, demo_files)
+    folder = tmp_path_factory.mktemp("sql-seeded")
+    engine = make_engine(demo_worlds.database(request, folder, request.param, WORLD))
     yield engine
     engine.dispose()
 

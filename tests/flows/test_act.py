@@ -19,7 +19,6 @@ from flows.act import act_flow
 from flows.plan import plan_flow
 from pdca.db import make_engine
 from pdca.models import Action, AuditEntry, CheckResult, Report, SopVersion
-from pdca.synthetic.demo_history import write_demo_feeds
 from tasks.common.periods import Period
 from tests.flows.test_plan import budget_rows, new_campaign
 from tests.scenario import (
@@ -29,13 +28,12 @@ from tests.scenario import (
     add_plan,
     apply,
     database,
-    load_demo,
-    new_database,
     prefect_env,  # noqa: F401  (the session's PREFECT_HOME)
     run_main,
     spec_dict,
 )
 from tests.tasks.act.test_proposals import check_result, experiment, failing_sms
+from tests.worlds import World
 
 pytestmark = pytest.mark.usefixtures("prefect_env")
 
@@ -276,25 +274,16 @@ class TestActionsCommand:
 
 DEMO_START = date(2026, 3, 2)
 WEEKS = 6
+WORLD = World(customers=3000, weeks=WEEKS, start=DEMO_START)
+"""The plan flow's tests load the same world (tests/worlds.py builds it once)."""
 WEEK = Period.week_of(DEMO_START + timedelta(weeks=WEEKS))
 """The first week after the demo history (2026-W16)."""
 
 
-@pytest.fixture(scope="module")
-def demo_files(tmp_path_factory):
-    return write_demo_feeds(
-        tmp_path_factory.mktemp("act-demo"), customers=3000, weeks=WEEKS, start=DEMO_START
-    )
-
-
 @pytest.fixture(scope="module", params=BACKENDS)
-def history(request, tmp_path_factory, demo_files) -> str:
+def history(request, tmp_path_factory, demo_worlds) -> str:
     """The demo history loaded (what the plan estimates from)."""
-    url = new_database(request, tmp_path_factory.mktemp("act-db"), request.param)
-    engine = make_engine(url)
-    load_demo(engine, demo_files)
-    engine.dispose()
-    return url
+    return demo_worlds.database(request, tmp_path_factory.mktemp("act-db"), request.param, WORLD)
 
 
 def test_an_approved_reallocation_moves_the_next_plan(history, tmp_path, monkeypatch):

@@ -43,7 +43,7 @@ from pdca.models import (
     Touch,
     WeeklyRollup,
 )
-from pdca.synthetic.demo_history import CAMPAIGN_ID, TIMEZONE, write_demo_feeds
+from pdca.synthetic.demo_history import CAMPAIGN_ID, TIMEZONE
 from tasks.check import result as check_result
 from tasks.common import metrics
 from tasks.common.campaigns import get_campaign_spec
@@ -51,17 +51,17 @@ from tasks.common.periods import Period
 from tasks.data.importing import import_feed
 from tests import scenario
 from tests.scenario import (
-    BACKENDS,
+    SLOW_BACKENDS,
     database,
-    load_demo,
-    new_database,
     prefect_env,  # noqa: F401  (the session's PREFECT_HOME)
 )
+from tests.worlds import World
 
 pytestmark = pytest.mark.usefixtures("prefect_env")
 
 DEMO_START = date(2026, 3, 2)
 WEEKS = 10
+WORLD = World(customers=20_000, weeks=WEEKS, start=DEMO_START)
 LAST_WEEK = Period.week_of(DEMO_START + timedelta(weeks=WEEKS - 1))
 """2026-W19: the week checked for anomalies and data quality."""
 MARCH = Period.parse("2026-03")
@@ -83,20 +83,12 @@ class Checked:
     """SMS application rates of the 8 weeks before the last, when it was checked."""
 
 
-@pytest.fixture(scope="module")
-def demo_files(tmp_path_factory):
-    return write_demo_feeds(
-        tmp_path_factory.mktemp("check-demo"), customers=20_000, weeks=WEEKS, start=DEMO_START
-    )
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def checked(request, tmp_path_factory, demo_files) -> Checked:
+@pytest.fixture(scope="module", params=SLOW_BACKENDS)
+def checked(request, tmp_path_factory, demo_worlds) -> Checked:
     """The demo history, its last week planned, and the checks before and after each fault."""
     folder = tmp_path_factory.mktemp("check-db")
-    url = new_database(request, folder, request.param)
+    url = demo_worlds.database(request, folder, request.param, WORLD)
     engine = make_engine(url)
-    load_demo(engine, demo_files)
     world = Checked(url, engine, folder)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PDCA_EXPERIMENT_MDE", "1.0")

@@ -26,7 +26,7 @@ from tests.scenario import (
     run_main,
 )
 
-pytestmark = pytest.mark.usefixtures("prefect_env")
+pytestmark = [pytest.mark.usefixtures("prefect_env"), pytest.mark.slow]  # the full UCI file
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

@@ -15,6 +15,8 @@ from tasks.common.feeds import FEEDS
 
 PDCA = str(Path(sys.executable).parent / "pdca")
 
+pytestmark = pytest.mark.slow  # the demo's full world: 50,000 customers × 8 weeks
+
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory, prefect_home: Path):

@@ -9,24 +9,24 @@ refused by the dispatch lock: tests/flows/test_dispatch.py::TestConcurrentDispat
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from sqlalchemy import DateTime, Engine, func, select
+from sqlalchemy.engine import make_url
 
 import flows.check
 from pdca.db import make_engine
 from pdca.models import AuditEntry, CheckResult, WeeklyRollup
-from pdca.synthetic.demo_history import CAMPAIGN_ID, write_demo_feeds
+from pdca.synthetic.demo_history import CAMPAIGN_ID
 from tests.scenario import (
     database,
-    load_demo,
     prefect_env,  # noqa: F401  (the session's PREFECT_HOME)
     run_main,
 )
+from tests.worlds import World
 
 pytestmark = pytest.mark.usefixtures("prefect_env")
 
@@ -34,6 +34,8 @@ UNTRUSTED_WEEK = "2026-W10"
 """The small demo world's first week: its deliberately bad rows put the quarantine above
 the 1 % limit, so its check is untrusted (a data-quality failure)."""
 FAULTY_WEEK = "2026-W12"
+SMALL = World(customers=2000, weeks=4)
+"""Built once per session (tests/worlds.py); the events and deployment tests use it too."""
 
 
 @dataclass
@@ -43,20 +45,16 @@ class SmallWorld:
     folder: Path
 
 
-def build_small_world(folder: Path, sqlite_template: Path) -> SmallWorld:
+def build_small_world(folder: Path, request: pytest.FixtureRequest) -> SmallWorld:
     """The demo campaign with 2,000 customers over 4 weeks from 2026-03-02, loaded through
-    the feed importers (with the demo's quarantined rows) into a fresh SQLite file."""
-    shutil.copy(sqlite_template, folder / "pdca.db")
-    url = f"sqlite:///{folder / 'pdca.db'}"
-    files = write_demo_feeds(folder / "feeds", customers=2000, weeks=4)
-    engine = make_engine(url)
-    load_demo(engine, files)
-    return SmallWorld(url, engine, folder)
+    the feed importers (with the demo's quarantined rows), in a SQLite file of its own."""
+    url = request.getfixturevalue("demo_worlds").database(request, folder, "sqlite", SMALL)
+    return SmallWorld(url, make_engine(url), folder)
 
 
 @pytest.fixture(scope="module")
-def small_world(tmp_path_factory, sqlite_template) -> Iterator[SmallWorld]:
-    world = build_small_world(tmp_path_factory.mktemp("ops-world"), sqlite_template)
+def small_world(request, tmp_path_factory) -> Iterator[SmallWorld]:
+    world = build_small_world(tmp_path_factory.mktemp("ops-world"), request)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PDCA_OUTPUT_DIR", str(world.folder / "out"))
         patch.delenv("PREFECT_API_URL", raising=False)  # in-process: the embedded API
@@ -167,7 +165,7 @@ class TestBackfillInAFreshProcess:
         import sys
 
         with (  # the backup API: the world's engine may still hold pages in its WAL
-            sqlite3.connect(small_world.folder / "pdca.db") as source,
+            sqlite3.connect(make_url(small_world.url).database) as source,
             sqlite3.connect(tmp_path / "pdca.db") as copy,
         ):
             source.backup(copy)

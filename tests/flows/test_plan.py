@@ -1,9 +1,9 @@
 """The plan flow from the user's side: targets and a budget split from real-looking history.
 
 The history is the demo's synthetic campaign (pdca.synthetic.demo_history: 3,000 customers,
-six weeks),
-loaded through the feed importers into a fresh database on each back end, once for the
-module. The period planned is the first week after the history, inside the campaign.
+six weeks), loaded through the feed importers once per session and back end (tests/worlds.py;
+the act flow's tests load the same world) and copied for this module. The period planned is
+the first week after the history, inside the campaign.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from flows.plan import plan_flow
 from pdca.db import make_engine
 from pdca.errors import UserError
 from pdca.models import Action, AuditEntry, Budget, Plan, Target
-from pdca.synthetic.demo_history import CAMPAIGN_ID, SEGMENTS, write_demo_feeds
-from tasks.common.campaigns import CampaignSpec
+from pdca.synthetic.demo_history import CAMPAIGN_ID, SEGMENTS
+from tasks.common.campaigns import CampaignSpec, load_spec
 from tasks.common.metrics import LOWER_IS_BETTER
 from tasks.common.periods import Period
 from tasks.plan.plan import period_budget, send_days
@@ -27,16 +27,16 @@ from tests.scenario import (
     BACKENDS,
     apply,
     database,
-    load_demo,
-    new_database,
     prefect_env,  # noqa: F401  (the session's PREFECT_HOME)
     spec_dict,
 )
+from tests.worlds import World
 
 pytestmark = pytest.mark.usefixtures("prefect_env")
 
 DEMO_START = date(2026, 3, 2)
 WEEKS = 6
+WORLD = World(customers=3000, weeks=WEEKS, start=DEMO_START)
 PERIOD = Period.week_of(DEMO_START + timedelta(weeks=WEEKS))
 """The first week after the history (2026-W16), still inside the demo campaign."""
 NEXT = PERIOD.shifted(1)
@@ -57,13 +57,6 @@ ALWAYS += ("roi", "overdue_rate_30", "complaint_rate")
 """Metrics every channel gets; cac and approval_rate need loans and applications."""
 
 
-@pytest.fixture(scope="module")
-def demo_files(tmp_path_factory):
-    return write_demo_feeds(
-        tmp_path_factory.mktemp("plan-demo"), customers=3000, weeks=WEEKS, start=DEMO_START
-    )
-
-
 @dataclass
 class Planned:
     url: str
@@ -74,11 +67,11 @@ class Planned:
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def planned(request, tmp_path_factory, demo_files) -> Planned:
+def planned(request, tmp_path_factory, demo_worlds) -> Planned:
     """The demo history loaded, and the week after it planned twice."""
-    url = new_database(request, tmp_path_factory.mktemp("plan-db"), request.param)
+    url = demo_worlds.database(request, tmp_path_factory.mktemp("plan-db"), request.param, WORLD)
     engine = make_engine(url)
-    spec = load_demo(engine, demo_files)
+    spec = load_spec(demo_worlds.feeds(WORLD).spec)
     with database(url):
         first = plan_flow(CAMPAIGN_ID, str(PERIOD))
         second = plan_flow(CAMPAIGN_ID, str(PERIOD))

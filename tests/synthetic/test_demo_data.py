@@ -462,6 +462,7 @@ class TestRealism:
 # --- memory -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # 220,000 customers of history
 def test_memory_is_bounded_by_the_block_not_the_population(tmp_path: Path) -> None:
     """200,000 customers in blocks of 20,000 peak no higher than one block does (± slack)."""
     script = textwrap.dedent(

@@ -388,6 +388,7 @@ def experiments(draw) -> tuple[pd.DataFrame, dict[str, float]]:
     return arms(*rows), split
 
 
+@pytest.mark.slow  # every Holm adjustment runs statsmodels' gc.collect(): 0.2-1 s per example
 class TestProperties:
     @given(experiments(), st.sampled_from([0.01, 0.05, 0.1]))
     @settings(max_examples=150, deadline=None)

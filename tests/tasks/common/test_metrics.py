@@ -1175,11 +1175,12 @@ def reference_funnel(conn: Connection, campaign: str, period: Period, timezone: 
 
 
 class TestAgainstReference:
-    def test_funnel_equals_a_pandas_reference(self, engine: Engine, tmp_path: Path) -> None:
-        from pdca.synthetic.demo_history import CAMPAIGN_ID, TIMEZONE, write_demo_feeds
+    def test_funnel_equals_a_pandas_reference(self, engine: Engine, demo_worlds) -> None:
+        from pdca.synthetic.demo_history import CAMPAIGN_ID, TIMEZONE
         from tasks.data.importing import import_feed
+        from tests.worlds import World
 
-        files = write_demo_feeds(tmp_path, customers=3_000, weeks=4, seed=5, start=date(2026, 3, 2))
+        files = demo_worlds.feeds(World(customers=3_000, weeks=4, seed=5, start=date(2026, 3, 2)))
         with engine.begin() as conn:
             apply_spec(conn, parse_spec(files.spec.read_text(), str(files.spec)))
         with engine.connect() as conn:

@@ -44,8 +44,6 @@ from tests.scenario import (
     touch,
 )
 
-pytestmark = pytest.mark.usefixtures("prefect_env")
-
 TOUCH_COLUMNS = list(FEEDS["touches"].column_names)
 
 
@@ -95,6 +93,7 @@ def dispatched(request, tmp_path_factory) -> Dispatched:
     engine.dispose()
 
 
+@pytest.mark.usefixtures("prefect_env")  # the dispatch flow of `dispatched`
 class TestExportCli:
     def test_touches_round_trip_changes_nothing(self, dispatched, tmp_path, capsys):
         before = touches_table(dispatched.engine)

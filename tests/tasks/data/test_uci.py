@@ -21,6 +21,7 @@ from pdca.models import Application, Base, Campaign, Customer, QuarantinedRow, T
 from tasks.data.importing import ImportResult
 from tasks.data.uci import import_uci_bank
 from tests.conftest import UCI_FILE
+from tests.scenario import SLOW_BACKENDS
 
 UCI_HEADER = (
     '"age";"job";"marital";"education";"default";"balance";"housing";"loan";"contact";'
@@ -92,10 +93,7 @@ def assert_accounted(result: ImportResult, path: Path) -> None:
 # --- the real file ----------------------------------------------------------------------
 
 
-@pytest.fixture(
-    scope="module",
-    params=["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.slow])],
-)
+@pytest.fixture(scope="module", params=SLOW_BACKENDS)
 def uci_loaded(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Engine, ImportResult]]:

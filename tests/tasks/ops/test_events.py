@@ -192,7 +192,7 @@ def read_pdca_events(campaign_id: str, expected: int, timeout: float = 60) -> li
 
 
 @pytest.mark.slow
-def test_check_and_act_events_reach_the_server(prefect_server, tmp_path, sqlite_template):
+def test_check_and_act_events_reach_the_server(prefect_server, tmp_path, request):
     """A check of an untrusted week on the real server: its events (data-quality failure
     and whatever else the result raises) are stored, about the campaign period, and
     related to the check's flow run; the act stage's awaiting-approval event too."""
@@ -204,7 +204,7 @@ def test_check_and_act_events_reach_the_server(prefect_server, tmp_path, sqlite_
     from tests.flows.test_operations import UNTRUSTED_WEEK, build_small_world
     from tests.scenario import database
 
-    world = build_small_world(tmp_path, sqlite_template)
+    world = build_small_world(tmp_path, request)
 
     @flow(name="act-stand-in")
     def act_stand_in() -> bool:
