@@ -55,6 +55,8 @@ PARAMETERS = {
     "starts_at": datetime(2026, 3, 1, 16),
     "ends_at": datetime(2026, 3, 22, 16),
     "attribution_days": 14,
+    "experiment_starts_at": datetime(2026, 3, 1),
+    "covariate_days": 90,
     "ftp_rate": 0.03,
     "lgd": 0.6,
     "as_of_end_date": date(2026, 6, 1),

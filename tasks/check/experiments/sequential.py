@@ -77,18 +77,27 @@ def plan(
     docstring); None when the rate is unknown, 0 or 1 (nothing to plan)."""
     if base_rate is None or not 0 < base_rate < 1:
         return None
-    target = min(base_rate * (1 + mde), 1.0)
-    delta = target - base_rate
-    if delta <= 0:
+    tau2, planned_variance, unit_variance = plan_arrays(
+        base_rate, alpha=alpha, power=power, mde=mde
+    )
+    if not planned_variance > 0:
         return None
+    return SequentialPlan(
+        tau2=float(tau2),
+        planned_variance=float(planned_variance),
+        planned_sample=math.ceil(float(unit_variance) / float(planned_variance)),
+    )
+
+
+def plan_arrays(base_rate, *, alpha: float = 0.05, power: float = 0.8, mde: float = 0.2):
+    """(τ², V*, p₀(1−p₀) + p₁(1−p₁)) for base rates in (0, 1), vectorised (`plan`)."""
+    base_rate = np.asarray(base_rate, float)
+    target = np.minimum(base_rate * (1 + mde), 1.0)
+    delta = target - base_rate
     z_power = float(norm.ppf(power))
     planned_variance = (delta / (half_width_factor(alpha) + z_power)) ** 2
     unit_variance = base_rate * (1 - base_rate) + target * (1 - target)
-    return SequentialPlan(
-        tau2=optimal_ratio(alpha) * planned_variance,
-        planned_variance=planned_variance,
-        planned_sample=math.ceil(unit_variance / planned_variance),
-    )
+    return optimal_ratio(alpha) * planned_variance, planned_variance, unit_variance
 
 
 def mixture_log_likelihood_ratio(estimate, variance, tau2):
