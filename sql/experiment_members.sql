@@ -72,12 +72,14 @@ assignments as (
         end as is_window_closed
     from first_touches as f
     where f.assigned_at >= :experiment_starts_at
+    {{ fence() }}
 ),
 
 outcomes as (
     -- per member: probes of applications (customer_id, applied_at); window
     -- ends are tested on the applications found (applied_at - days), so the
-    -- date arithmetic never runs per member
+    -- date arithmetic never runs per member. Fenced, like assignments, so
+    -- that each probe runs once per member, not once per sum that reads it
     select
         a.variant,
         a.is_period_cohort,
@@ -108,6 +110,7 @@ outcomes as (
                 >= a.assigned_at
         ) as prior_applications
     from assignments as a
+    {{ fence() }}
 ),
 
 final as (
