@@ -17,7 +17,7 @@
 --     sample-ratio test only (assignment does not wait for outcomes);
 --   * a member converted when they have at least one application, attributed
 --     or not, with applied_at in [assigned_at, assigned_at +
---     :attribution_days days], inclusive at both ends (all of it before
+--     :attribution_days days], inclusive at both ends (all of it by
 --     :ends_at, so a later rerun sees the same outcome);
 --   * the covariate is the member's applications (any campaign or none) in
 --     the :covariate_days days before assignment: known before assignment,

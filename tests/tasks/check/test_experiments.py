@@ -23,8 +23,10 @@ from pdca.models import Application, Customer, Touch
 from tasks.check.experiments import (
     ARM_COLUMNS,
     DECISIONS,
+    MEMBER_COLUMNS,
     RESULT_KEYS,
     experiment_arms,
+    experiment_members,
     holm,
     judge,
     min_sample,
@@ -620,3 +622,63 @@ class TestExperimentArms:
         assert len(results) == 3
         assert {r["decision"] for r in results} <= {"insufficient_sample", "srm_invalid"}
         json.dumps(results, allow_nan=False)
+
+
+def member_counts(frame: pd.DataFrame, column: str) -> dict[str, int]:
+    return {row.variant: getattr(row, column) for row in frame.itertuples()}
+
+
+class TestExperimentMembers:
+    """The cumulative members of the same campaign (`sql/experiment_members.sql`)."""
+
+    LATER = ENDS_AT + DAYS  # every window of the week (and of at-end) has closed
+
+    def members(self, conn: Connection, starts_at, ends_at, **options) -> pd.DataFrame:
+        return experiment_members(conn, CAMPAIGN_ID, starts_at, ends_at, **options)
+
+    def test_everyone_assigned_so_far(self, campaign: Connection) -> None:
+        """Two weeks on: the week's members, the earlier one and the next week's one,
+        outcomes within the window after each assignment."""
+        frame = self.members(campaign, self.LATER - timedelta(days=7), self.LATER)
+        assert list(frame.columns) == MEMBER_COLUMNS
+        assert as_dict(frame) == {"A": (5, 3), "B": (3, 2), "holdout": (2, 1)}
+        assert member_counts(frame, "assigned") == {"A": 5, "B": 3, "holdout": 2}
+        assert set(member_counts(frame, "cohort_assigned").values()) == {0}
+
+    def test_open_windows_are_pending(self, campaign: Connection) -> None:
+        """Checked at the week's end, no window has closed: assigned, not yet members."""
+        frame = self.members(campaign, STARTS_AT, ENDS_AT)
+        assert member_counts(frame, "assigned") == {"A": 4, "B": 3, "holdout": 2}
+        assert set(member_counts(frame, "members").values()) == {0}
+        assert set(member_counts(frame, "converted").values()) == {0}
+        # the week's own cohort: 'early' was assigned the week before
+        assert member_counts(frame, "cohort_assigned") == {"A": 3, "B": 3, "holdout": 2}
+
+    def test_a_window_closing_at_the_end_counts(self, campaign: Connection) -> None:
+        """At T0 + 14 days exactly the windows opened at T0 have closed, the application
+        at that very instant included; later assignments are pending."""
+        frame = self.members(campaign, STARTS_AT, T0 + DAYS)
+        assert as_dict(frame)["A"] == (4, 2)  # a-exact, a-late, a-start, early; at-end pending
+        assert member_counts(frame, "assigned")["A"] == 5
+        assert as_dict(frame)["holdout"] == (1, 1)  # h-none, assigned at T0 + 2 days, pends
+
+    def test_the_covariate_is_known_before_assignment(self, campaign: Connection) -> None:
+        """a-late applied a second before assignment: x = 1, and did not convert."""
+        frame = self.members(campaign, STARTS_AT, self.LATER).set_index("variant")
+        assert frame.loc["A", "covariate_sum"] == frame.loc["A", "covariate_square_sum"] == 1
+        assert frame.loc["A", "covariate_converted_sum"] == 0
+        assert frame.loc["B", "covariate_sum"] == frame.loc["holdout", "covariate_sum"] == 0
+        frame = self.members(campaign, STARTS_AT, self.LATER, covariate_days=0)
+        assert set(member_counts(frame, "covariate_sum").values()) == {0}
+
+    def test_a_restart_leaves_out_earlier_assignments(self, campaign: Connection) -> None:
+        frame = self.members(campaign, STARTS_AT, self.LATER, experiment_starts_at=STARTS_AT)
+        assert as_dict(frame)["A"] == (4, 2)  # without 'early'
+
+    def test_judged_with_its_cohort(self, campaign: Connection) -> None:
+        results = judge(self.members(campaign, STARTS_AT, ENDS_AT), SPLIT)
+        for r in results:
+            json.dumps(r, allow_nan=False)
+            assert r["decision"] in ("insufficient_sample", "srm_invalid")
+            assert r["cohort"]["control_assigned"] + r["cohort"]["treatment_assigned"] > 0
+            assert r["control_pending"] == r["control_assigned"]
