@@ -5,8 +5,9 @@ first week, a quarter in the second, …) and touched again in later weeks with 
 variant. B converts 60 % more than A, A twice the hold-out's organic rate; customers with an
 application in the 90 days before assignment convert more (CUPED's covariate). The feed
 tables are written directly (SQLite and PostgreSQL), and the experiment is judged by the
-check's own task. Judged on the week's own cohort (the judgement before issue 13) the last
-week has a handful of members; judged on everyone assigned so far it decides.
+check's own task, and Act's promote_variant rule reads the result. Judged on the week's own
+cohort (the judgement before issue 13) the last week has a handful of members; judged on
+everyone assigned so far it decides.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from sqlalchemy import Connection, Engine, insert
 
 from flows.check import judge_experiment
 from pdca.models import Application, Customer, Touch
+from pdca.settings import get_settings
+from tasks.act.proposals.context import ActContext, Thresholds
+from tasks.act.proposals.promote_variant import promote_variant_proposals
 from tasks.common.campaigns import get_campaign_spec
 from tasks.common.periods import Period
 from tests import scenario
@@ -97,6 +101,18 @@ def judged(engine: Engine, split: dict[str, float]) -> dict[tuple[str, str], dic
     return {(r["control"], r["treatment"]): r for r in results}
 
 
+def promotions(engine: Engine, results: dict[tuple[str, str], dict]) -> list[dict]:
+    """What Act's promote_variant rule proposes from these comparisons."""
+    with engine.connect() as conn:
+        spec = get_campaign_spec(conn, scenario.CAMPAIGN_ID)
+    found = promote_variant_proposals(
+        {"experiments": list(results.values())},
+        ActContext(spec=spec),
+        Thresholds.from_settings(get_settings()),
+    )
+    return [item.params for item in found if item.type == "promote_variant"]
+
+
 class TestTwelveWeekCampaign:
     def test_the_last_week_decides(self, engine: Engine) -> None:
         results = judged(engine, FAIR)
@@ -118,6 +134,8 @@ class TestTwelveWeekCampaign:
         # the covariate predicts conversion: CUPED applied, with the reduction it achieved
         assert b_vs_a["cuped"]["applied"], b_vs_a["cuped"]
         assert b_vs_a["cuped"]["variance_reduction"] > 0.01
+        # and Act promotes B
+        assert promotions(engine, results) == [{"winner": "B", "loser": "A"}]
 
     def test_a_broken_split_voids_every_comparison(self, engine: Engine) -> None:
         results = judged(engine, BROKEN)
@@ -127,3 +145,4 @@ class TestTwelveWeekCampaign:
             ("A", "B"): "srm_invalid",
         }
         assert all(r["srm_p_value"] < 0.001 for r in results.values())
+        assert promotions(engine, results) == []
