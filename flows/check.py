@@ -44,7 +44,7 @@ from tasks.check.check import (
     whole_weeks,
 )
 from tasks.check.data_quality import DataQuality, assess
-from tasks.check.experiments import experiment_arms, judge
+from tasks.check.experiments import experiment_members, experiment_started_at, judge
 from tasks.check.findings import (
     bottleneck,
     stage_rates,
@@ -153,10 +153,19 @@ def find_anomalies(measured: Measurements, period: Period) -> list[dict[str, Any
 
 @task(cache_policy=NO_CACHE)
 def judge_experiment(conn: Connection, spec: CampaignSpec, period: Period) -> list[dict[str, Any]]:
-    """Intention-to-treat rates per variant and hold-out, z-tests, lift interval, SRM."""
+    """Everyone assigned up to the period's end, intention to treat: sequential decisions,
+    fixed-horizon z-tests and intervals for reference, CUPED, SRM, the period's cohort."""
     settings = get_settings()
     starts_at, ends_at = period.utc_bounds(spec.timezone)
-    arms = experiment_arms(conn, spec.id, starts_at, ends_at, settings.attribution_window_days)
+    arms = experiment_members(
+        conn,
+        spec.id,
+        starts_at,
+        ends_at,
+        attribution_days=settings.attribution_window_days,
+        covariate_days=settings.experiment_cuped_days,
+        experiment_starts_at=experiment_started_at(conn, spec.id, starts_at),
+    )
     # the split members were drawn by: a variant promoted before the period took the
     # loser's share (judged against the written split, SRM would void every comparison)
     in_force = rules_in_force(spec, approved_actions(conn, spec.id, decided_before=starts_at))
@@ -171,6 +180,9 @@ def judge_experiment(conn: Connection, spec: CampaignSpec, period: Period) -> li
         power=settings.experiment_power,
         mde=settings.experiment_mde,
         srm_alpha=settings.srm_alpha,
+        min_members=settings.experiment_min_members,
+        cuped=settings.experiment_cuped,
+        cuped_min_reduction=settings.experiment_cuped_min_reduction,
     )
 
 

@@ -77,6 +77,24 @@ class Settings(BaseSettings):
     srm_alpha: float = Field(
         default=0.001, gt=0, lt=1, description="Sample-ratio-mismatch p below which a test is void."
     )
+    experiment_min_members: int = Field(
+        default=100,
+        ge=1,
+        description="Least members per arm before the sequential test may decide anything.",
+    )
+    experiment_cuped: bool = Field(
+        default=True,
+        description="CUPED variance reduction by applications before assignment, where it helps.",
+    )
+    experiment_cuped_days: int = Field(
+        default=90, ge=1, description="Days before assignment whose applications are CUPED's X."
+    )
+    experiment_cuped_min_reduction: float = Field(
+        default=0.01,
+        ge=0,
+        lt=1,
+        description="Least variance reduction for CUPED to be applied to a comparison.",
+    )
     plan_objective: Literal["disbursed_amount", "roi"] = Field(
         default="disbursed_amount", description="What the budget split maximises."
     )

@@ -52,6 +52,8 @@ PARAMETERS = {
     "starts_at": datetime(2026, 3, 1, 16),
     "ends_at": datetime(2026, 3, 22, 16),
     "attribution_days": 14,
+    "experiment_starts_at": datetime(2026, 3, 1),
+    "covariate_days": 90,
     "ftp_rate": 0.03,
     "lgd": 0.6,
     "as_of_end_date": date(2026, 6, 1),
@@ -207,7 +209,12 @@ class TestSqlitePlans:
         conn = sqlite3.connect(sqlite_template)
         values = {name: str(value) for name, value in PARAMETERS.items()}
         plans = {}
-        for name in ("funnel_touches", "experiment_arms", "funnel_applications"):
+        for name in (
+            "funnel_touches",
+            "experiment_arms",
+            "experiment_members",
+            "funnel_applications",
+        ):
             rows = conn.execute(f"explain query plan {render(name, 'sqlite')}", values)
             plans[name] = "\n".join(row[3] for row in rows)
         plans["overdue_by_channel_segment"] = "\n".join(
@@ -228,8 +235,23 @@ class TestSqlitePlans:
         probe = "SEARCH e USING COVERING INDEX ix_touches_customer_id_sent_at_touch_id_campaign"
         assert scan in plan and probe in plan, plan
 
+    def test_the_cumulative_members_scan_the_index_and_probe_each_member_once(self, plans) -> None:
+        """One range scan of the campaign's touches from the index alone; the fenced steps
+        run each application probe once per member (not once per sum that reads it)."""
+        plan = plans["experiment_members"]
+        scan = "SEARCH t USING COVERING INDEX ix_touches_campaign_id_sent_at_customer_id_variant"
+        assert scan in plan, plan
+        probes = plan.count("USING COVERING INDEX ix_applications_customer_id_applied_at")
+        assert probes == 2, plan
+
     @pytest.mark.parametrize(
-        "name", ["experiment_arms", "funnel_applications", "overdue_by_channel_segment"]
+        "name",
+        [
+            "experiment_arms",
+            "experiment_members",
+            "funnel_applications",
+            "overdue_by_channel_segment",
+        ],
     )
     def test_no_sort_per_probe(self, plans, name: str) -> None:
         assert "RIGHT PART OF ORDER BY" not in plans[name], plans[name]

@@ -224,6 +224,22 @@ class ExperimentResult(_Record):
     srm_p_value: float | None = None
     min_sample: int | None = None
     decision: str | None = None
+    decision_basis: str | None = None
+    """What the decision rests on: the sequential test (docs/experiments.md)."""
+    sequential_p_value: float | None = None
+    sequential_p_value_adjusted: float | None = None
+    cs_low: float | None = None
+    cs_high: float | None = None
+    """The always-valid confidence sequence of the difference."""
+    planned_sample: int | None = None
+    control_assigned: int | None = None
+    treatment_assigned: int | None = None
+    control_pending: int | None = None
+    treatment_pending: int | None = None
+    """Assigned members whose attribution window is still open: not yet in the rates."""
+    cuped: dict[str, Any] | None = None
+    cohort: dict[str, Any] | None = None
+    """The period's own cohort, reported beside the cumulative members."""
 
 
 @dataclass(frozen=True)

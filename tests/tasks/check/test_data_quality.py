@@ -337,9 +337,12 @@ class TestCleanPeriod:
             "success",
         }
 
-    def test_an_empty_period_is_trusted(self, world):
+    def test_an_empty_period_is_no_data_not_trusted(self, world):
+        """CONTRACT: a period with no rows at all is `no_data`; no expectation failed, yet
+        nothing was there to pass them, so it must not read as a trusted, quiet period."""
         result = check(*world, period="2026-W20")
-        assert_trusted(result)
+        assert result.status == "no_data" and result.trusted is False
+        assert result.failed == []
         assert all(entry["rows_in"] == 0 for entry in result.suites)
         assert all(entry["rows_in"] == 0 for entry in result.quarantine)
 

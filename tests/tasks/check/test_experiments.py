@@ -23,8 +23,10 @@ from pdca.models import Application, Customer, Touch
 from tasks.check.experiments import (
     ARM_COLUMNS,
     DECISIONS,
+    MEMBER_COLUMNS,
     RESULT_KEYS,
     experiment_arms,
+    experiment_members,
     holm,
     judge,
     min_sample,
@@ -138,7 +140,16 @@ class TestSampleRatioMismatch:
         data = arms(("A", 18_000, 1800), ("B", 18_000, 1800), ("holdout", 4000, 400))
         results = judge(data, SPLIT)
         assert all(r["srm_p_value"] == pytest.approx(1.0) for r in results)
-        assert {r["decision"] for r in results} == {"no_difference"}
+        # A vs B has reached its planned size; the 4,000 hold-outs have not, so the
+        # sequential test keeps looking at the hold-out comparisons
+        assert_decisions(
+            results,
+            {
+                ("holdout", "A"): "insufficient_sample",
+                ("holdout", "B"): "insufficient_sample",
+                ("A", "B"): "no_difference",
+            },
+        )
 
     def test_small_imbalance_by_hand(self) -> None:
         """4600/4400/1000: χ² = 100²/4500 · 2 = 4.444, p = e^(−χ²/2) = 0.1084."""
@@ -219,11 +230,20 @@ class TestHolm:
         assert_close(adjusted[2], 2 * raw[1], "the largest keeps the running maximum")
 
     def test_adjustment_can_turn_a_win_into_no_difference(self) -> None:
-        """Raw p ≈ 0.024 < 0.05 alone, but × 3 in a family of three."""
+        """Raw p ≈ 0.024 < 0.05 alone, but × 3 in a family of three (the fixed-horizon
+        reference); the decision's sequential p-value is Holm-adjusted the same way."""
         data = arms(("holdout", 5000, 500), ("A", 5000, 570), ("B", 5000, 500))
         results = by_pair(judge(data, {"A": 1 / 3, "B": 1 / 3, "holdout": 1 / 3}))
         a = results[("holdout", "A")]
         assert a["p_value"] < 0.05 <= a["p_value_adjusted"]
+        assert a["decision"] not in ("treatment_wins", "control_wins")
+        # at the planned size: sequential p ≈ 0.023 alone, ≈ 0.068 in the family
+        data = arms(("holdout", 8000, 800), ("A", 8000, 930), ("B", 8000, 800))
+        results = by_pair(judge(data, {"A": 1 / 3, "B": 1 / 3, "holdout": 1 / 3}))
+        a = results[("holdout", "A")]
+        raw = [results[pair]["sequential_p_value"] for pair in results]
+        assert a["sequential_p_value"] < 0.05 <= a["sequential_p_value_adjusted"]
+        assert_close(a["sequential_p_value_adjusted"], holm_by_hand(raw)[0], "sequential Holm")
         assert a["decision"] == "no_difference"
 
 
@@ -251,10 +271,17 @@ class TestDecisions:
         assert all(r["min_sample"] > 45 for r in results)
 
     def test_one_small_arm_is_enough_to_wait(self) -> None:
-        """The treatment is large, the hold-out below min_sample."""
-        r = judge(arms(("holdout", 1000, 100), ("A", 9000, 1500)), {"A": 0.9, "holdout": 0.1})[0]
-        assert r["treatment_n"] >= r["min_sample"] > r["control_n"]
+        """The treatment is large, the hold-out below min_members: the normal approximation
+        is not trusted yet, whatever the lift. With 1,000 hold-outs the same lift is
+        overwhelming evidence even before the planned size: the sequential test may stop."""
+        split = {"A": 0.9, "holdout": 0.1}
+        r = judge(arms(("holdout", 99, 10), ("A", 891, 400)), split)[0]
+        assert r["sequential_p_value"] < 0.05 and r["control_n"] < 100
         assert r["decision"] == "insufficient_sample"
+        r = judge(arms(("holdout", 1000, 100), ("A", 9000, 1500)), split)[0]
+        assert r["treatment_n"] >= r["min_sample"] > r["control_n"]
+        assert r["sequential_p_value"] < 1e-4
+        assert r["decision"] == "treatment_wins"
 
     def test_all_variants_against_holdout_and_each_other(self) -> None:
         data = arms(("A", 18_000, 2700), ("B", 18_000, 1800), ("holdout", 4000, 400))
@@ -268,7 +295,7 @@ class TestDecisions:
             results,
             {
                 ("holdout", "A"): "treatment_wins",
-                ("holdout", "B"): "no_difference",
+                ("holdout", "B"): "insufficient_sample",  # 4,000 hold-outs: not yet planned size
                 ("A", "B"): "control_wins",
             },
         )
@@ -406,6 +433,8 @@ class TestProperties:
                 "p_value",
                 "p_value_adjusted",
                 "srm_p_value",
+                "sequential_p_value",
+                "sequential_p_value_adjusted",
             ):
                 assert r[key] is None or 0.0 <= r[key] <= 1.0, (key, r)
             if r["lift"] is not None:
@@ -413,10 +442,18 @@ class TestProperties:
                 assert -1.0 <= r["lift"] <= 1.0
             if r["p_value"] is not None:
                 assert r["p_value_adjusted"] >= r["p_value"], r
+            if r["sequential_p_value"] is not None:
+                assert r["sequential_p_value_adjusted"] >= r["sequential_p_value"], r
+                assert r["cs_low"] <= r["lift"] <= r["cs_high"], r
+                # the confidence sequence is never narrower than the fixed-horizon interval
+                assert r["cs_high"] - r["cs_low"] >= r["ci_high"] - r["ci_low"] - 1e-12, r
             if r["decision"] in ("treatment_wins", "control_wins"):
-                assert r["p_value_adjusted"] < alpha
-                assert min(r["control_n"], r["treatment_n"]) >= r["min_sample"]
+                assert r["sequential_p_value_adjusted"] < alpha
+                assert r["cs_low"] > 0 or r["cs_high"] < 0, r  # 0 is outside the sequence
+                assert min(r["control_n"], r["treatment_n"]) >= 100  # min_members
                 assert (r["lift"] > 0) == (r["decision"] == "treatment_wins")
+            if r["decision"] == "no_difference":
+                assert r["planned_sample"] is not None
 
     @given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=6))
     @settings(max_examples=100, deadline=None)
@@ -586,3 +623,63 @@ class TestExperimentArms:
         assert len(results) == 3
         assert {r["decision"] for r in results} <= {"insufficient_sample", "srm_invalid"}
         json.dumps(results, allow_nan=False)
+
+
+def member_counts(frame: pd.DataFrame, column: str) -> dict[str, int]:
+    return {row.variant: getattr(row, column) for row in frame.itertuples()}
+
+
+class TestExperimentMembers:
+    """The cumulative members of the same campaign (`sql/experiment_members.sql`)."""
+
+    LATER = ENDS_AT + DAYS  # every window of the week (and of at-end) has closed
+
+    def members(self, conn: Connection, starts_at, ends_at, **options) -> pd.DataFrame:
+        return experiment_members(conn, CAMPAIGN_ID, starts_at, ends_at, **options)
+
+    def test_everyone_assigned_so_far(self, campaign: Connection) -> None:
+        """Two weeks on: the week's members, the earlier one and the next week's one,
+        outcomes within the window after each assignment."""
+        frame = self.members(campaign, self.LATER - timedelta(days=7), self.LATER)
+        assert list(frame.columns) == MEMBER_COLUMNS
+        assert as_dict(frame) == {"A": (5, 3), "B": (3, 2), "holdout": (2, 1)}
+        assert member_counts(frame, "assigned") == {"A": 5, "B": 3, "holdout": 2}
+        assert set(member_counts(frame, "cohort_assigned").values()) == {0}
+
+    def test_open_windows_are_pending(self, campaign: Connection) -> None:
+        """Checked at the week's end, no window has closed: assigned, not yet members."""
+        frame = self.members(campaign, STARTS_AT, ENDS_AT)
+        assert member_counts(frame, "assigned") == {"A": 4, "B": 3, "holdout": 2}
+        assert set(member_counts(frame, "members").values()) == {0}
+        assert set(member_counts(frame, "converted").values()) == {0}
+        # the week's own cohort: 'early' was assigned the week before
+        assert member_counts(frame, "cohort_assigned") == {"A": 3, "B": 3, "holdout": 2}
+
+    def test_a_window_closing_at_the_end_counts(self, campaign: Connection) -> None:
+        """At T0 + 14 days exactly the windows opened at T0 have closed, the application
+        at that very instant included; later assignments are pending."""
+        frame = self.members(campaign, STARTS_AT, T0 + DAYS)
+        assert as_dict(frame)["A"] == (4, 2)  # a-exact, a-late, a-start, early; at-end pending
+        assert member_counts(frame, "assigned")["A"] == 5
+        assert as_dict(frame)["holdout"] == (1, 1)  # h-none, assigned at T0 + 2 days, pends
+
+    def test_the_covariate_is_known_before_assignment(self, campaign: Connection) -> None:
+        """a-late applied a second before assignment: x = 1, and did not convert."""
+        frame = self.members(campaign, STARTS_AT, self.LATER).set_index("variant")
+        assert frame.loc["A", "covariate_sum"] == frame.loc["A", "covariate_square_sum"] == 1
+        assert frame.loc["A", "covariate_converted_sum"] == 0
+        assert frame.loc["B", "covariate_sum"] == frame.loc["holdout", "covariate_sum"] == 0
+        frame = self.members(campaign, STARTS_AT, self.LATER, covariate_days=0)
+        assert set(member_counts(frame, "covariate_sum").values()) == {0}
+
+    def test_a_restart_leaves_out_earlier_assignments(self, campaign: Connection) -> None:
+        frame = self.members(campaign, STARTS_AT, self.LATER, experiment_starts_at=STARTS_AT)
+        assert as_dict(frame)["A"] == (4, 2)  # without 'early'
+
+    def test_judged_with_its_cohort(self, campaign: Connection) -> None:
+        results = judge(self.members(campaign, STARTS_AT, ENDS_AT), SPLIT)
+        for r in results:
+            json.dumps(r, allow_nan=False)
+            assert r["decision"] in ("insufficient_sample", "srm_invalid")
+            assert r["cohort"]["control_assigned"] + r["cohort"]["treatment_assigned"] > 0
+            assert r["control_pending"] == r["control_assigned"]
