@@ -27,6 +27,7 @@ from sqlalchemy import Engine, delete, func, insert, select
 from flows.dispatch import dispatch_flow
 from pdca.db import make_engine
 from pdca.models import Customer, DispatchLock, OutboxEntry, OutreachBatch, SimulatedSend
+from tasks.do import templates
 from tasks.do.sending import idempotency_key
 from tasks.do.wording import ComplianceError
 from tests.oracles.dispatch_rules import assign_variants
@@ -319,8 +320,11 @@ BAD_SMS = (
 
 
 class TestCompliance:
-    def test_bad_template_blocks_the_batch(self, sqlite_url, tmp_path):
-        template = tmp_path / "bad_sms.j2"
+    def test_bad_template_blocks_the_batch(self, sqlite_url, tmp_path, monkeypatch):
+        folder = tmp_path / "templates"  # templates are read from the templates folder only
+        shutil.copytree(templates.TEMPLATES_DIR, folder)
+        monkeypatch.setattr(templates, "TEMPLATES_DIR", folder)
+        template = folder / "bad_sms.j2"
         template.write_text(BAD_SMS, encoding="utf-8")
         engine = make_engine(sqlite_url)
         with engine.begin() as conn:
