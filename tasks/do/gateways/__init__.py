@@ -146,6 +146,7 @@ def gateway_for(
             password=_secret(settings.smtp_password),
             starttls=settings.smtp_starttls,
             sender=settings.smtp_sender,
+            allow_plain_auth=bool(getattr(settings, "smtp_allow_plain_auth", False)),
         )
     elif channel in WEBHOOK_CHANNELS and (
         url := _configured(webhook_urls, settings, "webhook_url", channel)

@@ -26,6 +26,7 @@ from tasks.do.gateways import (
     SimulatedGateway,
     SmtpGateway,
     TransientGatewayError,
+    UnusableGatewayError,
     WebhookGateway,
     gateway_for,
     masked,
@@ -232,13 +233,31 @@ class TestSmtpGateway:
 
     def test_login_and_no_secret_in_the_message(self):
         with smtp_server(credentials=("pdca", SECRET)) as server:
-            gateway = SmtpGateway(server.host, server.port, user="pdca", password=SECRET)
+            gateway = SmtpGateway(
+                server.host, server.port, user="pdca", password=SECRET, allow_plain_auth=True
+            )
             [receipt] = gateway.send_batch([email("b1-c1-email", "alice@example.com")])
         assert receipt.accepted
         assert server.logins == [("pdca", SECRET)]
         assert server.messages[0].login == "pdca"
         assert_no_leak(server.messages[0].data.decode(), SECRET)
         assert_no_leak(repr(gateway), SECRET)
+
+    def test_a_password_over_a_plain_connection_is_refused(self):
+        """No STARTTLS and no explicit allowance: nothing is sent, the channel's sends wait
+        (dispatch defers them: the messages are fine, the settings are not)."""
+        with smtp_server(credentials=("pdca", SECRET)) as server:
+            gateway = SmtpGateway(server.host, server.port, user="pdca", password=SECRET)
+            message = email("b1-c1-email", "alice@example.com")
+            with pytest.raises(UnusableGatewayError, match="plain connection") as caught:
+                gateway.send_batch([message])
+            breaker = CircuitBreaker()
+            [receipt] = provider_receipts(gateway, [message], breaker)
+        assert_no_leak(str(caught.value), SECRET)
+        assert "PDCA_SMTP_ALLOW_PLAIN_AUTH" in str(caught.value)
+        assert server.logins == [] and server.messages == []
+        assert not receipt.accepted and receipt.retryable and "plain connection" in receipt.error
+        assert breaker.open, "no retry: the settings must change first"
 
     def test_starttls_then_login(self):
         with smtp_server(tls=True, credentials=("pdca", SECRET)) as server:
@@ -265,7 +284,9 @@ class TestSmtpGateway:
 
     def test_wrong_password_is_permanent_and_not_shown(self):
         with smtp_server(credentials=("pdca", SECRET)) as server:
-            gateway = SmtpGateway(server.host, server.port, user="pdca", password="wrong-pw")
+            gateway = SmtpGateway(
+                server.host, server.port, user="pdca", password="wrong-pw", allow_plain_auth=True
+            )
             with pytest.raises(PermanentGatewayError, match="login refused") as caught:
                 gateway.send_batch([email("b1-c1-email", "alice@example.com")])
         assert_no_leak(str(caught.value), "wrong-pw")
