@@ -17,6 +17,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine, insert
 
+import flows.dispatch
 from flows.dispatch import dispatch_flow
 from pdca.db import make_engine
 from pdca.models import Customer
@@ -176,6 +177,29 @@ def run_with_fault(tmp_path, request, capfd, monkeypatch, responder_mode, url_of
         code, document, err = run_dispatch(capfd, url)
         requests = len(server.requests)
     return engine, code, document, err, requests
+
+
+class TestCircuitBreaker:
+    def test_a_provider_that_is_down_is_not_called_chunk_after_chunk(
+        self, tmp_path, request, capfd, monkeypatch
+    ):
+        """Small chunks: the breaker opens in the first chunk with app push sends; the
+        channel's sends in the later chunks are deferred without a call."""
+        monkeypatch.setattr(flows.dispatch, "CHUNK", 6)
+        monkeypatch.setattr(flows.dispatch, "BULK_CHUNK", 6)
+        engine, code, document, err, requests = run_with_fault(
+            tmp_path, request, capfd, monkeypatch, "down", lambda server: server.url + "/push"
+        )
+        assert code == 1 and "Traceback" not in err
+        rows = app_push_rows(engine)
+        assert len(rows) > 6, "the channel spans several chunks"
+        assert requests == BREAKER_THRESHOLD
+        assert set(rows["status"]) == {"deferred"}
+        assert (rows["attempts"] <= 1).all() and (rows["attempts"] == 0).any()
+        noon = document["batches"][0]
+        assert noon["channels"]["app_push"]["deferred"] == len(rows)
+        assert_others_sent(document)
+        assert_exactly_once(engine)
 
 
 class TestOtherFaults:
