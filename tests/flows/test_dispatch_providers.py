@@ -6,6 +6,10 @@ listening — while the others work: the broken channel's sends are left for the
 other channels are sent; the command prints its summary with a status per channel,
 exits 1 and shows no traceback. A rerun once the provider is back sends exactly what was
 deferred, each once. Real local HTTP servers stand in for the providers.
+
+Also from the user's side: customer ids with whitespace go through a provider and the
+simulation under keys without it; a spec naming a template outside `templates/` is
+refused in one line that never shows the file.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from tests.scenario import (
     prefect_env,  # noqa: F401  (the session's PREFECT_HOME)
     run_main,
     simulated_sends,
+    spec_dict,
     touches,
 )
 from tests.servers import free_port, http_server, json_response, text_response
@@ -309,3 +314,22 @@ class TestCustomerIdsWithWhitespace:
             idempotency_key(CAMPAIGN_ID, DAY, "noon", row.customer_id, row.channel)
             for row in simulated.itertuples()
         }
+
+
+class TestTemplateOutsideTheFolder:
+    @pytest.mark.parametrize("name", ["/etc/passwd", "../pdca/settings.py"])
+    def test_dispatch_refuses_it_in_one_line_without_the_file(self, tmp_path, request, capfd, name):
+        url = new_database(request, tmp_path, "sqlite")
+        engine = make_engine(url)
+        with engine.begin() as conn:
+            build_dispatch_world(conn, spec=spec_dict(templates={"sms": name}))
+        capfd.readouterr()
+        with database(url):
+            code, out, err = run_main(dispatch_argv(NOON_AT, "--json"), capfd)
+        assert code == 2 and out == ""
+        assert "Traceback" not in err
+        (line,) = [line for line in err.splitlines() if line.startswith("pdca: error: ")]
+        assert name in line and "templates folder" in line, line
+        assert "root:" not in err and "BaseSettings" not in err, "never the file's content"
+        assert outbox(engine).empty
+        engine.dispose()
