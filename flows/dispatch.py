@@ -47,6 +47,7 @@ from tasks.do.outbox import (
     record_holdouts,
     release_held,
     remaining_quotas,
+    requeue_deferred,
     schedule,
     tune_for_batches,
     write_outbox_entries,
@@ -111,7 +112,10 @@ def send_batch(
 ) -> BatchSummary:
     """Send the batch's pending (and interrupted) sends in chunks, recording each: to a
     simulated gateway set-based, to a real provider one message each; chunks are larger
-    when every gateway is simulated. Sends written before this run are checked first."""
+    when every gateway is simulated. Sends an earlier run deferred go again; sends written
+    before this run are checked first."""
+    if requeued := requeue_deferred(conn, batch.batch_id):
+        get_run_logger().info("%s sends deferred by an earlier run are due again", requeued)
     rendered = check_earlier_sends(conn, spec, batch)
     progress = SendProgress(spec.id, slot, batch.summary)
     bulk = all(isinstance(gateway, JournaledGateway) for gateway in gateways.values())

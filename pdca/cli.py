@@ -215,24 +215,27 @@ def dispatch(
         at=_utc_option("--at", at) if at else None,
     )
     failures = sum(sum(s["failures"].values()) for s in summaries)
+    deferred: dict[str, int] = {}  # left for the next run: a provider could not take them
+    for summary in summaries:
+        for channel, count in summary["deferred"].items():
+            deferred[channel] = deferred.get(channel, 0) + count
     if as_json:
-        _print_json(
-            {
-                "campaign": campaign,
-                "date": day,
-                "batches": summaries,
-                "totals": _dispatch_totals(summaries),
-            }
-        )
+        totals = _dispatch_totals(summaries) | {"deferred": deferred}
+        _print_json({"campaign": campaign, "date": day, "batches": summaries, "totals": totals})
     else:
         for summary in summaries:
             sent = sum(sum(v.values()) for v in summary["sends"].values())
+            later = sum(summary["deferred"].values())
             typer.echo(
                 f"{campaign} {day} {summary['window']}: {summary['status']}; audience "
                 f"{summary['audience']}, sent {sent}, hold-out {summary['holdout']}, held "
                 f"{summary['held']}, failed {sum(summary['failures'].values())}"
+                + (f", deferred {later}" if later else "")
             )
-    if failures:
+            for channel, outcome in summary["channels"].items():
+                if outcome["status"] != "sent":
+                    typer.echo(f"  {channel}: {outcome['status']}: {outcome['reason']}")
+    if failures or deferred:
         raise typer.Exit(1)
 
 

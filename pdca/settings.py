@@ -125,6 +125,10 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
     smtp_sender: str = "pdca@localhost"
+    smtp_allow_plain_auth: bool = Field(
+        default=False,
+        description="Send the SMTP user and password over a connection without STARTTLS.",
+    )
     act_roi_floor: float = Field(
         default=0.0,
         description="ROI below which a channel fails its floor (0: it does not earn its cost).",

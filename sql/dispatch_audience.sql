@@ -29,14 +29,15 @@ recent_touches as (
 ),
 
 scheduled_sends as (
-    -- sends written to an outbox but not yet turned into touches
+    -- sends written to an outbox but not yet turned into touches (deferred ones
+    -- wait for a provider: they are still to be sent)
     select
         customer_id,
         count(*) as send_count
     from outbox
     where
         scheduled_at >= :cap_starts_at
-        and status in ('pending', 'sending', 'held')
+        and status in ('pending', 'sending', 'held', 'deferred')
         and batch_id <> :batch_id
     group by customer_id
 ),

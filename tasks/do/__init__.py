@@ -12,7 +12,9 @@ uses them:
 - `routing`: tier from credit score and the segment's propensity → channel;
 - `outbox`: the batch of (campaign, day, window) and its outbox: every intended send is
   written before any is sent; hold-out members and held sends;
-- `sending`: chunks of the outbox through the gateways, the journal and the receipts;
+- `sending`: chunks of the outbox through the gateways, the journal and the receipts; a
+  provider that keeps failing has its channel's sends deferred to the next run;
+- `keys`: the idempotency key of each intended send;
 - `locks`: the campaign's dispatch lock;
 - `artifacts`: what a dispatch reports — window summaries, the table and progress artifacts;
 - `wording`: every distinct message rendered and checked before anything goes;

@@ -44,6 +44,11 @@ class BatchSummary:
     errors: list[str] = field(default_factory=list)
     rules: list[str] = field(default_factory=list)
     """The approved actions in force, as "type action_id" (oldest first)."""
+    deferred: dict[str, int] = field(default_factory=dict)
+    """Sends by channel left for the next run: their provider could not take them now."""
+    channels: dict[str, dict] = field(default_factory=dict)
+    """Each channel this run sent on: `status` (`sent`, `partial`, `failed` or
+    `deferred`), its `sent`, `failed` and `deferred` counts and the first `reason`."""
 
 
 def rule_names(rules: RulesInForce) -> list[str]:
@@ -71,6 +76,7 @@ def store_sent_summary(
     for (channel, variant), count in tally.sent.items():
         summary.sends.setdefault(channel, {})[variant] = count
     summary.failures, summary.errors = tally.failed, tally.errors
+    summary.deferred, summary.channels = tally.deferred, channel_statuses(tally)
     summary.status = "sent"
     conn.execute(
         update(OutreachBatch)
@@ -78,6 +84,30 @@ def store_sent_summary(
         .values(status=summary.status, summary=asdict(summary))
     )
     return summary
+
+
+def channel_statuses(tally: SendTally) -> dict[str, dict]:
+    """Each channel's outcome in this run: `sent` (everything it was given), `partial`
+    (some sent, some failed or deferred), `failed` (nothing sent, something refused for
+    good) or `deferred` (nothing sent, the rest left for the next run), with the counts
+    and the first reason something was not sent."""
+    channels = {channel for channel, _ in tally.sent} | set(tally.failed) | set(tally.deferred)
+    statuses = {}
+    for channel in sorted(channels):
+        sent = sum(count for (name, _), count in tally.sent.items() if name == channel)
+        failed, deferred = tally.failed.get(channel, 0), tally.deferred.get(channel, 0)
+        if not failed and not deferred:
+            status = "sent"
+        else:
+            status = "partial" if sent else "failed" if failed else "deferred"
+        statuses[channel] = {
+            "status": status,
+            "sent": sent,
+            "failed": failed,
+            "deferred": deferred,
+            "reason": tally.reasons.get(channel),
+        }
+    return statuses
 
 
 def done_share(done: int, summary: BatchSummary) -> float:
@@ -124,6 +154,7 @@ def publish_summary(campaign_id: str, day: date, summaries: list[BatchSummary]) 
                 "holdout": summary.holdout,
                 "held": summary.held,
                 "failed": sum(summary.failures.values()),
+                "deferred": sum(summary.deferred.values()),
                 "excluded": ", ".join(f"{k} {v}" for k, v in summary.excluded.items()),
             }
         )

@@ -3,7 +3,8 @@
 A batch is one (campaign, day, window); a rerun finds it and adds only what is new.
 The staged chosen are written to the `outbox` (status `pending`, or `held` when their
 window has closed, or `holdout` for hold-out members, who get their one unsent touch
-here); held sends join the batch of the window they were held for.
+here); held sends join the batch of the window they were held for. A send its provider
+could not take is `deferred` (with why) and goes again in the next run.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import aliased
 
 from pdca.models import Customer, OutboxEntry, OutreachBatch, Touch
 from tasks.common.campaigns import CampaignSpec
@@ -159,17 +161,55 @@ def record_holdouts(conn: Connection, batch_id: int, campaign_id: str) -> int:
 
 
 def release_held(conn: Connection, campaign_id: str, slot: Slot, batch_id: int) -> int:
-    """Held sends whose next window is this one join this window's batch, to go now."""
+    """Held sends whose next window is this one join this window's batch, to go now.
+
+    A held send whose customer already has an entry in this batch (the batch was written
+    before the send was held: a late run of an earlier window) is `superseded` instead:
+    the customer is contacted in this window already, once (the batch holds one entry
+    per customer and channel, and one window a day per customer)."""
     batches = select(OutreachBatch.batch_id).where(OutreachBatch.campaign_id == campaign_id)
+    due = and_(
+        OutboxEntry.batch_id.in_(batches),
+        OutboxEntry.status == "held",
+        OutboxEntry.scheduled_at >= slot.starts_at,
+        OutboxEntry.scheduled_at < slot.ends_at,
+    )
+    present = aliased(OutboxEntry)
+    in_batch = (
+        select(present.outbox_id)
+        .where(present.batch_id == batch_id, present.customer_id == OutboxEntry.customer_id)
+        .exists()
+    )
+    reason = (
+        f"superseded: the customer already has a send in the {slot.window} window of {slot.day}"
+    )
+    conn.execute(update(OutboxEntry).where(due, in_batch).values(status="superseded", error=reason))
+    return conn.execute(
+        update(OutboxEntry).where(due).values(status="pending", batch_id=batch_id)
+    ).rowcount
+
+
+def defer_channel(conn: Connection, batch_id: int, channel: str, reason: str) -> int:
+    """The batch's sends on `channel` still to do become `deferred` with `reason`: its
+    provider is down, the next run sends them (with the same keys). Returns how many."""
     return conn.execute(
         update(OutboxEntry)
         .where(
-            OutboxEntry.batch_id.in_(batches),
-            OutboxEntry.status == "held",
-            OutboxEntry.scheduled_at >= slot.starts_at,
-            OutboxEntry.scheduled_at < slot.ends_at,
+            OutboxEntry.batch_id == batch_id,
+            OutboxEntry.channel == channel,
+            OutboxEntry.status.in_(("pending", "sending")),
         )
-        .values(status="pending", batch_id=batch_id)
+        .values(status="deferred", error=reason)
+    ).rowcount
+
+
+def requeue_deferred(conn: Connection, batch_id: int) -> int:
+    """The batch's `deferred` sends (a provider failed in an earlier run) are due again:
+    `pending`, sent by this run like the others, each with its own key."""
+    return conn.execute(
+        update(OutboxEntry)
+        .where(OutboxEntry.batch_id == batch_id, OutboxEntry.status == "deferred")
+        .values(status="pending")
     ).rowcount
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -45,13 +45,16 @@ from tasks.common.campaigns import CampaignSpec
 from tasks.data.inserts import insert_rows
 from tasks.do.gateways import (
     GATEWAY_REF_LENGTH,
+    MAX_ERROR_LENGTH,
+    CircuitBreaker,
     Gateway,
     JournaledGateway,
     OutboundMessage,
     SendReceipt,
-    send_with_retries,
+    provider_receipts,
 )
-from tasks.do.outbox import earlier_combinations, insert_new_touches, touch_id
+from tasks.do.keys import has_unkeyable, idempotency_key
+from tasks.do.outbox import defer_channel, earlier_combinations, insert_new_touches, touch_id
 from tasks.do.slots import Slot
 from tasks.do.wording import Message, preflight
 
@@ -61,6 +64,10 @@ if TYPE_CHECKING:
 JOURNAL_KEY_LENGTH = SimulatedSend.__table__.c.idempotency_key.type.length
 """The simulated gateway's journal keeps keys up to this length."""
 
+BREAKER_THRESHOLD = 3
+"""Consecutive failed calls after which a provider is left alone for the rest of the run
+(its channel's remaining sends are deferred to the next run)."""
+
 
 @dataclass
 class SendTally:
@@ -68,6 +75,11 @@ class SendTally:
 
     sent: dict[tuple[str, str], int] = field(default_factory=dict)
     failed: dict[str, int] = field(default_factory=dict)
+    """Refused for good (`failed`): never sent again."""
+    deferred: dict[str, int] = field(default_factory=dict)
+    """Left for the next run (`deferred`): the provider could not take them now."""
+    reasons: dict[str, str] = field(default_factory=dict)
+    """The first reason a channel's send was failed or deferred."""
     errors: list[str] = field(default_factory=list)
     handed_over: int = 0
     """Entries handed over to a gateway (`mark_sending`), resends included."""
@@ -75,21 +87,24 @@ class SendTally:
     def add(self, channel: str, variant: str, receipt: SendReceipt) -> None:
         if receipt.accepted:
             self.add_sent(channel, variant, 1)
+        elif receipt.retryable:
+            self.add_unsent(self.deferred, channel, 1, receipt.error or "refused for now")
         else:
-            self.failed[channel] = self.failed.get(channel, 0) + 1
-            if len(self.errors) < 20 and receipt.error:
-                self.errors.append(f"{channel}: {receipt.error}")
+            self.add_unsent(self.failed, channel, 1, receipt.error or "refused")
 
     def add_sent(self, channel: str, variant: str, count: int) -> None:
         key = (channel, variant)
         self.sent[key] = self.sent.get(key, 0) + count
 
-
-def idempotency_key(
-    campaign_id: str, slot_day: date, window: str, customer_id: str, channel: str
-) -> str:
-    """One intended send, named so that any resend of it carries the same key."""
-    return f"{campaign_id}:{slot_day:%Y%m%d}:{window}:{customer_id}:{channel}"
+    def add_unsent(self, counts: dict[str, int], channel: str, count: int, reason: str) -> None:
+        """`count` sends of `channel` failed or deferred (`counts` says which) for `reason`."""
+        if count <= 0:
+            return
+        counts[channel] = counts.get(channel, 0) + count
+        self.reasons.setdefault(channel, reason)
+        error = f"{channel}: {reason}"
+        if len(self.errors) < 20 and error not in self.errors:
+            self.errors.append(error)
 
 
 def _key_column(campaign_id: str, slot: Slot) -> ColumnElement:
@@ -122,6 +137,9 @@ class ChunkPart:
     longest_customer_id: int
     first_try: bool
     """Handed over for the first time (taken `pending`): no gateway knows these keys."""
+    plain_ids: bool = True
+    """No customer id has whitespace or control characters (`key_part` leaves them as
+    they are): the part may go the bulk path, whose keys SQL writes."""
 
     def entries(self) -> ColumnElement[bool]:
         return and_(
@@ -166,7 +184,8 @@ def mark_sending(conn: Connection, chunk: Chunk) -> int:
 def chunk_parts(conn: Connection, chunk: Chunk) -> list[ChunkPart]:
     """The handed-over chunk by channel, in channel order (one pass over the chunk)."""
     found: dict[str, list] = {}
-    for channel, variant, count, first_id, last_id, longest in conn.execute(
+    unkeyable: set[str] = set()
+    for channel, variant, count, first_id, last_id, longest, odd in conn.execute(
         select(
             OutboxEntry.channel,
             OutboxEntry.variant,
@@ -174,6 +193,7 @@ def chunk_parts(conn: Connection, chunk: Chunk) -> list[ChunkPart]:
             func.min(OutboxEntry.outbox_id),
             func.max(OutboxEntry.outbox_id),
             func.max(func.length(OutboxEntry.customer_id)),
+            func.max(case((has_unkeyable(OutboxEntry.customer_id, conn.dialect.name), 1), else_=0)),
         )
         .where(
             OutboxEntry.batch_id == chunk.batch_id,
@@ -187,6 +207,8 @@ def chunk_parts(conn: Connection, chunk: Chunk) -> list[ChunkPart]:
         lasts.append(last_id)
         by_variant[variant] = count
         longests.append(longest)
+        if odd:
+            unkeyable.add(channel)
     return [
         ChunkPart(
             chunk.batch_id,
@@ -196,6 +218,7 @@ def chunk_parts(conn: Connection, chunk: Chunk) -> list[ChunkPart]:
             by_variant,
             max(longests),
             first_try=chunk.status == "pending",
+            plain_ids=channel not in unkeyable,
         )
         for channel, (firsts, lasts, by_variant, longests) in sorted(found.items())
     ]
@@ -211,21 +234,26 @@ def send_part(
     costs: dict[str, float],
     rendered: dict[tuple[str, str, str], Message],
     tally: SendTally,
+    breaker: CircuitBreaker | None = None,
 ) -> None:
     """Send one channel's part of a chunk: set-based through a journaled (simulated)
-    gateway when every key fits its journal, else one message per entry."""
+    gateway when every key fits its journal, else one message per entry (`breaker`: the
+    channel's, for the run)."""
     if isinstance(gateway, JournaledGateway) and _fits_journal(gateway, campaign_id, slot, part):
         send_journaled(conn, gateway, campaign_id, slot, part, sent_at, costs, tally)
     else:
-        send_messages(conn, gateway, campaign_id, slot, part, sent_at, costs, rendered, tally)
+        send_messages(
+            conn, gateway, campaign_id, slot, part, sent_at, costs, rendered, tally, breaker
+        )
 
 
 def _fits_journal(gateway: JournaledGateway, campaign_id: str, slot: Slot, part: ChunkPart) -> bool:
     """Whether every key of the part fits the journal, and its reference `<prefix>-<key>`
-    the outbox (the per-message path shortens a longer reference with a hash)."""
+    the outbox (the per-message path shortens a longer reference with a hash), with its
+    customer ids as they are."""
     key = idempotency_key(campaign_id, slot.day, slot.window, "", part.channel)
     room = min(GATEWAY_REF_LENGTH - len(gateway.inner.ref_prefix) - 1, JOURNAL_KEY_LENGTH)
-    return part.longest_customer_id + len(key) <= room
+    return part.plain_ids and part.longest_customer_id + len(key) <= room
 
 
 def send_journaled(
@@ -346,11 +374,14 @@ def send_messages(
     costs: dict[str, float],
     rendered: dict[tuple[str, str, str], Message],
     tally: SendTally,
+    breaker: CircuitBreaker | None = None,
 ) -> None:
-    """The per-message path (real providers): one message per entry, sent with retries,
-    the receipts recorded set-based."""
+    """The per-message path (real providers): one message per entry, sent with retries
+    (`breaker` stops them when the provider keeps failing), the receipts recorded
+    set-based — a provider's failure included: it becomes the part's receipts."""
     rows = sending_rows(conn, part)
-    receipts = send_with_retries(gateway, messages_for(rows, slot, campaign_id, rendered))
+    messages = messages_for(rows, slot, campaign_id, rendered)
+    receipts = provider_receipts(gateway, messages, breaker or CircuitBreaker())
     record_receipts(conn, campaign_id, rows, receipts, sent_at, costs, tally)
 
 
@@ -364,6 +395,7 @@ RECEIPTS = Table(
     Column("responded", Boolean),
     Column("cost", Float),
     Column("error", Text),
+    Column("retryable", Boolean),
     prefixes=["TEMPORARY"],
 )
 """A chunk's receipts, staged so that the outbox and touches change in two statements."""
@@ -378,7 +410,8 @@ def record_receipts(
     costs: dict[str, float],
     tally: SendTally,
 ) -> None:
-    """Accepted sends become `sent` with their touch; refused ones `failed` with why.
+    """Accepted sends become `sent` with their touch; refused ones `failed` with why, or
+    `deferred` when the refusal was for now (`retryable`: the next run sends them again).
 
     Set-based: the receipts go to a temporary table, then one `update … from` marks the
     outbox and one `insert … select` writes the touches (a touch already written by an
@@ -399,6 +432,7 @@ def record_receipts(
                 bool(receipt.delivered and receipt.responded),
                 round(costs.get(channel, 0.0), 4),
                 None if receipt.accepted else (receipt.error or "refused")[:500],
+                not receipt.accepted and receipt.retryable,
             )
         )
     RECEIPTS.create(conn, checkfirst=True)
@@ -409,7 +443,9 @@ def record_receipts(
         update(OutboxEntry)
         .where(OutboxEntry.outbox_id == RECEIPTS.c.outbox_id)
         .values(
-            status=case((accepted, "sent"), else_="failed"),
+            status=case(
+                (accepted, "sent"), (RECEIPTS.c.retryable.is_(True), "deferred"), else_="failed"
+            ),
             gateway_ref=RECEIPTS.c.gateway_ref,
             error=RECEIPTS.c.error,
             touch_id=case(
@@ -493,8 +529,11 @@ def send_chunks(
     handed over (committed), then sent channel by channel (`send_part`), each part
     committed before the next gateway call (a journal writes on its own). Stops when the
     window closes (`at` is when sending started, UTC): the rest waits, never sent late.
-    `progress` hears how many entries were handed over after each chunk."""
+    A channel whose provider keeps failing (its circuit breaker opens) has the rest of its
+    sends `deferred` to the next run; the other channels go on. `progress` hears how many
+    entries were handed over after each chunk."""
     tally, started = SendTally(), datetime.now(UTC)
+    breakers = {channel: CircuitBreaker(BREAKER_THRESHOLD) for channel in gateways}
     while (chunk := next_chunk(conn, batch.batch_id, size)) is not None:
         sent_at = at + (datetime.now(UTC) - started)
         if sent_at >= slot.ends_at:
@@ -502,8 +541,23 @@ def send_chunks(
         tally.handed_over += mark_sending(conn, chunk)
         conn.commit()
         for part in chunk_parts(conn, chunk):
-            gateway = gateways[part.channel]
-            send_part(conn, gateway, campaign_id, slot, part, sent_at, batch.costs, rendered, tally)
+            gateway, breaker = gateways[part.channel], breakers[part.channel]
+            send_part(
+                conn,
+                gateway,
+                campaign_id,
+                slot,
+                part,
+                sent_at,
+                batch.costs,
+                rendered,
+                tally,
+                breaker,
+            )
+            if breaker.open:
+                reason = f"{gateway.name} kept failing: {breaker.reason}"[:MAX_ERROR_LENGTH]
+                count = defer_channel(conn, batch.batch_id, part.channel, reason)
+                tally.add_unsent(tally.deferred, part.channel, count, reason)
             conn.commit()
         progress(tally.handed_over)
     return tally

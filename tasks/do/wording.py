@@ -5,10 +5,9 @@ DESIGN.md, "Compliance before send": every rendered message passes the wording c
 forbidden promise, no rate above the campaign's `risk.apr_cap`), or the batch does not go.
 
 - Templates are Jinja2 files under `templates/`, one per channel (`templates/<channel>.j2`,
-  e-mail `templates/email.html.j2`) unless the spec's `templates` map names another. A
-  template path is relative to the project root, or absolute (then its own folder is
-  searched first and the project root second, so it can still import
-  `templates/_disclosures.j2`). A/B wording differs inside one file through
+  e-mail `templates/email.html.j2`) unless the spec's `templates` map names another file
+  there; they are read only from that folder and rendered in Jinja's sandbox
+  (`tasks.do.templates`). A/B wording differs inside one file through
   `{% if variant == "B" %}`. Undefined variables are errors; `.html` and `.html.j2`
   templates are autoescaped. An e-mail's subject line is the template's
   `{% block subject %}` (the shipped e-mail keeps it in `<title>`).
@@ -28,13 +27,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from functools import cache
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Annotated, Any
 
 import jinja2
 import yaml
+from jinja2.exceptions import SecurityError
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -51,13 +50,10 @@ from pdca.errors import UserError
 from pdca.models import CHANNELS
 from pdca.settings import PROJECT_ROOT
 from tasks.common.campaigns import CampaignSpec, _problem, _UniqueKeyLoader
+from tasks.do.templates import RULE, default_template, load_template, percent
 
 RULES_PATH = PROJECT_ROOT / "templates" / "compliance.yaml"
 """The reviewed wording rules."""
-
-DEFAULT_TEMPLATES: dict[str, str] = {channel: f"templates/{channel}.j2" for channel in CHANNELS}
-DEFAULT_TEMPLATES["email"] = "templates/email.html.j2"
-"""Channel → template path (relative to the project root) when the spec names none."""
 
 OPT_OUT: dict[str, str] = {
     "sms": "Reply TD to unsubscribe.",
@@ -113,13 +109,6 @@ class Message:
     html: str | None
 
 
-def default_template(channel: str) -> str:
-    """The template path a channel uses when the spec's `templates` map names none."""
-    if channel not in DEFAULT_TEMPLATES:
-        raise UserError(f"{channel!r} is not a channel; expected one of {', '.join(CHANNELS)}")
-    return DEFAULT_TEMPLATES[channel]
-
-
 def render(
     channel: str, variant: str, context: dict[str, Any], template_path: str | None = None
 ) -> Message:
@@ -127,17 +116,22 @@ def render(
 
     `context` carries campaign_name, product, apr (annual %), max_amount (or None),
     segment and opt_out; `variant` is added to it. Template problems (missing file,
-    syntax error, undefined variable) are UserErrors naming the template."""
+    syntax error, undefined variable, a path outside `templates/`, what the sandbox
+    refuses) are UserErrors naming the template."""
     private = sorted(PRIVATE_KEYS & context.keys())
     if private:
         raise ValueError(f"message context may not carry customer data: {', '.join(private)}")
     name = template_path or default_template(channel)
-    template = _load(name)
+    template = load_template(name)
     values = {**context, "channel": channel, "variant": variant}
     is_html = _is_html(name)
     try:
         rendered = template.render(values)
         subject = _render_subject(template, values, is_html)
+    except SecurityError as error:
+        raise UserError(f"{name}: refused by the template sandbox: {error}") from None
+    except jinja2.TemplateNotFound as error:
+        raise UserError(f"{name}: no such template to include ({error.name}): {RULE}") from None
     except jinja2.UndefinedError as error:
         raise UserError(f"{name}: {error.message}") from None
     except jinja2.TemplateError as error:
@@ -166,40 +160,6 @@ def _is_html(name: str) -> bool:
     return name.lower().endswith(HTML_SUFFIXES)
 
 
-def _load(name: str) -> jinja2.Template:
-    """The template at `name`: relative to the project root, or an absolute path."""
-    path = Path(name)
-    if path.is_absolute():
-        environment, lookup = _environment(path.parent), path.name
-    else:
-        environment, lookup = _environment(None), path.as_posix()
-    try:
-        return environment.get_template(lookup)
-    except jinja2.TemplateNotFound as error:
-        missing = name if error.name == lookup else error.name
-        raise UserError(f"{name}: no such template ({missing}; looked in {PROJECT_ROOT})") from None
-    except jinja2.TemplateSyntaxError as error:
-        raise UserError(f"{error.filename or name}, line {error.lineno}: {error.message}") from None
-
-
-@cache
-def _environment(template_dir: Path | None) -> jinja2.Environment:
-    """One environment per search path: the project root, preceded by an absolute
-    template's own folder when there is one."""
-    search_path = [PROJECT_ROOT] if template_dir is None else [template_dir, PROJECT_ROOT]
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(search_path),
-        undefined=jinja2.StrictUndefined,
-        autoescape=jinja2.select_autoescape(
-            enabled_extensions=("html", "html.j2"), default_for_string=False, default=False
-        ),
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    environment.filters.update(percent=_percent, money=_money, label=_label)
-    return environment
-
-
 def _render_subject(template: jinja2.Template, values: dict, is_html: bool) -> str | None:
     """The template's `subject` block as one line of plain text, or None without one."""
     block = template.blocks.get("subject")
@@ -215,22 +175,6 @@ def _tidy(text: str) -> str:
     """Rendered plain text without trailing spaces or runs of blank lines."""
     lines = [line.rstrip() for line in text.strip().splitlines()]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
-
-
-def _percent(value: float | int | Decimal) -> str:
-    """14.5 → "14.5%", 24.0 → "24%": the rate exactly as given, never rounded down."""
-    return f"{Decimal(str(value)).normalize():f}%"
-
-
-def _money(value: float | int) -> str:
-    """500000 → "500,000"; cents only when there are some."""
-    return f"{value:,.2f}".removesuffix(".00")
-
-
-def _label(code: str) -> str:
-    """A product code as words: "sme-revolving" → "SME revolving"."""
-    words = re.split(r"[-_\s]+", code.strip())
-    return " ".join(word.upper() if word.lower() in {"sme", "apr"} else word for word in words)
 
 
 # --- HTML as text -----------------------------------------------------------------------
@@ -518,7 +462,7 @@ def _check_cap(template: str, text: str, apr_cap: float, rules: ComplianceRules)
     """Every rate shown at most the campaign's apr_cap."""
     cap = Decimal(str(apr_cap))
     return [
-        Violation(template, "apr-cap", rate.text, f"above the apr_cap of {_percent(cap)}")
+        Violation(template, "apr-cap", rate.text, f"above the apr_cap of {percent(cap)}")
         for rate in find_rates(text, rules)
         if rate.value > cap
     ]

@@ -32,6 +32,7 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Any
 
+from pdca.errors import UserError
 from tasks.review.charts import Chart
 
 CID_DOMAIN = "pdca.local"
@@ -47,6 +48,8 @@ class SmtpConfig:
     password: str | None = field(default=None, repr=False)
     starttls: bool = False
     timeout: float = 30.0
+    allow_plain_auth: bool = False
+    """Log in over a connection without STARTTLS: only when the settings say so."""
 
     @classmethod
     def from_settings(cls, settings: Any) -> SmtpConfig | None:
@@ -60,6 +63,7 @@ class SmtpConfig:
             user=settings.smtp_user,
             password=password.get_secret_value() if password is not None else None,
             starttls=settings.smtp_starttls,
+            allow_plain_auth=getattr(settings, "smtp_allow_plain_auth", False),
         )
 
 
@@ -138,7 +142,15 @@ def send_message(
 ) -> Delivery:
     """Send over SMTP (STARTTLS and AUTH when configured); the recipients the server
     refused while accepting others are reported, not raised. `ssl_context` defaults to
-    the system's trusted certificates."""
+    the system's trusted certificates. A login without STARTTLS is refused (a UserError,
+    before connecting) unless `config.allow_plain_auth`: the password would cross the
+    network in clear."""
+    if config.user and not config.starttls and not config.allow_plain_auth:
+        raise UserError(
+            f"SMTP server {config.host}:{config.port}: refusing to send the password over a "
+            "plain connection: set PDCA_SMTP_STARTTLS=true (or PDCA_SMTP_ALLOW_PLAIN_AUTH=true "
+            "to allow it)"
+        )
     with smtplib.SMTP(config.host, config.port, timeout=config.timeout) as client:
         client.ehlo()
         if config.starttls:

@@ -27,6 +27,7 @@ from sqlalchemy import Engine, delete, func, insert, select
 from flows.dispatch import dispatch_flow
 from pdca.db import make_engine
 from pdca.models import Customer, DispatchLock, OutboxEntry, OutreachBatch, SimulatedSend
+from tasks.do import templates
 from tasks.do.sending import idempotency_key
 from tasks.do.wording import ComplianceError
 from tests.oracles.dispatch_rules import assign_variants
@@ -280,6 +281,35 @@ class TestClosedWindow:
         assert (statuses == "sent").all(), statuses.value_counts().to_dict()
 
 
+class TestHeldIntoAWrittenBatch:
+    @pytest.mark.parametrize("backend", BACKENDS)
+    def test_a_held_send_for_a_customer_already_in_the_batch_is_superseded(
+        self, backend, request, tmp_path
+    ):
+        """Known from the code: a late run of an earlier window holds sends for a batch
+        that is written already; releasing them collided with its entry for the same
+        customer and channel (and would contact the customer twice on another)."""
+        url = new_database(request, tmp_path, backend)
+        engine = make_engine(url)
+        policy = {**spec_dict()["contact_policy"], "windows": {"noon": "12:00-13:30"}}
+        with engine.begin() as conn:
+            build_dispatch_world(conn, eligible=60, spec=spec_dict(contact_policy=policy))
+        with database(url):
+            (first,) = dispatch(day=NEXT_DAY, at=local_utc(NEXT_DAY, 12, 5))
+            (late,) = dispatch(day=DAY, at=local_utc(DAY, 14, 0))  # held for the next noon
+            (rerun,) = dispatch(day=NEXT_DAY, at=local_utc(NEXT_DAY, 12, 20))
+        assert sent_total([first]) > 0 and late["status"] == "held" and late["held"] > 0
+        assert rerun["status"] == "sent" and rerun["failures"] == {}
+        box = outbox(engine)
+        superseded = box[box["status"] == "superseded"]
+        assert len(superseded) > 0, "the scenario should hold sends for customers in the batch"
+        assert superseded["error"].str.contains("already has a send").all()
+        assert superseded["touch_id"].isna().all()
+        assert "held" not in set(box["status"]), "every held send was released or superseded"
+        assert_exactly_once(engine)  # one send per customer and day, each journaled once
+        engine.dispose()
+
+
 # --- wording: a bad template stops the batch ------------------------------------------------
 
 
@@ -290,8 +320,11 @@ BAD_SMS = (
 
 
 class TestCompliance:
-    def test_bad_template_blocks_the_batch(self, sqlite_url, tmp_path):
-        template = tmp_path / "bad_sms.j2"
+    def test_bad_template_blocks_the_batch(self, sqlite_url, tmp_path, monkeypatch):
+        folder = tmp_path / "templates"  # templates are read from the templates folder only
+        shutil.copytree(templates.TEMPLATES_DIR, folder)
+        monkeypatch.setattr(templates, "TEMPLATES_DIR", folder)
+        template = folder / "bad_sms.j2"
         template.write_text(BAD_SMS, encoding="utf-8")
         engine = make_engine(sqlite_url)
         with engine.begin() as conn:

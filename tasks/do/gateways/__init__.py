@@ -31,14 +31,17 @@ from tasks.do.gateways.base import (
     PermanentGatewayError,
     SendReceipt,
     TransientGatewayError,
+    UnusableGatewayError,
     masked,
 )
 from tasks.do.gateways.call_list import CallListGateway
 from tasks.do.gateways.journal import JournaledGateway
 from tasks.do.gateways.limits import (
+    CircuitBreaker,
     Limiter,
     RateLimitedGateway,
     RateLimiter,
+    provider_receipts,
     retry_on_transient,
     send_with_retries,
 )
@@ -56,6 +59,7 @@ __all__ = [
     "TRANSIENT_STATUS",
     "WEBHOOK_CHANNELS",
     "CallListGateway",
+    "CircuitBreaker",
     "Gateway",
     "GatewayError",
     "JournaledGateway",
@@ -68,10 +72,12 @@ __all__ = [
     "SimulatedGateway",
     "SmtpGateway",
     "TransientGatewayError",
+    "UnusableGatewayError",
     "WebhookGateway",
     "gateway_for",
     "masked",
     "open_gateways",
+    "provider_receipts",
     "retry_on_transient",
     "send_with_retries",
 ]
@@ -140,6 +146,7 @@ def gateway_for(
             password=_secret(settings.smtp_password),
             starttls=settings.smtp_starttls,
             sender=settings.smtp_sender,
+            allow_plain_auth=bool(getattr(settings, "smtp_allow_plain_auth", False)),
         )
     elif channel in WEBHOOK_CHANNELS and (
         url := _configured(webhook_urls, settings, "webhook_url", channel)

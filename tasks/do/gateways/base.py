@@ -27,6 +27,14 @@ MAX_KEY_LENGTH = 200
 KEY_PATTERN = re.compile(rf"[^\s\x00-\x1f\x7f]{{1,{MAX_KEY_LENGTH}}}")
 """Keys have no whitespace or control characters (they are logged and sent as they are)."""
 
+NOT_IN_KEYS = re.compile(r"[\s\x00-\x1f\x7f]")
+"""The characters a key never has."""
+
+NOT_IN_KEYS_CHARACTERS = "".join(
+    character for character in map(chr, range(1, 0x3001)) if NOT_IN_KEYS.match(character)
+)
+"""Each of them but NUL (which no database text holds), for SQL character classes."""
+
 GATEWAY_REF_LENGTH = 128
 """The outbox's `gateway_ref` column width: every gateway's references fit it."""
 
@@ -141,6 +149,13 @@ class TransientGatewayError(GatewayError):
 
 class PermanentGatewayError(GatewayError):
     """Not worth retrying as it stands: bad credentials, a 4xx answer, a bad request."""
+
+
+class UnusableGatewayError(GatewayError):
+    """The gateway cannot be used as configured (say, a password it would send over a
+    plain connection): nothing was sent and no retry helps until the settings change.
+    Dispatch leaves the channel's sends for the next run rather than failing them: the
+    messages are fine, the configuration is not."""
 
 
 @runtime_checkable

@@ -7,8 +7,24 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from tasks.do.gateways.base import OutboundMessage, SendReceipt, _Closing, _reference, log
+from tasks.do.gateways.base import (
+    OutboundMessage,
+    SendReceipt,
+    _Closing,
+    _key_hash,
+    _reference,
+    log,
+)
 from tasks.do.gateways.simulated import SimulatedGateway
+
+
+def journal_key(key: str, length: int) -> str:
+    """The journal's name for `key`: the key itself when it fits the journal's `length`,
+    else its start and a hash of the whole (so a long key is recognised on a resend, on
+    PostgreSQL as on SQLite, which does not enforce the width)."""
+    if len(key) <= length:
+        return key
+    return f"{key[: length - 41]}~{_key_hash(key, 40)}"
 
 
 class JournaledGateway(_Closing):
@@ -33,18 +49,20 @@ class JournaledGateway(_Closing):
 
         from pdca.models import SimulatedSend
 
-        keys = [message.idempotency_key for message in messages]
+        length = SimulatedSend.__table__.c.idempotency_key.type.length
+        journal_keys = {m.idempotency_key: journal_key(m.idempotency_key, length) for m in messages}
         with self.engine.begin() as conn:
-            known = {
+            found = {
                 key: (delivered, responded)
                 for key, delivered, responded in conn.execute(
                     select(
                         SimulatedSend.idempotency_key,
                         SimulatedSend.delivered,
                         SimulatedSend.responded,
-                    ).where(SimulatedSend.idempotency_key.in_(keys))
+                    ).where(SimulatedSend.idempotency_key.in_(list(journal_keys.values())))
                 )
             }
+            known = {key: found[kept] for key, kept in journal_keys.items() if kept in found}
             fresh = [message for message in messages if message.idempotency_key not in known]
             fresh_receipts = {
                 receipt.idempotency_key: receipt
@@ -53,7 +71,7 @@ class JournaledGateway(_Closing):
             now = datetime.now(UTC).replace(tzinfo=None)
             accepted = [
                 {
-                    "idempotency_key": message.idempotency_key,
+                    "idempotency_key": journal_keys[message.idempotency_key],
                     "channel": message.channel,
                     "customer_id": message.customer_id,
                     "accepted_at": now,
@@ -71,7 +89,7 @@ class JournaledGateway(_Closing):
                     update(SimulatedSend)
                     .where(SimulatedSend.idempotency_key == bindparam("key"))
                     .values(attempts=SimulatedSend.attempts + 1),
-                    [{"key": key} for key in known],
+                    [{"key": journal_keys[key]} for key in known],
                 )
         receipts = []
         for message in messages:

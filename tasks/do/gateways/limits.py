@@ -8,14 +8,18 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from tasks.do.gateways.base import (
+    MAX_ERROR_LENGTH,
     Gateway,
     GatewayError,
     OutboundMessage,
+    PermanentGatewayError,
     SendReceipt,
     TransientGatewayError,
+    UnusableGatewayError,
     _Closing,
     _finish_after_failure,
     _refused,
+    _scrub,
     log,
 )
 
@@ -116,6 +120,53 @@ class RateLimitedGateway(_Closing):
         return receipts
 
 
+class CircuitBreaker:
+    """Stops calling a provider that keeps failing, for the rest of a dispatch run.
+
+    It opens after `threshold` consecutive failed calls — a `TransientGatewayError`, or a
+    call whose every message came back refused for now (`retryable`) — or at once with
+    `trip` (a gateway that cannot be used as configured); a call with an accepted message
+    starts the count again. Once open it stays open: the channel's remaining sends wait for
+    the next run instead of being tried one by one against a provider that is down.
+    `reason` is the last failure, for the summary.
+    """
+
+    def __init__(self, threshold: int = 3) -> None:
+        if threshold < 1:
+            raise ValueError(f"threshold must be at least 1, got {threshold}")
+        self.threshold = threshold
+        self.failures = 0
+        self.reason: str | None = None
+        self.tripped = False
+
+    def __repr__(self) -> str:
+        return f"CircuitBreaker(failures={self.failures}, open={self.open})"
+
+    @property
+    def open(self) -> bool:
+        return self.tripped or self.failures >= self.threshold
+
+    def failure(self, reason: str) -> None:
+        """One more failed call in a row."""
+        self.failures += 1
+        self.reason = reason
+
+    def trip(self, reason: str) -> None:
+        """Open now: the provider cannot be used as configured."""
+        self.tripped, self.reason = True, reason
+
+    def record(self, receipts: Sequence[SendReceipt]) -> None:
+        """A call's receipts: an accepted message closes the count, all refused for now is
+        one more failure."""
+        if any(receipt.accepted for receipt in receipts):
+            self.failures = 0
+        elif receipts and all(receipt.retryable for receipt in receipts):
+            errors = [receipt.error for receipt in receipts if receipt.error]
+            self.failure(
+                f"{len(receipts)} messages refused for now" + (f": {errors[0]}" if errors else "")
+            )
+
+
 def send_with_retries(
     gateway: Gateway,
     messages: Sequence[OutboundMessage],
@@ -124,15 +175,17 @@ def send_with_retries(
     *,
     max_delay: float = 30.0,
     sleep: Callable[[float], None] = time.sleep,
+    breaker: CircuitBreaker | None = None,
 ) -> list[SendReceipt]:
     """`gateway.send_batch(messages)`, tried up to `attempts` times in all.
 
     Retried: a `TransientGatewayError` (the whole batch again), and the messages whose
     receipts are `retryable` (only those). The wait before try k+1 is `base_delay · 2^(k-1)`
     seconds, at least the provider's `Retry-After`, at most `max_delay`. A
-    `PermanentGatewayError` is raised at once. When the tries run out, the last
-    `TransientGatewayError` is raised if nothing was accepted; otherwise the messages still
-    unsent get failed, retryable receipts. One receipt per message, in order.
+    `PermanentGatewayError` is raised at once. When the tries run out — or `breaker` opens:
+    the provider failed too many times in a row — the last `TransientGatewayError` is
+    raised if nothing was accepted; otherwise the messages still unsent get failed,
+    retryable receipts. One receipt per message, in order.
     """
     if attempts < 1:
         raise ValueError(f"attempts must be at least 1, got {attempts}")
@@ -146,7 +199,9 @@ def send_with_retries(
         try:
             receipts = gateway.send_batch(pending)
         except TransientGatewayError as exc:
-            if attempt == attempts:
+            if breaker is not None:
+                breaker.failure(str(exc))
+            if attempt == attempts or (breaker is not None and breaker.open):
                 if not any(receipt.accepted for receipt in final.values()):
                     raise
                 for message in pending:
@@ -175,7 +230,9 @@ def send_with_retries(
             for message, receipt in zip(pending, receipts, strict=True)
             if not receipt.accepted and receipt.retryable
         ]
-        if not pending or attempt == attempts:
+        if breaker is not None:
+            breaker.record(receipts)
+        if not pending or attempt == attempts or (breaker is not None and breaker.open):
             break
         log.warning(
             "%s: %d messages refused for now; retrying them in %.2f s",
@@ -196,3 +253,36 @@ def retry_on_transient(task: object, task_run: object, state: Any) -> bool:
     except Exception:
         return False
     return False
+
+
+def provider_receipts(
+    gateway: Gateway, messages: Sequence[OutboundMessage], breaker: CircuitBreaker
+) -> list[SendReceipt]:
+    """The gateway's receipts for `messages`, retried; never an exception, so that one
+    provider's failure stays on its channel. A call that fails as a whole answers every
+    message alike: not accepted, `retryable` (left for the next run) unless the provider
+    refused the request for good (a `PermanentGatewayError`: the sends fail). An open
+    `breaker` means the provider is down: the messages are not tried."""
+    retryable = True
+    if breaker.open:
+        reason = f"not tried, {gateway.name} kept failing: {breaker.reason}"
+    else:
+        try:
+            return send_with_retries(gateway, messages, breaker=breaker)
+        except TransientGatewayError as exc:
+            reason = str(exc)
+        except PermanentGatewayError as exc:
+            reason, retryable = str(exc), False
+        except UnusableGatewayError as exc:
+            reason = str(exc)
+            breaker.trip(reason)
+        except Exception as exc:  # a provider's answer nobody foresaw: its channel waits
+            reason = f"{gateway.name}: unexpected {type(exc).__name__}: {_scrub(str(exc))}"
+            log.warning("%s; its sends are left for the next run", reason)
+            log.debug("%s failed", gateway.name, exc_info=True)
+            breaker.failure(reason)
+    reason = reason[:MAX_ERROR_LENGTH]
+    return [
+        SendReceipt(message.idempotency_key, False, None, error=reason, retryable=retryable)
+        for message in messages
+    ]

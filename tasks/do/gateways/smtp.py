@@ -16,6 +16,7 @@ from tasks.do.gateways.base import (
     PermanentGatewayError,
     SendReceipt,
     TransientGatewayError,
+    UnusableGatewayError,
     _Closing,
     _finish_after_failure,
     _key_hash,
@@ -38,7 +39,9 @@ class SmtpGateway(_Closing):
     A refused recipient or message fails that message's receipt (retryable on a 4xx
     reply); a connection that cannot be opened raises `TransientGatewayError`, refused
     credentials `PermanentGatewayError`. With `starttls`, the server's certificate is
-    checked against the system's CAs, or `ssl_context` (a private CA).
+    checked against the system's CAs, or `ssl_context` (a private CA). Without it, a login
+    (a `user` set) is refused — `UnusableGatewayError`, nothing sent — unless
+    `allow_plain_auth`: the password would cross the network in clear.
     """
 
     name = "smtp"
@@ -55,6 +58,7 @@ class SmtpGateway(_Closing):
         *,
         local_hostname: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        allow_plain_auth: bool = False,
     ) -> None:
         self.host = host
         self.port = port
@@ -65,6 +69,7 @@ class SmtpGateway(_Closing):
         self.timeout = timeout
         self._local_hostname = local_hostname
         self._ssl_context = ssl_context
+        self.allow_plain_auth = allow_plain_auth
         self._sender_address = email.utils.parseaddr(sender)[1] or sender
         domain = self._sender_address.rpartition("@")[2]
         self._domain = domain if _DOT_ATOM.fullmatch(domain or "") else "pdca.localhost"
@@ -97,9 +102,14 @@ class SmtpGateway(_Closing):
         return mime
 
     def _connect(self) -> smtplib.SMTP:
+        where = f"SMTP server {self.host}:{self.port}"
+        if self.user and not self.starttls and not self.allow_plain_auth:
+            raise UnusableGatewayError(
+                f"{where}: refusing to send the password over a plain connection: set "
+                "PDCA_SMTP_STARTTLS=true (or PDCA_SMTP_ALLOW_PLAIN_AUTH=true to allow it)"
+            )
         if self._local_hostname is None:
             self._local_hostname = socket.getfqdn()
-        where = f"SMTP server {self.host}:{self.port}"
         try:
             smtp = smtplib.SMTP(
                 self.host, self.port, local_hostname=self._local_hostname, timeout=self.timeout

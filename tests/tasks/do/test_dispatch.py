@@ -51,7 +51,8 @@ from tasks.do.audience import (
     daily_quotas,
     stage_audience,
 )
-from tasks.do.gateways import JournaledGateway, OutboundMessage, SimulatedGateway
+from tasks.do.gateways import KEY_PATTERN, JournaledGateway, OutboundMessage, SimulatedGateway
+from tasks.do.gateways.journal import journal_key
 from tasks.do.locks import LOCK_LEASE, DispatchBusy, acquire_lock, release_lock
 from tasks.do.outbox import remaining_quotas
 from tasks.do.sending import (
@@ -697,10 +698,12 @@ def send_all(engine: Engine, batch_id: int, bulk: bool, outcomes=None, size: int
             mark_sending(conn, chunk)
             conn.commit()
             for part in chunk_parts(conn, chunk):
-                if bulk:
-                    send_part(conn, gateway, CAMPAIGN_ID, SLOT, part, SENT_AT, COSTS, {}, tally)
+                rendered = {(part.channel, "A", "sme"): MESSAGE}
+                if bulk:  # the flow's choice: in bulk when the part's keys allow it
+                    send_part(
+                        conn, gateway, CAMPAIGN_ID, SLOT, part, SENT_AT, COSTS, rendered, tally
+                    )
                 else:
-                    rendered = {(part.channel, "A", "sme"): MESSAGE}
                     send_messages(
                         conn, gateway, CAMPAIGN_ID, SLOT, part, SENT_AT, COSTS, rendered, tally
                     )
@@ -833,3 +836,66 @@ class TestSendJournaled:
 
 def message_for(key: str) -> OutboundMessage:
     return OutboundMessage(key, "sms", "c", "+86 138 0000 0000", None, "text", None, "A")
+
+
+class TestKeysTheJournalCannotTakeAsTheyAre:
+    """Known from the code: a customer id with whitespace broke the per-message path (a
+    key may not carry it); a key over the journal's 128 characters failed on PostgreSQL."""
+
+    IDS = ("o 001", "o_001", "o\t002", "o\u00a0003", "o\u3000004", "o005")
+
+    def test_customer_ids_with_whitespace_are_sent_once_under_keys_without_it(
+        self, campaign: Engine
+    ):
+        with campaign.begin() as conn:
+            conn.execute(insert(Customer), [customer(cid) for cid in self.IDS])
+        batch_id = open_batch_with(campaign, [(cid, "sms", "pending") for cid in self.IDS])
+        states = []
+        for bulk in (True, False):
+            reset_sending(campaign, batch_id)
+            tally = send_all(campaign, batch_id, bulk=bulk)
+            assert tally.sent == {("sms", "A"): len(self.IDS)}
+            states.append(sent_state(campaign))
+        assert states[0] == states[1], "the bulk path and the per-message path agree"
+        state = states[0]
+        assert {row.status for row in state["outbox"]} == {"sent"}
+        keys = sorted(row.idempotency_key for row in state["journal"])
+        assert keys == sorted(
+            idempotency_key(CAMPAIGN_ID, SLOT.day, "noon", cid, "sms") for cid in self.IDS
+        )
+        assert all(KEY_PATTERN.fullmatch(key) for key in keys) and len(set(keys)) == len(keys)
+        assert idempotency_key(CAMPAIGN_ID, SLOT.day, "noon", "o005", "sms").endswith(":o005:sms")
+        # a resend (a crash left them `sending`) is recognised: one journal row each
+        with campaign.begin() as conn:
+            conn.execute(update(OutboxEntry).values(status="sending"))
+        send_all(campaign, batch_id, bulk=True)
+        journal = sent_state(campaign)["journal"]
+        assert len(journal) == len(self.IDS) and {row.attempts for row in journal} == {2}
+
+    def test_a_key_longer_than_the_journal_is_journaled_by_a_hash(self, campaign: Engine):
+        long_id = "c" * 62
+        with campaign.begin() as conn:
+            conn.execute(insert(Customer), [customer(long_id)])
+        batch_id = open_batch_with(campaign, [(long_id, "sms", "pending")])
+        campaign_id = "y" * 60  # the key: 60 + 1 + 8 + 1 + 4 + 1 + 62 + 1 + 3 = 141
+        key = idempotency_key(campaign_id, SLOT.day, "noon", long_id, "sms")
+        assert len(key) == 141
+        gateway = JournaledGateway(SimulatedGateway(seed=3, record=False), campaign)
+        rendered = {("sms", "A", "sme"): MESSAGE}
+        for status in ("pending", "sending"):  # sent, then resent after a "crash"
+            with campaign.begin() as conn:
+                conn.execute(update(OutboxEntry).values(status=status))
+            with campaign.connect() as conn:
+                chunk = next_chunk(conn, batch_id, 10)
+                mark_sending(conn, chunk)
+                conn.commit()
+                (part,) = chunk_parts(conn, chunk)
+                send_part(
+                    conn, gateway, campaign_id, SLOT, part, SENT_AT, COSTS, rendered, SendTally()
+                )
+                conn.commit()
+        state = sent_state(campaign)
+        assert [(row.status, row.attempts) for row in state["outbox"]] == [("sent", 2)]
+        (journaled,) = state["journal"]
+        assert journaled.idempotency_key == journal_key(key, 128) != key
+        assert len(journaled.idempotency_key) <= 128 and journaled.attempts == 2

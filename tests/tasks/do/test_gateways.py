@@ -16,6 +16,7 @@ from prefect.states import Completed, Failed
 from pdca.settings import Settings
 from tasks.do.gateways import (
     CallListGateway,
+    CircuitBreaker,
     Gateway,
     OutboundMessage,
     PermanentGatewayError,
@@ -25,9 +26,11 @@ from tasks.do.gateways import (
     SimulatedGateway,
     SmtpGateway,
     TransientGatewayError,
+    UnusableGatewayError,
     WebhookGateway,
     gateway_for,
     masked,
+    provider_receipts,
     retry_on_transient,
     send_with_retries,
 )
@@ -230,13 +233,31 @@ class TestSmtpGateway:
 
     def test_login_and_no_secret_in_the_message(self):
         with smtp_server(credentials=("pdca", SECRET)) as server:
-            gateway = SmtpGateway(server.host, server.port, user="pdca", password=SECRET)
+            gateway = SmtpGateway(
+                server.host, server.port, user="pdca", password=SECRET, allow_plain_auth=True
+            )
             [receipt] = gateway.send_batch([email("b1-c1-email", "alice@example.com")])
         assert receipt.accepted
         assert server.logins == [("pdca", SECRET)]
         assert server.messages[0].login == "pdca"
         assert_no_leak(server.messages[0].data.decode(), SECRET)
         assert_no_leak(repr(gateway), SECRET)
+
+    def test_a_password_over_a_plain_connection_is_refused(self):
+        """No STARTTLS and no explicit allowance: nothing is sent, the channel's sends wait
+        (dispatch defers them: the messages are fine, the settings are not)."""
+        with smtp_server(credentials=("pdca", SECRET)) as server:
+            gateway = SmtpGateway(server.host, server.port, user="pdca", password=SECRET)
+            message = email("b1-c1-email", "alice@example.com")
+            with pytest.raises(UnusableGatewayError, match="plain connection") as caught:
+                gateway.send_batch([message])
+            breaker = CircuitBreaker()
+            [receipt] = provider_receipts(gateway, [message], breaker)
+        assert_no_leak(str(caught.value), SECRET)
+        assert "PDCA_SMTP_ALLOW_PLAIN_AUTH" in str(caught.value)
+        assert server.logins == [] and server.messages == []
+        assert not receipt.accepted and receipt.retryable and "plain connection" in receipt.error
+        assert breaker.open, "no retry: the settings must change first"
 
     def test_starttls_then_login(self):
         with smtp_server(tls=True, credentials=("pdca", SECRET)) as server:
@@ -263,7 +284,9 @@ class TestSmtpGateway:
 
     def test_wrong_password_is_permanent_and_not_shown(self):
         with smtp_server(credentials=("pdca", SECRET)) as server:
-            gateway = SmtpGateway(server.host, server.port, user="pdca", password="wrong-pw")
+            gateway = SmtpGateway(
+                server.host, server.port, user="pdca", password="wrong-pw", allow_plain_auth=True
+            )
             with pytest.raises(PermanentGatewayError, match="login refused") as caught:
                 gateway.send_batch([email("b1-c1-email", "alice@example.com")])
         assert_no_leak(str(caught.value), "wrong-pw")
@@ -594,6 +617,64 @@ class TestSendWithRetries:
             send_with_retries(FlakyGateway(), messages(1), attempts=0)
         with pytest.raises(ValueError, match="repeat"):
             send_with_retries(FlakyGateway(), messages(1) * 2)
+
+
+class TestCircuitBreaker:
+    def test_opens_after_consecutive_failures_across_calls(self):
+        """One breaker per channel for the run: the failures of one part count towards
+        the next; once open, the provider is not called again."""
+        breaker = CircuitBreaker(threshold=3)
+        down = [TransientGatewayError("503")] * 10
+        gateway = FlakyGateway(down)
+        with pytest.raises(TransientGatewayError):
+            send_with_retries(
+                gateway, messages(2), attempts=2, sleep=lambda s: None, breaker=breaker
+            )
+        assert len(gateway.calls) == 2 and not breaker.open
+        receipts = provider_receipts(gateway, messages(2), breaker)
+        assert len(gateway.calls) == 3 and breaker.open and breaker.reason == "503"
+        assert all(not r.accepted and r.retryable and r.error == "503" for r in receipts)
+        receipts = provider_receipts(gateway, messages(1), breaker)
+        assert len(gateway.calls) == 3, "an open breaker does not call the provider"
+        assert receipts[0].retryable and "kept failing: 503" in receipts[0].error
+
+    def test_an_accepted_message_starts_the_count_again(self):
+        breaker = CircuitBreaker(threshold=2)
+        gateway = FlakyGateway([TransientGatewayError("503"), None] * 2)
+        for _ in range(2):  # each: one failure, then accepted on the retry
+            receipts = provider_receipts(gateway, messages(1), breaker)
+            assert receipts[0].accepted
+        assert len(gateway.calls) == 4 and not breaker.open and breaker.failures == 0
+
+    def test_refused_for_now_counts_as_a_failure(self):
+        breaker = CircuitBreaker(threshold=2)
+        batch = messages(1)
+
+        class Busy(FlakyGateway):
+            def send_batch(self, batch):
+                self.calls.append(keys(batch))
+                return [
+                    SendReceipt(m.idempotency_key, False, None, error="busy", retryable=True)
+                    for m in batch
+                ]
+
+        gateway = Busy()
+        receipts = send_with_retries(
+            gateway, batch, attempts=5, sleep=lambda s: None, breaker=breaker
+        )
+        assert len(gateway.calls) == 2 and breaker.open
+        assert receipts[0].retryable and breaker.reason == "1 messages refused for now: busy"
+
+    def test_permanent_fails_and_anything_unexpected_defers(self):
+        permanent = provider_receipts(
+            FlakyGateway([PermanentGatewayError("HTTP 302")]), messages(2), CircuitBreaker()
+        )
+        assert all(not r.accepted and not r.retryable for r in permanent)
+        odd = provider_receipts(
+            FlakyGateway([KeyError("receipts")]), messages(2), breaker := CircuitBreaker()
+        )
+        assert all(r.retryable and "unexpected KeyError" in r.error for r in odd)
+        assert breaker.failures == 1
 
 
 class TestRetryOnTransient:

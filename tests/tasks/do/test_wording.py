@@ -4,6 +4,7 @@ compliance checks of templates/compliance.yaml before a batch goes."""
 from __future__ import annotations
 
 import itertools
+import shutil
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 from pdca.errors import UserError
 from pdca.settings import PROJECT_ROOT
 from tasks.common.campaigns import CampaignSpec, load_spec
-from tasks.do import wording
+from tasks.do import templates, wording
 from tasks.do.wording import (
     ComplianceError,
     ComplianceRules,
@@ -61,9 +62,19 @@ def context(**changes: Any) -> dict[str, Any]:
     return values | changes
 
 
+@pytest.fixture(autouse=True)
+def templates_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the project's templates folder that the test may add templates to
+    (templates are read from that folder only)."""
+    folder = tmp_path / "templates"
+    shutil.copytree(templates.TEMPLATES_DIR, folder)
+    monkeypatch.setattr(templates, "TEMPLATES_DIR", folder)
+    return folder
+
+
 def write_template(tmp_path: Path, text: str, name: str = "bad.j2") -> str:
-    """A template file outside the project; render takes its absolute path."""
-    path = tmp_path / name
+    """A template file in the test's templates folder; render takes its absolute path."""
+    path = tmp_path / "templates" / name
     path.write_text(text, encoding="utf-8")
     return str(path)
 
@@ -188,7 +199,7 @@ class TestRender:
 
     def test_missing_template(self, tmp_path: Path):
         with pytest.raises(UserError, match="no such template"):
-            render("sms", "A", context(), str(tmp_path / "nope.j2"))
+            render("sms", "A", context(), str(tmp_path / "templates" / "nope.j2"))
 
     def test_channel_without_a_template(self):
         with pytest.raises(UserError, match=r"templates/branch\.j2: no such template"):
@@ -208,6 +219,56 @@ class TestRender:
         path = write_template(tmp_path, "<p>no subject</p>", "mail.html.j2")
         with pytest.raises(UserError, match="needs a subject"):
             render("email", "A", context(), path)
+
+
+class TestTemplatesOnlyFromTheFolder:
+    RULE = "a template must be a file inside the project's templates folder"
+
+    @pytest.mark.parametrize(
+        "name", ["/etc/passwd", "../x.j2", "templates/../pdca/settings.py", "sms.j2", "templates"]
+    )
+    def test_a_path_outside_the_folder_is_refused_quoting_the_rule(self, name: str):
+        with pytest.raises(UserError) as caught:
+            render("sms", "A", context(), name)
+        message = str(caught.value)
+        assert message.startswith(f"{name}: template refused: {self.RULE}")
+        assert "root:" not in message and "\n" not in message, "the rule, never the file"
+
+    def test_a_link_out_of_the_folder_is_refused(self, templates_folder: Path, tmp_path: Path):
+        secret = tmp_path / "secret.txt"
+        secret.write_text("the secret", encoding="utf-8")
+        (templates_folder / "link.j2").symlink_to(secret)
+        with pytest.raises(UserError, match="template refused") as caught:
+            render("sms", "A", context(), "templates/link.j2")
+        assert "the secret" not in str(caught.value)
+
+    def test_an_include_out_of_the_folder_is_not_found(self, tmp_path: Path):
+        path = write_template(tmp_path, '{% include "/etc/passwd" %}{% include "../x" %}')
+        with pytest.raises(UserError, match="no such template to include") as caught:
+            render("sms", "A", context(), path)
+        assert "root:" not in str(caught.value) and self.RULE in str(caught.value)
+
+    def test_a_spec_path_in_the_folder_renders(self, tmp_path: Path):
+        write_template(tmp_path, "Custom {{ variant }}", "custom.j2")
+        assert render("sms", "B", context(), "templates/custom.j2").body == "Custom B"
+
+    @pytest.mark.parametrize(
+        "reach",
+        [
+            "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+            "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
+            "{{ self._TemplateReference__context }}",
+            "{{ (apr | string).__class__ }}",
+        ],
+    )
+    def test_a_template_reaching_into_python_is_refused_by_the_sandbox(
+        self, tmp_path: Path, reach: str
+    ):
+        path = write_template(tmp_path, f"Rate {{{{ apr }}}}. {reach}")
+        with pytest.raises(UserError) as caught:
+            render("sms", "A", context(), path)
+        assert str(caught.value).startswith(f"{path}: refused by the template sandbox: ")
+        assert str(caught.value).endswith("is unsafe.")
 
 
 class TestHtmlEscaping:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from pdca.errors import UserError
 from pdca.settings import Settings
 from tasks.review.charts import FUNNEL_SIZE, chart, funnel_chart
 from tasks.review.mail import (
@@ -109,10 +110,32 @@ class TestSendMessage:
 
     def test_logs_in(self) -> None:
         with smtp_server(credentials=("mailer", "pw")) as server:
-            config = SmtpConfig(server.host, server.port, user="mailer", password="pw")
+            config = SmtpConfig(
+                server.host, server.port, user="mailer", password="pw", allow_plain_auth=True
+            )
             send_message(review_message(), RECIPIENTS, config)
         assert server.logins == [("mailer", "pw")]
         assert server.messages[0].login == "mailer"
+
+    def test_a_password_over_a_plain_connection_is_refused(self) -> None:
+        with smtp_server(credentials=("mailer", "hunter2")) as server:
+            config = SmtpConfig(server.host, server.port, user="mailer", password="hunter2")
+            with pytest.raises(UserError) as raised:
+                send_message(review_message(), RECIPIENTS, config)
+        message = str(raised.value)
+        assert message == (
+            f"SMTP server {server.host}:{server.port}: refusing to send the password over a "
+            "plain connection: set PDCA_SMTP_STARTTLS=true (or PDCA_SMTP_ALLOW_PLAIN_AUTH=true "
+            "to allow it)"
+        )
+        assert "hunter2" not in message
+        assert server.logins == [] and server.messages == []
+        assert not is_transient(raised.value), "a setting to fix, not a fault that passes"
+
+    def test_plain_auth_when_the_settings_allow_it(self) -> None:
+        allowed = Settings(smtp_host="127.0.0.1", smtp_user="mailer", smtp_allow_plain_auth=True)
+        assert SmtpConfig.from_settings(allowed).allow_plain_auth
+        assert not SmtpConfig.from_settings(Settings(smtp_host="127.0.0.1")).allow_plain_auth
 
     def test_starttls_then_login(self) -> None:
         with smtp_server(credentials=("mailer", "pw"), tls=True) as server:
@@ -130,7 +153,9 @@ class TestSendMessage:
 
     def test_wrong_password_is_permanent(self) -> None:
         with smtp_server(credentials=("mailer", "pw")) as server:
-            config = SmtpConfig(server.host, server.port, user="mailer", password="wrong")
+            config = SmtpConfig(
+                server.host, server.port, user="mailer", password="wrong", allow_plain_auth=True
+            )
             with pytest.raises(smtplib.SMTPAuthenticationError) as raised:
                 send_message(review_message(), RECIPIENTS, config)
         assert not is_transient(raised.value)
@@ -217,7 +242,9 @@ class TestSmtpConfig:
 
     def test_audit_detail_has_no_password(self) -> None:
         with smtp_server(credentials=("mailer", "hunter2")) as server:
-            config = SmtpConfig(server.host, server.port, user="mailer", password="hunter2")
+            config = SmtpConfig(
+                server.host, server.port, "mailer", "hunter2", allow_plain_auth=True
+            )
             delivery = send_message(review_message(), RECIPIENTS, config)
         assert "hunter2" not in str(delivery.audit_detail())
         assert delivery.audit_detail()["recipients"] == RECIPIENTS
