@@ -25,6 +25,7 @@ from pdca.automations import (
     NOTICES,
     automation_for,
 )
+from tasks.check.result import CheckResult
 from tasks.ops import events
 
 PDCA = Path(sys.executable).parent / "pdca"
@@ -155,7 +156,8 @@ def emit_like_pdca(period: str, *, approval: bool) -> tuple[str, str]:
 
     @flow(name="automations-stand-in")
     def stand_in() -> tuple[str, str]:
-        specs = events.data_quality_failures({**QUALITY_RESULT, "period": period})
+        check = CheckResult.from_json({**QUALITY_RESULT, "period": period})
+        specs = events.data_quality_failures(check)
         if approval:
             specs.append(events.awaiting_approval(CAMPAIGN, period, PROPOSALS))
         assert events.emit(specs) == len(specs)
