@@ -96,6 +96,7 @@ def validate_period_data(conn: Connection, spec: CampaignSpec, period: Period) -
         attribution_days=settings.attribution_window_days,
         quarantine_max_share=settings.quarantine_max_share,
         docs_dir=settings.output_dir / "data-docs",
+        chunk_rows=settings.dq_chunk_rows,
     )
 
 

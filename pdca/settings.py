@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     quarantine_max_share: float = Field(
         default=0.01, ge=0, le=1, description="Quarantined share above which data quality fails."
     )
+    dq_chunk_rows: int = Field(
+        default=500_000,
+        gt=0,
+        description="Touches validated per Great Expectations run (consecutive weeks together).",
+    )
     tolerance_warn: float = Field(default=0.05, ge=0, description="on_track band, ± share.")
     tolerance_fail: float = Field(default=0.15, ge=0, description="at_risk band, ± share.")
     anomaly_z: float = Field(default=3.0, gt=0, description="|z| from which a week is anomalous.")

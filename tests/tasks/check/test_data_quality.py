@@ -353,6 +353,34 @@ class TestCleanPeriod:
         assert suite(result, "touches")["rows_in"] == 3
         assert suite(result, "funnel_consistency")["rows_in"] == 2
 
+    def test_weeks_validated_together_report_what_they_report_one_by_one(self, world):
+        """Touches in quiet hours in two weeks of 2026-03: one chunk of the whole month
+        and five chunks of one week each give the same tallies and examples."""
+        engine, spec = world
+        with engine.begin() as conn:
+            for touch_id, day in (("late-1", DAY), ("late-2", DAY + timedelta(days=7))):
+                sent_at = local_utc(day, 22, 0, 0)
+                conn.execute(
+                    insert(Touch).values(touch(touch_id, "c4", sent_at, campaign_id=spec.id))
+                )
+        reports = []
+        for chunk_rows in (1, 1_000_000):
+            with engine.connect() as conn:
+                result = assess(
+                    conn,
+                    spec,
+                    Period.parse("2026-03"),
+                    attribution_days=14,
+                    quarantine_max_share=0.01,
+                    chunk_rows=chunk_rows,
+                )
+            assert_fails(result, "touch_timing", QUIET_HOURS)
+            reports.append(result.suites)
+        assert reports[0] == reports[1]
+        timing = next(entry for entry in reports[0] if entry["name"] == "touch_timing")
+        assert timing["unexpected"][QUIET_HOURS] == 2
+        assert timing["examples"][QUIET_HOURS] == ["late-1", "late-2"]
+
 
 # --- critical failures ---------------------------------------------------------------------
 
