@@ -18,7 +18,6 @@ from tasks.common.periods import Period
 from tasks.plan.budget import (
     Allocation,
     BudgetAdjustment,
-    BudgetInfeasible,
     ChannelEconomics,
     Explanation,
 )
@@ -351,14 +350,42 @@ class TestAllocateWithinRisk:
         overdue = sum(allocation.touches[c] * loans[c] * rates[c] for c in loans)
         assert overdue <= 0.03 * expected_loans + 1e-6
 
-    def test_failure_adjustments_are_never_relaxed(self):
-        with pytest.raises(BudgetInfeasible):
-            allocate_within_risk(
-                [self.SAFE, self.RISKY],
-                10_000.0,
-                objective="disbursed_amount",
-                floor_share=0.05,
-                overdue_ceiling=0.03,
-                adjustments=[BudgetAdjustment("floor", "sms", amount=9_000.0)],
-                previous=None,
-            )
+    def test_failure_adjustments_are_never_relaxed_the_ceiling_gives_way_and_says_so(self):
+        floor = BudgetAdjustment("floor", "sms", amount=9_000.0)
+        allocation, notes = allocate_within_risk(
+            [self.SAFE, self.RISKY],
+            10_000.0,
+            objective="disbursed_amount",
+            floor_share=0.05,
+            overdue_ceiling=0.03,
+            adjustments=[floor],
+            previous=None,
+        )
+        assert notes == []  # the floors add nothing to the excess: they stay
+        explanation = allocation.explanation
+        assert allocation.amount["sms"] >= 9_000.0 - 1e-6
+        assert allocation.amount["phone"] == pytest.approx(800.0)  # all the safe calls
+        assert explanation.overdue_excess > 0
+        assert "adjustment:floor sms at 9,000" in explanation.overdue_ceiling_forced_by
+        assert any(
+            "cannot hold" in note and "adjustment:floor sms at 9,000" in note
+            for note in explanation.notes
+        ), explanation.notes
+
+    def test_failure_floors_dropped_when_they_add_to_an_excess_the_adjustments_force(self):
+        # the approved 1,000 on sms already breaks the ceiling; the floors of 1,000 on the
+        # risky im would break it further: they go, the approval stays
+        im = dataclasses.replace(self.RISKY, channel="im", overdue_rate=0.1)
+        allocation, notes = allocate_within_risk(
+            [self.SAFE, self.RISKY, im],
+            10_000.0,
+            objective="disbursed_amount",
+            floor_share=0.1,
+            overdue_ceiling=0.03,
+            adjustments=[BudgetAdjustment("floor", "sms", amount=1_000.0)],
+            previous=None,
+        )
+        assert len(notes) == 1 and "floor shares were dropped" in notes[0], notes
+        assert allocation.amount["im"] == 0
+        assert allocation.amount["sms"] == pytest.approx(1_000.0)
+        assert allocation.explanation.overdue_excess > 0
