@@ -258,8 +258,7 @@ def allocate(
     """
     names = [c.channel for c in channels]
     _validate(names, budget, objective, floor_share, overdue_ceiling, adjustments, previous)
-    if previous_budget is not None and not (math.isfinite(previous_budget) and previous_budget > 0):
-        raise ValueError(f"previous_budget must be > 0, got {previous_budget}")
+    _validate_previous_budget(previous_budget)
     notes: list[str] = []
     active = _active_adjustments(adjustments, names, notes)
     split = PreviousSplit(previous, previous_budget) if previous is not None else None
@@ -297,23 +296,7 @@ def allocate(
         overdue_excess=elastic.excess,
         forced_by=elastic.forced_by,
     )
-    explanation = Explanation(
-        status="optimal",
-        objective=objective,
-        objective_value=outcome.objective_value,
-        budget_shadow_price=shadow["budget"],
-        binding=binding,
-        notes=explain(outcome, notes),
-        shadow_prices=shadow,
-        floors=floors,
-        floors_capped=capped,
-        adjustments=adjustment_binding,
-        spend=sum(e.amount.values()),
-        roi=outcome.roi,
-        expected_overdue_rate=outcome.overdue,
-        overdue_excess=elastic.excess,
-        overdue_ceiling_forced_by=elastic.forced_by,
-    )
+    explanation = _explanation(outcome, explain(outcome, notes), shadow, capped, e)
     return Allocation(
         channels=tuple(names),
         budget=budget,
@@ -325,6 +308,29 @@ def allocate(
         expected_loans=e.loans,
         explanation=explanation,
         limited_by=limited_by,
+    )
+
+
+def _explanation(
+    o: Outcome, notes: list[str], shadow: dict[str, float], capped: tuple[str, ...], e: _Expected
+) -> Explanation:
+    """The explanation of an optimal split, from what the LP decided."""
+    return Explanation(
+        status="optimal",
+        objective=o.objective,
+        objective_value=o.objective_value,
+        budget_shadow_price=shadow["budget"],
+        binding=list(o.binding),
+        notes=notes,
+        shadow_prices=shadow,
+        floors=dict(o.floors),
+        floors_capped=capped,
+        adjustments=dict(o.adjustment_binding),
+        spend=sum(e.amount.values()),
+        roi=o.roi,
+        expected_overdue_rate=o.overdue,
+        overdue_excess=o.overdue_excess,
+        overdue_ceiling_forced_by=tuple(o.forced_by),
     )
 
 
@@ -390,6 +396,11 @@ def _overdue_rate(channels: Sequence[ChannelEconomics], loans: Mapping[str, floa
     if total_loans > 1e-12:
         return sum(loans[c.channel] * c.overdue_rate for c in channels) / total_loans
     return None
+
+
+def _validate_previous_budget(previous_budget: float | None) -> None:
+    if previous_budget is not None and not (math.isfinite(previous_budget) and previous_budget > 0):
+        raise ValueError(f"previous_budget must be > 0, got {previous_budget}")
 
 
 def _validate(

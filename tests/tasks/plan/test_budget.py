@@ -543,6 +543,8 @@ class TestValidation:
             ([SMS], 1000, {"floor_share": 1.5}, "floor_share"),
             ([SMS], 1000, {"overdue_ceiling": -0.1}, "overdue_ceiling"),
             ([SMS], 1000, {"objective": "profit"}, "objective"),
+            ([SMS], 1000, {"previous": {"sms": 1}, "previous_budget": 0}, "previous_budget"),
+            ([SMS], 1000, {"previous": {"sms": 1}, "previous_budget": math.inf}, "previous_budget"),
             ([SMS], 1000, {"adjustments": [BudgetAdjustment("cap", "fax", amount=1)]}, "fax"),
             (
                 [SMS, PHONE],

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Engine, insert, select
 
 from pdca.models import Action, Budget, Customer, Plan, Target, Touch
-from tasks.common.campaigns import CampaignSpec
+from tasks.common.campaigns import CampaignSpec, get_campaign_spec
 from tasks.common.periods import Period
 from tasks.plan.budget import (
     Allocation,
@@ -28,6 +28,7 @@ from tasks.plan.plan import (
     history_window,
     mark_applied,
     period_budget,
+    previous_budget,
     previous_split,
     save_plan,
     send_days,
@@ -311,6 +312,21 @@ class TestSavePlan:
             assert previous_split(conn, "sme-old", Period.parse("2026-W11")) == {"sms": 3.0}
             assert previous_split(conn, "sme-old", Period.parse("2026-W09")) is None
             assert previous_split(conn, "sme-new", Period.parse("2026-W11")) is None
+
+    def test_previous_budget_is_the_budget_of_the_previous_splits_period(self, world):
+        with world.begin() as conn:
+            for period, amount in (("W09", 1.0), ("W10", 3.0)):
+                split = allocation({"sms": amount})
+                save_plan(conn, "sme-old", Period.parse(f"2026-{period}"), split, [TARGET], {}, {})
+        with world.connect() as conn:
+            old = get_campaign_spec(conn, "sme-old")
+            # W10 spent 3 of its budget: a shift is a share of the budget, not of the 3
+            assert previous_budget(conn, old, Period.parse("2026-W12")) == pytest.approx(
+                100_000 * 7 / 91
+            )
+            # W09 is before the campaign: no budget of its own, the split's sum stands in
+            assert previous_budget(conn, old, Period.parse("2026-W10")) is None
+            assert previous_budget(conn, old, Period.parse("2026-W09")) is None
 
 
 class TestAllocateWithinRisk:
