@@ -170,6 +170,12 @@ def _adjustment_rows(
             to = adj.to_channel or ""
             p_from, p_to = rescaled.get(c, 0.0), rescaled.get(to, 0.0)
             moved = adj.amount if adj.amount is not None else (adj.share or 0.0) * p_from
+            if moved > p_from:
+                notes.append(
+                    f"Adjustment {label} asks to move {money(moved)} from {c}, more than its "
+                    f"previous {money(p_from)} at this budget: it moves all of it."
+                )
+                moved = p_from
             upper = p_from - moved
             lower = _within_capacity(label, to, p_to + moved, capacity, notes)
             new = [

@@ -123,10 +123,10 @@ def _overdue_notes(o: Outcome) -> list[str]:
         mix = f"{pct(o.overdue)}, " if o.overdue is not None else ""
         others = [name for name in o.forced_by if name != "overdue_ceiling"]
         return [
-            f"The overdue ceiling of {pct(o.overdue_ceiling)} cannot hold: with "
-            f"{'; '.join(others)} no split keeps the mix under it. The plan takes the least "
-            f"overdue mix they allow: expected overdue_rate_30 {mix}{o.overdue_excess:.3g} "
-            "expected overdue loans above the ceiling. Relax one of them to bring it back under."
+            f"The overdue ceiling of {pct(o.overdue_ceiling)} cannot hold together with "
+            f"{'; '.join(others)}: no split meets them all. The plan takes the least overdue "
+            f"mix they allow: expected overdue_rate_30 {mix}{o.overdue_excess:.3g} expected "
+            "overdue loans above the ceiling. Relax one of them to bring the mix back under."
         ]
     if "overdue_ceiling" in o.binding:
         return [

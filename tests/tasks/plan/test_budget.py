@@ -456,6 +456,15 @@ class TestAdjustmentsWithinCapacity:
         assert_split(allocation, {"phone": 950, "sms": 0, "email": 50})
         assert_noted(allocation, "floor email at 200", "at least 200 on email", "capacity of 50")
 
+    def test_a_shift_of_more_than_the_channel_had_moves_all_of_it(self):
+        shift = BudgetAdjustment("shift", "phone", "sms", amount=1500)
+        previous = {"phone": 600, "sms": 400}
+        allocation = allocate(
+            [PHONE, SMS], 1000, floor_share=0, adjustments=[shift], previous=previous
+        )
+        assert_split(allocation, {"phone": 0, "sms": 1000})
+        assert_noted(allocation, "asks to move 1,500 from phone", "moves all of it")
+
     def test_the_previous_split_is_rescaled_by_its_budget_not_by_its_sum(self):
         # the previous plan spent 400 of its budget of 1,000: a 25 % shift moves 100, not 250
         shift = BudgetAdjustment("shift", "phone", "sms", share=0.25)
