@@ -120,13 +120,13 @@ def _overdue_notes(o: Outcome) -> list[str]:
     if o.overdue_ceiling is None:
         return []
     if o.forced_by:
-        mix = f"{pct(o.overdue)}, " if o.overdue is not None else ""
+        mix = f", an expected overdue_rate_30 of {pct(o.overdue)}" if o.overdue is not None else ""
         others = [name for name in o.forced_by if name != "overdue_ceiling"]
         return [
             f"The overdue ceiling of {pct(o.overdue_ceiling)} cannot hold together with "
-            f"{'; '.join(others)}: no split meets them all. The plan takes the least overdue "
-            f"mix they allow: expected overdue_rate_30 {mix}{o.overdue_excess:.3g} expected "
-            "overdue loans above the ceiling. Relax one of them to bring the mix back under."
+            f"{'; '.join(others)}: no split meets them all. The plan keeps the expected "
+            f"overdue loans above the ceiling to the least they allow: {o.overdue_excess:.3g}"
+            f"{mix}. Relax one of them to bring the mix back under."
         ]
     if "overdue_ceiling" in o.binding:
         return [

@@ -415,7 +415,7 @@ class TestElasticCeiling:
         }
         assert "overdue_ceiling" in explanation.binding
         assert_noted(allocation, "ceiling of 3% cannot hold", "adjustment:floor phone at 600")
-        assert_noted(allocation, "3.4%", "0.04 expected overdue loans above the ceiling")
+        assert_noted(allocation, "overdue loans above the ceiling to the least", "0.04", "3.4%")
         assert not any("overdue ceiling of 3% binds" in note for note in explanation.notes)
 
     def test_floors_over_a_ceiling_every_channel_breaks_get_the_least_risky_mix(self):
