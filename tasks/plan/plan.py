@@ -279,7 +279,7 @@ def allocate_within_risk(
 ) -> tuple[Allocation, list[str]]:
     """The LP's split; when the floor shares push the mix over the overdue ceiling, the
     floors give way (the ceiling is a risk limit, the floors only keep channels measured)
-    and the notes say which constraints collided.
+    and the notes say by how much the mix exceeds it with them and without them.
 
     Approved adjustments are never relaxed: when they alone keep the mix over the ceiling,
     the LP takes the least overdue mix they allow and its notes say so.
@@ -300,8 +300,8 @@ def allocate_within_risk(
         return allocation, []  # the floors add nothing to the excess: they stay
     left = without.explanation.overdue_excess
     note = (
-        f"the {floor_share:.0%} floor shares were dropped: with them the mix exceeds the "
-        f"overdue_ceiling by {excess:.3g} expected overdue loans at least, without them "
+        f"the {floor_share:.0%} floor shares were dropped: with them the mix would exceed the "
+        f"overdue_ceiling by at least {excess:.3g} expected overdue loans; without them "
         + (f"by {left:.3g}" if left > 0 else "it holds")
     )
     return without, [note]
