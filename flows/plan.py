@@ -31,6 +31,7 @@ from tasks.plan.plan import (
     gather_history,
     mark_applied,
     period_budget,
+    previous_budget,
     previous_split,
     save_plan,
     send_days,
@@ -73,6 +74,7 @@ def split_budget(
         overdue_ceiling=spec.risk.max_overdue_rate_30,
         adjustments=[adjustment for _, adjustment in adjustments],
         previous=previous_split(conn, spec.id, period),
+        previous_budget=previous_budget(conn, spec, period),
     )
     return allocation, [action_id for action_id, _ in adjustments], [*notes, *relaxed]
 

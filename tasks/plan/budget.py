@@ -23,6 +23,7 @@ import numpy as np
 from pdca.errors import UserError
 from tasks.plan.budget_lp import (
     BINDING_TOLERANCE,
+    PreviousSplit,
     Row,
     binding_by_channel,
     binding_rows,
@@ -31,7 +32,7 @@ from tasks.plan.budget_lp import (
     money,
     pct,
     shadow_prices,
-    solve,
+    solve_elastic,
 )
 from tasks.plan.budget_notes import Outcome, explain, source
 
@@ -193,6 +194,11 @@ class Explanation:
     """(expected net income − spend) / spend of the allocation, the contract's roi."""
     expected_overdue_rate: float | None
     """Loan-weighted expected overdue_rate_30 of the mix (None when no loans are expected)."""
+    overdue_excess: float = 0.0
+    """Expected overdue loans above the overdue ceiling, the least the other constraints
+    allow when the ceiling cannot hold with them; 0 when it holds."""
+    overdue_ceiling_forced_by: tuple[str, ...] = ()
+    """When the ceiling cannot hold: the constraints that, with it, admit no split."""
 
 
 @dataclass
@@ -239,23 +245,30 @@ def allocate(
     overdue_ceiling: float | None = None,
     adjustments: Sequence[BudgetAdjustment] = (),
     previous: Mapping[str, float] | None = None,
+    previous_budget: float | None = None,
 ) -> Allocation:
     """Split `budget` across `channels` to maximise `objective` (the LP: docs/budget.md).
 
-    Raises `BudgetInfeasible` when the constraints contradict each other, and ValueError
+    The overdue ceiling gives way, by the least possible, to the other constraints when it
+    cannot hold with them (said in the notes and `Explanation.overdue_excess`). Raises
+    `BudgetInfeasible` when the other constraints contradict each other, and ValueError
     for malformed input (no channels, duplicates, non-positive budget, an adjustment naming
-    an unknown channel, a shift without a previous allocation).
+    an unknown channel, a shift without a previous allocation). `previous_budget` is the
+    budget `previous` was made for (shifts are rescaled by this budget over it).
     """
     names = [c.channel for c in channels]
     _validate(names, budget, objective, floor_share, overdue_ceiling, adjustments, previous)
+    _validate_previous_budget(previous_budget)
     notes: list[str] = []
     active = _active_adjustments(adjustments, names, notes)
+    split = PreviousSplit(previous, previous_budget) if previous is not None else None
     rows, labels, floors, capped = build_rows(
-        channels, budget, floor_share, overdue_ceiling, active, previous, notes
+        channels, budget, floor_share, overdue_ceiling, active, split, notes
     )
     values = np.array([c.value_per_unit(objective) for c in channels])
     value_scale = float(np.abs(values).max()) or 1.0
-    solution = solve(rows, -values / value_scale, len(names))
+    elastic = solve_elastic(rows, -values / value_scale, len(names))
+    solution, rows = elastic.solution, elastic.rows
     _raise_unless_optimal(solution.status, solution.message, rows, len(names))
 
     shares = solution.shares
@@ -280,22 +293,10 @@ def allocate(
         roi=_roi(e),
         active=active,
         adjustment_binding=adjustment_binding,
+        overdue_excess=elastic.excess,
+        forced_by=elastic.forced_by,
     )
-    explanation = Explanation(
-        status="optimal",
-        objective=objective,
-        objective_value=outcome.objective_value,
-        budget_shadow_price=shadow["budget"],
-        binding=binding,
-        notes=explain(outcome, notes),
-        shadow_prices=shadow,
-        floors=floors,
-        floors_capped=capped,
-        adjustments=adjustment_binding,
-        spend=sum(e.amount.values()),
-        roi=outcome.roi,
-        expected_overdue_rate=outcome.overdue,
-    )
+    explanation = _explanation(outcome, explain(outcome, notes), shadow, capped, e)
     return Allocation(
         channels=tuple(names),
         budget=budget,
@@ -307,6 +308,29 @@ def allocate(
         expected_loans=e.loans,
         explanation=explanation,
         limited_by=limited_by,
+    )
+
+
+def _explanation(
+    o: Outcome, notes: list[str], shadow: dict[str, float], capped: tuple[str, ...], e: _Expected
+) -> Explanation:
+    """The explanation of an optimal split, from what the LP decided."""
+    return Explanation(
+        status="optimal",
+        objective=o.objective,
+        objective_value=o.objective_value,
+        budget_shadow_price=shadow["budget"],
+        binding=list(o.binding),
+        notes=notes,
+        shadow_prices=shadow,
+        floors=dict(o.floors),
+        floors_capped=capped,
+        adjustments=dict(o.adjustment_binding),
+        spend=sum(e.amount.values()),
+        roi=o.roi,
+        expected_overdue_rate=o.overdue,
+        overdue_excess=o.overdue_excess,
+        overdue_ceiling_forced_by=tuple(o.forced_by),
     )
 
 
@@ -372,6 +396,11 @@ def _overdue_rate(channels: Sequence[ChannelEconomics], loans: Mapping[str, floa
     if total_loans > 1e-12:
         return sum(loans[c.channel] * c.overdue_rate for c in channels) / total_loans
     return None
+
+
+def _validate_previous_budget(previous_budget: float | None) -> None:
+    if previous_budget is not None and not (math.isfinite(previous_budget) and previous_budget > 0):
+        raise ValueError(f"previous_budget must be > 0, got {previous_budget}")
 
 
 def _validate(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -45,13 +45,39 @@ class Solution:
     marginals: np.ndarray  # per row: ∂(minimum)/∂(row's right-hand side)
 
 
+@dataclass
+class Elastic:
+    """The solve with the overdue ceiling as an elastic row (docs/budget.md).
+
+    When the ceiling cannot hold together with the other rows, its right-hand side is
+    raised by the least excess they allow and the programme is solved again: the excess
+    goes first, as under an infinitely heavy penalty, and the objective comes second.
+    """
+
+    rows: list[Row]
+    """The rows solved (the ceiling's raised), or, when infeasible, the rows to search."""
+    solution: Solution
+    excess: float
+    """Expected overdue loans above the ceiling that the other rows force (0: it holds)."""
+    forced_by: tuple[str, ...]
+    """When the ceiling cannot hold: an irreducible set of rows that, with it, conflict."""
+
+
+@dataclass(frozen=True)
+class PreviousSplit:
+    """The previous period's split, and the budget it was made for (None: its sum)."""
+
+    amounts: Mapping[str, float]
+    budget: float | None = None
+
+
 def build_rows(
     channels: Sequence[ChannelEconomics],
     budget: float,
     floor_share: float,
     overdue_ceiling: float | None,
     active: Sequence[BudgetAdjustment],
-    previous: Mapping[str, float] | None,
+    previous: PreviousSplit | None,
     notes: list[str],
 ) -> tuple[list[Row], dict[str, list[str]], dict[str, float], tuple[str, ...]]:
     """Every row of the programme, floors last.
@@ -63,7 +89,12 @@ def build_rows(
     index = {name: i for i, name in enumerate(names)}
     retired = {adj.channel for adj in active if adj.kind == "retire"}
     rows = _channel_rows(channels, budget, overdue_ceiling)
-    adjustment_rows, labels = _adjustment_rows(index, budget, active, previous, notes)
+    capacity = {
+        c.channel: c.capacity_touches * c.cost_per_touch
+        for c in channels
+        if c.capacity_touches is not None
+    }
+    adjustment_rows, labels = _adjustment_rows(index, budget, active, previous, capacity, notes)
     rows += adjustment_rows
     floors, capped = _fit_floors(names, budget, floor_share, retired, rows, notes)
     rows += [
@@ -108,10 +139,16 @@ def _adjustment_rows(
     index: Mapping[str, int],
     budget: float,
     adjustments: Sequence[BudgetAdjustment],
-    previous: Mapping[str, float] | None,
+    previous: PreviousSplit | None,
+    capacity: Mapping[str, float],
     notes: list[str],
 ) -> tuple[list[Row], dict[str, list[str]]]:
-    """The rows of the Act stage's adjustments, and each one's label → its rows' names."""
+    """The rows of the Act stage's adjustments, and each one's label → its rows' names.
+
+    A minimum an adjustment sets (a floor, what a shift moves in) is capped at the
+    channel's capacity, and said: the capacity is what the channel can reach, which no
+    approval changes.
+    """
     rescaled = _rescaled_previous(budget, adjustments, previous, notes)
     rows: list[Row] = []
     labels: dict[str, list[str]] = {}
@@ -122,15 +159,25 @@ def _adjustment_rows(
         name, c = f"adjustment:{label}", adj.channel
         if adj.kind == "retire":
             new = [bound(name, "adjustment", index, c, budget, upper=0.0, text="= 0, retired")]
-        elif adj.kind in ("cap", "floor"):
+        elif adj.kind == "cap":
             size = adj.amount if adj.amount is not None else (adj.share or 0.0) * budget
-            side = {"upper" if adj.kind == "cap" else "lower": size}
-            new = [bound(name, "adjustment", index, c, budget, **side)]
+            new = [bound(name, "adjustment", index, c, budget, upper=size)]
+        elif adj.kind == "floor":
+            size = adj.amount if adj.amount is not None else (adj.share or 0.0) * budget
+            size = _within_capacity(label, c, size, capacity, notes)
+            new = [bound(name, "adjustment", index, c, budget, lower=size)]
         else:
             to = adj.to_channel or ""
             p_from, p_to = rescaled.get(c, 0.0), rescaled.get(to, 0.0)
             moved = adj.amount if adj.amount is not None else (adj.share or 0.0) * p_from
-            upper, lower = p_from - moved, p_to + moved
+            if moved > p_from:
+                notes.append(
+                    f"Adjustment {label} asks to move {money(moved)} from {c}, more than its "
+                    f"previous {money(p_from)} at this budget: it moves all of it."
+                )
+                moved = p_from
+            upper = p_from - moved
+            lower = _within_capacity(label, to, p_to + moved, capacity, notes)
             new = [
                 bound(f"{name}:from", "adjustment", index, c, budget, upper=upper),
                 bound(f"{name}:to", "adjustment", index, to, budget, lower=lower),
@@ -140,22 +187,42 @@ def _adjustment_rows(
     return rows, labels
 
 
+def _within_capacity(
+    label: str, channel: str, minimum: float, capacity: Mapping[str, float], notes: list[str]
+) -> float:
+    """An adjustment's minimum for `channel`, capped at the channel's capacity (and said)."""
+    limit = capacity.get(channel, math.inf)
+    if minimum <= limit:
+        return minimum
+    notes.append(
+        f"Adjustment {label} asks for at least {money(minimum)} on {channel}, more than its "
+        f"capacity of {money(limit)}: it gets its capacity."
+    )
+    return limit
+
+
 def _rescaled_previous(
     budget: float,
     adjustments: Sequence[BudgetAdjustment],
-    previous: Mapping[str, float] | None,
+    previous: PreviousSplit | None,
     notes: list[str],
 ) -> dict[str, float]:
-    """The previous allocation at this period's budget, which the shifts are measured on."""
+    """The previous allocation at this period's budget, which the shifts are measured on.
+
+    Scaled by this budget over the previous period's; over the previous split's sum when
+    that budget is unknown (a split that left budget unallocated then counts as whole).
+    """
     if previous is None or not any(adj.kind == "shift" for adj in adjustments):
         return {}
-    total = sum(previous.values())
-    if not math.isclose(total, budget, rel_tol=1e-9):
+    total = sum(previous.amounts.values())
+    base = previous.budget or total
+    made = f"made for a budget of {money(base)}" if previous.budget else f"{money(total)} in all"
+    if not math.isclose(base, budget, rel_tol=1e-9):
         notes.append(
-            f"The previous allocation ({money(total)} in all) is rescaled to this "
-            f"period's budget of {money(budget)} for the shift adjustments."
+            f"The previous allocation ({made}) is rescaled to this period's budget of "
+            f"{money(budget)} for the shift adjustments."
         )
-    return {c: v * budget / total for c, v in previous.items()}
+    return {c: v * budget / base for c, v in previous.amounts.items()}
 
 
 def bound(
@@ -260,9 +327,13 @@ def _scale_floors(
 
 
 def conflict(rows: Sequence[Row], n: int) -> list[Row]:
-    """An irreducible infeasible subset of `rows` (deletion filter: drop what is not needed)."""
+    """An irreducible infeasible subset of `rows` (deletion filter: drop what is not needed).
+
+    The floors are tried first, so that a conflict the approvals or capacities make on
+    their own is named by them rather than by a floor that only adds to it.
+    """
     keep = list(rows)
-    for row in rows:
+    for row in sorted(rows, key=lambda r: r.kind != "floor"):
         trial = [r for r in keep if r is not row]
         if not _feasible(trial, n):
             keep = trial
@@ -271,6 +342,48 @@ def conflict(rows: Sequence[Row], n: int) -> list[Row]:
 
 def _feasible(rows: Sequence[Row], n: int) -> bool:
     return solve(rows, np.zeros(n), n).status != 2
+
+
+def solve_elastic(rows: Sequence[Row], cost: np.ndarray, n: int) -> Elastic:
+    """Minimise cost·s with the overdue ceiling elastic: it gives way only to the other rows.
+
+    Infeasible only when the other rows conflict among themselves; `Elastic.rows` are then
+    those rows, for `conflict` to name.
+    """
+    solution = solve(rows, cost, n)
+    at = next((k for k, row in enumerate(rows) if row.kind == "overdue_ceiling"), None)
+    if solution.status != 2 or at is None:
+        return Elastic(list(rows), solution, 0.0, ())
+    others = [row for k, row in enumerate(rows) if k != at]
+    if not _feasible(others, n):
+        return Elastic(others, solution, 0.0, ())
+    least = _least_excess(rows, at, n)
+    forced_by = tuple(row.name for row in conflict(rows, n))
+    ceiling = rows[at]
+    text = (
+        f"{ceiling.text}, exceeded by the least the other constraints allow: "
+        f"{least * ceiling.unit:.4g} expected overdue loans"
+    )
+    for slack in (0.0, 1e-10, 1e-9, 1e-8, 1e-7, 1e-6):  # HiGHS may round the least low
+        raised = [*rows[:at], replace(ceiling, rhs=least + slack, text=text), *rows[at + 1 :]]
+        solution = solve(raised, cost, n)
+        if solution.status != 2:
+            break
+    return Elastic(raised, solution, least * ceiling.unit, forced_by)
+
+
+def _least_excess(rows: Sequence[Row], at: int, n: int) -> float:
+    """The least excess of the ceiling row `at` over the other rows (LP units, ≥ 0)."""
+    padded = [
+        replace(row, coeffs=np.append(row.coeffs, -1.0 if k == at else 0.0))
+        for k, row in enumerate(rows)
+    ]
+    cost = np.zeros(n + 1)
+    cost[n] = 1.0
+    found = solve(padded, cost, n + 1)
+    if found.status != 0:
+        raise RuntimeError(f"HiGHS could not bound the overdue ceiling's excess: {found.message}")
+    return max(float(found.shares[n]), 0.0)
 
 
 def solve(rows: Sequence[Row], cost: np.ndarray, n: int) -> Solution:

@@ -40,6 +40,8 @@ class Outcome:
     roi: float | None
     active: Sequence[BudgetAdjustment]
     adjustment_binding: Mapping[str, bool]
+    overdue_excess: float = 0.0
+    forced_by: Sequence[str] = ()
 
 
 def explain(outcome: Outcome, earlier: list[str]) -> list[str]:
@@ -117,6 +119,15 @@ def _overdue_notes(o: Outcome) -> list[str]:
     """Whether the overdue ceiling binds, or how far under it the mix stays."""
     if o.overdue_ceiling is None:
         return []
+    if o.forced_by:
+        mix = f", an expected overdue_rate_30 of {pct(o.overdue)}" if o.overdue is not None else ""
+        others = [name for name in o.forced_by if name != "overdue_ceiling"]
+        return [
+            f"The overdue ceiling of {pct(o.overdue_ceiling)} cannot hold together with "
+            f"{'; '.join(others)}: no split meets them all. The plan keeps the expected "
+            f"overdue loans above the ceiling to the least they allow: {o.overdue_excess:.3g}"
+            f"{mix}. Relax one of them to bring the mix back under."
+        ]
     if "overdue_ceiling" in o.binding:
         return [
             f"The overdue ceiling of {pct(o.overdue_ceiling)} binds: the mix's expected "

@@ -33,7 +33,6 @@ from tasks.common.rules import PLAN_ACTION_TYPES, budget_change
 from tasks.plan.budget import (
     Allocation,
     BudgetAdjustment,
-    BudgetInfeasible,
     ChannelEconomics,
     allocate,
 )
@@ -276,30 +275,36 @@ def allocate_within_risk(
     overdue_ceiling: float,
     adjustments: list[BudgetAdjustment],
     previous: dict[str, float] | None,
+    previous_budget: float | None = None,
 ) -> tuple[Allocation, list[str]]:
-    """The LP's split; when the floor shares cannot coexist with the overdue ceiling and
-    the capacities, the floors give way (the ceiling is a risk limit, the floors only keep
-    channels measured) and the notes say which constraints collided.
+    """The LP's split; when the floor shares push the mix over the overdue ceiling, the
+    floors give way (the ceiling is a risk limit, the floors only keep channels measured)
+    and the notes say by how much the mix exceeds it with them and without them.
 
-    Approved adjustments are never relaxed: a conflict among them is the user's to solve.
+    Approved adjustments are never relaxed: when they alone keep the mix over the ceiling,
+    the LP takes the least overdue mix they allow and its notes say so.
     """
     options = {
         "objective": objective,
         "overdue_ceiling": overdue_ceiling,
         "adjustments": adjustments,
         "previous": previous,
+        "previous_budget": previous_budget,
     }
-    try:
-        return allocate(economics, budget, floor_share=floor_share, **options), []
-    except BudgetInfeasible as error:
-        if floor_share == 0 or any(c.startswith("adjustment:") for c in error.constraints):
-            raise
-        allocation = allocate(economics, budget, floor_share=0.0, **options)
-        note = (
-            f"the {floor_share:.0%} floor shares were dropped: with them no split meets "
-            f"{'; '.join(error.constraints)}"
-        )
-        return allocation, [note]
+    allocation = allocate(economics, budget, floor_share=floor_share, **options)
+    excess = allocation.explanation.overdue_excess
+    if floor_share == 0 or excess <= 0:
+        return allocation, []
+    without = allocate(economics, budget, floor_share=0.0, **options)
+    if without.explanation.overdue_excess >= excess * (1 - 1e-9):
+        return allocation, []  # the floors add nothing to the excess: they stay
+    left = without.explanation.overdue_excess
+    note = (
+        f"the {floor_share:.0%} floor shares were dropped: with them the mix would exceed the "
+        f"overdue_ceiling by at least {excess:.3g} expected overdue loans; without them "
+        + (f"by {left:.3g}" if left > 0 else "it holds")
+    )
+    return without, [note]
 
 
 def send_days(spec: CampaignSpec, period: Period) -> int:
@@ -341,18 +346,34 @@ def approved_adjustments(conn: Connection, campaign_id: str) -> list[tuple[int, 
 
 def previous_split(conn: Connection, campaign_id: str, period: Period) -> dict[str, float] | None:
     """The budget split of the latest plan of an earlier period (what a shift moves from)."""
+    latest = _latest_earlier_plan(conn, campaign_id, period)
+    if latest is None:
+        return None
+    return dict(
+        conn.execute(select(Budget.channel, Budget.amount).where(Budget.plan_id == latest[1])).all()
+    )
+
+
+def previous_budget(conn: Connection, spec: CampaignSpec, period: Period) -> float | None:
+    """The budget `previous_split` was made for: a shift's share is of that period's budget,
+    whatever part of it the split left unallocated."""
+    latest = _latest_earlier_plan(conn, spec.id, period)
+    if latest is None:
+        return None
+    return period_budget(spec, latest[0]) or None  # 0: the period is outside the campaign
+
+
+def _latest_earlier_plan(
+    conn: Connection, campaign_id: str, period: Period
+) -> tuple[Period, int] | None:
+    """The period and id of the current plan of the latest period before `period`."""
     rows = conn.execute(
         select(Plan.plan_id, Plan.period).where(
             Plan.campaign_id == campaign_id, Plan.is_current.is_(True)
         )
     ).all()
-    earlier = [(Period.parse(p).start, pid) for pid, p in rows if Period.parse(p) < period]
-    if not earlier:
-        return None
-    _, plan_id = max(earlier)
-    return dict(
-        conn.execute(select(Budget.channel, Budget.amount).where(Budget.plan_id == plan_id)).all()
-    )
+    earlier = [(Period.parse(p), pid) for pid, p in rows if Period.parse(p) < period]
+    return max(earlier, key=lambda item: (item[0].start, item[1])) if earlier else None
 
 
 def targets_from(

@@ -117,3 +117,48 @@ class TestDemo:
         for feed in FEEDS:
             first = (workdir / "var" / "demo" / "feeds" / f"{feed}.csv").read_bytes()
             assert again.feed(feed).read_bytes() == first, f"{feed} differs for the same seed"
+
+
+@pytest.fixture(scope="module")
+def demo_60000(tmp_path_factory: pytest.TempPathFactory, prefect_home: Path):
+    """`pdca demo --customers 60000` (about a minute, two on busy cores): the size whose
+    next-week plan was once infeasible (an approved shift into im, full at its capacity and
+    over the overdue ceiling, with the low-risk channels full)."""
+    workdir = tmp_path_factory.mktemp("demo-60000")
+    env = {**os.environ, "PREFECT_HOME": str(prefect_home)}
+    env.pop("PDCA_DATABASE_URL", None)
+    result = subprocess.run(
+        [PDCA, "demo", "--customers", "60000"],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    return workdir, result
+
+
+class TestDemoAt60000Customers:
+    def test_plans_the_next_week_and_says_what_gave_way(self, demo_60000):
+        workdir, result = demo_60000
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "plan demo-sme-2026 2026-W18: version 1" in result.stdout, result.stdout
+        engine = create_engine(f"sqlite:///{workdir / 'var' / 'pdca.db'}")
+        with engine.connect() as conn:
+            inputs = conn.execute(
+                text("select inputs from plans where period = '2026-W18' and is_current")
+            ).scalar_one()
+            split = dict(
+                conn.execute(
+                    text(
+                        "select b.channel, b.amount from budgets b join plans p "
+                        "on p.plan_id = b.plan_id where p.period = '2026-W18'"
+                    )
+                ).all()
+            )
+        notes = " ".join(json.loads(inputs)["notes"])
+        # the approved shift of 10 % of phone's 9,599 moves what im can take, not 3 × that
+        assert "shift 10% phone to im asks for at least 960 on im" in notes, notes
+        assert "overdue ceiling of 3% cannot hold" in notes, notes
+        assert split["phone"] == pytest.approx(0.9 * 9599.09, rel=1e-4), split
+        assert split["im"] > 0, split

@@ -13,12 +13,11 @@ import pytest
 from sqlalchemy import Engine, insert, select
 
 from pdca.models import Action, Budget, Customer, Plan, Target, Touch
-from tasks.common.campaigns import CampaignSpec
+from tasks.common.campaigns import CampaignSpec, get_campaign_spec
 from tasks.common.periods import Period
 from tasks.plan.budget import (
     Allocation,
     BudgetAdjustment,
-    BudgetInfeasible,
     ChannelEconomics,
     Explanation,
 )
@@ -29,6 +28,7 @@ from tasks.plan.plan import (
     history_window,
     mark_applied,
     period_budget,
+    previous_budget,
     previous_split,
     save_plan,
     send_days,
@@ -313,6 +313,21 @@ class TestSavePlan:
             assert previous_split(conn, "sme-old", Period.parse("2026-W09")) is None
             assert previous_split(conn, "sme-new", Period.parse("2026-W11")) is None
 
+    def test_previous_budget_is_the_budget_of_the_previous_splits_period(self, world):
+        with world.begin() as conn:
+            for period, amount in (("W09", 1.0), ("W10", 3.0)):
+                split = allocation({"sms": amount})
+                save_plan(conn, "sme-old", Period.parse(f"2026-{period}"), split, [TARGET], {}, {})
+        with world.connect() as conn:
+            old = get_campaign_spec(conn, "sme-old")
+            # W10 spent 3 of its budget: a shift is a share of the budget, not of the 3
+            assert previous_budget(conn, old, Period.parse("2026-W12")) == pytest.approx(
+                100_000 * 7 / 91
+            )
+            # W09 is before the campaign: no budget of its own, the split's sum stands in
+            assert previous_budget(conn, old, Period.parse("2026-W10")) is None
+            assert previous_budget(conn, old, Period.parse("2026-W09")) is None
+
 
 class TestAllocateWithinRisk:
     """Floors give way to the overdue ceiling, never the other way round."""
@@ -351,14 +366,42 @@ class TestAllocateWithinRisk:
         overdue = sum(allocation.touches[c] * loans[c] * rates[c] for c in loans)
         assert overdue <= 0.03 * expected_loans + 1e-6
 
-    def test_failure_adjustments_are_never_relaxed(self):
-        with pytest.raises(BudgetInfeasible):
-            allocate_within_risk(
-                [self.SAFE, self.RISKY],
-                10_000.0,
-                objective="disbursed_amount",
-                floor_share=0.05,
-                overdue_ceiling=0.03,
-                adjustments=[BudgetAdjustment("floor", "sms", amount=9_000.0)],
-                previous=None,
-            )
+    def test_failure_adjustments_are_never_relaxed_the_ceiling_gives_way_and_says_so(self):
+        floor = BudgetAdjustment("floor", "sms", amount=9_000.0)
+        allocation, notes = allocate_within_risk(
+            [self.SAFE, self.RISKY],
+            10_000.0,
+            objective="disbursed_amount",
+            floor_share=0.05,
+            overdue_ceiling=0.03,
+            adjustments=[floor],
+            previous=None,
+        )
+        assert notes == []  # the floors add nothing to the excess: they stay
+        explanation = allocation.explanation
+        assert allocation.amount["sms"] >= 9_000.0 - 1e-6
+        assert allocation.amount["phone"] == pytest.approx(800.0)  # all the safe calls
+        assert explanation.overdue_excess > 0
+        assert "adjustment:floor sms at 9,000" in explanation.overdue_ceiling_forced_by
+        assert any(
+            "cannot hold" in note and "adjustment:floor sms at 9,000" in note
+            for note in explanation.notes
+        ), explanation.notes
+
+    def test_failure_floors_dropped_when_they_add_to_an_excess_the_adjustments_force(self):
+        # the approved 1,000 on sms already breaks the ceiling; the floors of 1,000 on the
+        # risky im would break it further: they go, the approval stays
+        im = dataclasses.replace(self.RISKY, channel="im", overdue_rate=0.1)
+        allocation, notes = allocate_within_risk(
+            [self.SAFE, self.RISKY, im],
+            10_000.0,
+            objective="disbursed_amount",
+            floor_share=0.1,
+            overdue_ceiling=0.03,
+            adjustments=[BudgetAdjustment("floor", "sms", amount=1_000.0)],
+            previous=None,
+        )
+        assert len(notes) == 1 and "floor shares were dropped" in notes[0], notes
+        assert allocation.amount["im"] == 0
+        assert allocation.amount["sms"] == pytest.approx(1_000.0)
+        assert allocation.explanation.overdue_excess > 0
