@@ -288,3 +288,21 @@ class TestAssetQuality:
         cells = [cell("sms", "sme", 1_000, delivered=0, **loans(100, 50_000))]
         rows = targets_from(spec(("sms",)), history(cells), allocation({"sms": 10.0}), TOLERANCE)
         assert not [r for r in rows if r["metric"] == "complaint_rate"]
+
+
+class TestArtifact:
+    def test_the_targets_table_says_each_targets_basis(self):
+        from tasks.plan.artifacts import target_table
+
+        rows = targets_from(
+            spec(channels=("sms", "im")),
+            history([cell("sms", "sme", 1_000, **loans(100, 50_000))]),
+            allocation({"sms": 100.0, "im": 10.0}),
+            TOLERANCE,
+        )
+        table = {(r["metric"], r["channel"]): r["basis"] for r in target_table(rows)}
+        assert table[("touches", "sms")] == "own"
+        assert table[("touches", "im")] == (
+            "campaign: 0 touches in the history window, fewer than plan_min_history_touches (200)"
+        )
+        assert ("touches", "(all)") in table
