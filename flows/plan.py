@@ -95,7 +95,11 @@ def record_plan(
         history,
         allocation,
         (settings.tolerance_warn, settings.tolerance_fail),
-        Minimums(settings.plan_min_history_touches, settings.plan_min_history_loans),
+        Minimums(
+            settings.plan_min_history_touches,
+            settings.plan_min_history_loans,
+            settings.plan_min_history_delivered,
+        ),
     )
     inputs = {
         "history": [f"{s.campaign_id} {s.window} ({s.reason})" for s in history.sources],

@@ -17,7 +17,7 @@ that scope's own part of the trailing weeks the plan learns from (`tasks.plan.pl
 A channel or segment whose history window has fewer than `Minimums.touches` touches takes
 the campaign's rates instead (its volumes: the campaign's per planned touch); its
 overdue_rate_30 needs `Minimums.loans` seasoned loans and its complaint_rate
-`Minimums.touches` delivered touches, else they are the campaign's. Every target's evidence
+`Minimums.delivered` delivered touches, else they are the campaign's. Every target's evidence
 says which (`basis`: `own` or `campaign`, and `fallback`: why), and the plan's notes list
 the fallbacks. The spec's `growth` lifts the outcomes for the same spend; the overdue
 target never exceeds the spec's `max_overdue_rate_30`.
@@ -51,10 +51,14 @@ BUSINESS = (*VOLUME_TARGETS, *HISTORY_RATES)
 @dataclass(frozen=True)
 class Minimums:
     """How much history a scope needs for targets of its own (settings
-    `plan_min_history_touches` and `plan_min_history_loans`)."""
+    `plan_min_history_touches`, `plan_min_history_loans`, `plan_min_history_delivered`).
+
+    Complaints are rare (a few per 1,000 delivered), so their rate needs far more volume
+    than the funnel's: 300 delivered touches without a complaint prove no target of 0 ‰."""
 
     touches: int = 200
     loans: int = 30
+    delivered: int = 2_000
 
 
 @dataclass(frozen=True)
@@ -309,7 +313,9 @@ class Model:
         mine = cells[cells[key].astype(str) == value] if cells is not None else None
         delivered = float(mine["delivered"].sum()) if mine is not None else 0.0
         rate = 1000 * float(mine["complaints"].sum()) / delivered if delivered > 0 else None
-        basis = self._enough(delivered, "delivered touches", self.minimums.touches)
+        basis = self._enough(
+            delivered, "delivered touches", self.minimums.delivered, "plan_min_history_delivered"
+        )
         return Rate(rate if basis.own else _finite(self.history.complaint_rate), rate, basis)
 
 

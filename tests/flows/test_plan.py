@@ -469,7 +469,9 @@ def own_rates(request, tmp_path_factory) -> dict:
             for table, rows in history_rows(segment, plan).items():
                 if rows:
                     conn.execute(insert(models[table]), rows)
-    with database(url):
+    # complaints per channel from a few hundred delivered touches: a small world
+    with pytest.MonkeyPatch.context() as patch, database(url):
+        patch.setenv("PDCA_PLAN_MIN_HISTORY_DELIVERED", "200")
         result = plan_flow(OWN_RATES, OWN_PERIOD)
     engine.dispose()
     return result
@@ -533,10 +535,13 @@ class TestTargetsFromOwnHistory:
         share = retiree["touches"]["target"] / campaign["touches"]["target"]
         for metric in ("applications", "disbursed_amount"):
             assert retiree[metric]["target"] == pytest.approx(share * campaign[metric]["target"])
-        for metric in ("touches", "disbursed_amount", "cac", "complaint_rate"):
+        for metric in ("touches", "disbursed_amount", "cac"):
             evidence = retiree[metric]["evidence"]
             assert evidence["basis"] == "campaign", metric
             assert "plan_min_history_touches (200)" in evidence["fallback"]
+        complaints = retiree["complaint_rate"]["evidence"]
+        assert complaints["basis"] == "campaign"
+        assert "plan_min_history_delivered (200)" in complaints["fallback"]
         assert "4 touches" in retiree["disbursed_amount"]["evidence"]["fallback"]
         assert retiree["disbursed_amount"]["evidence"]["history"]["disbursed_amount"] == 200_000
         assert retiree["complaint_rate"]["target"] == pytest.approx(

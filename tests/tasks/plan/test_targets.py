@@ -229,9 +229,9 @@ class TestFallback:
         ) in notes
         assert (
             "segment retiree: complaint_rate from the campaign's history (10 delivered "
-            "touches in the history window, fewer than plan_min_history_touches (200))"
+            "touches in the history window, fewer than plan_min_history_delivered (2000))"
         ) in notes
-        assert not [n for n in notes if n.startswith("segment sme") and "touches" in n]
+        assert not [n for n in notes if n.startswith("segment sme: touches")], notes
 
 
 class TestAssetQuality:
@@ -277,12 +277,31 @@ class TestAssetQuality:
             history(self.CELLS, complaints=[("sms", "sme", 7), ("phone", "student", 1)]),
             allocation({"sms": 100.0, "phone": 100.0}),
             TOLERANCE,
+            Minimums(delivered=1_000),
         )
         scopes = scoped(rows)
         assert scopes[("sms", None)]["complaint_rate"]["target"] == pytest.approx(7.0)
         assert scopes[(None, "student")]["complaint_rate"]["target"] == pytest.approx(1.0)
         assert scopes[(None, None)]["complaint_rate"]["target"] == pytest.approx(4.0)
         assert scopes[("sms", None)]["complaint_rate"]["lower_is_better"]
+
+    @pytest.mark.parametrize(("minimum", "own"), [(1_000, True), (1_001, False)])
+    def test_complaint_rate_needs_the_delivered_minimum(self, minimum, own):
+        rows = targets_from(
+            spec(),
+            history(self.CELLS, complaints=[("sms", "sme", 7), ("phone", "student", 1)]),
+            allocation({"sms": 100.0, "phone": 100.0}),
+            TOLERANCE,
+            Minimums(delivered=minimum),
+        )
+        sms = scoped(rows)[("sms", None)]["complaint_rate"]
+        assert sms["target"] == pytest.approx(7.0 if own else 4.0)
+        assert sms["evidence"]["basis"] == ("own" if own else "campaign")
+        if not own:
+            assert sms["evidence"]["fallback"] == (
+                "1,000 delivered touches in the history window, fewer than "
+                "plan_min_history_delivered (1001)"
+            )
 
     def test_no_delivered_history_no_complaint_target(self):
         cells = [cell("sms", "sme", 1_000, delivered=0, **loans(100, 50_000))]
