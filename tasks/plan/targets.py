@@ -177,8 +177,9 @@ class Model:
     def _enough(
         count: float, what: str, minimum: int, setting: str = "plan_min_history_touches"
     ) -> Basis:
-        """Own when the history has `minimum` of `what`, else the campaign's, saying why."""
-        if count >= minimum:
+        """Own when the history has `minimum` of `what` (and some), else the campaign's,
+        saying why."""
+        if count >= minimum and count > 0:
             return OWN
         return Basis(
             False, f"{count:,.0f} {what} in the history window, fewer than {setting} ({minimum})"
@@ -278,10 +279,10 @@ class Model:
             if own["touches"] <= 0:
                 continue
             basis = self._enough(float(own["touches"]), "touches", self.minimums.touches)
-            volumes = weighted.loc[segment] if segment in weighted.index else campaign * 0
-            if not basis.own:
-                share = _share(volumes["touches"], campaign["touches"], own, self.cells)
-                volumes = campaign * share
+            volumes = weighted.loc[segment]
+            if not basis.own:  # the campaign's volumes per planned touch
+                total = float(campaign["touches"])
+                volumes = campaign * (float(volumes["touches"]) / total if total > 0 else 0.0)
             scopes.append(
                 Scope(
                     None,
@@ -317,13 +318,6 @@ class Model:
             delivered, "delivered touches", self.minimums.delivered, "plan_min_history_delivered"
         )
         return Rate(rate if basis.own else _finite(self.history.complaint_rate), rate, basis)
-
-
-def _share(planned: float, total: float, own: pd.Series, cells: pd.DataFrame) -> float:
-    """A segment's share of the planned touches (of the history's when nothing is planned)."""
-    if total > 0:
-        return float(planned) / float(total)
-    return float(own["touches"]) / max(float(cells["touches"].sum()), 1.0)
 
 
 def _quoted(counts: pd.Series) -> dict[str, float | None]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import date
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -232,6 +233,19 @@ class TestFallback:
             "touches in the history window, fewer than plan_min_history_delivered (2000))"
         ) in notes
         assert not [n for n in notes if n.startswith("segment sme: touches")], notes
+
+    def test_a_zero_minimum_still_needs_some_history(self):
+        rows = targets_from(
+            spec(channels=("sms", "im")),
+            history([cell("sms", "sme", 1_000, **loans(100, 50_000))]),
+            allocation({"sms": 100.0, "im": 10.0}),
+            TOLERANCE,
+            Minimums(touches=0, loans=0, delivered=0),
+        )
+        im = scoped(rows)[("im", None)]
+        assert im["disbursements"]["target"] == pytest.approx(1.0)
+        assert im["disbursements"]["evidence"]["basis"] == "campaign"
+        assert all(np.isfinite(row["target"]) for row in rows)
 
 
 class TestAssetQuality:
