@@ -2,7 +2,8 @@
 
 Reads like the stage: find the history to learn from, work out each channel's economics,
 let the LP split the budget (under capacity, floors, the overdue ceiling and the
-manager-approved adjustments), derive the targets, and save them as the new current
+manager-approved adjustments), derive each scope's targets from its own history (the
+campaign's where a scope has too little, said in the notes), and save them as the new current
 version of the (campaign, period) plan. Earlier versions stay as history.
 """
 
@@ -35,8 +36,8 @@ from tasks.plan.plan import (
     previous_split,
     save_plan,
     send_days,
-    targets_from,
 )
+from tasks.plan.targets import Minimums, fallback_notes, targets_from
 
 
 @task(cache_policy=NO_CACHE)
@@ -92,14 +93,22 @@ def record_plan(
     """Targets saved with the split as the plan's new current version, in one transaction."""
     settings = get_settings()
     targets = targets_from(
-        spec, history, allocation, (settings.tolerance_warn, settings.tolerance_fail)
+        spec,
+        history,
+        allocation,
+        (settings.tolerance_warn, settings.tolerance_fail),
+        Minimums(
+            settings.plan_min_history_touches,
+            settings.plan_min_history_loans,
+            settings.plan_min_history_delivered,
+        ),
     )
     inputs = {
         "history": [f"{s.campaign_id} {s.window} ({s.reason})" for s in history.sources],
         "growth": spec.growth,
         "objective": settings.plan_objective,
         "applied_actions": applied,
-        "notes": [*notes, *allocation.explanation.notes],
+        "notes": [*notes, *allocation.explanation.notes, *fallback_notes(targets)],
         "budget_shadow_price": allocation.explanation.budget_shadow_price,
         "binding": allocation.explanation.binding,
     }

@@ -106,6 +106,24 @@ class Settings(BaseSettings):
     plan_floor_share: float = Field(
         default=0.05, ge=0, lt=1, description="Least budget share per channel (keeps it measured)."
     )
+    plan_min_history_touches: int = Field(
+        default=200,
+        ge=0,
+        description="Least touches in a channel's or segment's history window for targets "
+        "from its own rates; fewer: the campaign's, and the plan says so.",
+    )
+    plan_min_history_loans: int = Field(
+        default=30,
+        ge=0,
+        description="Least seasoned loans in a channel's or segment's history window for its "
+        "own overdue_rate_30 target; fewer: the campaign's.",
+    )
+    plan_min_history_delivered: int = Field(
+        default=2_000,
+        ge=0,
+        description="Least delivered touches in a channel's or segment's history window for "
+        "its own complaint_rate target (complaints are rare); fewer: the campaign's.",
+    )
     output_dir: Path = Field(default=Path("var"), description="Reports, outbox, Data Docs.")
     reports_url: str | None = Field(
         default=None,

@@ -54,7 +54,7 @@ def variance(
 ) -> list[dict[str, Any]]:
     """Each plan target against its actual: variance, variance_pct and a status.
 
-    `targets`: plan target rows (`tasks.plan.plan.targets_from`): metric, channel, segment
+    `targets`: plan target rows (`tasks.plan.targets.targets_from`): metric, channel, segment
     (None = all), target, tolerance_warn, tolerance_fail, lower_is_better; a row without
     bands uses `tolerance` (warn, fail), one without lower_is_better uses
     `LOWER_IS_BETTER`. `actuals`: one row per scope, columns `scope_channel` and

@@ -39,7 +39,9 @@ def budget_table(budget: list[dict[str, Any]], currency: str = "") -> list[dict[
 
 
 def target_table(targets: list[dict[str, Any]], currency: str = "") -> list[dict[str, Any]]:
-    """The targets of the campaign and of each channel (segments left out), with bands."""
+    """The targets of the campaign and of each channel (segments left out), with bands and
+    their basis: the scope's own history, or the campaign's (and why) where it had too
+    little."""
     return [
         {
             "metric": t["metric"],
@@ -47,7 +49,13 @@ def target_table(targets: list[dict[str, Any]], currency: str = "") -> list[dict
             "target": fmt.metric(t["metric"], t["target"], currency),
             "band": f"±{t['tolerance_warn']:.0%} / ±{t['tolerance_fail']:.0%}",
             "lower_is_better": t["lower_is_better"],
+            "basis": _basis(t.get("evidence") or {}),
         }
         for t in targets
         if t["segment"] is None
     ]
+
+
+def _basis(evidence: dict[str, Any]) -> str:
+    basis = evidence.get("basis", "own")
+    return f"{basis}: {evidence['fallback']}" if evidence.get("fallback") else basis

@@ -8,11 +8,9 @@
 3. **Budget.** The period's share of the campaign budget (by its days within the
    campaign), split by the LP under capacity, floor share, the overdue ceiling and the
    manager-approved adjustments from the Act stage.
-4. **Targets.** Volumes follow the allocated touches through each channel's historical
-   rates; the spec's `growth` lifts the outcomes (applications, disbursements,
-   disbursed amount) for the same spend. Business and asset quality weigh the same:
-   overdue_rate_30 and complaint_rate get targets beside cac and roi, and the overdue
-   target never exceeds the spec's `max_overdue_rate_30`.
+4. **Targets** (`tasks.plan.targets`): each scope (campaign, channel, segment) from its
+   own history, the allocated touches through its own rates; a scope with too little
+   history takes the campaign's, and says so.
 """
 
 from __future__ import annotations
@@ -27,7 +25,7 @@ from sqlalchemy import Connection, func, insert, select, update
 
 from pdca.models import Action, Budget, Campaign, Plan, Target, Touch
 from tasks.common.campaigns import CampaignSpec
-from tasks.common.metrics import LOWER_IS_BETTER, complaint_rate, funnel, overdue_rate_30, rollup
+from tasks.common.metrics import complaint_rate, funnel, overdue_rate_30, rollup
 from tasks.common.periods import Period
 from tasks.common.rules import PLAN_ACTION_TYPES, budget_change
 from tasks.plan.budget import (
@@ -38,14 +36,12 @@ from tasks.plan.budget import (
 )
 
 HISTORY_WEEKS = 8
+CELL = ["channel", "segment"]
+"""The finest grain of the history a scope's targets are summed from."""
 REACH_HEADROOM = 1.5
 """A channel's touches in a period may exceed its best history week (per week) by 50 %:
 beyond that the audience it reaches is the limit, not the budget."""
 VOLUME_TARGETS = ("touches", "delivered", "applications", "disbursements", "disbursed_amount")
-HISTORY_RATES = ("approval_rate", "cac", "roi")
-"""The history rates each target's evidence quotes beside the volumes."""
-GROWN = ("applications", "disbursements", "disbursed_amount")
-"""The outcomes the spec's growth lifts; touches and delivered follow the budget."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +64,12 @@ class History:
     complaint_rate: float
     weekly_peak: dict[str, float] = field(default_factory=dict)
     """Each channel's most touches in one history week."""
+    cells: pd.DataFrame | None = None
+    """The funnel's counts and rates per channel × segment."""
+    overdue_cells: pd.DataFrame | None = None
+    """seasoned_loans and overdue_loans per channel × segment."""
+    complaint_cells: pd.DataFrame | None = None
+    """complaints and delivered per channel × segment (complaints by their touch's channel)."""
 
 
 @dataclass
@@ -138,7 +140,10 @@ def gather_history(
     ftp_rate: float,
     lgd: float,
 ) -> History:
-    """Sum the sources' funnels (counts add up across campaigns; rates come after)."""
+    """Sum the sources' funnels (counts add up across campaigns; rates come after).
+
+    Everything is also kept per channel × segment cell, so that each scope's targets can
+    come from its own history (`tasks.plan.targets`)."""
     frames, overdue, complaints = [], [], []
     for source in sources:
         frame = funnel(
@@ -155,36 +160,29 @@ def gather_history(
                 conn,
                 source.campaign_id,
                 source.window,
-                ["channel"],
+                CELL,
                 attribution_days=attribution_days,
             )
         )
         complaints.append(
-            complaint_rate(conn, source.campaign_id, source.window, funnel_frame=frame)
+            complaint_rate(conn, source.campaign_id, source.window, CELL, funnel_frame=frame)
         )
     combined = pd.concat(frames, ignore_index=True) if frames else funnel_columns()
-    overdue_frame = (
-        pd.concat(overdue, ignore_index=True)
-        if overdue
-        else pd.DataFrame(columns=["channel", "seasoned_loans", "overdue_loans"])
-    )
-    by_channel_overdue = overdue_frame.groupby("channel")[["seasoned_loans", "overdue_loans"]].sum()
-    seasoned = by_channel_overdue["seasoned_loans"]
+    overdue_cells = _summed(overdue, ["seasoned_loans", "overdue_loans"])
+    complaint_cells = _summed(complaints, ["complaints", "delivered"])
+    by_channel_overdue = overdue_cells.groupby("channel")[["seasoned_loans", "overdue_loans"]].sum()
     overdue_by_channel = {
         channel: float(row.overdue_loans / row.seasoned_loans)
         for channel, row in by_channel_overdue.iterrows()
         if row.seasoned_loans > 0
     }
+    seasoned = overdue_cells["seasoned_loans"].sum()
     overdue_total = (
-        float(by_channel_overdue["overdue_loans"].sum() / seasoned.sum())
-        if len(seasoned) and seasoned.sum() > 0
-        else float("nan")
+        float(overdue_cells["overdue_loans"].sum() / seasoned) if seasoned > 0 else float("nan")
     )
-    complaint_frame = pd.concat(complaints, ignore_index=True) if complaints else None
+    delivered = complaint_cells["delivered"].sum()
     complaint_total = (
-        1000 * complaint_frame["complaints"].sum() / complaint_frame["delivered"].sum()
-        if complaint_frame is not None and complaint_frame["delivered"].sum() > 0
-        else float("nan")
+        1000 * complaint_cells["complaints"].sum() / delivered if delivered > 0 else float("nan")
     )
     total = rollup(combined, []).iloc[0]
     return History(
@@ -196,7 +194,18 @@ def gather_history(
         overdue_total,
         float(complaint_total),
         _weekly_peak(combined),
+        cells=rollup(combined, CELL),
+        overdue_cells=overdue_cells,
+        complaint_cells=complaint_cells,
     )
+
+
+def _summed(frames: list[pd.DataFrame], counts: list[str]) -> pd.DataFrame:
+    """The sources' per-cell counts added up (an empty frame with the columns when none)."""
+    if not frames:
+        return pd.DataFrame({column: pd.Series(dtype=object) for column in [*CELL, *counts]})
+    combined = pd.concat(frames, ignore_index=True)
+    return combined.groupby(CELL, as_index=False)[counts].sum()
 
 
 def _weekly_peak(combined: pd.DataFrame) -> dict[str, float]:
@@ -374,153 +383,6 @@ def _latest_earlier_plan(
     ).all()
     earlier = [(Period.parse(p), pid) for pid, p in rows if Period.parse(p) < period]
     return max(earlier, key=lambda item: (item[0].start, item[1])) if earlier else None
-
-
-def targets_from(
-    spec: CampaignSpec,
-    history: History,
-    allocation: Allocation,
-    tolerance: tuple[float, float],
-) -> list[dict[str, Any]]:
-    """Campaign, channel and segment targets with their bands and evidence."""
-    rows: list[dict[str, Any]] = []
-    evidence_base = {
-        "sources": [f"{s.campaign_id} {s.window}" for s in history.sources],
-        "growth": spec.growth,
-    }
-    channel_volumes = {}
-    for channel in spec.channels:
-        touches = float(allocation.touches.get(channel, 0))
-        rates = (
-            history.by_channel.loc[channel]
-            if channel in history.by_channel.index
-            else (history.total)
-        )
-        volumes = _volumes(touches, rates, spec.growth)
-        channel_volumes[channel] = volumes
-        rows += _target_rows(
-            volumes,
-            rates,
-            history,
-            channel=channel,
-            segment=None,
-            overdue=history.overdue_by_channel.get(channel, history.overdue_total),
-            spec=spec,
-            tolerance=tolerance,
-            evidence=evidence_base,
-        )
-    totals = {name: sum(v[name] for v in channel_volumes.values()) for name in VOLUME_TARGETS}
-    totals["cost"] = sum(v["cost"] for v in channel_volumes.values())
-    totals["net"] = sum(v["net"] for v in channel_volumes.values())
-    rows += _target_rows(
-        totals,
-        history.total,
-        history,
-        channel=None,
-        segment=None,
-        overdue=history.overdue_total,
-        spec=spec,
-        tolerance=tolerance,
-        evidence=evidence_base,
-    )
-    touched = history.by_segment[history.by_segment["touches"] > 0]
-    share = touched["touches"] / touched["touches"].sum() if len(touched) else touched["touches"]
-    for segment, weight in share.items():
-        volumes = {name: totals[name] * float(weight) for name in (*VOLUME_TARGETS, "cost", "net")}
-        rows += _target_rows(
-            volumes,
-            touched.loc[segment],
-            history,
-            channel=None,
-            segment=str(segment),
-            overdue=history.overdue_total,
-            spec=spec,
-            tolerance=tolerance,
-            evidence=evidence_base,
-        )
-    return rows
-
-
-def _volumes(touches: float, rates: pd.Series, growth: float) -> dict[str, float]:
-    base = max(float(rates["touches"]), 1.0)
-    per_touch = {
-        name: float(rates[name]) / base
-        for name in (
-            "delivered",
-            "applications",
-            "disbursements",
-            "disbursed_amount",
-            "cost",
-            "net_interest",
-            "expected_loss",
-        )
-    }
-    volumes = {
-        "touches": touches,
-        "delivered": touches * per_touch["delivered"],
-        "applications": touches * per_touch["applications"] * growth,
-        "disbursements": touches * per_touch["disbursements"] * growth,
-        "disbursed_amount": touches * per_touch["disbursed_amount"] * growth,
-        "cost": touches * per_touch["cost"],
-        "net": touches * (per_touch["net_interest"] - per_touch["expected_loss"]) * growth,
-    }
-    return volumes
-
-
-def _target_rows(
-    volumes: dict[str, float],
-    rates: pd.Series,
-    history: History,
-    *,
-    channel: str | None,
-    segment: str | None,
-    overdue: float,
-    spec: CampaignSpec,
-    tolerance: tuple[float, float],
-    evidence: dict,
-) -> list[dict[str, Any]]:
-    cost = volumes["cost"]
-    values = {
-        **{name: volumes[name] for name in VOLUME_TARGETS},
-        "approval_rate": _finite(rates.get("approval_rate")),
-        "cac": cost / volumes["disbursements"] if volumes["disbursements"] else None,
-        "roi": (volumes["net"] - cost) / cost if cost else None,
-        "overdue_rate_30": min(
-            _finite(overdue) if _finite(overdue) is not None else spec.risk.max_overdue_rate_30,
-            spec.risk.max_overdue_rate_30,
-        ),
-        "complaint_rate": _finite(history.complaint_rate),
-    }
-    basis = {name: _finite(rates.get(name)) for name in (*VOLUME_TARGETS, *HISTORY_RATES)}
-    rows = []
-    for metric, target in values.items():
-        if target is None:
-            continue
-        note = dict(evidence, history=basis)
-        if metric == "overdue_rate_30":
-            note["cap"] = spec.risk.max_overdue_rate_30
-            note["history_value"] = _finite(overdue)
-        rows.append(
-            {
-                "metric": metric,
-                "channel": channel,
-                "segment": segment,
-                "target": float(target),
-                "tolerance_warn": tolerance[0],
-                "tolerance_fail": tolerance[1],
-                "lower_is_better": metric in LOWER_IS_BETTER,
-                "evidence": note,
-            }
-        )
-    return rows
-
-
-def _finite(value) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if np.isnan(number) or np.isinf(number) else number
 
 
 def save_plan(

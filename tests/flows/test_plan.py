@@ -17,7 +17,20 @@ from sqlalchemy import Engine, insert, select
 from flows.plan import plan_flow
 from pdca.db import make_engine
 from pdca.errors import UserError
-from pdca.models import Action, AuditEntry, Budget, Plan, Target
+from pdca.models import (
+    Action,
+    Application,
+    AuditEntry,
+    Budget,
+    Complaint,
+    Customer,
+    Decision,
+    Loan,
+    Plan,
+    Repayment,
+    Target,
+    Touch,
+)
 from pdca.synthetic.demo_history import CAMPAIGN_ID, SEGMENTS
 from tasks.common.campaigns import CampaignSpec, load_spec
 from tasks.common.metrics import LOWER_IS_BETTER
@@ -26,9 +39,13 @@ from tasks.plan.plan import period_budget, send_days
 from tests.scenario import (
     BACKENDS,
     apply,
+    customer,
     database,
+    local_utc,
+    new_database,
     prefect_env,  # noqa: F401  (the session's PREFECT_HOME)
     spec_dict,
+    touch,
 )
 from tests.worlds import World
 
@@ -307,3 +324,268 @@ class TestApprovedActions:
             result = plan_flow("sme-proposed", str(PERIOD))
         assert result["inputs"]["applied_actions"] == []
         assert budget_rows(planned.engine, result["plan_id"])["im"]["amount"] > 0
+
+
+# --- each scope's targets from its own history -------------------------------------------------
+
+OWN_RATES = "own-rates"
+OWN_PERIOD = "2026-W10"
+"""Planned from the trailing weeks 2026-W02..W09, where the whole history lies (January)."""
+GROWTH = 1.1
+COST = {"sms": 0.05, "phone": 8.0}
+HISTORY = {
+    "sme": {
+        "touches": {"sms": 300, "phone": 100},
+        "applied": {"sms": 60, "phone": 20, "branch": 8},
+        "loans": {"sms": 48, "phone": 16, "branch": 6},
+        "amount": 50_000.0,
+        "complaints": {"sms": 5, "phone": 1},
+    },
+    "student": {
+        "touches": {"sms": 300, "phone": 100},
+        "applied": {"sms": 12, "phone": 4, "partner": 4},
+        "loans": {"sms": 6, "phone": 2, "partner": 2},
+        "amount": 5_000.0,
+        "complaints": {"sms": 2},
+    },
+    "retiree": {
+        "touches": {"sms": 3, "phone": 1},
+        "applied": {"sms": 1},
+        "loans": {"sms": 1},
+        "amount": 200_000.0,
+        "complaints": {},
+    },
+}
+"""Each segment's January: touches per channel, applications and loans per channel they
+came through (branch and partner: customers the campaign reached by sms), one loan size.
+Within a segment every touch channel yields the same per touch, and every channel reaches
+the segments in the same proportions, so a segment's targets per planned touch are exactly
+its own history's per touch. The retiree segment has 4 touches: too little history. One
+SME loan is 30+ days overdue (SME: 1 of 70 seasoned loans; the campaign: 1 of 81)."""
+APR, FTP = 12.0, 0.03
+
+
+def history_rows(segment: str, plan: dict) -> dict[str, list[dict]]:
+    """One segment's customers, touches, applications, decisions, loans, repayments and
+    complaints, as the feeds would have loaded them."""
+    rows: dict[str, list[dict]] = {name: [] for name in ("customers", "touches", "applications")}
+    rows.update(decisions=[], loans=[], repayments=[], complaints=[])
+    reached = {}
+    for channel, count in plan["touches"].items():
+        reached[channel] = [f"{segment}-{channel}-{n:03d}" for n in range(count)]
+        for cid in reached[channel]:
+            rows["customers"].append(customer(cid, segment=segment))
+            sent = local_utc(date(2026, 1, 6), 12)
+            rows["touches"].append(
+                touch(f"t-{cid}", cid, sent, campaign_id=OWN_RATES, channel=channel)
+                | {"cost": COST[channel]}
+            )
+    taken = dict.fromkeys(reached, 0)
+    for channel, count in plan["applied"].items():
+        source = channel if channel in reached else "sms"
+        applicants = reached[source][taken[source] : taken[source] + count]
+        taken[source] += count
+        for n, cid in enumerate(applicants):
+            approved = n < plan["loans"].get(channel, 0)
+            rows["applications"].append(
+                {
+                    "application_id": f"a-{cid}",
+                    "customer_id": cid,
+                    "campaign_id": OWN_RATES,
+                    "channel": channel,
+                    "applied_at": local_utc(date(2026, 1, 8), 12),
+                    "product_code": "sme-revolving",
+                    "amount_requested": plan["amount"],
+                }
+            )
+            rows["decisions"].append(
+                {
+                    "application_id": f"a-{cid}",
+                    "decided_at": local_utc(date(2026, 1, 9), 12),
+                    "decision": "approved" if approved else "rejected",
+                    "reject_reason": None if approved else "score",
+                    "approved_amount": plan["amount"] if approved else None,
+                    "apr": APR if approved else None,
+                }
+            )
+            if approved:
+                overdue = segment == "sme" and channel == "sms" and n == 0
+                rows["loans"].append(
+                    {
+                        "loan_id": f"l-{cid}",
+                        "application_id": f"a-{cid}",
+                        "disbursed_at": local_utc(date(2026, 1, 12), 12),
+                        "amount": plan["amount"],
+                        "apr": APR,
+                        "term_months": 12,
+                    }
+                )
+                rows["repayments"].append(
+                    {
+                        "loan_id": f"l-{cid}",
+                        "as_of": date(2026, 2, 20),
+                        "dpd": 45 if overdue else 0,
+                        "outstanding": plan["amount"],
+                    }
+                )
+    for channel, count in plan["complaints"].items():
+        for cid in reached[channel][-count:]:
+            rows["complaints"].append(
+                {
+                    "complaint_id": f"k-{cid}",
+                    "customer_id": cid,
+                    "campaign_id": OWN_RATES,
+                    "received_at": local_utc(date(2026, 1, 10), 12),
+                    "category": "too_many_messages",
+                }
+            )
+    return rows
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def own_rates(request, tmp_path_factory) -> dict:
+    """The January history of HISTORY loaded, and 2026-W10 planned."""
+    url = new_database(request, tmp_path_factory.mktemp("own-rates"), request.param)
+    engine = make_engine(url)
+    models = {
+        "customers": Customer,
+        "touches": Touch,
+        "applications": Application,
+        "decisions": Decision,
+        "loans": Loan,
+        "repayments": Repayment,
+        "complaints": Complaint,
+    }
+    with engine.begin() as conn:
+        spec = spec_dict(
+            OWN_RATES,
+            start="2026-01-05",
+            channels=["sms", "phone"],
+            budget_total=20_000,
+            growth=GROWTH,
+        )
+        apply(conn, spec)
+        for segment, plan in HISTORY.items():
+            for table, rows in history_rows(segment, plan).items():
+                if rows:
+                    conn.execute(insert(models[table]), rows)
+    # complaints per channel from a few hundred delivered touches: a small world
+    with pytest.MonkeyPatch.context() as patch, database(url):
+        patch.setenv("PDCA_PLAN_MIN_HISTORY_DELIVERED", "200")
+        result = plan_flow(OWN_RATES, OWN_PERIOD)
+    engine.dispose()
+    return result
+
+
+def own(segment: str, what: str) -> float:
+    """A segment's own history total of `what` (every channel, branch and partner too)."""
+    plan = HISTORY[segment]
+    if what == "touches":
+        return sum(plan["touches"].values())
+    if what == "applications":
+        return sum(plan["applied"].values())
+    loans = sum(plan["loans"].values())
+    per_loan = {"disbursements": 1, "disbursed_amount": plan["amount"]}
+    per_loan["net"] = plan["amount"] * (APR / 100 - FTP)
+    return loans * per_loan[what]
+
+
+class TestTargetsFromOwnHistory:
+    def test_segments_follow_their_own_rates(self, own_rates):
+        scopes = by_scope(own_rates["targets"])
+        for segment in ("sme", "student"):
+            targets = scopes[(None, segment)]
+            touches = targets["touches"]["target"]
+            assert touches > 0
+            for metric in ("applications", "disbursements", "disbursed_amount"):
+                expected = GROWTH * own(segment, metric) / own(segment, "touches")
+                assert targets[metric]["target"] / touches == pytest.approx(expected), (
+                    segment,
+                    metric,
+                )
+                assert targets[metric]["evidence"]["basis"] == "own"
+                assert "fallback" not in targets[metric]["evidence"]
+        sme, student = scopes[(None, "sme")], scopes[(None, "student")]
+        # a student's loans are a tenth of an SME's and seven times rarer per touch
+        per_touch = {
+            name: scope["disbursed_amount"]["target"] / scope["touches"]["target"]
+            for name, scope in (("sme", sme), ("student", student))
+        }
+        assert per_touch["sme"] == pytest.approx(70 * per_touch["student"])
+        assert student["cac"]["target"] == pytest.approx(7 * sme["cac"]["target"])
+
+    def test_segment_cac_and_roi_are_their_own(self, own_rates):
+        scopes = by_scope(own_rates["targets"])
+        planned = {row["channel"]: row["touches"] for row in own_rates["budget"]}
+        assert all(planned[c] > 0 for c in COST), planned
+        cost_per_touch = sum(COST[c] * planned[c] for c in COST) / sum(planned.values())
+        campaign = scopes[(None, None)]
+        for segment in ("sme", "student"):
+            targets = scopes[(None, segment)]
+            loans = GROWTH * own(segment, "disbursements") / own(segment, "touches")
+            net = GROWTH * own(segment, "net") / own(segment, "touches")
+            assert targets["cac"]["target"] == pytest.approx(cost_per_touch / loans)
+            roi = (net - cost_per_touch) / cost_per_touch
+            assert targets["roi"]["target"] == pytest.approx(roi)
+            assert targets["cac"]["target"] != pytest.approx(campaign["cac"]["target"])
+
+    def test_a_segment_with_too_little_history_falls_back_and_says_so(self, own_rates):
+        scopes = by_scope(own_rates["targets"])
+        retiree, campaign = scopes[(None, "retiree")], scopes[(None, None)]
+        share = retiree["touches"]["target"] / campaign["touches"]["target"]
+        for metric in ("applications", "disbursed_amount"):
+            assert retiree[metric]["target"] == pytest.approx(share * campaign[metric]["target"])
+        for metric in ("touches", "disbursed_amount", "cac"):
+            evidence = retiree[metric]["evidence"]
+            assert evidence["basis"] == "campaign", metric
+            assert "plan_min_history_touches (200)" in evidence["fallback"]
+        complaints = retiree["complaint_rate"]["evidence"]
+        assert complaints["basis"] == "campaign"
+        assert "plan_min_history_delivered (200)" in complaints["fallback"]
+        assert "4 touches" in retiree["disbursed_amount"]["evidence"]["fallback"]
+        assert retiree["disbursed_amount"]["evidence"]["history"]["disbursed_amount"] == 200_000
+        assert retiree["complaint_rate"]["target"] == pytest.approx(
+            campaign["complaint_rate"]["target"]
+        )
+        notes = own_rates["inputs"]["notes"]
+        assert any(n.startswith("segment retiree:") and "campaign" in n for n in notes), notes
+
+    def test_overdue_from_own_seasoned_loans_else_the_campaigns(self, own_rates):
+        scopes = by_scope(own_rates["targets"])
+        sme, student = scopes[(None, "sme")], scopes[(None, "student")]
+        assert sme["overdue_rate_30"]["target"] == pytest.approx(1 / 70)
+        assert sme["overdue_rate_30"]["evidence"]["basis"] == "own"
+        assert scopes[(None, None)]["overdue_rate_30"]["target"] == pytest.approx(1 / 81)
+        overdue = student["overdue_rate_30"]
+        assert overdue["target"] == pytest.approx(1 / 81), "10 seasoned loans: the campaign's"
+        assert overdue["evidence"]["history_value"] == 0
+        assert overdue["evidence"]["basis"] == "campaign"
+        assert "plan_min_history_loans (30)" in overdue["evidence"]["fallback"]
+        # the volumes of the same segment are still its own
+        assert student["disbursements"]["evidence"]["basis"] == "own"
+
+    def test_complaint_rate_per_channel_and_segment_from_their_own(self, own_rates):
+        scopes = by_scope(own_rates["targets"])
+        expected = {
+            ("sms", None): 7 / 603,
+            ("phone", None): 1 / 201,
+            (None, "sme"): 6 / 400,
+            (None, "student"): 2 / 400,
+            (None, None): 8 / 804,
+        }
+        for scope, rate in expected.items():
+            assert scopes[scope]["complaint_rate"]["target"] == pytest.approx(1000 * rate), scope
+
+    def test_campaign_targets_count_branch_and_partner_applications(self, own_rates):
+        scopes = by_scope(own_rates["targets"])
+        campaign = scopes[(None, None)]
+        planned = {row["channel"]: row["touches"] for row in own_rates["budget"]}
+        # sms: 60 + 12 + 1 applications in 603 touches, phone 20 + 4 in 201; branch and
+        # partner: 8 + 4 applications per the campaign's 804 touches
+        channels = GROWTH * (planned["sms"] * 73 / 603 + planned["phone"] * 24 / 201)
+        other = GROWTH * sum(planned.values()) * (8 + 4) / 804
+        assert campaign["applications"]["target"] == pytest.approx(channels + other)
+        assert sum(scopes[(c, None)]["applications"]["target"] for c in COST) == pytest.approx(
+            channels
+        )
+        assert campaign["applications"]["evidence"]["other_channels"] == ["branch", "partner"]

@@ -43,7 +43,7 @@ def target(
     fail: float = 0.15,
     lower_is_better: bool | None = None,
 ) -> dict[str, Any]:
-    """A plan target row shaped like `tasks.plan.plan._target_rows` makes them."""
+    """A plan target row shaped like `tasks.plan.targets.scope_rows` makes them."""
     return {
         "metric": metric,
         "channel": channel,
