@@ -12,11 +12,16 @@ export GX_ANALYTICS_ENABLED ?= false
 run: install  ## install, then build the demo database and run the demo
 	$(BIN)/pdca demo
 
+# One pytest worker per core (pytest-xdist); a test module stays on one worker, so its
+# module-scoped worlds are built once. TEST_WORKERS=0 runs in this process (pdb, -x).
+TEST_WORKERS ?= auto
+XDIST := -n $(TEST_WORKERS) --dist loadfile
+
 test: install-test system-packages  ## the whole suite, slow tests included
-	$(BIN)/pytest
+	$(BIN)/pytest $(XDIST)
 
 test-quick: install-test  ## the fast loop: every test that needs no server and no large world
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest $(XDIST) -m "not slow"
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test

@@ -33,6 +33,7 @@ from tasks.common.feeds import LOAD_ORDER
 from tasks.common.periods import Period
 from tasks.common.rules import approved_actions, rules_in_force
 from tasks.data.importing import ImportResult, import_feed
+from tasks.plan.result import PlanResult
 
 
 @task
@@ -115,15 +116,14 @@ def run_first_cycle_day(spec_path: Path, weeks: int) -> list[str]:
         at=opening(spec, monday, window) + timedelta(minutes=5),
         simulate_outcomes=True,
     )
-    plan, acted = cycle["plan"], cycle["act"]
+    plan, acted = PlanResult.from_json(cycle["plan"]), cycle["act"]
     lines = [
         f"plan {spec.id} {week.shifted(-1)} (the week checked, planned from the weeks "
         f"before it): version {checked_plan['version']}",
         check_line(CheckResult.from_json(cycle["check"])),
         act_line(acted),
-        f"plan {spec.id} {week}: version {plan['version']}, budget "
-        f"{sum(row['amount'] for row in plan['budget']):,.2f} over "
-        f"{', '.join(row['channel'] for row in plan['budget'])}",
+        f"plan {spec.id} {week}: version {plan.version}, budget {plan.total_budget:,.2f} over "
+        f"{', '.join(line.channel for line in plan.budget)}",
     ]
     for batch in batches:
         sent = sum(sum(v.values()) for v in batch["sends"].values())

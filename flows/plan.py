@@ -37,6 +37,7 @@ from tasks.plan.plan import (
     save_plan,
     send_days,
 )
+from tasks.plan.result import BudgetLine, PlanInputs, PlanResult, Target
 from tasks.plan.targets import Minimums, fallback_notes, targets_from
 
 
@@ -89,7 +90,7 @@ def record_plan(
     allocation: Allocation,
     applied: list[int],
     notes: list[str],
-) -> dict[str, Any]:
+) -> PlanResult:
     """Targets saved with the split as the plan's new current version, in one transaction."""
     settings = get_settings()
     targets = targets_from(
@@ -125,20 +126,22 @@ def record_plan(
         )
     )
     conn.commit()
-    return {
-        "campaign": spec.id,
-        "period": str(period),
-        "plan_id": plan_id,
-        "version": version,
-        "budget": allocation.to_rows(),
-        "targets": targets,
-        "inputs": inputs,
-    }
+    return PlanResult(
+        campaign=spec.id,
+        period=str(period),
+        plan_id=plan_id,
+        version=version,
+        budget=[BudgetLine(**row) for row in allocation.to_rows()],
+        targets=[Target(**row) for row in targets],
+        inputs=PlanInputs(**inputs),
+    )
 
 
 @flow(name="plan", flow_run_name="plan {campaign_id} {period}")
 def plan_flow(campaign_id: str, period: str) -> dict[str, Any]:
-    """Plan `period` of the campaign: budget split and targets, as a new plan version."""
+    """Plan `period` of the campaign: budget split and targets, as a new plan version.
+
+    Returns the plan's JSON (`PlanResult.to_json`), as `pdca plan --json` prints it."""
     settings = get_settings()
     parsed = Period.parse(period)
     engine = make_engine(settings.database_url)
@@ -148,7 +151,7 @@ def plan_flow(campaign_id: str, period: str) -> dict[str, Any]:
         allocation, applied, notes = split_budget(conn, spec, parsed, history)
         result = record_plan(conn, spec, parsed, history, allocation, applied, notes)
     publish_plan(result, settings.currency)
-    return result
+    return result.to_json()
 
 
 if __name__ == "__main__":

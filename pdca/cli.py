@@ -169,21 +169,22 @@ def plan(
     """KPI targets and channel budgets for the period (a new version of its plan)."""
     _stage_arguments(campaign, period)
     from flows.plan import plan_flow
+    from tasks.plan.result import PlanResult
 
-    result = plan_flow(campaign_id=campaign, period=period)
+    document = plan_flow(campaign_id=campaign, period=period)
     if as_json:
-        _print_json(result)
+        _print_json(document)
         return
-    typer.echo(f"plan {campaign} {period}: version {result['version']}")
-    for row in result["budget"]:
+    result = PlanResult.from_json(document)
+    typer.echo(f"plan {campaign} {period}: version {result.version}")
+    for line in result.budget:
         typer.echo(
-            f"  {row['channel']:<9} {row['amount']:>14,.2f}  {row['touches']:>9,} touches"
-            f"  {row['limited_by']}"
+            f"  {line.channel:<9} {line.amount:>14,.2f}  {line.touches:>9,} touches"
+            f"  {line.limited_by}"
         )
-    for target in result["targets"]:
-        if target["channel"] is None and target["segment"] is None:
-            typer.echo(f"  target {target['metric']:<17} {target['target']:>16,.4f}")
-    for note in result["inputs"]["notes"]:
+    for target in result.campaign_targets:
+        typer.echo(f"  target {target.metric:<17} {target.target:>16,.4f}")
+    for note in result.inputs.notes:
         typer.echo(f"  note: {note}")
 
 

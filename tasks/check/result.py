@@ -14,51 +14,17 @@ found) that the check's artifact, the CLI, the demo and the review all print fro
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, Self
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from tasks.common.jsonable import jsonable
+from tasks.common.records import Record as _Record
 
 OFF_TRACK = ("off_track", "at_risk")
 """The KPI statuses a manager must look at."""
 
 FUNNEL_TOTALS = ("touches", "delivered", "applications", "approved")
 """The funnel counts a one-line summary of a check names."""
-
-
-class _Record:
-    """JSON in and out for a dataclass: its fields in declaration order (the contract's key
-    order); a field listed in `_nested` holds records (or a list of them) of that class."""
-
-    _nested: ClassVar[dict[str, type[_Record]]] = {}
-
-    def to_json(self) -> dict[str, Any]:
-        """The record as the contract's dict: fields in order, nested records as dicts."""
-        return {item.name: _json_value(getattr(self, item.name)) for item in fields(self)}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Self:
-        """The record from its dict; a missing field takes its default (None or empty),
-        a key that is no field is ignored."""
-        values = {}
-        for item in fields(cls):
-            if item.name not in data:
-                continue
-            value = data[item.name]
-            nested = cls._nested.get(item.name)
-            if nested is not None and value is not None:
-                is_list = isinstance(value, list)
-                value = [nested.from_json(v) for v in value] if is_list else nested.from_json(value)
-            values[item.name] = value
-        return cls(**values)
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, _Record):
-        return value.to_json()
-    if isinstance(value, list):
-        return [_json_value(item) for item in value]
-    return value
 
 
 # --- data quality -----------------------------------------------------------------------

@@ -8,51 +8,51 @@ from typing import Any
 from prefect.artifacts import create_table_artifact
 
 from tasks.common import formatting as fmt
+from tasks.plan.result import BudgetLine, PlanResult, Target
 
 
-def publish_plan(result: dict[str, Any], currency: str = "") -> None:
+def publish_plan(plan: PlanResult, currency: str = "") -> None:
     """Two table artifacts: the budget split and the campaign-level targets."""
-    key = f"plan-{result['campaign']}".lower()
+    key = f"plan-{plan.campaign}".lower()
     create_table_artifact(
         key=f"{key}-budget",
-        table=budget_table(result["budget"], currency),
-        description=f"Budget split, {result['campaign']} {result['period']} "
-        f"(version {result['version']})",
+        table=budget_table(plan.budget, currency),
+        description=f"Budget split, {plan.campaign} {plan.period} (version {plan.version})",
     )
     create_table_artifact(
         key=f"{key}-targets",
-        table=target_table(result["targets"], currency),
-        description=f"Targets, {result['campaign']} {result['period']}",
+        table=target_table(plan.targets, currency),
+        description=f"Targets, {plan.campaign} {plan.period}",
     )
 
 
-def budget_table(budget: list[dict[str, Any]], currency: str = "") -> list[dict[str, Any]]:
+def budget_table(budget: list[BudgetLine], currency: str = "") -> list[dict[str, Any]]:
     """The split per channel: amounts in money, touches whole, the rest as it is."""
     return [
         {
-            **row,
-            "amount": fmt.money(row.get("amount"), currency),
-            "touches": fmt.count(row.get("touches")),
+            **line.to_json(),
+            "amount": fmt.money(line.amount, currency),
+            "touches": fmt.count(line.touches),
         }
-        for row in budget
+        for line in budget
     ]
 
 
-def target_table(targets: list[dict[str, Any]], currency: str = "") -> list[dict[str, Any]]:
+def target_table(targets: list[Target], currency: str = "") -> list[dict[str, Any]]:
     """The targets of the campaign and of each channel (segments left out), with bands and
     their basis: the scope's own history, or the campaign's (and why) where it had too
     little."""
     return [
         {
-            "metric": t["metric"],
-            "channel": t["channel"] or "(all)",
-            "target": fmt.metric(t["metric"], t["target"], currency),
-            "band": f"±{t['tolerance_warn']:.0%} / ±{t['tolerance_fail']:.0%}",
-            "lower_is_better": t["lower_is_better"],
-            "basis": _basis(t.get("evidence") or {}),
+            "metric": t.metric,
+            "channel": t.channel or "(all)",
+            "target": fmt.metric(t.metric, t.target, currency),
+            "band": f"±{t.tolerance_warn:.0%} / ±{t.tolerance_fail:.0%}",
+            "lower_is_better": t.lower_is_better,
+            "basis": _basis(t.evidence or {}),
         }
         for t in targets
-        if t["segment"] is None
+        if t.segment is None
     ]
 
 

@@ -326,6 +326,7 @@ class TestAssetQuality:
 class TestArtifact:
     def test_the_targets_table_says_each_targets_basis(self):
         from tasks.plan.artifacts import target_table
+        from tasks.plan.result import Target
 
         rows = targets_from(
             spec(channels=("sms", "im")),
@@ -333,7 +334,8 @@ class TestArtifact:
             allocation({"sms": 100.0, "im": 10.0}),
             TOLERANCE,
         )
-        table = {(r["metric"], r["channel"]): r["basis"] for r in target_table(rows)}
+        targets = [Target(**row) for row in rows]
+        table = {(r["metric"], r["channel"]): r["basis"] for r in target_table(targets)}
         assert table[("touches", "sms")] == "own"
         assert table[("touches", "im")] == (
             "campaign: 0 touches in the history window, fewer than plan_min_history_touches (200)"
