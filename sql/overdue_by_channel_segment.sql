@@ -21,7 +21,7 @@ loan_status as (
         s.segment,
         s.is_seasoned,
         s.is_overdue
-    from {{ ref("loan_overdue_status", skip_variant=true) }} as s
+    from {{ ref("loan_overdue_status") }} as s
 ),
 
 final as (

@@ -548,8 +548,12 @@ def _totals(funnel_rows: Sequence[FunnelRow]) -> pd.Series:
 
 
 def _funnel_frame(funnel_rows: Sequence[FunnelRow]) -> pd.DataFrame:
-    """The check's funnel rows as the frame `metrics.rollup` sums."""
-    return pd.DataFrame([row.to_json() for row in funnel_rows])
+    """The check's funnel rows as the frame `metrics.rollup` sums; a result stored before
+    `decided` was counted has no such column (its rates are computed as they were)."""
+    frame = pd.DataFrame([row.to_json() for row in funnel_rows])
+    if "decided" in frame.columns and frame["decided"].isna().all():
+        frame = frame.drop(columns="decided")
+    return frame
 
 
 def _template_number(value: Any) -> int | float | None:
