@@ -12,7 +12,9 @@ campaign and period, and says why:
   the campaign received in the period. Each is validated with its feed's suite from
   `expectations/` — the same rules the importer applies to raw CSV rows; they fit the
   stored rows once booleans and timestamps are typed (`_typed`), so no `<feed>_table`
-  suite is needed.
+  suite is needed. A field that a row's source feed cannot carry (the UCI file has no
+  requested amounts: `tasks.common.feeds.NOT_CARRIED`) is exempt by the suite's
+  `source_carries_<field>` condition; every other feed's rows still need it.
 - **derived suites** on what no single feed row shows, each named after the dataset it
   guards: `touch_timing` (no message in the campaign's quiet hours, local time),
   `campaign_decisions` (approvals with a positive amount and an APR within the campaign's
@@ -55,7 +57,7 @@ import pandas as pd
 from sqlalchemy import Connection
 
 from tasks.common.campaigns import CampaignSpec, TimeRange
-from tasks.common.feeds import LOAD_ORDER
+from tasks.common.feeds import LOAD_ORDER, SOURCE_COLUMN, with_carried_flags
 from tasks.common.jsonable import jsonable
 from tasks.common.metrics import week_slices
 from tasks.common.periods import Period
@@ -279,7 +281,7 @@ def assess(
             part = None if period.kind == "week" else week.name
             stages = _check_week(conn, run, spec, window | bounds, part)
             funnel.append(stages.assign(week=week.name))
-        run.validate("applications", _load(conn, "dq_applications", window))
+        run.validate("applications", application_checks(_load(conn, "dq_applications", window)))
         run.validate("decisions", decision_checks(_load(conn, "dq_decisions", window), cap))
         run.validate("loans", loan_checks(_load(conn, "dq_loans", window), cap))
         snapshots = window | {"as_of_end_date": period.end}
@@ -336,6 +338,13 @@ def touch_timing(touches: pd.DataFrame, timezone: str, quiet_hours: TimeRange) -
         },
         index=touches.index,
     )
+
+
+def application_checks(applications: pd.DataFrame) -> pd.DataFrame:
+    """The applications with the flags the feed suite's conditions read: whether each
+    row's source feed can carry a field (`feeds.with_carried_flags`): the UCI file's
+    applications have no amount by nature, a normal feed's missing amount still fails."""
+    return with_carried_flags(applications, "applications", applications[SOURCE_COLUMN])
 
 
 def decision_checks(decisions: pd.DataFrame, apr_cap: float) -> pd.DataFrame:
