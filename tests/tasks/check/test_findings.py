@@ -733,7 +733,7 @@ class TestStageRates:
             ({"applications": 0, "approved": 0}, ["approval_rate", "disbursement_rate"]),
             ({"approved": None}, ["approval_rate", "disbursement_rate"]),
             ({"responded": math.nan}, ["response_rate"]),
-            ({"decided": 0, "approved": 0, "disbursements": 0}, ["approval_rate"]),
+            ({"decided": 0, "approved": 0}, ["approval_rate", "disbursement_rate"]),
         ],
     )
     def test_null_denominators_give_nan(self, changes, nan):
