@@ -12,9 +12,8 @@ campaign and period, and says why:
   the campaign received in the period. Each is validated with its feed's suite from
   `expectations/` — the same rules the importer applies to raw CSV rows; they fit the
   stored rows once booleans and timestamps are typed (`_typed`), so no `<feed>_table`
-  suite is needed. A field that a row's source feed cannot carry (the UCI file has no
-  requested amounts: `tasks.common.feeds.NOT_CARRIED`) is exempt by the suite's
-  `source_carries_<field>` condition; every other feed's rows still need it.
+  suite is needed. A field a row's source feed cannot carry (`feeds.NOT_CARRIED`: the UCI
+  file has no amounts) is exempt by the suite's `source_carries_<field>` condition.
 - **derived suites** on what no single feed row shows, each named after the dataset it
   guards: `touch_timing` (no message in the campaign's quiet hours, local time),
   `campaign_decisions` (approvals with a positive amount and an APR within the campaign's
@@ -341,9 +340,8 @@ def touch_timing(touches: pd.DataFrame, timezone: str, quiet_hours: TimeRange) -
 
 
 def application_checks(applications: pd.DataFrame) -> pd.DataFrame:
-    """The applications with the flags the feed suite's conditions read: whether each
-    row's source feed can carry a field (`feeds.with_carried_flags`): the UCI file's
-    applications have no amount by nature, a normal feed's missing amount still fails."""
+    """The applications with `source_carries_<field>` flags (`feeds.with_carried_flags`),
+    which the suite's conditions read: UCI rows have no amount by nature, others must."""
     return with_carried_flags(applications, "applications", applications[SOURCE_COLUMN])
 
 
