@@ -4,7 +4,7 @@ The contract's acceptance figures: after `pdca import uci-bank …`, the check o
 `uci-2008` for 2008-05 exits 0 with trusted data (the file has no requested amounts, a
 field its feed cannot carry, which is no failure) and reports 7,957 touches and 258
 applications, with approval_rate and roi null (no decisions at all: no data, not 0 and
-−100 %); every month of the history is trusted too; the same document comes
+−100 %); every month of the history with calls is trusted too; the same document comes
 out of SQLite and PostgreSQL; and the monthly checks of 2008–2010 flag the weeks where the
 data are known to swing (the call volume collapses after the summer of 2008 while the
 success rate climbs from a few per cent to around half of the calls).
@@ -179,13 +179,17 @@ class TestMonthlySeries:
         assert len(monthly) == 31
         assert sum(_total(result, "touches") for result in monthly.values()) == 45211
 
-    def test_every_month_is_trusted(self, monthly: dict[str, dict]) -> None:
-        untrusted = {
-            month: result["data_quality"]["status"]
+    def test_every_month_with_calls_is_trusted(self, monthly: dict[str, dict]) -> None:
+        """Exit 0 and trusted wherever there are calls; the file has none in September
+        2008, a period without a single row: `no_data`, exit 1 (the contract's rule)."""
+        verdicts = {
+            month: (result[EXIT_CODE], result["data_quality"]["status"])
             for month, result in monthly.items()
-            if result[EXIT_CODE] != 0 or not result["trusted"]
         }
-        assert not untrusted
+        empty = {month for month, result in monthly.items() if _total(result, "touches") == 0}
+        assert empty == {"2008-09"}
+        assert {verdicts[month] for month in empty} == {(1, "no_data")}
+        assert {month: v for month, v in verdicts.items() if v != (0, "trusted")}.keys() == empty
 
     def test_anomalies_follow_the_known_swings(self, monthly: dict[str, dict]) -> None:
         found = [a for result in monthly.values() for a in result["anomalies"]]
