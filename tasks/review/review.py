@@ -548,11 +548,12 @@ def _totals(funnel_rows: Sequence[FunnelRow]) -> pd.Series:
 
 
 def _funnel_frame(funnel_rows: Sequence[FunnelRow]) -> pd.DataFrame:
-    """The check's funnel rows as the frame `metrics.rollup` sums; a result stored before
-    `decided` was counted has no such column (its rates are computed as they were)."""
+    """The check's funnel rows as the frame `metrics.rollup` sums; a row stored before
+    `decided` was counted takes its applications as decided (its rates stay as they were,
+    as migration 0005 does for the stored weekly rollups)."""
     frame = pd.DataFrame([row.to_json() for row in funnel_rows])
-    if "decided" in frame.columns and frame["decided"].isna().all():
-        frame = frame.drop(columns="decided")
+    if "decided" in frame.columns:
+        frame["decided"] = frame["decided"].fillna(frame["applications"])
     return frame
 
 
