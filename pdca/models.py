@@ -140,6 +140,9 @@ class Application(Base):
     applied_at: Mapped[datetime] = mapped_column(DateTime)
     product_code: Mapped[str] = mapped_column(Key)
     amount_requested: Mapped[float | None] = mapped_column(Float)
+    source_feed: Mapped[str | None] = mapped_column(String(32))
+    """The feed that last loaded the row (null: written before it was recorded); a field
+    its source cannot carry (`tasks.common.feeds.NOT_CARRIED`) is no data-quality failure."""
 
 
 class Decision(Base):
@@ -381,6 +384,7 @@ class WeeklyRollup(Base):
     delivered: Mapped[int] = mapped_column(Integer)
     responded: Mapped[int] = mapped_column(Integer)
     applications: Mapped[int] = mapped_column(Integer)
+    decided: Mapped[int] = mapped_column(Integer, server_default="0")
     approved: Mapped[int] = mapped_column(Integer)
     disbursements: Mapped[int] = mapped_column(Integer)
     disbursed_amount: Mapped[float] = mapped_column(Float)

@@ -1,7 +1,11 @@
 -- attributed_applications: the applications a campaign is credited with.
 --
 -- Grain: one row per application applied in [:starts_at, :ends_at) and
--- attributed to :campaign_id (the contract's "Attribution"):
+-- attributed to :campaign_id (the contract's "Attribution"), except those of
+-- hold-out members (customers whose assignment in the campaign is
+-- 'holdout'): the hold-out is the experiment's control group only and counts
+-- in no application, decision, loan or cost figure of the campaign
+-- (experiment_members.sql reads their applications directly):
 --   * by its own campaign_id, or, when that is empty (null or ''),
 --   * by the customer's last delivered touch (of any campaign) sent within
 --     :attribution_days days before applied_at, when that touch is
@@ -16,8 +20,8 @@
 -- Columns: application_id, customer_id, channel (the application's own),
 -- applied_at, attributed_by ('campaign_id' or 'touch'), segment (the
 -- customer's; 'unknown' without a customer row), variant (the customer's
--- assignment in the campaign: the variant of their first touch in it,
--- hold-out included; 'unassigned' when they have none).
+-- assignment in the campaign: the variant of their first touch in it;
+-- 'unassigned' when they have none).
 --
 -- Parameters: :campaign_id, :starts_at and :ends_at (naive UTC),
 -- :attribution_days.
@@ -26,9 +30,6 @@
 -- with a loan, before any touch is probed: overdue_rate_30 looks at every
 -- loan of the campaign's history, and attributing every application of that
 -- history (most never become loans) would cost it most of its time.
--- ref("attributed_applications", skip_variant=true) leaves the variant out
--- ('unassigned' for all): for callers that do not count by variant, it spares
--- the forward probe of touches per application.
 
 {% set segment_index = "ix_customers_customer_id_segment" %}
 
@@ -145,9 +146,6 @@ assigned as (
             where
                 t.customer_id = a.customer_id
                 and t.campaign_id = :campaign_id
-                -- 0 = 1 with skip_variant: the probe never runs
-                and {{ 0 if skip_variant is defined and skip_variant else 1 }}
-                = 1
             order by t.sent_at asc, t.touch_id asc
             limit 1
         ) as variant
@@ -172,6 +170,7 @@ final as (
         ) as segment,
         coalesce(a.variant, 'unassigned') as variant
     from assigned as a
+    where a.variant is null or a.variant <> 'holdout'
 )
 
 select * from final

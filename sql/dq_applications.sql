@@ -6,7 +6,9 @@
 --
 -- Columns: the applications feed's own (application_id, customer_id,
 -- campaign_id — empty when attributed by touch —, channel, applied_at,
--- product_code, amount_requested), as stored, and attributed_by.
+-- product_code, amount_requested), as stored, attributed_by, and
+-- source_feed (the feed that loaded the row; null: one that carries every
+-- field, see tasks/common/feeds.py NOT_CARRIED).
 --
 -- Parameters: :campaign_id, :starts_at and :ends_at (naive UTC),
 -- :attribution_days.
@@ -29,7 +31,8 @@ campaign_applications as (
         ap.applied_at,
         ap.product_code,
         ap.amount_requested,
-        a.attributed_by
+        a.attributed_by,
+        ap.source_feed
     from attributed as a
     inner join applications as ap
         on a.application_id = ap.application_id

@@ -7,8 +7,10 @@
 -- approved, disbursements and disbursed_amount are the decisions and loans
 -- of those applications, whenever they happened.
 --
--- Columns: channel, segment, variant, applications, approved,
--- disbursements (loans), disbursed_amount, and what roi needs:
+-- Columns: channel, segment, variant, applications, decided (those with a
+-- decision, approved or rejected: without any, approval_rate and roi have no
+-- data yet), approved, disbursements (loans), disbursed_amount, and what roi
+-- needs:
 --   net_interest  = Σ amount × (apr/100 − :ftp_rate) × min(term_months, 12)/12
 --   expected_loss = Σ outstanding of the loans whose latest repayment
 --                   snapshot before :as_of_end_date has dpd ≥ 90, × :lgd
@@ -80,6 +82,7 @@ by_application as (
         a.channel,
         a.segment,
         a.variant,
+        case when d.decision is not null then 1 else 0 end as is_decided,
         case when d.decision = 'approved' then 1 else 0 end as is_approved,
         coalesce(ls.disbursements, 0) as disbursements,
         coalesce(ls.disbursed_amount, 0) as disbursed_amount,
@@ -98,6 +101,7 @@ final as (
         segment,
         variant,
         count(*) as applications,
+        sum(is_decided) as decided,
         sum(is_approved) as approved,
         sum(disbursements) as disbursements,
         sum(disbursed_amount) as disbursed_amount,

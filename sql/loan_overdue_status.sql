@@ -16,9 +16,7 @@
 --
 -- Parameters: :campaign_id, :starts_at and :ends_at (naive UTC),
 -- :attribution_days, :as_of_end_date (a date).
--- Other queries inline it: ref("loan_overdue_status"); with
--- ref("loan_overdue_status", skip_variant=true) variant is 'unassigned' for
--- every loan (see attributed_applications.sql), for counts without it.
+-- Other queries inline it: ref("loan_overdue_status").
 
 with
 
@@ -29,14 +27,7 @@ attributed as (
         a.channel,
         a.segment,
         a.variant
-    from
-        {{
-            ref(
-                "attributed_applications",
-                loans_only=true,
-                skip_variant=skip_variant is defined and skip_variant,
-            )
-        }} as a
+    from {{ ref("attributed_applications", loans_only=true) }} as a
 ),
 
 campaign_loans as (

@@ -4,8 +4,9 @@
 --
 -- Grain: one row per channel × segment of the loans disbursed before
 -- :ends_at whose application is attributed to :campaign_id: the counts of
--- overdue_rate_30.sql summed over the variants, without looking the
--- variants up (one probe of touches per loan fewer).
+-- overdue_rate_30.sql summed over the variants (each loan's variant is
+-- still looked up: a hold-out member's loan is none of the campaign's, see
+-- attributed_applications.sql).
 --
 -- Columns: channel, segment, loans, seasoned_loans, overdue_loans (as in
 -- overdue_rate_30.sql).
@@ -21,7 +22,7 @@ loan_status as (
         s.segment,
         s.is_seasoned,
         s.is_overdue
-    from {{ ref("loan_overdue_status", skip_variant=true) }} as s
+    from {{ ref("loan_overdue_status") }} as s
 ),
 
 final as (

@@ -441,18 +441,22 @@ def bottleneck(
 
 def stage_rates(counts: Mapping[str, float] | pd.Series) -> dict[str, float]:
     """The five stage rates from the funnel's counts (touches, delivered, responded,
-    applications, approved, disbursements); NaN where a count is missing or a
-    denominator is zero, never an error or ±inf."""
+    applications, decided, approved, disbursements); NaN where a count is missing or a
+    denominator is zero, never an error or ±inf, and approval_rate NaN when none of the
+    applications has a decision yet (no data, not a 0 % approval: `metrics.undecided`)."""
 
     def count(name: str) -> float:
         number = finite_number(counts.get(name))
         return math.nan if number is None else number
 
+    approval = _divide(count("approved"), count("applications"))
+    if count("decided") == 0:
+        approval = math.nan
     return {
         "reach_rate": _divide(count("delivered"), count("touches")),
         "response_rate": _divide(count("responded"), count("delivered")),
         "application_rate": _divide(count("applications"), count("delivered")),
-        "approval_rate": _divide(count("approved"), count("applications")),
+        "approval_rate": approval,
         "disbursement_rate": _divide(count("disbursements"), count("approved")),
     }
 

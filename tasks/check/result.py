@@ -103,6 +103,8 @@ class FunnelRow(_Record):
     delivered: int = 0
     responded: int = 0
     applications: int = 0
+    decided: int | None = None
+    """Applications with a decision; None in a result stored before it was counted."""
     approved: int = 0
     disbursements: int = 0
     disbursed_amount: float = 0.0

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import pandas as pd
+
 Kind = Literal["str", "int", "float", "bool", "datetime", "date", "phone", "email"]
 """How a column is parsed; `phone` and `email` are text with the rules of `tasks.common.bounds`."""
 
@@ -169,3 +171,34 @@ its customer, a loan its application)."""
 
 FEED_NAMES = (*FEEDS, "uci-bank")
 """Every name `pdca import` accepts, in the contract's order."""
+
+NOT_CARRIED: dict[str, dict[str, tuple[str, ...]]] = {
+    "uci-bank": {"applications": ("amount_requested",)},
+}
+"""Feed → table → the fields of that table its source cannot carry: the UCI file knows
+that a client subscribed, not for how much (its product is a term deposit). The rows a
+feed loads record it (`applications.source_feed`), and the suites' rules on such a field
+apply only where `source_carries_<field>` is true, so a field missing because its feed
+cannot carry it is no failure, while the same field missing from a feed that carries it
+still is."""
+
+SOURCE_COLUMN = "source_feed"
+"""The column of a loaded row that names the feed that loaded it."""
+
+
+def uncarried_fields(table: str) -> tuple[str, ...]:
+    """The fields of `table` that some feed's source cannot carry, in a stable order."""
+    fields = {field for tables in NOT_CARRIED.values() for field in tables.get(table, ())}
+    return tuple(sorted(fields))
+
+
+def with_carried_flags(frame: pd.DataFrame, table: str, sources: pd.Series | str) -> pd.DataFrame:
+    """`frame` with one boolean column `source_carries_<field>` per `uncarried_fields(table)`:
+    whether the row's source feed (`sources`: one feed name, or one per row; a missing name
+    is a feed that carries every field) can carry that field."""
+    out = frame.copy()
+    names = pd.Series(sources, index=frame.index) if isinstance(sources, str) else sources
+    for field in uncarried_fields(table):
+        lacking = [feed for feed, tables in NOT_CARRIED.items() if field in tables.get(table, ())]
+        out[f"source_carries_{field}"] = (~names.isin(lacking)).to_numpy(dtype=bool)
+    return out

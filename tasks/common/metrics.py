@@ -6,7 +6,8 @@ The counting happens in SQL (`sql/funnel_touches.sql`, `sql/funnel_applications.
 shapes the aggregated rows and divides. The rules, from the contract's "Metrics":
 
 - touches, delivered, responded and cost count by `sent_at` in the period; hold-out rows
-  (variant `holdout`) count in none of them;
+  (variant `holdout`) count in none of them, nor do hold-out members' applications (and
+  their decisions and loans): the hold-out is only the experiment's control group;
 - applications count by `applied_at` in the period, attributed to the campaign by their
   own campaign_id or, when empty, by the customer's last delivered touch within
   `attribution_days` before (inclusive at both ends, see `sql/attributed_applications.sql`);
@@ -17,8 +18,12 @@ shapes the aggregated rows and divides. The rules, from the contract's "Metrics"
 - weeks are ISO weeks of the campaign's time zone, clipped to the period: each query runs
   once per (week ∩ period) with that slice's UTC bounds, which keeps the SQL a plain
   range scan on the (campaign_id, sent_at) and (campaign_id, applied_at) indexes;
-- every rate is computed from summed counts (never averaged) and is NaN, never inf or an
-  error, when its denominator is zero.
+- every rate is computed from summed counts (never averaged) and is NaN ("no data", null
+  in JSON), never 0, inf or an error, when its denominator is zero; so are approval_rate
+  and roi of a scope whose applications have no decision at all yet (a feed without
+  decisions, such as the UCI file, or a week still being judged): 0 approvals out of
+  none judged is no data, not a 0 % approval rate, and an roi before any outcome is
+  known is not −100 %.
 
 Every function takes a `Connection` it is given; none builds an engine or reads settings.
 """
@@ -46,6 +51,7 @@ COUNTS = [
     "delivered",
     "responded",
     "applications",
+    "decided",
     "approved",
     "disbursements",
     "disbursed_amount",
@@ -53,9 +59,18 @@ COUNTS = [
     "net_interest",
     "expected_loss",
 ]
-"""The funnel's additive columns, in the contract's order."""
+"""The funnel's additive columns, in the contract's order (`decided`, the applications
+with a decision, tells a rate with no decisions behind it from a true zero)."""
 
-INTEGER_COUNTS = ["touches", "delivered", "responded", "applications", "approved", "disbursements"]
+INTEGER_COUNTS = [
+    "touches",
+    "delivered",
+    "responded",
+    "applications",
+    "decided",
+    "approved",
+    "disbursements",
+]
 
 RATES = ["reach_rate", "response_rate", "application_rate", "approval_rate", "cac", "roi"]
 """What `with_rates` adds, each from summed counts."""
@@ -89,8 +104,8 @@ def funnel(
 
     Columns: `week` (ISO week of the campaign's time zone, e.g. '2026-W12'), `channel`,
     `segment`, `variant`, then `COUNTS`. A combination appears when anything was counted
-    in it (a hold-out variant only shows applications). Add rates with `with_rates` or
-    `rollup`.
+    in it (never the hold-out: it counts in no figure of the funnel). Add rates with
+    `with_rates` or `rollup`.
     """
     dialect = conn.dialect.name
     touches_sql = query("funnel_touches", dialect)
@@ -116,15 +131,30 @@ def funnel(
 
 def with_rates(frame: pd.DataFrame) -> pd.DataFrame:
     """`frame` with the contract's rates added from its counts (NaN where a denominator
-    is zero); existing rate columns are replaced."""
+    is zero, and approval_rate and roi where applications have no decision yet: see
+    `undecided`); existing rate columns are replaced."""
     out = frame.drop(columns=[rate for rate in RATES if rate in frame.columns]).copy()
+    pending = undecided(out)
     out["reach_rate"] = ratio(out["delivered"], out["touches"])
     out["response_rate"] = ratio(out["responded"], out["delivered"])
     out["application_rate"] = ratio(out["applications"], out["delivered"])
-    out["approval_rate"] = ratio(out["approved"], out["applications"])
+    out["approval_rate"] = ratio(out["approved"], out["applications"]).mask(pending)
     out["cac"] = ratio(out["cost"], out["disbursements"])
-    out["roi"] = ratio(out["net_interest"] - out["cost"] - out["expected_loss"], out["cost"])
+    roi = ratio(out["net_interest"] - out["cost"] - out["expected_loss"], out["cost"])
+    out["roi"] = roi.mask(pending)
     return out
+
+
+def undecided(frame: pd.DataFrame) -> pd.Series:
+    """Rows with applications none of which has a decision: their approval_rate and roi
+    are unknown, not 0 and −1. A frame without a `decided` column (rows stored before it
+    was counted) has no such row. Without applications, roi keeps its value: what was
+    spent brought nothing, which is known."""
+    if "decided" not in frame.columns:
+        return pd.Series(False, index=frame.index)
+    applications = pd.to_numeric(frame["applications"], errors="coerce").fillna(0)
+    decided = pd.to_numeric(frame["decided"], errors="coerce")
+    return (applications > 0) & (decided == 0)
 
 
 def rollup(frame: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
@@ -163,7 +193,7 @@ def overdue_rate_30(
     shows how the rate moved. Columns: *by, loans, seasoned_loans, overdue_loans,
     overdue_rate_30.
     """
-    # without variant in `by`, the query that never looks the variants up (same counts)
+    # without variant in `by`, the query that sums the variants away (same counts)
     keys = KEYS if "variant" in by else ["channel", "segment"]
     name = "overdue_rate_30" if "variant" in by else "overdue_by_channel_segment"
     sql = query(name, conn.dialect.name)

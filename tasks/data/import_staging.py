@@ -25,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from pdca.models import Base
-from tasks.common.feeds import Feed
+from tasks.common.feeds import SOURCE_COLUMN, Feed
 from tasks.data.import_parsing import LINE
 from tasks.data.inserts import frame_rows, insert_rows
 from tasks.data.quarantine import Rejected, csv_line
@@ -36,18 +36,25 @@ class StagedLoader:
 
     The stage holds one chunk at a time; `seen` holds the keys of the chunks already
     loaded from this file, so that a key repeated far apart in the file is still caught.
+    A table that records its rows' source feed (`source_feed`) gets `source` there: the
+    feed being imported unless a feed writes another's table (uci-bank's applications).
     """
 
-    def __init__(self, conn: Connection, feed: Feed) -> None:
+    def __init__(self, conn: Connection, feed: Feed, source: str | None = None) -> None:
         self.conn = conn
         self.feed = feed
         self.target: Table = Base.metadata.tables[feed.table]
         self.columns = list(feed.column_names)
+        self.constants = (
+            {SOURCE_COLUMN: source or feed.name} if SOURCE_COLUMN in self.target.c else {}
+        )
+        self.stored = [*self.columns, *self.constants]
+        """What is written: the feed's columns, then the constants."""
         metadata = MetaData()
         self.stage = Table(
             f"stage_{feed.table}",
             metadata,
-            *(SqlColumn(name, self.target.c[name].type) for name in self.columns),
+            *(SqlColumn(name, self.target.c[name].type) for name in self.stored),
             SqlColumn(LINE, Integer),
             prefixes=["TEMPORARY"],
         )
@@ -67,12 +74,13 @@ class StagedLoader:
 
     def rows_of(self, typed: pd.DataFrame) -> list[tuple]:
         """The stage table's rows for a typed chunk, as the driver binds them."""
-        return frame_rows(typed, [*self.columns, LINE])
+        frame = typed.assign(**self.constants) if self.constants else typed
+        return frame_rows(frame, [*self.stored, LINE])
 
     def load(self, stage_rows: list[tuple]) -> list[Rejected]:
         """Stage the rows, reject repeats and dangling references, upsert the rest."""
         self.conn.execute(delete(self.stage))
-        insert_rows(self.conn, self.stage, [*self.columns, LINE], stage_rows)
+        insert_rows(self.conn, self.stage, [*self.stored, LINE], stage_rows)
         rejected = self._reject_repeated_keys() + self._reject_dangling_references()
         self.conn.execute(self._upsert())
         self.conn.execute(
@@ -135,9 +143,9 @@ class StagedLoader:
         dialect_insert = (
             postgresql.insert if self.conn.dialect.name == "postgresql" else (sqlite.insert)
         )
-        source = select(*self._raw_columns()).where(true())
-        statement = dialect_insert(self.target).from_select(self.columns, source)
+        source = select(*(self.stage.c[name] for name in self.stored)).where(true())
+        statement = dialect_insert(self.target).from_select(self.stored, source)
         updates = {
-            name: statement.excluded[name] for name in self.columns if name not in self.feed.key
+            name: statement.excluded[name] for name in self.stored if name not in self.feed.key
         }
         return statement.on_conflict_do_update(index_elements=list(self.feed.key), set_=updates)

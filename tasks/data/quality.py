@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     import great_expectations as gx
 
 EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
+CARRIED_PREFIX = "source_carries_"
+"""Row conditions on these flags (`tasks.common.feeds.with_carried_flags`) exempt the rows
+of a feed that cannot carry the field."""
 
 
 @dataclass
@@ -99,7 +102,9 @@ def describe(config) -> str:
     when = ""
     if condition:
         text = condition.get("pass_through_filter") if isinstance(condition, dict) else condition
-        when = f" when {text}"
+        # "where the row's feed can carry the field" (feeds.NOT_CARRIED) is not a rule a
+        # user breaks: a row it exempts never fails, so the name leaves it out
+        when = "" if str(text).startswith(CARRIED_PREFIX) else f" when {text}"
     return f"{column}: {rule}{bounds}{when}"
 
 

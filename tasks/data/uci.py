@@ -10,7 +10,9 @@ Assumptions the data cannot tell us, stated once here:
 - the contact time is not recorded: touches are stamped 12:00 Lisbon time;
 - a touch counts as `responded` when the call lasted at least `RESPONSE_SECONDS`;
 - its cost is the number of calls made to the client in the campaign × `CALL_COST`;
-- the product is a term deposit, so applications carry no requested amount.
+- the product is a term deposit, so applications carry no requested amount: the feed
+  says so (`tasks.common.feeds.NOT_CARRIED`) and its rows record their source, so the
+  check does not count the missing amounts as a data-quality failure.
 
 Two passes over the file: the first finds each row's year (and each year's dates and
 cost, for the campaign specs, which must exist before touches reference them); the
@@ -238,7 +240,7 @@ def import_uci_bank(
         for year, (first, last, cost) in sorted(spans.items()):
             apply_spec(conn, campaign_spec(year, first, last, cost), actor=actor)
         loaders = {
-            name: StagedLoader(conn, FEEDS[name])
+            name: StagedLoader(conn, FEEDS[name], source="uci-bank")
             for name in ("customers", "touches", "applications")
         }
         quarantine = QuarantineWriter(conn, "uci-bank", file, result.import_id)

@@ -548,8 +548,13 @@ def _totals(funnel_rows: Sequence[FunnelRow]) -> pd.Series:
 
 
 def _funnel_frame(funnel_rows: Sequence[FunnelRow]) -> pd.DataFrame:
-    """The check's funnel rows as the frame `metrics.rollup` sums."""
-    return pd.DataFrame([row.to_json() for row in funnel_rows])
+    """The check's funnel rows as the frame `metrics.rollup` sums; a row stored before
+    `decided` was counted takes its applications as decided (its rates stay as they were,
+    as migration 0005 does for the stored weekly rollups)."""
+    frame = pd.DataFrame([row.to_json() for row in funnel_rows])
+    if "decided" in frame.columns:
+        frame["decided"] = frame["decided"].fillna(frame["applications"])
+    return frame
 
 
 def _template_number(value: Any) -> int | float | None:

@@ -1,7 +1,10 @@
 """The check on the real UCI Bank Marketing history, through the CLI, on both back ends.
 
 The contract's acceptance figures: after `pdca import uci-bank …`, the check of campaign
-`uci-2008` for 2008-05 reports 7,957 touches and 258 applications; the same document comes
+`uci-2008` for 2008-05 exits 0 with trusted data (the file has no requested amounts, a
+field its feed cannot carry, which is no failure) and reports 7,957 touches and 258
+applications, with approval_rate and roi null (no decisions at all: no data, not 0 and
+−100 %); every month of the history with calls is trusted too; the same document comes
 out of SQLite and PostgreSQL; and the monthly checks of 2008–2010 flag the weeks where the
 data are known to swing (the call volume collapses after the summer of 2008 while the
 success rate climbs from a few per cent to around half of the calls).
@@ -42,6 +45,10 @@ def may_2008(uci_url: str) -> dict:
     return _run_check(uci_url, "uci-2008", "2008-05")
 
 
+EXIT_CODE = "exit_code"
+"""Where `_run_check` leaves the command's exit code in the document it returns."""
+
+
 class Capture:
     """What `run_main` reads back, for module-scoped fixtures (pytest's capsys is per test)."""
 
@@ -66,7 +73,7 @@ def _run_check(url: str, campaign: str, period: str) -> dict:
                 ["check", "--campaign", campaign, "--period", period, "--json"], capture
             )
     assert code in (None, 0, 1), err
-    return json.loads(out)
+    return json.loads(out) | {EXIT_CODE: code or 0}
 
 
 def _imported(url: str) -> bool:
@@ -89,8 +96,27 @@ def _total(result: dict, key: str) -> float:
 
 class TestMay2008:
     def test_contract_figures(self, may_2008: dict) -> None:
+        assert may_2008[EXIT_CODE] == 0, may_2008["data_quality"]
+        assert may_2008["trusted"] is True
+        assert may_2008["data_quality"]["status"] == "trusted"
         assert _total(may_2008, "touches") == 7957
         assert _total(may_2008, "applications") == 258
+
+    def test_the_missing_amounts_fail_nothing(self, may_2008: dict) -> None:
+        """The file cannot carry amounts: the applications suite passes on its 258 rows."""
+        suites = {entry["name"]: entry for entry in may_2008["data_quality"]["suites"]}
+        assert suites["applications"]["rows_in"] == 258
+        assert suites["applications"]["success"] and not suites["applications"]["failed"]
+
+    def test_rates_without_decisions_are_null(self, may_2008: dict) -> None:
+        """No application was ever decided: approval_rate and roi are no data (null), not
+        0 and −1; cac has no disbursements and overdue_rate_30 no loans."""
+        campaign = {k["metric"]: k for k in may_2008["kpis"] if not any(k["scope"].values())}
+        for metric in ("approval_rate", "roi", "cac", "overdue_rate_30"):
+            assert campaign[metric]["actual"] is None, campaign[metric]
+        for row in may_2008["funnel"]:
+            assert row["decided"] == 0
+            assert row["approval_rate"] is None and row["roi"] is None, row
 
     def test_one_phone_channel_one_variant(self, may_2008: dict) -> None:
         assert {row["channel"] for row in may_2008["funnel"]} == {"phone"}
@@ -125,7 +151,8 @@ def _numbers(value, path: str = ""):
     """Every leaf of the document, floats rounded to 9 significant digits (the back ends
     sum floating-point money in different orders); file paths dropped."""
     if isinstance(value, dict):
-        return {k: _numbers(v, f"{path}.{k}") for k, v in value.items() if k != "docs_path"}
+        dropped = ("docs_path", EXIT_CODE)
+        return {k: _numbers(v, f"{path}.{k}") for k, v in value.items() if k not in dropped}
     if isinstance(value, list):
         return [_numbers(v, path) for v in value]
     if isinstance(value, float) and math.isfinite(value) and value:
@@ -151,6 +178,18 @@ class TestMonthlySeries:
     def test_every_month_runs(self, monthly: dict[str, dict]) -> None:
         assert len(monthly) == 31
         assert sum(_total(result, "touches") for result in monthly.values()) == 45211
+
+    def test_every_month_with_calls_is_trusted(self, monthly: dict[str, dict]) -> None:
+        """Exit 0 and trusted wherever there are calls; the file has none in September
+        2008, a period without a single row: `no_data`, exit 1 (the contract's rule)."""
+        verdicts = {
+            month: (result[EXIT_CODE], result["data_quality"]["status"])
+            for month, result in monthly.items()
+        }
+        empty = {month for month, result in monthly.items() if _total(result, "touches") == 0}
+        assert empty == {"2008-09"}
+        assert {verdicts[month] for month in empty} == {(1, "no_data")}
+        assert {month: v for month, v in verdicts.items() if v != (0, "trusted")}.keys() == empty
 
     def test_anomalies_follow_the_known_swings(self, monthly: dict[str, dict]) -> None:
         found = [a for result in monthly.values() for a in result["anomalies"]]

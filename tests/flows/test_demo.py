@@ -80,6 +80,25 @@ class TestDemo:
         assert stored == [("2026-W17", 1)]
         assert (workdir / "var" / "data-docs" / "index.html").is_file()
 
+    def test_the_experiment_decides(self, demo_run):
+        """Eight weeks of a campaign against a 10 % hold-out that nothing was sent to: the
+        contacted arms apply many times more often, and the sequential test says so
+        (`treatment_wins` for A and B against the hold-out), in the JSON and the line."""
+        workdir, result = demo_run
+        engine = create_engine(f"sqlite:///{workdir / 'var' / 'pdca.db'}")
+        with engine.connect() as conn:
+            stored = conn.execute(text("select result from check_results")).scalar()
+        experiments = json.loads(stored)["experiments"]
+        decisions = {(e["control"], e["treatment"]): e["decision"] for e in experiments}
+        assert decisions[("holdout", "A")] == "treatment_wins", experiments
+        assert decisions[("holdout", "B")] == "treatment_wins", experiments
+        for comparison in experiments:
+            assert comparison["sequential_p_value_adjusted"] is not None
+            if comparison["decision"] == "treatment_wins":
+                assert comparison["sequential_p_value_adjusted"] < 0.05
+                assert comparison["cs_low"] > 0, comparison
+        assert "A vs holdout treatment_wins, B vs holdout treatment_wins" in result.stdout
+
     def test_acts_on_the_checked_week_and_the_dispatch_follows(self, demo_run):
         workdir, result = demo_run
         assert "act demo-sme-2026 2026-W17: " in result.stdout, result.stdout

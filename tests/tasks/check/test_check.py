@@ -169,9 +169,9 @@ class TestCurrentTargets:
 class TestKpiActuals:
     def funnel(self) -> pd.DataFrame:
         rows = [
-            ("2026-W11", "sms", "sme", "A", 100, 90, 9, 6, 3, 2, 20000.0, 5.0, 900.0, 0.0),
-            ("2026-W11", "sms", "farmer", "B", 50, 40, 4, 2, 1, 1, 8000.0, 2.5, 300.0, 60.0),
-            ("2026-W11", "phone", "sme", "A", 10, 8, 4, 4, 2, 2, 50000.0, 80.0, 2000.0, 0.0),
+            ("2026-W11", "sms", "sme", "A", 100, 90, 9, 6, 6, 3, 2, 20000.0, 5.0, 900.0, 0.0),
+            ("2026-W11", "sms", "farmer", "B", 50, 40, 4, 2, 2, 1, 1, 8000.0, 2.5, 300.0, 60.0),
+            ("2026-W11", "phone", "sme", "A", 10, 8, 4, 4, 4, 2, 2, 50000.0, 80.0, 2000.0, 0.0),
         ]
         return pd.DataFrame(rows, columns=ROLLUP_COLUMNS)
 

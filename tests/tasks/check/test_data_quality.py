@@ -50,6 +50,7 @@ DISBURSED_LATE = "approved: must be >= disbursements"
 AFTER_DELIVERY = "applications_after_delivery: must be >= applications"
 DECIDED_EARLY = "decided_after_application: must be in set ['True']"
 HOLDOUT_DELIVERED = "delivered: must be in set ['False'] when variant==\"holdout\""
+MISSING_AMOUNT = "amount_requested: must not be null"
 
 FEED_SUITES = ["touches", "applications", "decisions", "loans", "repayments", "complaints"]
 SUITES = [
@@ -525,6 +526,34 @@ class TestFeedSuites:
         with engine.begin() as conn:
             conn.execute(update(Repayment).values(outstanding=-1.0))
         assert_fails(check(engine, spec), "repayments", "outstanding: must be between [0.0, ]")
+
+    @pytest.mark.parametrize("source", [None, "applications"])
+    def test_failure_amount_missing_from_a_feed_that_carries_it(self, world, source):
+        """A row of the applications feed (or written before sources were recorded)
+        without its requested amount is a critical failure."""
+        engine, spec = world
+        with engine.begin() as conn:
+            conn.execute(update(Application).values(amount_requested=None, source_feed=source))
+        result = check(engine, spec)
+        assert_fails(result, "applications", MISSING_AMOUNT)
+        assert sorted(suite(result, "applications")["examples"][MISSING_AMOUNT]) == ["a1", "a2"]
+
+    def test_success_amount_missing_from_a_feed_that_cannot_carry_it(self, world):
+        """The UCI file has no amounts (CONTRACT: "a field that a feed cannot carry is not
+        a critical failure"): its rows pass, while the other feed's row beside them fails."""
+        engine, spec = world
+        with engine.begin() as conn:
+            conn.execute(update(Application).values(amount_requested=None, source_feed="uci-bank"))
+        assert_trusted(check(engine, spec))
+        with engine.begin() as conn:
+            conn.execute(
+                update(Application)
+                .where(Application.application_id == "a2")
+                .values(source_feed="applications")
+            )
+        result = check(engine, spec)
+        assert_fails(result, "applications", MISSING_AMOUNT)
+        assert suite(result, "applications")["examples"][MISSING_AMOUNT] == ["a2"]
 
 
 class TestFunnelConsistency:

@@ -43,7 +43,7 @@ def simulate(
 
 def decisions(members: np.ndarray, converted: np.ndarray, pairs=PAIRS) -> np.ndarray:
     """Decision codes (RUNS, WEEKS, pairs) of every look, as `judge` decides them: the base
-    rate is the control's (the pooled one when it is 0), Holm across the pairs."""
+    rate is the two arms' pooled one, Holm across the pairs."""
     index = {arm: i for i, arm in enumerate(ARMS)}
     estimates, variances, p_values, planned, smallest, pooled = [], [], [], [], [], []
     for control, treatment in pairs:
@@ -51,7 +51,7 @@ def decisions(members: np.ndarray, converted: np.ndarray, pairs=PAIRS) -> np.nda
         x0, x1 = converted[..., index[control]], converted[..., index[treatment]]
         with np.errstate(divide="ignore", invalid="ignore"):
             p0, p1, pool = x0 / n0, x1 / n1, (x0 + x1) / (n0 + n1)
-        base = np.where(p0 > 0, p0, pool)
+        base = pool
         tau2, planned_variance, _ = seq.plan_arrays(base, alpha=ALPHA)
         variance = seq.difference_variance(p0, n0, p1, n1)
         p_value = seq.always_valid_p_value(p1 - p0, variance, tau2)

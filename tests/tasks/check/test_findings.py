@@ -733,11 +733,21 @@ class TestStageRates:
             ({"applications": 0, "approved": 0}, ["approval_rate", "disbursement_rate"]),
             ({"approved": None}, ["approval_rate", "disbursement_rate"]),
             ({"responded": math.nan}, ["response_rate"]),
+            ({"decided": 0, "approved": 0}, ["approval_rate", "disbursement_rate"]),
         ],
     )
     def test_null_denominators_give_nan(self, changes, nan):
         got = stage_rates(counts(**changes))
         assert [name for name, value in got.items() if math.isnan(value)] == nan, got
+
+    def test_no_decision_is_no_data_not_a_zero_approval(self):
+        """Applications none of which is decided yet (or a feed without decisions): the
+        approval stage has no data, so the bottleneck cannot blame it."""
+        got = stage_rates(counts(decided=0, approved=0, disbursements=0))
+        assert math.isnan(got["approval_rate"]), got
+        assert stage_rates(counts(decided=1, approved=0))["approval_rate"] == 0.0
+        found = bottleneck(got, stage_references_from_targets(PLAN), "target")
+        assert found is None or found["stage"] != "approval", found
 
     def test_missing_counts(self):
         got = stage_rates({"touches": 10, "delivered": 5})

@@ -464,7 +464,8 @@ class TestAttribution:
 
     def test_channel_segment_and_variant(self, data: Data) -> None:
         """Channel is the application's own, segment the customer's, variant the customer's
-        assignment in the campaign (first touch), hold-out included."""
+        assignment in the campaign (first touch); a hold-out member's application counts
+        in no row (the hold-out is only the experiment's control group)."""
         treated, control = data.customer("c1", "sme"), data.customer("c2", "retail")
         data.touch(treated, datetime(2026, 3, 1), channel="phone", variant="B", delivered=False)
         data.touch(treated, datetime(2026, 3, 16), channel="sms", variant="B")
@@ -478,11 +479,31 @@ class TestAttribution:
             rows_of(apps, ["channel", "segment", "variant"], ["applications", "touches"]),
             {
                 ("branch", "sme", "B"): {"applications": 1, "touches": 0},
-                ("app_push", "retail", "holdout"): {"applications": 1, "touches": 0},
                 ("sms", "farm", "unassigned"): {"applications": 1, "touches": 0},
             },
             "applications",
         )
+
+    def test_holdout_members_count_in_no_figure(self, data: Data) -> None:
+        """A hold-out member who applies under the campaign's id (at a branch, say) is the
+        experiment's control, not a campaign result: the application, its rejection, its
+        loan and that loan's overdue status count nowhere in the campaign's figures."""
+        member, treated = data.customer("c1"), data.customer("c2")
+        data.holdout(member, datetime(2026, 1, 10))
+        data.touch(treated, datetime(2026, 1, 10))
+        rejected = data.application(member, APPLIED, campaign=S, channel="branch")
+        data.decision(rejected, APPLIED + timedelta(hours=1), "rejected", "low_score")
+        overdue = data.disbursed_application(member, datetime(2026, 2, 1, 10))
+        data.snapshot(overdue, date(2026, 3, 22), dpd=60)
+        counted = data.disbursed_application(treated, datetime(2026, 2, 1, 10))
+        data.snapshot(counted, date(2026, 3, 22), dpd=0)
+        assert set(funnel(data.conn, S, Period.parse("2026-Q1"))["variant"]) == {"A"}
+        assert total(funnel(data.conn, S, W12))["applications"] == 0
+        assert reject_reasons(data.conn, S, W12).empty
+        for by in ([], ["variant"]):
+            overdue_loans = overdue_rate_30(data.conn, S, W12, by=by)
+            assert overdue_loans["loans"].sum() == 1, by
+            assert overdue_loans["overdue_loans"].sum() == 0, by
 
     def test_same_instant_touches_go_to_the_higher_touch_id(self, data: Data) -> None:
         customer = data.customer("c1")
@@ -609,6 +630,9 @@ class TestApplicationOutcomes:
 
 
 def funnel_row(**counts: float) -> dict:
+    """A funnel row of `counts`, zero elsewhere; every application decided unless
+    `decided` says otherwise."""
+    counts.setdefault("decided", counts.get("applications", 0))
     return {column: counts.get(column, 0) for column in COUNTS}
 
 
@@ -657,6 +681,16 @@ class TestWithRates:
                 id="applications without touches or cost",
             ),
             pytest.param(funnel_row(), dict.fromkeys(RATES, np.nan), id="all zero"),
+            pytest.param(
+                funnel_row(touches=100, delivered=90, applications=4, decided=0, cost=50),
+                {"application_rate": 4 / 90, "approval_rate": np.nan, "roi": np.nan},
+                id="applications none of which is decided: no data, not 0 and -1",
+            ),
+            pytest.param(
+                funnel_row(touches=100, delivered=90, applications=4, decided=1, cost=50),
+                {"approval_rate": 0.0, "cac": np.nan, "roi": -1.0},
+                id="one decided, rejected: a true zero",
+            ),
         ],
     )
     def test_success(self, counts: dict, expected: dict) -> None:
@@ -1139,6 +1173,7 @@ def reference_funnel(conn: Connection, campaign: str, period: Period, timezone: 
     )
     attributed = attributed.merge(first, on="customer_id", how="left")
     attributed["variant"] = attributed["variant"].fillna("unassigned")
+    attributed = attributed[attributed["variant"] != "holdout"]  # the control group only
 
     loans = tables["loans"].merge(attributed[["application_id"]], on="application_id")
     loans["net_interest"] = (
@@ -1159,11 +1194,14 @@ def reference_funnel(conn: Connection, campaign: str, period: Period, timezone: 
         tables["decisions"]["decision"] == "approved", "application_id"
     ]
     attributed["approved"] = attributed["application_id"].isin(approved).astype(int)
+    decided = tables["decisions"]["application_id"]
+    attributed["decided"] = attributed["application_id"].isin(decided).astype(int)
     attributed = attributed.merge(per_application, on="application_id", how="left").fillna(
         {"disbursements": 0, "disbursed_amount": 0.0, "net_interest": 0.0, "expected_loss": 0.0}
     )
     application_counts = attributed.groupby(["week", "channel", "segment", "variant"]).agg(
         applications=("application_id", "size"),
+        decided=("decided", "sum"),
         approved=("approved", "sum"),
         disbursements=("disbursements", "sum"),
         disbursed_amount=("disbursed_amount", "sum"),

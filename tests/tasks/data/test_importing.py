@@ -514,6 +514,13 @@ ROW_FAULTS = [
         "amount_requested: must be between (0.0, ]",
     ),
     (
+        "requested amount missing (the applications feed carries it)",
+        "applications",
+        "a20,c1,,sms,2026-03-03T10:00:00,sme-revolving,",
+        "amount_requested",
+        "amount_requested: must not be null",
+    ),
+    (
         "negative days past due",
         "repayments",
         "l1,2026-06-05,-1,100",
@@ -556,6 +563,18 @@ class TestRowFaultsAreQuarantined:
         result = run_import(seeded, feed, path)
         assert_import(seeded, result, path, [(3, field, reason)])
         assert result.loaded == 1
+
+    def test_success_rows_record_their_feed(self, seeded: Engine, tmp_path: Path):
+        """An applications row says it came from the applications feed, which carries every
+        field: the check holds a missing amount against it (unlike the UCI file's)."""
+        path = write_feed(tmp_path, "applications", [GOOD["applications"]])
+        assert run_import(seeded, "applications", path).loaded == 1
+        key = GOOD["applications"].split(",")[0]
+        with seeded.connect() as conn:
+            source = conn.execute(
+                select(Application.source_feed).where(Application.application_id == key)
+            ).scalar_one()
+        assert source == "applications"
 
     def test_failure_keeps_the_rows_own_time(self, seeded: Engine, tmp_path: Path):
         bad = "t20,sme-spring-2026,c1,fax,A,2026-03-02T12:00:00,true,false,0.05"

@@ -18,6 +18,7 @@ from sqlalchemy import Engine, func, select
 from pdca.db import make_engine, upgrade
 from pdca.errors import UserError
 from pdca.models import Application, Base, Campaign, Customer, QuarantinedRow, Touch
+from tasks.common.feeds import NOT_CARRIED
 from tasks.data.importing import ImportResult
 from tasks.data.uci import import_uci_bank
 from tests.conftest import UCI_FILE
@@ -264,6 +265,21 @@ class TestYearRollover:
             ("uci-2", True, 10.0, True),
         ]
         assert [row[0] for row in segments] == ["retired", "admin."]
+
+    def test_success_applications_say_their_feed_has_no_amount(
+        self, sqlite_url: str, tmp_path: Path
+    ):
+        """The file knows that a client subscribed, not for how much: the application has
+        no amount and records its source, whose missing fields the check does not fault."""
+        path = write_uci(tmp_path, [uci_row(5, "may", y="yes")])
+        engine = make_engine(sqlite_url)
+        run_uci(engine, path)
+        with engine.connect() as conn:
+            stored = conn.execute(
+                select(Application.amount_requested, Application.source_feed)
+            ).all()
+        assert [tuple(row) for row in stored] == [(None, "uci-bank")]
+        assert NOT_CARRIED["uci-bank"]["applications"] == ("amount_requested",)
 
 
 class TestBadRows:
