@@ -16,6 +16,7 @@ from tasks.act.proposals.context import (
     Thresholds,
     channel_figures,
     find_kpi,
+    improves,
 )
 from tasks.act.proposals.text import kpi_text, num, pct, proposal
 from tasks.act.types import Proposal
@@ -35,10 +36,12 @@ def reallocate_budget_proposals(
     target, or its CAC is ≥ `cac_ratio` × the lowest CAC of the campaign's channels. Only
     channels with `min_channel_touches` touches are judged or chosen, and only channels of
     the plan's budget (without a plan there is nothing to move). The best channel is the
-    one with the highest ROI among those not failing; a failing channel whose ROI is at
-    least as high gives nothing (its CAC is high, but so is what it earns). The step is
-    `reallocation_step` of the failing channel's budget, cut so that it keeps
-    `plan_floor_share` of the plan's total; none when it is at its floor already.
+    one with the highest ROI whatever its own status (when every channel fails, the money
+    still goes where it earns most); the best channel itself gives nothing (its CAC is
+    high, but so is what it earns), nor does a channel whose ROI the move would not improve
+    by `min_improvement` (`improves`). The step is `reallocation_step` of the failing
+    channel's budget, cut so that it keeps `plan_floor_share` of the plan's total; none
+    when it is at its floor already.
 
     Params: {from_channel, to_channel, share, from_budget}: `share` of from_channel's
     budget moves (what `tasks.plan.plan.approved_adjustments` applies to the next plan's
@@ -56,9 +59,7 @@ def reallocate_budget_proposals(
         and numbers["touches"] >= thresholds.min_channel_touches
     }
     reasons = failing_channels(check, judged, thresholds)
-    candidates = {
-        c: n["roi"] for c, n in judged.items() if c not in reasons and n["roi"] is not None
-    }
+    candidates = {c: n["roi"] for c, n in judged.items() if n["roi"] is not None}
     if not candidates:
         return []
     best = max(candidates, key=lambda c: (candidates[c], c))
@@ -67,7 +68,12 @@ def reallocate_budget_proposals(
     proposals = []
     for channel in order:
         roi = judged[channel]["roi"]
-        if roi is not None and roi >= candidates[best]:
+        if channel == best or (
+            roi is not None
+            and not improves(
+                roi, candidates[best], lower_is_better=False, margin=thresholds.min_improvement
+            )
+        ):
             continue
         budget = float(context.budget[channel])
         share = reallocation_share(budget, floor, thresholds.reallocation_step)

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 
 from pdca.db import make_engine
 from pdca.models import Action, Application, Customer, Loan, Repayment, Touch
@@ -972,7 +972,15 @@ class TestThresholds:
 # --- gather_context on the database -------------------------------------------------------
 
 
-def action(kind: str, scope: dict, params: dict, *, status: str = "approved") -> dict[str, Any]:
+def action(
+    kind: str,
+    scope: dict,
+    params: dict,
+    *,
+    status: str = "approved",
+    decided_at: datetime | None = datetime(2026, 3, 5, 1),
+) -> dict[str, Any]:
+    """An action of 2026-W10, decided (when approved) before 2026-W11 began."""
     return {
         "campaign_id": CAMPAIGN_ID,
         "period": "2026-W10",
@@ -982,6 +990,7 @@ def action(kind: str, scope: dict, params: dict, *, status: str = "approved") ->
         "rationale": "test",
         "expected_impact": "",
         "status": status,
+        "decided_at": decided_at if status != "proposed" else None,
     }
 
 
@@ -1093,12 +1102,45 @@ class TestGatherContext:
             {**window("evening", "18:30-20:30", 2, 1), "touches": 3},
         ]
         assert found.admission == {"channel:sms": {"min_credit_score": 640}}
+        assert found.ranges == {"noon": "12:00-13:30", "evening": "18:30-20:30"}
+        assert found.changed == frozenset()
         book = found.loans.set_index("loan_id")
         assert list(found.loans.columns) == LOAN_COLUMNS
         assert book.loc["l-overdue", ["is_seasoned", "is_overdue"]].tolist() == [1, 1]
         assert book.loc["l-young", ["is_seasoned", "is_overdue"]].tolist() == [0, 0]
         assert book.loc["l-overdue", "credit_score"] == 610.0
         assert book.loc["l-overdue", "segment"] == "sme"
+
+    def test_the_period_is_judged_by_the_rules_in_force_during_it(self, db_url: str) -> None:
+        """The evening shift was approved after 2026-W11 began: W11's sends are counted in
+        the evening they went out in (the spec's 19:00-21:00), the next step starts from
+        18:30-20:30, and neither rule is proposed again from W11's evidence."""
+        self.build(db_url)
+        engine = make_engine(db_url)
+        with engine.begin() as conn:
+            conn.execute(
+                update(Action)
+                .where(Action.type == "shift_window")
+                .values(period="2026-W12", decided_at=datetime(2026, 3, 23, 2))
+            )
+            conn.execute(
+                update(Action)
+                .where(Action.params["min_credit_score"].as_integer() == 620)
+                .values(decided_at=datetime(2026, 3, 10, 2))
+            )
+        with engine.connect() as conn:
+            found = gather_context(conn, SPEC, Period.parse("2026-W11"))
+        engine.dispose()
+        assert found.windows == [
+            window("noon", "12:00-13:30", 4, 2),
+            {**window("evening", "19:00-21:00", 2, 0), "touches": 3},
+        ]
+        assert found.ranges == {"noon": "12:00-13:30", "evening": "18:30-20:30"}
+        assert found.admission == {"channel:sms": {"min_credit_score": 640}}
+        assert found.changed == {
+            "shift_window window:evening",
+            "tighten_admission channel:sms",
+        }
 
     def test_without_plan_or_sends(self, db_url: str) -> None:
         engine = make_engine(db_url)
