@@ -444,6 +444,37 @@ class TestReallocateBudget:
         )
         assert not of_type(run(check), "reallocate_budget")
 
+    def test_every_channel_failing_still_gives_to_the_best_roi(self) -> None:
+        rois = {"phone": 0.6, "sms": -0.2, "im": 0.1, "app_push": 0.3}
+        check = check_result(
+            funnel=with_rows(**{c: channel_row(c, roi=r) for c, r in rois.items()}),
+            kpis=[
+                kpi("roi", r, target=1.0, status="off_track", channel=c) for c, r in rois.items()
+            ],
+        )
+        found = of_type(run(check), "reallocate_budget")
+        assert [(m.params["from_channel"], m.params["to_channel"]) for m in found] == [
+            ("sms", "phone"),
+            ("im", "phone"),
+            ("app_push", "phone"),
+        ]
+
+    def test_a_move_that_improves_roi_by_less_than_the_margin_is_not_made(self) -> None:
+        """sms 0.88 against phone's 0.90: 2.3 % better, under the 5 % margin."""
+        check = failing_sms(sms=channel_row("sms", roi=0.88, cac=412.5))
+        assert not of_type(run(check), "reallocate_budget")
+        (move,) = of_type(
+            run(check, rules=Thresholds(min_channel_touches=100, min_improvement=0.02)),
+            "reallocate_budget",
+        )
+        assert move.params["to_channel"] == "phone"
+
+    def test_a_rule_changed_since_the_period_began_is_not_proposed_again(self) -> None:
+        changed = frozenset({"reallocate_budget channel:sms"})
+        assert not of_type(run(failing_sms(), changed=changed), "reallocate_budget")
+        other = frozenset({"reallocate_budget channel:im"})
+        assert of_type(run(failing_sms(), changed=other), "reallocate_budget")
+
     def test_thin_channels_are_neither_judged_nor_chosen(self) -> None:
         check = failing_sms(sms=channel_row("sms", roi=0.2, cac=412.5, touches=50))
         assert not of_type(run(check), "reallocate_budget")
@@ -607,6 +638,50 @@ class TestTightenAdmission:
         check = check_result(kpis=[kpi("overdue_rate_30", 0.375, channel="sms")])
         assert not of_type(run(check, loans=book), "tighten_admission")
 
+    def test_a_step_that_only_turns_away_good_loans_is_not_proposed(self) -> None:
+        """The issue's case: 5 of 95 seasoned loans (0 of them overdue) kept out, 5.3 % →
+        5.6 %: worse, so neither lever is proposed."""
+        book = loans(
+            (5, {"credit_score": 610.0, "debt_ratio": 0.68}),
+            (5, {"is_overdue": 1}),
+            (85, {}),
+        )
+        check = check_result(kpis=[kpi("overdue_rate_30", 5 / 95, channel="sms")])
+        assert not of_type(run(check, loans=book), "tighten_admission")
+
+    def test_a_step_that_keeps_out_no_loan_is_not_proposed(self) -> None:
+        book = loans((4, {"is_overdue": 1}), (36, {}))
+        check = check_result(kpis=[kpi("overdue_rate_30", 0.1, channel="sms")])
+        assert not of_type(run(check, loans=book), "tighten_admission")
+
+    def test_a_breach_the_rules_in_force_now_answer_is_not_acted_on_again(self) -> None:
+        """The 4 overdue loans are below the floor of 620 approved since: by the rules now
+        the scope's loans are all current, and the evidence says nothing more."""
+        book = loans((4, {"credit_score": 610.0, "is_overdue": 1}), (36, {}))
+        check = check_result(kpis=[kpi("overdue_rate_30", 0.1, channel="sms")])
+        (first,) = of_type(run(check, loans=book), "tighten_admission")
+        assert first.params == {"min_credit_score": 620}
+        admission = {"channel:sms": {"min_credit_score": 620}}
+        assert not of_type(run(check, loans=book, admission=admission), "tighten_admission")
+
+    def test_the_step_is_judged_on_the_loans_the_rules_now_admit(self) -> None:
+        book = loans(
+            (4, {"credit_score": 610.0, "is_overdue": 1}),
+            (3, {"credit_score": 630.0, "is_overdue": 1}),
+            (33, {}),
+        )
+        check = check_result(kpis=[kpi("overdue_rate_30", 7 / 40, channel="sms")])
+        admission = {"channel:sms": {"min_credit_score": 620}}
+        (step,) = of_type(run(check, loans=book, admission=admission), "tighten_admission")
+        assert step.params == {"min_credit_score": 640}
+        assert "(7 of 40 seasoned loans); 3 of the 36 that the rules in force now" in (
+            step.rationale
+        )
+        assert step.expected_impact == (
+            "Had min_credit_score been 640, 3 of the 36 seasoned loans (3 of them overdue) "
+            "would not have been made: overdue_rate_30 8.3 % → 0.0 %."
+        )
+
     def test_the_next_step_starts_from_the_approved_floor(self) -> None:
         check = check_result(kpis=[kpi("overdue_rate_30", 0.05, channel="sms")])
         admission = {"channel:sms": {"min_credit_score": 640}, "campaign": {"max_debt_ratio": 0.6}}
@@ -656,6 +731,19 @@ class TestShiftWindow:
         )
         assert "Moves evening 30 minutes earlier" in shift.expected_impact
         assert "up to 30 were all of it to" in shift.expected_impact
+
+    def test_a_move_that_improves_the_window_by_less_than_the_margin_is_not_made(self) -> None:
+        """Moving 30 of 120 minutes: 2.0 % → 2.75 %, 37.5 % better; a 40 % margin asks more."""
+        strict = Thresholds(window_min_touches=100, min_improvement=0.4)
+        assert not run(check_result(), windows=WINDOWS_APART, rules=strict)
+
+    def test_the_step_starts_from_the_ranges_in_force_now(self) -> None:
+        """The figures are counted in the windows of the period; the next step starts
+        from the ranges in force now (another window moved since)."""
+        now = {"noon": "11:30-13:00", "evening": "19:00-21:00"}
+        (shift,) = run(check_result(), windows=WINDOWS_APART, ranges=now)
+        assert shift.params == {"window": "evening", "from": "19:00-21:00", "to": "18:30-20:30"}
+        assert "in noon (12:00-13:30; 50 of 1000)" in shift.rationale
 
     def test_a_worse_earlier_window_moves_later(self) -> None:
         windows = [
