@@ -122,6 +122,9 @@ class ActContext:
     again from it."""
     plan_period: str | None = None
     """The period of the plan `budget` comes from."""
+    at_capacity: frozenset[str] = frozenset()
+    """Channels whose amount in that plan was bound by their capacity: the plan cannot give
+    them more, so no reallocation goes to them."""
 
 
 def rule_key(kind: str, scope: Mapping[str, Any]) -> str:
@@ -190,7 +193,7 @@ def gather_context(
     sends are counted in the windows they went out in), a step starts from the rules in
     force now (every approval but the period's own, so that a rerun converges), and a rule
     changed by an approval since the period began is not proposed again from it."""
-    plan_period, budget = current_budget(conn, spec.id, period)
+    plan_period, budget, at_capacity = current_budget(conn, spec.id, period)
     starts_at, _ = period.utc_bounds(spec.timezone)
     during = approved_actions(conn, spec.id, decided_before=starts_at)
     now = approved_actions(conn, spec.id, except_period=period.name)
@@ -209,15 +212,17 @@ def gather_context(
         admission=admission_from_actions(now),
         changed=changed,
         plan_period=plan_period,
+        at_capacity=at_capacity,
     )
 
 
 def current_budget(
     conn: Connection, campaign_id: str, period: Period
-) -> tuple[str | None, dict[str, float]]:
-    """(plan period, channel → amount) of the current plan of exactly `period`, else of
-    the shortest planned period containing it (amounts as planned, not pro-rated: shares
-    of them are what the rules move); (None, {}) without a plan."""
+) -> tuple[str | None, dict[str, float], frozenset[str]]:
+    """(plan period, channel → amount, channels bound by their capacity) of the current
+    plan of exactly `period`, else of the shortest planned period containing it (amounts
+    as planned, not pro-rated: shares of them are what the rules move); (None, {}, none)
+    without a plan."""
     plans = conn.execute(
         select(Plan.plan_id, Plan.period).where(
             Plan.campaign_id == campaign_id, Plan.is_current.is_(True)
@@ -232,10 +237,17 @@ def current_budget(
         if planned.start <= period.start and period.end <= planned.end:
             containing.append((planned.days, -plan_id, planned.name, plan_id))
     if not containing:
-        return None, {}
+        return None, {}, frozenset()
     _, _, name, plan_id = min(containing)
-    rows = conn.execute(select(Budget.channel, Budget.amount).where(Budget.plan_id == plan_id))
-    return name, {str(channel): float(amount) for channel, amount in rows}
+    rows = conn.execute(
+        select(Budget.channel, Budget.amount, Budget.explanation).where(Budget.plan_id == plan_id)
+    ).all()
+    bound = frozenset(
+        str(channel)
+        for channel, _, explanation in rows
+        if f"capacity:{channel}" in ((explanation or {}).get("limited_by") or [])
+    )
+    return name, {str(channel): float(amount) for channel, amount, _ in rows}, bound
 
 
 def response_by_window(

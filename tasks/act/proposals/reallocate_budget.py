@@ -20,6 +20,7 @@ from tasks.act.proposals.context import (
 )
 from tasks.act.proposals.text import kpi_text, num, pct, proposal
 from tasks.act.types import Proposal
+from tasks.check.findings import finite_number
 from tasks.check.result import CheckResult
 
 
@@ -37,9 +38,12 @@ def reallocate_budget_proposals(
     channels with `min_channel_touches` touches are judged or chosen, and only channels of
     the plan's budget (without a plan there is nothing to move). The best channel is the
     one with the highest ROI whatever its own status (when every channel fails, the money
-    still goes where it earns most); the best channel itself gives nothing (its CAC is
-    high, but so is what it earns), nor does a channel whose ROI the move would not improve
-    by `min_improvement` (`improves`). The step is `reallocation_step` of the failing
+    still goes where it earns most) that can take more: a channel the plan bound by its
+    capacity cannot (`ActContext.at_capacity`), and one whose overdue_rate_30 is above the
+    spec's ceiling must not (risk comes before return, and the plan keeps the expected
+    rate under that ceiling). The best channel itself gives nothing (its
+    CAC is high, but so is what it earns), nor does a channel whose ROI the move would not
+    improve by `min_improvement` (`improves`). The step is `reallocation_step` of the failing
     channel's budget, cut so that it keeps `plan_floor_share` of the plan's total; none
     when it is at its floor already.
 
@@ -59,7 +63,13 @@ def reallocate_budget_proposals(
         and numbers["touches"] >= thresholds.min_channel_touches
     }
     reasons = failing_channels(check, judged, thresholds)
-    candidates = {c: n["roi"] for c, n in judged.items() if n["roi"] is not None}
+    candidates = {
+        c: n["roi"]
+        for c, n in judged.items()
+        if n["roi"] is not None
+        and c not in context.at_capacity
+        and not breaches_risk(check, c, context.spec.risk.max_overdue_rate_30)
+    }
     if not candidates:
         return []
     best = max(candidates, key=lambda c: (candidates[c], c))
@@ -93,6 +103,13 @@ def reallocate_budget_proposals(
             )
         )
     return proposals
+
+
+def breaches_risk(check: CheckResult, channel: str, ceiling: float) -> bool:
+    """Whether the channel's overdue_rate_30 KPI is above the spec's ceiling."""
+    kpi = find_kpi(check, "overdue_rate_30", channel=channel)
+    actual = None if kpi is None else finite_number(kpi.actual)
+    return actual is not None and actual > ceiling + EPSILON
 
 
 def failing_channels(

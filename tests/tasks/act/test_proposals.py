@@ -459,6 +459,19 @@ class TestReallocateBudget:
             ("app_push", "phone"),
         ]
 
+    def test_a_channel_at_its_capacity_takes_no_more(self) -> None:
+        """phone earns most but the plan could not give it more: the next best takes it."""
+        check = failing_sms(im=channel_row("im", roi=0.7))
+        (move,) = of_type(run(check, at_capacity=frozenset({"phone"})), "reallocate_budget")
+        assert move.params["to_channel"] == "im"
+        assert "im has the best roi, 0.70" in move.rationale
+
+    def test_a_channel_above_the_overdue_ceiling_takes_no_more(self) -> None:
+        check = failing_sms(im=channel_row("im", roi=0.7))
+        check["kpis"].append(kpi("overdue_rate_30", 0.05, channel="phone"))
+        (move,) = of_type(run(check), "reallocate_budget")
+        assert move.params["to_channel"] == "im"
+
     def test_a_move_that_improves_roi_by_less_than_the_margin_is_not_made(self) -> None:
         """sms 0.88 against phone's 0.90: 2.3 % better, under the 5 % margin."""
         check = failing_sms(sms=channel_row("sms", roi=0.88, cac=412.5))
