@@ -194,6 +194,13 @@ class Settings(BaseSettings):
     act_window_shift_minutes: int = Field(
         default=30, ge=1, le=180, description="Most minutes shift_window moves a window per step."
     )
+    act_min_improvement: float = Field(
+        default=0.05,
+        ge=0,
+        description="Least relative improvement of its metric a proposal's own what-if must "
+        "show (overdue_rate_30 for tighten_admission, the moved budget's ROI for "
+        "reallocate_budget, the window's response rate for shift_window), else it is not made.",
+    )
     act_approval_timeout: int = Field(
         default=86_400,
         ge=1,

@@ -6,7 +6,9 @@ adjustments approved before the first SOP); each approved action applied afterwa
 one new version, whose changelog entry names the version, date, action and reason. Old
 versions stay in `sop_versions` and can be shown or compared (`sop_diff`). Which actions
 make a version and which budget moves the SOP lists is `tasks.common.rules`' to decide
-(`changes_rules`, `budget_moves`), like the rules themselves.
+(`changes_rules`, `budget_moves`), like the rules themselves; an approval that leaves them
+as they were (the same change approved twice, a step from a setting since changed) makes
+no version.
 """
 
 from __future__ import annotations
@@ -109,8 +111,8 @@ def update_sop(
         )
         created.append(_store(conn, spec, in_force, version, today, changelog))
     for action in now:
-        if not changes_rules(action.type):
-            continue  # e.g. hold: no rule changes, so no new version
+        if not changes_rules(action.type) or not alters(spec, in_force, action):
+            continue  # e.g. hold, or a change already in force: no new version
         in_force.append(action)
         version += 1
         changelog.append(
@@ -123,6 +125,27 @@ def update_sop(
         )
         created.append(_store(conn, spec, in_force, version, today, changelog))
     return created
+
+
+def alters(spec: CampaignSpec, in_force: Sequence[StoredAction], action: StoredAction) -> bool:
+    """Whether approving `action` on top of `in_force` changes the rules or the budget
+    moves the SOP states."""
+    before = [item.rule_record() for item in in_force]
+    after = [*before, action.rule_record()]
+    return _rules_text(spec, before) != _rules_text(spec, after)
+
+
+def _rules_text(spec: CampaignSpec, records: Sequence[Mapping[str, Any]]) -> str:
+    """The SOP's body for `records`, without its version, date and changelog."""
+    return render(
+        TEMPLATE,
+        spec=spec,
+        rules=rules_in_force(spec, records),
+        version=0,
+        dated="",
+        changelog=[],
+        reallocations=budget_moves(records),
+    )
 
 
 def render_sop(

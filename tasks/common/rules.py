@@ -8,7 +8,9 @@ rules dispatch applies, the SOP states and the next proposals start from:
 - `tighten_admission` at the campaign scope raises `risk.min_credit_score` or lowers
   `risk.max_debt_ratio`; at a channel or segment scope it becomes a `ScopedAdmission`
   (dispatch excludes the segment's customers below it, or keeps the channel from them);
-- `shift_window` replaces the named send window's range;
+- `shift_window` replaces the named send window's range, when it is the step from the
+  range in force (its `from`): a step proposed from a range since changed, or approved
+  twice, changes nothing;
 - `promote_variant` gives the loser's share to the winner (earlier members of the loser
   are sent the winner from then on); the hold-out is untouched, so the effect of the
   campaign stays measurable;
@@ -152,12 +154,16 @@ def rules_in_force(spec: CampaignSpec, approved: Sequence[Mapping[str, Any]]) ->
 
 
 def windows_in_force(spec: CampaignSpec, approved: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-    """The spec's send windows with the latest approved shift_window of each applied."""
+    """The spec's send windows with each approved shift_window applied in turn, when it
+    starts from the range then in force (one without `from` always applies)."""
     ranges = {name: str(window) for name, window in spec.contact_policy.windows.items()}
     for action in approved:
         params = action.get("params") or {}
-        if action.get("type") == "shift_window" and params.get("window") in ranges:
-            ranges[params["window"]] = str(params["to"])
+        name = params.get("window")
+        if action.get("type") != "shift_window" or name not in ranges:
+            continue
+        if not params.get("from") or params["from"] == ranges[name]:
+            ranges[name] = str(params["to"])
     return ranges
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -181,3 +182,41 @@ class TestDemoAt60000Customers:
         assert "overdue ceiling of 3% cannot hold" in notes, notes
         assert split["phone"] == pytest.approx(0.9 * 9599.09, rel=1e-4), split
         assert split["im"] > 0, split
+
+
+class TestActBackfill:
+    """Acting on the three weeks before the demo's, after the demo acted on its week (runs
+    last: it adds actions to the demo's database)."""
+
+    def test_proposes_nothing_twice_and_only_improvements(self, demo_run, prefect_home):
+        workdir, result = demo_run
+        assert result.returncode == 0, result.stderr[-3000:]
+        env = {**os.environ, "PREFECT_HOME": str(prefect_home)}
+        env.pop("PDCA_DATABASE_URL", None)
+        for week in ("2026-W16", "2026-W15", "2026-W14"):
+            acted = subprocess.run(
+                [PDCA, "act", "--campaign", "demo-sme-2026", "--period", week, "--auto-approve"],
+                cwd=workdir,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            assert acted.returncode == 0, acted.stderr[-3000:]
+        engine = create_engine(f"sqlite:///{workdir / 'var' / 'pdca.db'}")
+        with engine.connect() as conn:
+            actions = conn.execute(
+                text(
+                    "select period, type, scope, status, expected_impact from actions "
+                    "where type != 'hold' order by action_id"
+                )
+            ).all()
+        rules = [
+            (kind, json.dumps(json.loads(scope), sort_keys=True)) for _, kind, scope, *_ in actions
+        ]
+        assert len(rules) == len(set(rules)), f"a rule changed twice: {actions}"
+        for period, kind, _, status, impact in actions:
+            if kind == "tighten_admission" and status == "approved":
+                found = re.search(r"overdue_rate_30 ([\d.]+) % → ([\d.]+) %", impact)
+                assert found, (period, impact)
+                assert float(found[2]) < float(found[1]), (period, impact)

@@ -16,6 +16,7 @@ from tasks.act.proposals.context import (
     ActContext,
     Thresholds,
     gather_context,
+    rule_key,
     windows_from_quarter_hours,
 )
 from tasks.act.proposals.hold import hold_proposal
@@ -37,6 +38,7 @@ __all__ = [
     "propose",
     "reallocate_budget_proposals",
     "reallocation_share",
+    "rule_key",
     "shifted_range",
     "windows_from_quarter_hours",
 ]
@@ -62,13 +64,15 @@ def propose(
     """Every proposal the check result supports, `hold` alone when its data are untrusted.
 
     `history`: the campaign's earlier check results, newest first (the run rules read the
-    first `retire_after_periods − 1`). Order of the result: `ACTION_TYPES`.
+    first `retire_after_periods − 1`). Order of the result: `ACTION_TYPES`. A rule an
+    approval changed since the period began (`ActContext.changed`) is not proposed again:
+    that evidence was acted on already, and says nothing about the rule now in force.
     """
     if check.trusted is not True:  # a missing or odd verdict is no trust
         return [hold_proposal(check)]
     retiring = retire_channel_proposals(check, history, context, thresholds)
     retired = {item.params["channel"] for item in retiring}
-    return [
+    found = [
         *retiring,
         *reallocate_budget_proposals(check, context, thresholds, exclude=retired),
         *tighten_admission_proposals(check, context, thresholds),
@@ -76,3 +80,4 @@ def propose(
         *promote_variant_proposals(check, context, thresholds),
         *revise_targeting_proposals(check, thresholds),
     ]
+    return [item for item in found if rule_key(item.type, item.scope) not in context.changed]

@@ -23,7 +23,12 @@ from tasks.check.result import CheckResult, Kpi
 from tasks.common.campaigns import CampaignSpec, TimeRange
 from tasks.common.metrics import ALL_LOANS_SINCE
 from tasks.common.periods import Period
-from tasks.common.rules import admission_from_actions, approved_actions, windows_in_force
+from tasks.common.rules import (
+    admission_from_actions,
+    approved_actions,
+    scope_key,
+    windows_in_force,
+)
 from tasks.common.sqlfiles import query
 
 if TYPE_CHECKING:
@@ -65,6 +70,8 @@ class Thresholds:
     targeting_min_applications: int = 30
     alpha: float = 0.05
     """Significance of the window comparison (the settings' experiment_alpha)."""
+    min_improvement: float = 0.05
+    """Least relative improvement of its metric a proposal's what-if must show (`improves`)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Thresholds:
@@ -84,6 +91,7 @@ class Thresholds:
             window_shift_minutes=settings.act_window_shift_minutes,
             targeting_min_applications=settings.act_targeting_min_applications,
             alpha=settings.experiment_alpha,
+            min_improvement=settings.act_min_improvement,
         )
 
 
@@ -96,16 +104,43 @@ class ActContext:
     """Channel → amount in the current plan of the period (or the plan containing it);
     empty without a plan, and then no budget can be moved."""
     windows: list[dict[str, Any]] = field(default_factory=list)
-    """Per send window in force: window, range ('HH:MM-HH:MM'), touches, delivered,
-    responded, response_rate (None without deliveries) — `response_by_window`."""
+    """Per send window as it was in force during the period: window, range ('HH:MM-HH:MM'),
+    touches, delivered, responded, response_rate (None without deliveries) —
+    `response_by_window`."""
+    ranges: dict[str, str] = field(default_factory=dict)
+    """Window → its range in force now (empty: the ranges of `windows`): a step starts
+    from and must fit among these."""
     loans: pd.DataFrame | None = None
     """The campaign's loans with borrower risk attributes (`LOAN_COLUMNS`); None when not
     gathered: tighten_admission then judges by the rate alone and raises the score floor."""
     admission: dict[str, dict[str, float]] = field(default_factory=dict)
     """Scope key (`scope_key`) → the strictest approved {min_credit_score, max_debt_ratio}
-    of earlier tighten_admission actions: the next step starts from there."""
+    of the tighten_admission actions in force now: the next step starts from there."""
+    changed: frozenset[str] = frozenset()
+    """The rules (`rule_key`) an approved action changed after the period began: the
+    period's evidence is about a setting no longer in force, so none of them is proposed
+    again from it."""
     plan_period: str | None = None
     """The period of the plan `budget` comes from."""
+    at_capacity: frozenset[str] = frozenset()
+    """Channels whose amount in that plan was bound by their capacity: the plan cannot give
+    them more, so no reallocation goes to them."""
+
+
+def rule_key(kind: str, scope: Mapping[str, Any]) -> str:
+    """The rule an action changes: its type at its scope ('shift_window window:evening',
+    'tighten_admission segment:salaried', 'reallocate_budget channel:sms')."""
+    return f"{kind} {scope_key(scope)}"
+
+
+def improves(before: float, after: float, *, lower_is_better: bool, margin: float) -> bool:
+    """Whether going from `before` to `after` improves a metric by at least `margin` of
+    its current value (any gain counts from 0); a what-if that does not is no reason to
+    change a rule."""
+    gain = (before - after) if lower_is_better else (after - before)
+    if not gain > EPSILON:
+        return False
+    return before == 0 or gain >= margin * abs(before) - EPSILON
 
 
 # --- evidence from the check result ---------------------------------------------------
@@ -152,26 +187,42 @@ def find_kpi(
 def gather_context(
     conn: Connection, spec: CampaignSpec, period: Period, *, attribution_days: int = 14
 ) -> ActContext:
-    """Everything the rules need beyond the check result, for the campaign's `period`."""
-    plan_period, budget = current_budget(conn, spec.id, period)
-    approved = approved_actions(conn, spec.id, except_period=period.name)
-    ranges = windows_in_force(spec, approved)
+    """Everything the rules need beyond the check result, for the campaign's `period`.
+
+    The period is judged by the rules in force during it (approved before it began: its
+    sends are counted in the windows they went out in), a step starts from the rules in
+    force now (every approval but the period's own, so that a rerun converges), and a rule
+    changed by an approval since the period began is not proposed again from it."""
+    plan_period, budget, at_capacity = current_budget(conn, spec.id, period)
+    starts_at, _ = period.utc_bounds(spec.timezone)
+    during = approved_actions(conn, spec.id, decided_before=starts_at)
+    now = approved_actions(conn, spec.id, except_period=period.name)
+    earlier = {action["action_id"] for action in during}
+    changed = frozenset(
+        rule_key(action["type"], action["scope"])
+        for action in approved_actions(conn, spec.id)
+        if action["action_id"] not in earlier
+    )
     return ActContext(
         spec=spec,
         budget=budget,
-        windows=response_by_window(conn, spec, period, ranges),
+        windows=response_by_window(conn, spec, period, windows_in_force(spec, during)),
+        ranges=windows_in_force(spec, now),
         loans=loan_risk(conn, spec, period, attribution_days=attribution_days),
-        admission=admission_from_actions(approved),
+        admission=admission_from_actions(now),
+        changed=changed,
         plan_period=plan_period,
+        at_capacity=at_capacity,
     )
 
 
 def current_budget(
     conn: Connection, campaign_id: str, period: Period
-) -> tuple[str | None, dict[str, float]]:
-    """(plan period, channel → amount) of the current plan of exactly `period`, else of
-    the shortest planned period containing it (amounts as planned, not pro-rated: shares
-    of them are what the rules move); (None, {}) without a plan."""
+) -> tuple[str | None, dict[str, float], frozenset[str]]:
+    """(plan period, channel → amount, channels bound by their capacity) of the current
+    plan of exactly `period`, else of the shortest planned period containing it (amounts
+    as planned, not pro-rated: shares of them are what the rules move); (None, {}, none)
+    without a plan."""
     plans = conn.execute(
         select(Plan.plan_id, Plan.period).where(
             Plan.campaign_id == campaign_id, Plan.is_current.is_(True)
@@ -186,10 +237,17 @@ def current_budget(
         if planned.start <= period.start and period.end <= planned.end:
             containing.append((planned.days, -plan_id, planned.name, plan_id))
     if not containing:
-        return None, {}
+        return None, {}, frozenset()
     _, _, name, plan_id = min(containing)
-    rows = conn.execute(select(Budget.channel, Budget.amount).where(Budget.plan_id == plan_id))
-    return name, {str(channel): float(amount) for channel, amount in rows}
+    rows = conn.execute(
+        select(Budget.channel, Budget.amount, Budget.explanation).where(Budget.plan_id == plan_id)
+    ).all()
+    bound = frozenset(
+        str(channel)
+        for channel, _, explanation in rows
+        if f"capacity:{channel}" in ((explanation or {}).get("limited_by") or [])
+    )
+    return name, {str(channel): float(amount) for channel, amount, _ in rows}, bound
 
 
 def response_by_window(

@@ -16,9 +16,11 @@ from tasks.act.proposals.context import (
     Thresholds,
     channel_figures,
     find_kpi,
+    improves,
 )
 from tasks.act.proposals.text import kpi_text, num, pct, proposal
 from tasks.act.types import Proposal
+from tasks.check.findings import finite_number
 from tasks.check.result import CheckResult
 
 
@@ -35,10 +37,15 @@ def reallocate_budget_proposals(
     target, or its CAC is ≥ `cac_ratio` × the lowest CAC of the campaign's channels. Only
     channels with `min_channel_touches` touches are judged or chosen, and only channels of
     the plan's budget (without a plan there is nothing to move). The best channel is the
-    one with the highest ROI among those not failing; a failing channel whose ROI is at
-    least as high gives nothing (its CAC is high, but so is what it earns). The step is
-    `reallocation_step` of the failing channel's budget, cut so that it keeps
-    `plan_floor_share` of the plan's total; none when it is at its floor already.
+    one with the highest ROI whatever its own status (when every channel fails, the money
+    still goes where it earns most) that can take more: a channel the plan bound by its
+    capacity cannot (`ActContext.at_capacity`), and one whose overdue_rate_30 is above the
+    spec's ceiling must not (risk comes before return, and the plan keeps the expected
+    rate under that ceiling). The best channel itself gives nothing (its
+    CAC is high, but so is what it earns), nor does a channel whose ROI the move would not
+    improve by `min_improvement` (`improves`). The step is `reallocation_step` of the failing
+    channel's budget, cut so that it keeps `plan_floor_share` of the plan's total; none
+    when it is at its floor already.
 
     Params: {from_channel, to_channel, share, from_budget}: `share` of from_channel's
     budget moves (what `tasks.plan.plan.approved_adjustments` applies to the next plan's
@@ -57,7 +64,11 @@ def reallocate_budget_proposals(
     }
     reasons = failing_channels(check, judged, thresholds)
     candidates = {
-        c: n["roi"] for c, n in judged.items() if c not in reasons and n["roi"] is not None
+        c: n["roi"]
+        for c, n in judged.items()
+        if n["roi"] is not None
+        and c not in context.at_capacity
+        and not breaches_risk(check, c, context.spec.risk.max_overdue_rate_30)
     }
     if not candidates:
         return []
@@ -67,7 +78,12 @@ def reallocate_budget_proposals(
     proposals = []
     for channel in order:
         roi = judged[channel]["roi"]
-        if roi is not None and roi >= candidates[best]:
+        if channel == best or (
+            roi is not None
+            and not improves(
+                roi, candidates[best], lower_is_better=False, margin=thresholds.min_improvement
+            )
+        ):
             continue
         budget = float(context.budget[channel])
         share = reallocation_share(budget, floor, thresholds.reallocation_step)
@@ -87,6 +103,13 @@ def reallocate_budget_proposals(
             )
         )
     return proposals
+
+
+def breaches_risk(check: CheckResult, channel: str, ceiling: float) -> bool:
+    """Whether the channel's overdue_rate_30 KPI is above the spec's ceiling."""
+    kpi = find_kpi(check, "overdue_rate_30", channel=channel)
+    actual = None if kpi is None else finite_number(kpi.actual)
+    return actual is not None and actual > ceiling + EPSILON
 
 
 def failing_channels(

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import time
 
-from tasks.act.proposals.context import ActContext, Thresholds
+from tasks.act.proposals.context import ActContext, Thresholds, improves
 from tasks.act.proposals.text import p_text, pct, proposal
 from tasks.act.types import Proposal
 from tasks.check.experiments import holm, z_test_p_value
@@ -27,7 +27,10 @@ def shift_window_proposals(context: ActContext, thresholds: Thresholds) -> list[
     best opens earlier in the day, else later) by up to `window_shift_minutes` — a step,
     because the hours next to a window have no figures of their own — as far as it can
     without leaving the day or overlapping the quiet hours or another window; a window
-    with no room to move gets no proposal.
+    with no room to move gets no proposal. The figures are the period's, counted in the
+    windows in force during it; the step starts from the ranges in force now
+    (`ActContext.ranges`). The move is proposed only when the window's response rate, had
+    the moved minutes responded like the best window's, improves by `min_improvement`.
 
     Params: {window, from, to}: the window's range in force and its new range.
     """
@@ -49,19 +52,19 @@ def shift_window_proposals(context: ActContext, thresholds: Thresholds) -> list[
         for w in worse
     ]
     adjusted = holm(raw)
-    ranges = {
-        str(w["window"]): TimeRange.parse(str(w["range"]))
-        for w in context.windows
-        if w.get("range")
-    }
-    best_range = ranges[str(best["window"])]
+    during = {str(w["window"]): str(w["range"]) for w in context.windows if w.get("range")}
+    ranges = {name: TimeRange.parse(text) for name, text in (context.ranges or during).items()}
+    best_range = TimeRange.parse(during[str(best["window"])])
+    best_now = ranges.get(str(best["window"]), best_range)
     proposals = []
     for window, p_value in zip(worse, adjusted, strict=True):
         if p_value is None or p_value >= thresholds.alpha:
             continue
         name = str(window["window"])
+        if name not in ranges:
+            continue
         current = ranges[name]
-        direction = -1 if minutes_of(best_range.start) < minutes_of(current.start) else 1
+        direction = -1 if minutes_of(best_now.start) < minutes_of(current.start) else 1
         blocked = [context.spec.contact_policy.quiet_hours]
         blocked += [r for other, r in ranges.items() if other != name]
         moved = shifted_range(current, direction * thresholds.window_shift_minutes, blocked)
@@ -71,12 +74,15 @@ def shift_window_proposals(context: ActContext, thresholds: Thresholds) -> list[
         length = minutes_of(current.end) - minutes_of(current.start)
         rate = window["responded"] / window["delivered"]
         gain = (best_rate - rate) * window["delivered"]
+        after = rate + (best_rate - rate) * minutes / length
+        if not improves(rate, after, lower_is_better=False, margin=thresholds.min_improvement):
+            continue
         proposals.append(
             proposal(
                 "shift_window",
                 {"window": name},
                 {"window": name, "from": str(current), "to": str(moved)},
-                f"response_rate of the {name} window ({current}) is {pct(rate)} "
+                f"response_rate of the {name} window ({during[name]}) is {pct(rate)} "
                 f"({int(window['responded'])} of {int(window['delivered'])} delivered) against "
                 f"{pct(best_rate)} in {best['window']} ({best_range}; "
                 f"{int(best['responded'])} of {int(best['delivered'])}): two-proportion "

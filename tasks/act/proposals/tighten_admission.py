@@ -1,6 +1,7 @@
 """`tighten_admission`: overdue_rate_30 above the spec's ceiling at a scope raises that
 scope's score floor or tightens its debt-ratio cap by one step, whichever would have kept
-out more of the scope's overdue loans (`admission_lever`).
+out more of the scope's overdue loans (`admission_lever`), and only when that step
+improves the rate.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from tasks.act.proposals.context import EPSILON, ActContext, Thresholds
+from tasks.act.proposals.context import EPSILON, ActContext, Thresholds, improves
 from tasks.act.proposals.text import pct, pp, proposal, signed_pct
 from tasks.act.types import Proposal
 from tasks.check.findings import finite_number
@@ -30,8 +31,11 @@ def tighten_admission_proposals(
     Scopes are the check's KPI scopes. Channel and segment breaches are answered at their
     own scope, which keeps out the risky part without turning good customers away
     elsewhere; the campaign scope only when no narrower scope breaches (the excess is
-    spread across all of them). With loan data in the context, a scope needs
-    `min_seasoned_loans` seasoned loans, else its rate is too thin to act on.
+    spread across all of them). With loan data in the context, the step starts from the
+    rules in force now and is judged on the scope's seasoned loans those rules admit: it
+    needs `min_seasoned_loans` of them (else the rate is too thin to act on), their rate
+    must still breach the ceiling (else the approved rules answer it already), and the
+    step must improve it by `min_improvement` (`admission_lever`).
     """
     ceiling = context.spec.risk.max_overdue_rate_30
     breaches = [
@@ -46,15 +50,30 @@ def tighten_admission_proposals(
     proposals = []
     for kpi in chosen:
         scope = scope_without_gaps(kpi.scope)
-        loans = scope_loans(context.loans, scope)
-        if loans is not None and len(loans) < thresholds.min_seasoned_loans:
-            continue
         floor, cap = admission_in_force(context, scope)
-        choice = admission_lever(loans, floor, cap, thresholds)
+        loans = scope_loans(context.loans, scope)
+        admitted = None if loans is None else admitted_loans(loans, floor, cap)
+        if admitted is not None and (
+            len(admitted) < thresholds.min_seasoned_loans
+            or admitted["is_overdue"].mean() <= ceiling + EPSILON
+        ):
+            continue
+        choice = admission_lever(admitted, floor, cap, thresholds)
         if choice is None:
             continue
-        proposals.append(admission_proposal(kpi, scope, loans, ceiling, floor, cap, choice))
+        proposals.append(
+            admission_proposal(kpi, scope, loans, admitted, ceiling, floor, cap, choice)
+        )
     return proposals
+
+
+def admitted_loans(loans: pd.DataFrame, floor: int, cap: float) -> pd.DataFrame:
+    """The loans a score floor and a debt-ratio cap would have let in (an unknown value
+    keeps nobody out): what the rules in force now would have made of the evidence."""
+    score = pd.to_numeric(loans["credit_score"])
+    ratio = pd.to_numeric(loans["debt_ratio"])
+    out = (score < floor).fillna(False) | (ratio > cap + EPSILON).fillna(False)
+    return loans[~out.astype(bool)]
 
 
 def admission_lever(
@@ -64,12 +83,14 @@ def admission_lever(
 
     Each lever's step is tried on the scope's seasoned loans: those it would have kept
     out (score below the new floor; debt ratio above the new cap; an unknown value keeps
-    nobody out) and the overdue_rate_30 of the rest. The informative lever is the one
-    that leaves the lowest rate (ties: the one that turns away fewer loans, then the score
-    floor). When neither step would have kept out any loan, or there are no loan data,
-    the data cannot tell them apart and the score floor — the spec's primary admission
-    rule, which dispatch applies to every customer — is raised. A lever at its limit
-    (score 900, cap at or below one step) is not available; with neither, None.
+    nobody out) and the overdue_rate_30 of the rest. Only a step that lowers the rate by
+    `min_improvement` of it counts (turning away good loans alone only makes it worse);
+    the informative lever is the one that leaves the lowest rate (ties: the one that turns
+    away fewer loans, then the score floor); with loan data and no such step, None.
+    Without loan data the levers cannot be told apart and the score floor — the spec's
+    primary admission rule, which dispatch applies to every customer — is raised. A lever
+    at its limit (score 900, cap at or below one step) is not available; with neither,
+    None.
 
     Returns lever ('min_credit_score' or 'max_debt_ratio'), value (the new one), and
     when judged on loans: excluded, excluded_overdue, rate_before, rate_after.
@@ -92,6 +113,9 @@ def admission_lever(
             if not out.any() or kept == 0:
                 continue
             after = float(overdue[~out].sum()) / kept
+            before = float(overdue.mean())
+            if not improves(before, after, lower_is_better=True, margin=thresholds.min_improvement):
+                continue
             judged.append(
                 (
                     after,
@@ -103,13 +127,15 @@ def admission_lever(
                         "excluded": int(out.sum()),
                         "excluded_overdue": int(overdue[out].sum()),
                         "loans": len(loans),
-                        "rate_before": float(overdue.mean()),
+                        "rate_before": before,
                         "rate_after": after,
                     },
                 )
             )
     if judged:
         return min(judged, key=lambda item: item[:3])[3]
+    if loans is not None:
+        return None
     lever, value = options[0]
     return {"lever": lever, "value": value}
 
@@ -142,6 +168,7 @@ def admission_proposal(
     kpi: Kpi,
     scope: dict[str, Any],
     loans: pd.DataFrame | None,
+    admitted: pd.DataFrame | None,
     ceiling: float,
     floor: int,
     cap: float,
@@ -152,6 +179,11 @@ def admission_proposal(
     counts = ""
     if loans is not None:
         counts = f" ({int(loans['is_overdue'].sum())} of {len(loans)} seasoned loans)"
+    if loans is not None and admitted is not None and len(admitted) < len(loans):
+        counts += (
+            f"; {int(admitted['is_overdue'].sum())} of the {len(admitted)} that the rules in "
+            f"force now (min_credit_score {floor:g}, max_debt_ratio {cap:g}) admit"
+        )
     lever, value = choice["lever"], choice["value"]
     old = floor if lever == "min_credit_score" else cap
     change = (

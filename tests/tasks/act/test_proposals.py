@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 
 from pdca.db import make_engine
 from pdca.models import Action, Application, Customer, Loan, Repayment, Touch
@@ -444,6 +444,50 @@ class TestReallocateBudget:
         )
         assert not of_type(run(check), "reallocate_budget")
 
+    def test_every_channel_failing_still_gives_to_the_best_roi(self) -> None:
+        rois = {"phone": 0.6, "sms": -0.2, "im": 0.1, "app_push": 0.3}
+        check = check_result(
+            funnel=with_rows(**{c: channel_row(c, roi=r) for c, r in rois.items()}),
+            kpis=[
+                kpi("roi", r, target=1.0, status="off_track", channel=c) for c, r in rois.items()
+            ],
+        )
+        found = of_type(run(check), "reallocate_budget")
+        assert [(m.params["from_channel"], m.params["to_channel"]) for m in found] == [
+            ("sms", "phone"),
+            ("im", "phone"),
+            ("app_push", "phone"),
+        ]
+
+    def test_a_channel_at_its_capacity_takes_no_more(self) -> None:
+        """phone earns most but the plan could not give it more: the next best takes it."""
+        check = failing_sms(im=channel_row("im", roi=0.7))
+        (move,) = of_type(run(check, at_capacity=frozenset({"phone"})), "reallocate_budget")
+        assert move.params["to_channel"] == "im"
+        assert "im has the best roi, 0.70" in move.rationale
+
+    def test_a_channel_above_the_overdue_ceiling_takes_no_more(self) -> None:
+        check = failing_sms(im=channel_row("im", roi=0.7))
+        check["kpis"].append(kpi("overdue_rate_30", 0.05, channel="phone"))
+        (move,) = of_type(run(check), "reallocate_budget")
+        assert move.params["to_channel"] == "im"
+
+    def test_a_move_that_improves_roi_by_less_than_the_margin_is_not_made(self) -> None:
+        """sms 0.88 against phone's 0.90: 2.3 % better, under the 5 % margin."""
+        check = failing_sms(sms=channel_row("sms", roi=0.88, cac=412.5))
+        assert not of_type(run(check), "reallocate_budget")
+        (move,) = of_type(
+            run(check, rules=Thresholds(min_channel_touches=100, min_improvement=0.02)),
+            "reallocate_budget",
+        )
+        assert move.params["to_channel"] == "phone"
+
+    def test_a_rule_changed_since_the_period_began_is_not_proposed_again(self) -> None:
+        changed = frozenset({"reallocate_budget channel:sms"})
+        assert not of_type(run(failing_sms(), changed=changed), "reallocate_budget")
+        other = frozenset({"reallocate_budget channel:im"})
+        assert of_type(run(failing_sms(), changed=other), "reallocate_budget")
+
     def test_thin_channels_are_neither_judged_nor_chosen(self) -> None:
         check = failing_sms(sms=channel_row("sms", roi=0.2, cac=412.5, touches=50))
         assert not of_type(run(check), "reallocate_budget")
@@ -607,6 +651,50 @@ class TestTightenAdmission:
         check = check_result(kpis=[kpi("overdue_rate_30", 0.375, channel="sms")])
         assert not of_type(run(check, loans=book), "tighten_admission")
 
+    def test_a_step_that_only_turns_away_good_loans_is_not_proposed(self) -> None:
+        """The issue's case: 5 of 95 seasoned loans (0 of them overdue) kept out, 5.3 % →
+        5.6 %: worse, so neither lever is proposed."""
+        book = loans(
+            (5, {"credit_score": 610.0, "debt_ratio": 0.68}),
+            (5, {"is_overdue": 1}),
+            (85, {}),
+        )
+        check = check_result(kpis=[kpi("overdue_rate_30", 5 / 95, channel="sms")])
+        assert not of_type(run(check, loans=book), "tighten_admission")
+
+    def test_a_step_that_keeps_out_no_loan_is_not_proposed(self) -> None:
+        book = loans((4, {"is_overdue": 1}), (36, {}))
+        check = check_result(kpis=[kpi("overdue_rate_30", 0.1, channel="sms")])
+        assert not of_type(run(check, loans=book), "tighten_admission")
+
+    def test_a_breach_the_rules_in_force_now_answer_is_not_acted_on_again(self) -> None:
+        """The 4 overdue loans are below the floor of 620 approved since: by the rules now
+        the scope's loans are all current, and the evidence says nothing more."""
+        book = loans((4, {"credit_score": 610.0, "is_overdue": 1}), (36, {}))
+        check = check_result(kpis=[kpi("overdue_rate_30", 0.1, channel="sms")])
+        (first,) = of_type(run(check, loans=book), "tighten_admission")
+        assert first.params == {"min_credit_score": 620}
+        admission = {"channel:sms": {"min_credit_score": 620}}
+        assert not of_type(run(check, loans=book, admission=admission), "tighten_admission")
+
+    def test_the_step_is_judged_on_the_loans_the_rules_now_admit(self) -> None:
+        book = loans(
+            (4, {"credit_score": 610.0, "is_overdue": 1}),
+            (3, {"credit_score": 630.0, "is_overdue": 1}),
+            (33, {}),
+        )
+        check = check_result(kpis=[kpi("overdue_rate_30", 7 / 40, channel="sms")])
+        admission = {"channel:sms": {"min_credit_score": 620}}
+        (step,) = of_type(run(check, loans=book, admission=admission), "tighten_admission")
+        assert step.params == {"min_credit_score": 640}
+        assert "(7 of 40 seasoned loans); 3 of the 36 that the rules in force now" in (
+            step.rationale
+        )
+        assert step.expected_impact == (
+            "Had min_credit_score been 640, 3 of the 36 seasoned loans (3 of them overdue) "
+            "would not have been made: overdue_rate_30 8.3 % → 0.0 %."
+        )
+
     def test_the_next_step_starts_from_the_approved_floor(self) -> None:
         check = check_result(kpis=[kpi("overdue_rate_30", 0.05, channel="sms")])
         admission = {"channel:sms": {"min_credit_score": 640}, "campaign": {"max_debt_ratio": 0.6}}
@@ -656,6 +744,19 @@ class TestShiftWindow:
         )
         assert "Moves evening 30 minutes earlier" in shift.expected_impact
         assert "up to 30 were all of it to" in shift.expected_impact
+
+    def test_a_move_that_improves_the_window_by_less_than_the_margin_is_not_made(self) -> None:
+        """Moving 30 of 120 minutes: 2.0 % → 2.75 %, 37.5 % better; a 40 % margin asks more."""
+        strict = Thresholds(window_min_touches=100, min_improvement=0.4)
+        assert not run(check_result(), windows=WINDOWS_APART, rules=strict)
+
+    def test_the_step_starts_from_the_ranges_in_force_now(self) -> None:
+        """The figures are counted in the windows of the period; the next step starts
+        from the ranges in force now (another window moved since)."""
+        now = {"noon": "11:30-13:00", "evening": "19:00-21:00"}
+        (shift,) = run(check_result(), windows=WINDOWS_APART, ranges=now)
+        assert shift.params == {"window": "evening", "from": "19:00-21:00", "to": "18:30-20:30"}
+        assert "in noon (12:00-13:30; 50 of 1000)" in shift.rationale
 
     def test_a_worse_earlier_window_moves_later(self) -> None:
         windows = [
@@ -972,7 +1073,15 @@ class TestThresholds:
 # --- gather_context on the database -------------------------------------------------------
 
 
-def action(kind: str, scope: dict, params: dict, *, status: str = "approved") -> dict[str, Any]:
+def action(
+    kind: str,
+    scope: dict,
+    params: dict,
+    *,
+    status: str = "approved",
+    decided_at: datetime | None = datetime(2026, 3, 5, 1),
+) -> dict[str, Any]:
+    """An action of 2026-W10, decided (when approved) before 2026-W11 began."""
     return {
         "campaign_id": CAMPAIGN_ID,
         "period": "2026-W10",
@@ -982,6 +1091,7 @@ def action(kind: str, scope: dict, params: dict, *, status: str = "approved") ->
         "rationale": "test",
         "expected_impact": "",
         "status": status,
+        "decided_at": decided_at if status != "proposed" else None,
     }
 
 
@@ -1093,12 +1203,45 @@ class TestGatherContext:
             {**window("evening", "18:30-20:30", 2, 1), "touches": 3},
         ]
         assert found.admission == {"channel:sms": {"min_credit_score": 640}}
+        assert found.ranges == {"noon": "12:00-13:30", "evening": "18:30-20:30"}
+        assert found.changed == frozenset()
         book = found.loans.set_index("loan_id")
         assert list(found.loans.columns) == LOAN_COLUMNS
         assert book.loc["l-overdue", ["is_seasoned", "is_overdue"]].tolist() == [1, 1]
         assert book.loc["l-young", ["is_seasoned", "is_overdue"]].tolist() == [0, 0]
         assert book.loc["l-overdue", "credit_score"] == 610.0
         assert book.loc["l-overdue", "segment"] == "sme"
+
+    def test_the_period_is_judged_by_the_rules_in_force_during_it(self, db_url: str) -> None:
+        """The evening shift was approved after 2026-W11 began: W11's sends are counted in
+        the evening they went out in (the spec's 19:00-21:00), the next step starts from
+        18:30-20:30, and neither rule is proposed again from W11's evidence."""
+        self.build(db_url)
+        engine = make_engine(db_url)
+        with engine.begin() as conn:
+            conn.execute(
+                update(Action)
+                .where(Action.type == "shift_window")
+                .values(period="2026-W12", decided_at=datetime(2026, 3, 23, 2))
+            )
+            conn.execute(
+                update(Action)
+                .where(Action.params["min_credit_score"].as_integer() == 620)
+                .values(decided_at=datetime(2026, 3, 10, 2))
+            )
+        with engine.connect() as conn:
+            found = gather_context(conn, SPEC, Period.parse("2026-W11"))
+        engine.dispose()
+        assert found.windows == [
+            window("noon", "12:00-13:30", 4, 2),
+            {**window("evening", "19:00-21:00", 2, 0), "touches": 3},
+        ]
+        assert found.ranges == {"noon": "12:00-13:30", "evening": "18:30-20:30"}
+        assert found.admission == {"channel:sms": {"min_credit_score": 640}}
+        assert found.changed == {
+            "shift_window window:evening",
+            "tighten_admission channel:sms",
+        }
 
     def test_without_plan_or_sends(self, db_url: str) -> None:
         engine = make_engine(db_url)

@@ -97,6 +97,19 @@ def campaign(engine: Engine) -> Engine:
 
 
 class TestVersions:
+    def test_an_approval_that_changes_nothing_makes_no_version(self, campaign):
+        """The same floor approved again from another period, and a lower one: the rules
+        stay as they were, so no version (a different floor still makes one)."""
+        again = {**FLOOR, "action_id": 12, "period": "2026-04"}
+        lower = {**FLOOR, "action_id": 13, "params": {"min_credit_score": 620}}
+        higher = {**FLOOR, "action_id": 14, "params": {"min_credit_score": 660}}
+        with campaign.begin() as conn:
+            update_sop(conn, SPEC, [FLOOR], [FLOOR], today=DAY)
+            nothing = update_sop(conn, SPEC, [FLOOR, again, lower], [again, lower], today=DAY)
+            raised = update_sop(conn, SPEC, [FLOOR, again, lower, higher], [higher], today=DAY)
+        assert nothing == []
+        assert [r.version for r in raised] == [3]
+
     def test_first_version_then_one_per_applied_action(self, campaign):
         with campaign.begin() as conn:
             first = update_sop(conn, SPEC, [], [], today=DAY)

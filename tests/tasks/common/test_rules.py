@@ -153,6 +153,23 @@ class TestWindows:
         rules = rules_in_force(SPEC, [first, later])
         assert str(rules.spec.contact_policy.windows["noon"]) == "11:30-13:00"
 
+    def test_the_same_shift_approved_twice_moves_the_window_once(self) -> None:
+        params = {"window": "evening", "from": "19:00-21:00", "to": "18:30-20:30"}
+        twice = [action("shift_window", params), action("shift_window", dict(params))]
+        rules = rules_in_force(SPEC, twice)
+        assert rules.spec == rules_in_force(SPEC, twice[:1]).spec
+        assert str(rules.spec.contact_policy.windows["evening"]) == "18:30-20:30"
+
+    def test_a_step_from_a_range_since_changed_changes_nothing(self) -> None:
+        moved = action(
+            "shift_window", {"window": "evening", "from": "19:00-21:00", "to": "18:30-20:30"}
+        )
+        stale = action(
+            "shift_window", {"window": "evening", "from": "19:00-21:00", "to": "19:30-21:00"}
+        )
+        rules = rules_in_force(SPEC, [moved, stale])
+        assert str(rules.spec.contact_policy.windows["evening"]) == "18:30-20:30"
+
     def test_a_shift_into_the_quiet_hours_is_a_clear_error(self) -> None:
         shift = action(
             "shift_window", {"window": "evening", "from": "19:00-21:00", "to": "20:30-22:30"}
