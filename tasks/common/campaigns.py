@@ -242,7 +242,8 @@ class RiskPolicy(BaseModel):
         soft = info.data.get("max_overdue_rate_30")
         if hard is not None and soft is not None and hard < soft:
             raise ValueError(
-                f"hard limit {hard:g} is below max_overdue_rate_30 {soft:g}; it must be at least that"
+                f"hard limit {hard:g} is below max_overdue_rate_30 {soft:g}; "
+                "it must be at least that"
             )
         return hard
 

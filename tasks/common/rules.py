@@ -104,9 +104,10 @@ def approved_actions(
     except_period: str | None = None,
     decided_before: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """The campaign's approved actions (and applied guardrail pauses) in the order they were
-    proposed: action_id, period, type, scope, params. `except_period` leaves out one period's own actions, so that
-    re-running that period's act starts from the same rules and converges;
+    """The campaign's approved actions (and applied guardrail pauses) in the order they
+    were proposed: action_id, period, type, scope, params. `except_period` leaves out one
+    period's own actions, so that re-running that period's act starts from the same rules
+    and converges;
     `decided_before` (naive UTC) keeps those already in force at that moment."""
     statement = (
         select(Action.action_id, Action.period, Action.type, Action.scope, Action.params)
