@@ -8,6 +8,8 @@ with a comment and the reviewer's name) — or approve them all for scripted run
 every decision to the audit log; let each approved action make a new SOP version; write
 the adjustment report. Approved actions steer the next `pdca plan` (budget) and
 `pdca dispatch` (admission, windows, variants, targeting) through `tasks.common.rules`.
+A channel or segment past a hard guardrail is paused at once, without approval, and its
+resume proposed (`tasks.act.guardrails`): that one is a manager's, never auto-approved.
 What people see (the form's text, the report, the run's artifacts) is built in
 `tasks.act.artifacts`; the design of the rules is in docs/act.md.
 
@@ -40,6 +42,7 @@ from pdca.models import CheckResult as CheckRow
 from pdca.settings import get_settings
 from tasks.act.actions import decide, read_action, save_proposals, stored_actions
 from tasks.act.artifacts import adjustment_report_html, proposal_markdown, publish_act
+from tasks.act.guardrails import MANAGER_ONLY, Guarded, guard
 from tasks.act.proposals import Thresholds, gather_context, propose
 from tasks.act.sop import SopRecord, sop_path, sop_versions, update_sop, write_sop_files
 from tasks.act.types import APPROVED, PROPOSED, ActResult, Proposal, StoredAction
@@ -50,7 +53,7 @@ from tasks.common.periods import Period
 from tasks.common.reports import record_report, write_report
 from tasks.common.rules import approved_actions, changes_rules
 from tasks.common.scopes import format_scope
-from tasks.ops.events import emit_awaiting_approval
+from tasks.ops.events import emit_awaiting_approval, emit_guardrail_pauses
 
 AUTO_APPROVER = "auto-approve"
 """Who `--auto-approve` decisions are recorded as (with the OS user in the comment)."""
@@ -111,6 +114,23 @@ def propose_adjustments(
 
 
 @task(cache_policy=NO_CACHE)
+def apply_guardrails(
+    conn: Connection, spec: CampaignSpec, period: Period, check: CheckResult
+) -> Guarded:
+    """Pause, at once and committed, each scope past a hard limit; the resumes to propose.
+    Each pause is raised as an event for ops."""
+    guarded = guard(conn, spec, period, check)
+    conn.commit()
+    if guarded.applied:
+        get_run_logger().warning(
+            "guardrail: paused %s",
+            ", ".join(format_scope(action.scope) for action in guarded.applied),
+        )
+        emit_guardrail_pauses(spec.id, period.name, [a.to_json() for a in guarded.applied])
+    return guarded
+
+
+@task(cache_policy=NO_CACHE)
 def store_proposals(
     conn: Connection, campaign_id: str, period: Period, proposals: list[Proposal]
 ) -> list[StoredAction]:
@@ -142,7 +162,8 @@ def record_decision(
 def update_sop_versions(
     conn: Connection, spec: CampaignSpec, approved_now: list[StoredAction]
 ) -> list[SopRecord]:
-    """A new SOP version per action approved in this run (version 1 first, if none yet)."""
+    """A new SOP version per action approved (or a pause applied) in this run (version 1
+    first, if none yet)."""
     created = update_sop(
         conn, spec, approved_actions(conn, spec.id), approved_now, today=date.today()
     )
@@ -188,7 +209,8 @@ def act_flow(
         check = CheckResult.from_json(check_flow(campaign_id=campaign_id, period=when.name))
     with engine.connect() as conn:
         proposals = propose_adjustments(conn, spec, when, check)
-        actions = store_proposals(conn, campaign_id, when, proposals)
+        guarded = apply_guardrails(conn, spec, when, check)
+        actions = store_proposals(conn, campaign_id, when, [*proposals, *guarded.resumes])
     answers = collect_decisions(  # no connection is held while the run waits for people
         campaign_id,
         when,
@@ -199,7 +221,7 @@ def act_flow(
     with engine.connect() as conn:
         decided = [record_decision(conn, action_id, answer) for action_id, answer in answers]
         approved_now = [action for action in decided if action.status == APPROVED]
-        new_versions = update_sop_versions(conn, spec, approved_now)
+        new_versions = update_sop_versions(conn, spec, [*guarded.applied, *approved_now])
         actions = stored_actions(conn, campaign_id, when)
         report = write_adjustment_report(conn, spec, when, check, actions, new_versions)
         sop = sop_versions(conn, campaign_id)[-1]
@@ -230,13 +252,18 @@ def collect_decisions(
     auto-approving; else those a manager answered in the Prefect UI before the timeout.
 
     `hold` needs no decision: it changes no rule (`tasks.common.rules.changes_rules`) and
-    is recorded as proposed."""
+    is recorded as proposed. `--auto-approve` leaves a `resume` to a manager
+    (`tasks.act.guardrails.MANAGER_ONLY`): lifting a guardrail's pause needs a name."""
     logger = get_run_logger()
     decidable = [action for action in undecided if changes_rules(action.type)]
     if not decidable:
         return []
     if auto_approve:
-        return [(action.action_id, auto_decision(action.action_id)) for action in decidable]
+        return [
+            (action.action_id, auto_decision(action.action_id))
+            for action in decidable
+            if action.type not in MANAGER_ONLY
+        ]
     if not prefect_api_url_set():
         logger.warning(
             "%s\nNo Prefect server: nobody can answer this run's pause, so they stay "

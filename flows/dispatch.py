@@ -52,6 +52,7 @@ from tasks.do.outbox import (
     tune_for_batches,
     write_outbox_entries,
 )
+from tasks.do.pauses import cancel_stopped_sends, exclude_paused
 from tasks.do.sending import PreparedBatch, check_earlier_sends, send_chunks
 from tasks.do.slots import Slot, slots_for
 from tasks.do.wording import preflight
@@ -80,9 +81,11 @@ def prepare_batch(
     windows = [s.window for s in slots_for(effective, slot.day)]
     quotas, costs = daily_quotas(conn, plan_id, period, effective, len(windows))
     batch_id = open_batch(conn, spec.id, slot)
+    cancelled = cancel_stopped_sends(conn, spec.id, rules)
     released = release_held(conn, spec.id, slot, batch_id) if at < slot.ends_at else 0
     quotas = remaining_quotas(conn, batch_id, quotas)
     stage_audience(conn, spec, batch_id, slot, windows, propensity, rules)
+    exclude_paused(conn, rules)
     staged = count_stage(conn)
     if apply_capacity_in_stage(conn, quotas, staged.chosen_by_channel):
         staged = count_stage(conn)
@@ -95,6 +98,9 @@ def prepare_batch(
     summary.holdout = record_holdouts(conn, batch_id, spec.id)
     summary.held = staged.to_send if status == "held" else 0
     summary.status = "held" if status == "held" else "ready"
+    summary.cancelled = cancelled
+    if cancelled:
+        get_run_logger().info("outbox sends cancelled, by reason: %s", cancelled)
     if released:
         get_run_logger().info("%s held sends released into window %s", released, slot.window)
     conn.commit()
@@ -138,9 +144,10 @@ def dispatch_window(
 ) -> BatchSummary:
     """One window: prepare its batch, then send it unless the window has closed.
 
-    Gateways open for the written spec's channels: a send written before its channel was
-    retired (held, or interrupted by a crash) still completes; new sends never route to
-    a retired channel (`stage_audience`)."""
+    Gateways open for the written spec's channels: a send handed to its provider before
+    its channel was retired or paused (interrupted by a crash) still completes; one not
+    yet handed over is cancelled (`tasks.do.pauses`), and new sends never route to a
+    retired or paused channel, nor to a paused segment's customers."""
     rules = rules or RulesInForce(spec=spec)
     if at < slot.starts_at:
         return BatchSummary(window=slot.window, status="not_open_yet", rules=rule_names(rules))

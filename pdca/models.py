@@ -301,7 +301,9 @@ class OutboxEntry(Base):
     Status: `pending` (written, not yet handed over), `sending` (handed to the gateway,
     outcome not yet recorded — a crash here is resolved by resending with the same
     idempotency key, which the gateway recognises), `sent`, `failed`, `held` (its window
-    had passed: kept for the next window, never sent late), `holdout` (recorded, never sent).
+    had passed: kept for the next window, never sent late), `holdout` (recorded, never sent),
+    `cancelled` (its channel or segment was paused or retired before it went; `error` says
+    which: `paused`, `retired`).
     """
 
     __tablename__ = "outbox"

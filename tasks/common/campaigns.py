@@ -228,6 +228,24 @@ class RiskPolicy(BaseModel):
     excluded_industries: list[Text] = Field(default_factory=list)
     max_debt_ratio: float = Field(default=0.7, gt=0, le=100)
     """Beyond the contract: debt ratio above which a customer is not contacted."""
+    hard_overdue_rate_30: float | None = Field(default=None, gt=0, le=1)
+    """Optional guardrail: a channel or segment whose overdue_rate_30 passes it is paused
+    at once (docs/act.md, Guardrails); at least `max_overdue_rate_30`, the soft ceiling."""
+    hard_complaint_rate: float | None = Field(default=None, gt=0, le=1000)
+    """Optional guardrail: complaints per 1,000 delivered past which a scope is paused."""
+
+    @field_validator("hard_overdue_rate_30")
+    @classmethod
+    def _hard_not_below_soft(cls, hard: float | None, info: ValidationInfo) -> float | None:
+        """A hard limit below the soft ceiling would pause a scope before the ceiling's
+        gentler answer (tighten_admission) ever had a chance."""
+        soft = info.data.get("max_overdue_rate_30")
+        if hard is not None and soft is not None and hard < soft:
+            raise ValueError(
+                f"hard limit {hard:g} is below max_overdue_rate_30 {soft:g}; "
+                "it must be at least that"
+            )
+        return hard
 
 
 class ContactPolicy(BaseModel):

@@ -17,7 +17,10 @@ rules dispatch applies, the SOP states and the next proposals start from:
 - `retire_channel` takes the channel out of `channels` (the plan also gives it no budget);
 - `revise_targeting` deprioritises its segments: dispatch contacts them last;
 - `reallocate_budget` and `hold` change no rule here (the plan applies the first; the
-  second changes nothing by definition).
+  second changes nothing by definition);
+- `pause` (applied at once by a guardrail, status `applied`, no approval) stops dispatch
+  to its channel or segment until an approved `resume` of the same scope lifts it
+  (`paused_scopes`; docs/act.md, Guardrails).
 
 Actions fold in the order they were proposed; the strictest admission wins, the latest
 window shift and promotion win.
@@ -42,6 +45,10 @@ from pdca.errors import UserError
 from pdca.models import Action
 from tasks.common.campaigns import CampaignSpec
 
+IN_FORCE_STATUSES = ("approved", "applied")
+"""The decided statuses that put an action in force: a manager's approval, or `applied`
+(a guardrail's pause, which takes effect without one)."""
+
 
 @dataclass(frozen=True)
 class ScopedAdmission:
@@ -55,6 +62,17 @@ class ScopedAdmission:
 
 
 @dataclass(frozen=True)
+class PausedScope:
+    """A channel or segment a guardrail paused: dispatch sends it nothing."""
+
+    kind: str
+    """'channel' or 'segment'."""
+    name: str
+    action_id: int
+    """The `pause` action, which a `resume` names in its params (`pause_action_id`)."""
+
+
+@dataclass(frozen=True)
 class RulesInForce:
     """The spec with the approved actions applied, and what a spec cannot say."""
 
@@ -65,6 +83,8 @@ class RulesInForce:
     retired_channels: list[str] = field(default_factory=list)
     promoted: dict[str, str] = field(default_factory=dict)
     """Retired variant → the variant its members now get."""
+    paused: list[PausedScope] = field(default_factory=list)
+    """Channels and segments a guardrail paused and no approved resume has lifted."""
     applied: list[dict[str, Any]] = field(default_factory=list)
     """The approved actions folded in, oldest first (type, scope, params, action_id)."""
 
@@ -74,6 +94,10 @@ class RulesInForce:
     def channel_rules(self) -> list[ScopedAdmission]:
         return [rule for rule in self.scoped_admission if rule.kind == "channel"]
 
+    def paused_names(self, kind: str) -> list[str]:
+        """The paused channels (`kind` 'channel') or segments ('segment')."""
+        return [pause.name for pause in self.paused if pause.kind == kind]
+
 
 def approved_actions(
     conn: Connection,
@@ -82,13 +106,14 @@ def approved_actions(
     except_period: str | None = None,
     decided_before: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """The campaign's approved actions in the order they were proposed: action_id, period,
-    type, scope, params. `except_period` leaves out one period's own actions, so that
-    re-running that period's act starts from the same rules and converges;
+    """The campaign's approved actions (and applied guardrail pauses) in the order they
+    were proposed: action_id, period, type, scope, params. `except_period` leaves out one
+    period's own actions, so that re-running that period's act starts from the same rules
+    and converges;
     `decided_before` (naive UTC) keeps those already in force at that moment."""
     statement = (
         select(Action.action_id, Action.period, Action.type, Action.scope, Action.params)
-        .where(Action.campaign_id == campaign_id, Action.status == "approved")
+        .where(Action.campaign_id == campaign_id, Action.status.in_(IN_FORCE_STATUSES))
         .order_by(Action.action_id)
     )
     if except_period is not None:
@@ -149,6 +174,7 @@ def rules_in_force(spec: CampaignSpec, approved: Sequence[Mapping[str, Any]]) ->
         deprioritised_segments=deprioritised_segments(approved),
         retired_channels=list(dict.fromkeys(retired)),
         promoted=promoted,
+        paused=paused_scopes(approved),
         applied=[dict(action) for action in approved if changes_rules(action.get("type"))],
     )
 
@@ -237,6 +263,23 @@ def variants_in_force(spec: CampaignSpec, promoted: Mapping[str, str]) -> dict[s
         target = promoted.get(name, name)
         shares[target] = shares.get(target, 0.0) + float(share)
     return {name: shares[name] for name in spec.experiment.variants if name in shares}
+
+
+def paused_scopes(approved: Sequence[Mapping[str, Any]]) -> list[PausedScope]:
+    """The scopes a `pause` stopped and no later `resume` of the same scope lifted, in the
+    order they were paused; a pause of a scope already paused changes nothing."""
+    paused: dict[tuple[str, str], PausedScope] = {}
+    for action in approved:
+        scope = action.get("scope") or {}
+        named = [(kind, str(scope[kind])) for kind in ("channel", "segment") if scope.get(kind)]
+        if len(named) != 1:
+            continue  # guardrails pause one channel or one segment, nothing else
+        key = named[0]
+        if action.get("type") == "pause" and key not in paused:
+            paused[key] = PausedScope(*key, action_id=int(action["action_id"]))
+        elif action.get("type") == "resume":
+            paused.pop(key, None)
+    return list(paused.values())
 
 
 def deprioritised_segments(approved: Sequence[Mapping[str, Any]]) -> list[str]:

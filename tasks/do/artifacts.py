@@ -49,6 +49,9 @@ class BatchSummary:
     channels: dict[str, dict] = field(default_factory=dict)
     """Each channel this run sent on: `status` (`sent`, `partial`, `failed` or
     `deferred`), its `sent`, `failed` and `deferred` counts and the first `reason`."""
+    cancelled: dict[str, int] = field(default_factory=dict)
+    """Outbox sends written earlier and cancelled now, by reason (`paused`, `retired`):
+    their channel or segment was stopped before they went (`tasks.do.pauses`)."""
 
 
 def rule_names(rules: RulesInForce) -> list[str]:

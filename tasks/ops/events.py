@@ -1,5 +1,5 @@
 """Prefect events for what ops must react to: a KPI off track, an anomaly, untrusted data,
-and adjustments waiting for a manager's approval.
+adjustments waiting for a manager's approval, and a scope a guardrail paused.
 
 Events are how the rest of the platform hears about a check without reading its result:
 an Automation (README, "Operations") can match `pdca.data_quality.failed` on any
@@ -35,7 +35,14 @@ VARIANCE_BREACH = "pdca.variance.breach"
 ANOMALY_DETECTED = "pdca.anomaly.detected"
 DATA_QUALITY_FAILED = "pdca.data_quality.failed"
 AWAITING_APPROVAL = "pdca.action.awaiting_approval"
-EVENT_NAMES = (VARIANCE_BREACH, ANOMALY_DETECTED, DATA_QUALITY_FAILED, AWAITING_APPROVAL)
+GUARDRAIL_PAUSED = "pdca.guardrail.paused"
+EVENT_NAMES = (
+    VARIANCE_BREACH,
+    ANOMALY_DETECTED,
+    DATA_QUALITY_FAILED,
+    AWAITING_APPROVAL,
+    GUARDRAIL_PAUSED,
+)
 
 
 @dataclass(frozen=True)
@@ -181,6 +188,35 @@ def awaiting_approval(
     )
 
 
+def guardrail_pauses(
+    campaign_id: str, period: str, actions: Sequence[Mapping[str, Any]]
+) -> list[EventSpec]:
+    """One `pdca.guardrail.paused` per `pause` a guardrail applied: the scope, the metric
+    past its hard limit (its value and the limit) and the action to find it by."""
+    events = []
+    for action in actions:
+        if action.get("type") != "pause":
+            continue
+        params = dict(action.get("params") or {})
+        metric = str(params.get("metric"))
+        events.append(
+            EventSpec(
+                GUARDRAIL_PAUSED,
+                campaign_resource(campaign_id, period, **{"pdca.metric": metric}),
+                {
+                    "metric": metric,
+                    "scope": scope_without_gaps(action.get("scope")),
+                    "value": params.get("value"),
+                    "target": params.get("limit"),
+                    "action_id": action.get("action_id"),
+                    "status": action.get("status"),
+                    "rationale": action.get("rationale"),
+                },
+            )
+        )
+    return events
+
+
 def emit(events: Iterable[EventSpec]) -> int:
     """Hand the events to Prefect (sent in the background); how many were emitted.
 
@@ -207,3 +243,8 @@ def emit_awaiting_approval(campaign_id: str, period: str, actions: Sequence[Mapp
     whether an event was emitted."""
     spec = awaiting_approval(campaign_id, period, actions)
     return spec is not None and emit([spec]) == 1
+
+
+def emit_guardrail_pauses(campaign_id: str, period: str, actions: Sequence[Mapping]) -> int:
+    """Tell ops that a guardrail paused a scope (no manager was asked); how many events."""
+    return emit(guardrail_pauses(campaign_id, period, actions))

@@ -198,10 +198,44 @@ class TestRisk:
         [("max_overdue_rate_30", 1), ("min_credit_score", 300), ("apr_cap", 100)],
     )
     def test_bounds_are_inclusive(self, field, value):
-        assert getattr(spec(**{f"risk__{field}": value}).risk, field) == value
+        # without the example's hard limit, which a ceiling of 1 would be above
+        changed = spec(**{f"risk__{field}": value, "risk__hard_overdue_rate_30": DELETE})
+        assert getattr(changed.risk, field) == value
 
     def test_missing_risk_field(self):
         assert_paths(problems_of(spec_text(risk__apr_cap=DELETE)), {"risk.apr_cap"})
+
+
+class TestGuardrails:
+    def test_the_example_sets_both_hard_limits(self):
+        risk = load_spec(EXAMPLE).risk
+        assert (risk.hard_overdue_rate_30, risk.hard_complaint_rate) == (0.06, 10.0)
+
+    def test_both_are_optional(self):
+        risk = spec(risk__hard_overdue_rate_30=DELETE, risk__hard_complaint_rate=DELETE).risk
+        assert risk.hard_overdue_rate_30 is None and risk.hard_complaint_rate is None
+
+    @pytest.mark.parametrize(
+        "field, value",
+        [
+            ("hard_overdue_rate_30", 0),
+            ("hard_overdue_rate_30", 1.2),
+            ("hard_overdue_rate_30", "high"),
+            ("hard_complaint_rate", 0),
+            ("hard_complaint_rate", -3),
+            ("hard_complaint_rate", 1001),
+        ],
+    )
+    def test_out_of_range_is_refused_at_its_path(self, field, value):
+        assert_paths(problems_of(spec_text(**{f"risk__{field}": value})), {f"risk.{field}"})
+
+    def test_hard_overdue_limit_below_the_soft_ceiling_is_refused_with_why(self):
+        problems = problems_of(spec_text(risk__hard_overdue_rate_30=0.02))
+        assert_paths(problems, {"risk.hard_overdue_rate_30"})
+        assert "below max_overdue_rate_30 0.03" in problems[0][1]
+
+    def test_hard_limit_equal_to_the_soft_ceiling_is_fine(self):
+        assert spec(risk__hard_overdue_rate_30=0.03).risk.hard_overdue_rate_30 == 0.03
 
 
 class TestTimeRange:
@@ -386,9 +420,10 @@ class TestDocument:
             assert problem[0] == line
 
     def test_duplicate_key_is_an_error(self):
-        text = EXAMPLE.read_text(encoding="utf-8") + "budget_total: 1\n"
-        (problem,) = problems_of(text)
-        assert problem == ("line 24", "key 'budget_total' is given twice")
+        example = EXAMPLE.read_text(encoding="utf-8")
+        (problem,) = problems_of(example + "budget_total: 1\n")
+        line = len(example.splitlines()) + 1  # the line added after the example
+        assert problem == (f"line {line}", "key 'budget_total' is given twice")
 
     @pytest.mark.parametrize(
         "text, found", [("", "nothing"), ("- a\n- b\n", "list"), ("just text\n", "str")]

@@ -338,3 +338,76 @@ class TestWhatAnApprovedActionChanges:
                 "period": "2026-W10",
             }
         ]
+
+
+# --- guardrail pauses ------------------------------------------------------------------------
+
+
+def pause(kind: str, name: str) -> dict:
+    """A guardrail's pause as `approved_actions` returns it (status `applied`)."""
+    return action("pause", {"metric": "complaint_rate"}, {kind: name})
+
+
+def resume(paused: dict) -> dict:
+    return action("resume", {"pause_action_id": paused["action_id"]}, dict(paused["scope"]))
+
+
+class TestPauses:
+    def test_a_pause_stops_its_scope_and_changes_no_spec_rule(self) -> None:
+        sms, farmer = pause("channel", "sms"), pause("segment", "farmer")
+        rules = rules_in_force(SPEC, [sms, farmer])
+        assert rules.paused_names("channel") == ["sms"]
+        assert rules.paused_names("segment") == ["farmer"]
+        assert [p.action_id for p in rules.paused] == [sms["action_id"], farmer["action_id"]]
+        assert rules.spec == SPEC, "a pause is not a retirement: the channel keeps its budget"
+        assert [a["type"] for a in rules.applied] == ["pause", "pause"]
+
+    def test_an_approved_resume_lifts_only_its_own_scope(self) -> None:
+        sms, im = pause("channel", "sms"), pause("channel", "im")
+        rules = rules_in_force(SPEC, [sms, im, resume(sms)])
+        assert rules.paused_names("channel") == ["im"]
+
+    def test_a_pause_after_a_resume_stops_the_scope_again(self) -> None:
+        first = pause("segment", "farmer")
+        again = pause("segment", "farmer")
+        rules = rules_in_force(SPEC, [first, resume(first), again])
+        assert [(p.name, p.action_id) for p in rules.paused] == [("farmer", again["action_id"])]
+
+    def test_a_second_pause_of_a_paused_scope_changes_nothing(self) -> None:
+        first, second = pause("channel", "sms"), pause("channel", "sms")
+        rules = rules_in_force(SPEC, [first, second])
+        assert [p.action_id for p in rules.paused] == [first["action_id"]]
+
+    def test_a_campaign_or_combined_scope_is_not_a_pause(self) -> None:
+        odd = [
+            action("pause", {}, {}),
+            action("pause", {}, {"channel": "sms", "segment": "farmer"}),
+        ]
+        assert rules_in_force(SPEC, odd).paused == []
+
+    def test_an_applied_pause_is_in_force_a_rejected_resume_is_not(self, engine: Engine) -> None:
+        with engine.begin() as conn:
+            apply(conn, spec_dict())
+            rows = [("pause", "applied"), ("resume", "rejected"), ("resume", "proposed")]
+            conn.execute(
+                insert(Action),
+                [
+                    {
+                        "campaign_id": CAMPAIGN_ID,
+                        "period": "2026-W10",
+                        "type": kind,
+                        "scope": {"channel": "sms"},
+                        "params": {},
+                        "rationale": "test",
+                        "expected_impact": "",
+                        "status": status,
+                        "decided_by": None if status == "proposed" else "guardrail",
+                        "decided_at": None if status == "proposed" else datetime(2026, 3, 9),
+                    }
+                    for kind, status in rows
+                ],
+            )
+        with engine.connect() as conn:
+            found = approved_actions(conn, CAMPAIGN_ID)
+        assert [a["type"] for a in found] == ["pause"]
+        assert rules_in_force(SPEC, found).paused_names("channel") == ["sms"]

@@ -12,11 +12,13 @@ from tasks.ops.events import (
     ANOMALY_DETECTED,
     AWAITING_APPROVAL,
     DATA_QUALITY_FAILED,
+    GUARDRAIL_PAUSED,
     VARIANCE_BREACH,
     anomalies_detected,
     awaiting_approval,
     check_events,
     data_quality_failures,
+    guardrail_pauses,
     variance_breaches,
 )
 
@@ -167,6 +169,27 @@ class TestAwaitingApproval:
     def test_nothing_waiting_no_event(self):
         assert awaiting_approval("c1", "2026-W10", ACTIONS[:1]) is None
         assert awaiting_approval("c1", "2026-W10", []) is None
+
+
+class TestGuardrailPaused:
+    def test_one_event_per_pause_with_metric_value_and_limit(self):
+        pause = {
+            "action_id": 7,
+            "type": "pause",
+            "scope": {"channel": "sms", "segment": None},
+            "params": {"metric": "complaint_rate", "value": 14.0, "limit": 10.0},
+            "status": "applied",
+            "rationale": "channel sms in 2026-W10: complaint_rate 14.0 ...",
+        }
+        (event,) = guardrail_pauses("c1", "2026-W10", [*ACTIONS, pause])
+        assert event.event == GUARDRAIL_PAUSED
+        assert event.resource == {**RESOURCE, "pdca.metric": "complaint_rate"}
+        assert event.payload["scope"] == {"channel": "sms"}
+        assert (event.payload["value"], event.payload["target"]) == (14.0, 10.0)
+        assert (event.payload["action_id"], event.payload["status"]) == (7, "applied")
+
+    def test_no_pause_no_event(self):
+        assert guardrail_pauses("c1", "2026-W10", ACTIONS) == []
 
 
 # --- against a real Prefect server ----------------------------------------------------------
