@@ -36,6 +36,8 @@ from tasks.plan.plan import (
     previous_split,
     save_plan,
     send_days,
+    standing_adjustments,
+    waiting_for_a_resume,
 )
 from tasks.plan.result import BudgetLine, PlanInputs, PlanResult, Target
 from tasks.plan.targets import Minimums, fallback_notes, targets_from
@@ -64,21 +66,25 @@ def learn_from_history(conn: Connection, spec: CampaignSpec, period: Period) -> 
 def split_budget(
     conn: Connection, spec: CampaignSpec, period: Period, history: History
 ) -> tuple[Allocation, list[int], list[str]]:
-    """The LP's split of the period's budget, with the approved adjustments applied."""
+    """The LP's split of the period's budget, with the approved adjustments applied and
+    nothing for a channel retired or paused by a guardrail."""
     settings = get_settings()
     economics, notes = channel_economics(spec, history, send_days(spec, period))
-    adjustments = approved_adjustments(conn, spec.id)
+    approved = approved_adjustments(conn, spec.id)
+    standing = standing_adjustments(conn, spec, approved)
+    adjustments, waiting = waiting_for_a_resume(approved, standing)
     allocation, relaxed = allocate_within_risk(
         economics,
         period_budget(spec, period),
         objective=settings.plan_objective,
         floor_share=settings.plan_floor_share,
         overdue_ceiling=spec.risk.max_overdue_rate_30,
-        adjustments=[adjustment for _, adjustment in adjustments],
+        adjustments=[*(adjustment for _, adjustment in adjustments), *standing],
         previous=previous_split(conn, spec.id, period),
         previous_budget=previous_budget(conn, spec, period),
     )
-    return allocation, [action_id for action_id, _ in adjustments], [*notes, *relaxed]
+    applied = [action_id for action_id, _ in adjustments]
+    return allocation, applied, [*notes, *waiting, *relaxed]
 
 
 @task(cache_policy=NO_CACHE)

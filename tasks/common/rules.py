@@ -327,6 +327,20 @@ def budget_change(kind: str, params: Mapping[str, Any]) -> BudgetChange | None:
     return None
 
 
+def standing_budget_changes(rules: RulesInForce) -> list[tuple[str, BudgetChange]]:
+    """What the rules in force take out of every plan's split while they stand, each with
+    where it comes from: a retired channel (after the plan that first applied its
+    retirement) and a channel a guardrail paused (until its resume is approved) get
+    nothing. A paused segment changes no budget: dispatch leaves its customers out."""
+    retired = [("retired channel", BudgetChange("retire", c)) for c in rules.retired_channels]
+    paused = [
+        (f"pause action {pause.action_id}", BudgetChange("retire", pause.name))
+        for pause in rules.paused
+        if pause.kind == "channel" and pause.name not in rules.retired_channels
+    ]
+    return [*retired, *paused]
+
+
 def changes_rules(kind: str) -> bool:
     """Whether an approved action of `kind` changes a rule, and so makes a new SOP version:
     every type but `hold`, which by definition changes nothing."""

@@ -27,7 +27,13 @@ from pdca.models import Action, Budget, Campaign, Plan, Target, Touch
 from tasks.common.campaigns import CampaignSpec
 from tasks.common.metrics import complaint_rate, funnel, overdue_rate_30, rollup
 from tasks.common.periods import Period
-from tasks.common.rules import PLAN_ACTION_TYPES, budget_change
+from tasks.common.rules import (
+    PLAN_ACTION_TYPES,
+    approved_actions,
+    budget_change,
+    rules_in_force,
+    standing_budget_changes,
+)
 from tasks.plan.budget import (
     Allocation,
     BudgetAdjustment,
@@ -351,6 +357,40 @@ def approved_adjustments(conn: Connection, campaign_id: str) -> list[tuple[int, 
             adjustment = BudgetAdjustment(**asdict(change), source=f"action {action_id}")
             adjustments.append((action_id, adjustment))
     return adjustments
+
+
+def standing_adjustments(
+    conn: Connection, spec: CampaignSpec, pending: list[tuple[int, BudgetAdjustment]]
+) -> list[BudgetAdjustment]:
+    """The retired and paused channels, as `retire` constraints of this plan: asked again by
+    every plan while the rule stands, so never marked applied. A retirement still pending
+    (`pending`: this plan applies it) is not repeated."""
+    rules = rules_in_force(spec, approved_actions(conn, spec.id))
+    retiring = {adj.channel for _, adj in pending if adj.kind == "retire"}
+    return [
+        BudgetAdjustment(**asdict(change), source=origin)
+        for origin, change in standing_budget_changes(rules)
+        if change.channel in spec.channels and change.channel not in retiring
+    ]
+
+
+def waiting_for_a_resume(
+    adjustments: list[tuple[int, BudgetAdjustment]], pauses: list[BudgetAdjustment]
+) -> tuple[list[tuple[int, BudgetAdjustment]], list[str]]:
+    """The approved adjustments this plan applies, and a note for each that waits: a shift
+    into a paused channel would contradict its pause, so it stays approved and unapplied
+    and reaches the first plan after the resume."""
+    paused = {pause.channel for pause in pauses if pause.source.startswith("pause")}
+    applied, notes = [], []
+    for action_id, adjustment in adjustments:
+        if adjustment.kind == "shift" and adjustment.to_channel in paused:
+            notes.append(
+                f"Adjustment {adjustment.label} (action {action_id}) waits: "
+                f"{adjustment.to_channel} is paused by a guardrail."
+            )
+        else:
+            applied.append((action_id, adjustment))
+    return applied, notes
 
 
 def previous_split(conn: Connection, campaign_id: str, period: Period) -> dict[str, float] | None:

@@ -259,6 +259,25 @@ def approve(engine: Engine, campaign_id: str, kind: str, params: dict) -> int:
         ).scalar_one()
 
 
+def record(engine: Engine, campaign_id: str, kind: str, status: str, scope: dict) -> int:
+    """A guardrail's `pause` (status applied) or a `resume` of `scope`, as act stores them."""
+    with engine.begin() as conn:
+        return conn.execute(
+            insert(Action)
+            .values(
+                campaign_id=campaign_id,
+                period=str(PERIOD),
+                type=kind,
+                scope=scope,
+                params={},
+                rationale="test",
+                status=status,
+                decided_by="guardrail" if kind == "pause" else None,
+            )
+            .returning(Action.action_id)
+        ).scalar_one()
+
+
 def applied_to(engine: Engine, action_id: int) -> str | None:
     with engine.connect() as conn:
         return conn.execute(
@@ -306,6 +325,55 @@ class TestApprovedActions:
         channel_touches = by_scope(result["targets"])[("im", None)]["touches"]["target"]
         assert channel_touches == 0
         assert applied_to(planned.engine, action) == str(PERIOD)
+
+    def test_a_retired_channel_stays_out_of_every_later_plan(self, planned):
+        new_campaign(planned.engine, "sme-retired")
+        approve(planned.engine, "sme-retired", "retire_channel", {"channel": "im"})
+        with database(planned.url):
+            plan_flow("sme-retired", str(PERIOD))
+            later = plan_flow("sme-retired", str(NEXT))
+        rows = budget_rows(planned.engine, later["plan_id"])
+        assert rows["im"]["amount"] == 0 and rows["im"]["touches"] == 0, rows
+        assert later["inputs"]["applied_actions"] == []
+        assert any("retired channel" in note for note in later["inputs"]["notes"]), later
+
+    def test_a_paused_channel_gets_nothing_until_its_resume_is_approved(self, planned):
+        new_campaign(planned.engine, "sme-paused")
+        pause = record(planned.engine, "sme-paused", "pause", "applied", {"channel": "im"})
+        with database(planned.url):
+            paused = plan_flow("sme-paused", str(PERIOD))
+            still = plan_flow("sme-paused", str(NEXT))
+        for plan in (paused, still):
+            rows = budget_rows(planned.engine, plan["plan_id"])
+            assert rows["im"]["amount"] == 0 and rows["im"]["touches"] == 0, rows
+            assert all(rows[c]["amount"] > 0 for c in rows if c != "im"), rows
+            assert any(f"pause action {pause}" in n for n in plan["inputs"]["notes"]), plan
+            assert plan["inputs"]["applied_actions"] == [], "a pause is never used up"
+        record(planned.engine, "sme-paused", "resume", "proposed", {"channel": "im"})
+        with database(planned.url):
+            proposed = plan_flow("sme-paused", str(NEXT))
+        assert budget_rows(planned.engine, proposed["plan_id"])["im"]["amount"] == 0
+        record(planned.engine, "sme-paused", "resume", "approved", {"channel": "im"})
+        with database(planned.url):
+            resumed = plan_flow("sme-paused", str(NEXT))
+        assert budget_rows(planned.engine, resumed["plan_id"])["im"]["amount"] > 0
+
+    def test_a_shift_into_a_paused_channel_waits_for_the_resume(self, planned):
+        new_campaign(planned.engine, "sme-wait", budget_total=1200)
+        with database(planned.url):
+            plan_flow("sme-wait", str(PERIOD))
+        shift = approve(
+            planned.engine,
+            "sme-wait",
+            "reallocate_budget",
+            {"from_channel": "sms", "to_channel": "im", "share": 0.5},
+        )
+        record(planned.engine, "sme-wait", "pause", "applied", {"channel": "im"})
+        with database(planned.url):
+            result = plan_flow("sme-wait", str(NEXT))
+        assert budget_rows(planned.engine, result["plan_id"])["im"]["amount"] == 0
+        assert applied_to(planned.engine, shift) is None, "applied while its target is paused"
+        assert any("waits: im is paused" in n for n in result["inputs"]["notes"]), result
 
     def test_unapproved_actions_change_nothing(self, planned):
         new_campaign(planned.engine, "sme-proposed")
