@@ -159,7 +159,11 @@ def demo_60000(tmp_path_factory: pytest.TempPathFactory, prefect_home: Path):
 
 
 class TestDemoAt60000Customers:
-    def test_plans_the_next_week_and_says_what_gave_way(self, demo_60000):
+    """The size whose next-week plan was infeasible. The LP's numbers of that run are a
+    unit test (tests/tasks/plan/test_budget.py, TestDemoWeekAfterTheCheckedOne); here the
+    whole demo at that size must complete and plan the week after the checked one."""
+
+    def test_plans_the_next_week(self, demo_60000):
         workdir, result = demo_60000
         assert result.returncode == 0, result.stderr[-3000:]
         assert "plan demo-sme-2026 2026-W18: version 1" in result.stdout, result.stdout
@@ -172,16 +176,14 @@ class TestDemoAt60000Customers:
                 conn.execute(
                     text(
                         "select b.channel, b.amount from budgets b join plans p "
-                        "on p.plan_id = b.plan_id where p.period = '2026-W18'"
+                        "on p.plan_id = b.plan_id where p.period = '2026-W18' and p.is_current"
                     )
                 ).all()
             )
-        notes = " ".join(json.loads(inputs)["notes"])
-        # the approved shift of 10 % of phone's 9,599 moves what im can take, not 3 × that
-        assert "shift 10% phone to im asks for at least 960 on im" in notes, notes
-        assert "overdue ceiling of 3% cannot hold" in notes, notes
-        assert split["phone"] == pytest.approx(0.9 * 9599.09, rel=1e-4), split
-        assert split["im"] > 0, split
+        engine.dispose()
+        assert split and all(amount >= 0 for amount in split.values()), split
+        assert sum(split.values()) > 0, split
+        assert json.loads(inputs)["notes"], "a plan says how its split came about"
 
 
 class TestActBackfill:
