@@ -85,16 +85,19 @@ def check_unchecked(campaign_ids: list[str], period: str) -> list[str]:
 
 @task(cache_policy=NO_CACHE)
 def gather_review(
-    conn: Connection, period: Period, campaigns: list[ReviewedCampaign], trailing_weeks: int
+    conn: Connection, period: Period, campaigns: list[ReviewedCampaign], settings: Settings
 ) -> Review:
-    """Each campaign's stored check result, trend, adjustments and SOP changes."""
+    """Each campaign's stored check result, trend, adjustments, SOP changes and overdue
+    exposure (the trend: the anomaly window's trailing weeks, then the period's)."""
     stored = stored_checks(conn, [campaign.campaign_id for campaign in campaigns], period.name)
-    weeks = trend_week_names(period, trailing_weeks)
+    weeks = trend_week_names(period, settings.anomaly_window_weeks)
+    days = settings.attribution_window_days
     reviews = [
-        review_campaign(conn, campaign, period, stored.get(campaign.campaign_id), weeks)
+        review_campaign(conn, campaign, period, stored.get(campaign.campaign_id), weeks, days)
         for campaign in campaigns
     ]
-    return Review(period, reviews, weeks, datetime.now(UTC).replace(microsecond=0))
+    now = datetime.now(UTC).replace(microsecond=0)
+    return Review(period, reviews, weeks, now, currency=settings.currency)
 
 
 @task(cache_policy=NO_CACHE)
@@ -174,7 +177,7 @@ def weekly_review_flow(
     problems = check_unchecked(unchecked, period)
     measured = measured_lines(parsed, settings)
     with engine.connect() as conn:
-        review = gather_review(conn, parsed, campaigns, settings.anomaly_window_weeks)
+        review = gather_review(conn, parsed, campaigns, settings)
         charts = draw_charts(review)
         path = write_review_file(review, charts, settings.output_dir / "reports", measured)
         save_review_record(conn, period, path, actor)

@@ -10,7 +10,17 @@ from __future__ import annotations
 import math
 
 MONEY = frozenset(
-    {"cost", "cac", "disbursed_amount", "net_interest", "expected_loss", "loan_balance", "ltv"}
+    {
+        "cost",
+        "cac",
+        "disbursed_amount",
+        "net_interest",
+        "expected_loss",
+        "loan_balance",
+        "ltv",
+        "amount",
+        "budget",
+    }
 )
 """Metrics in currency units."""
 COUNTS = frozenset(

@@ -491,7 +491,7 @@ class TestRendering:
         page = render_review(review, [], {}, measured=measured)
         assert SCRIPT_NAME not in page
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-        assert page.count('id="kpi-table"') == 1
+        assert page.count('id="kpis"') == 1, "one summary of the KPIs (no second KPI block)"
         assert 'id="kpi-table-spring-test"' in page
 
     def test_html_has_the_status_colours(self, review: Review, measured) -> None:
@@ -579,6 +579,6 @@ class TestSharedMacros:
         html = self.render("{{ m.kpi_table(kpis) }}", kpis=RESULT["kpis"])
         assert '<table class="kpi-table" id="kpi-table">' in html
         assert html.count("<tr class=") == len(RESULT["kpis"])
-        assert ">4.00%</td>" in html and ">3.00%</td>" in html, "overdue_rate_30 as a percentage"
+        assert ">4.0 %</td>" in html and ">3.0 %</td>" in html, "overdue_rate_30 as a percentage"
         assert ">+33.3%</td>" in html, "variance_pct of overdue_rate_30"
         assert ">channel=sms</td>" in html and ">campaign</td>" in html
