@@ -59,7 +59,7 @@ from tasks.review.charts import (
     funnel_chart,
     trend_chart,
 )
-from tasks.review.summary import Summary, overdue_exposure, summarise_review
+from tasks.review.summary import Summary, overdue_exposure, scope_figures, summarise_review
 
 REPORT_KIND = "weekly_review"
 HTML_TEMPLATE = "weekly_review.html.j2"
@@ -125,6 +125,8 @@ class CampaignReview:
     data_quality: dict[str, Any] = field(default_factory=dict)
     exposure: dict[str, float] = field(default_factory=dict)
     """Scope label → outstanding of loans 30+ days past due (`summary.overdue_exposure`)."""
+    figures: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    """Scope label → the period's funnel totals (`summary.scope_figures`)."""
     note: str | None = None
     """Why the campaign has no check result to show, when it has none."""
 
@@ -167,7 +169,8 @@ class Review:
     def summary(self) -> Summary:
         """The first screen: KPI cards, ranked exceptions, decisions, changes."""
         exposures = {part.campaign_id: part.exposure for part in self.campaigns}
-        return summarise_review(self.campaigns, exposures, self.currency)
+        figures = {part.campaign_id: part.figures for part in self.campaigns}
+        return summarise_review(self.campaigns, exposures, self.currency, figures)
 
     @property
     def recipients(self) -> list[str]:
@@ -276,6 +279,7 @@ def review_campaign(
     review.bottleneck = check.bottleneck
     review.reject_reasons = check.overall_reject_reasons
     review.data_quality = data_quality_summary(check)
+    review.figures = scope_figures(check.funnel)
     review.exposure = overdue_exposure(
         conn, campaign.campaign_id, campaign.timezone, period, attribution_days
     )

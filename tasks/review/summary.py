@@ -28,7 +28,7 @@ import pandas as pd
 from sqlalchemy import Connection
 
 from tasks.check.result import Kpi
-from tasks.common import formatting
+from tasks.common import formatting, metrics
 from tasks.common.metrics import ALL_LOANS_SINCE
 from tasks.common.periods import Period
 from tasks.common.scopes import format_scope
@@ -275,13 +275,35 @@ def diagnosis(kpi: Kpi, kind: str, amount: float | None, currency: str) -> str:
     return f"{head}: about {money} disbursed short of plan"
 
 
+def scope_figures(funnel_rows: Sequence[Any]) -> dict[str, dict[str, float | None]]:
+    """Scope label → the period's funnel totals and rates there (the whole campaign, each
+    channel, each segment), from the check's funnel rows: what an exception's cost is
+    worked out from, whether or not the plan set a KPI on them."""
+    if not funnel_rows:
+        return {}
+    frame = pd.DataFrame([row.to_json() for row in funnel_rows])
+    figures: dict[str, dict[str, float | None]] = {}
+    for key in (None, "channel", "segment"):
+        rolled = metrics.rollup(frame, [key] if key else [])
+        for record in rolled.to_dict("records"):
+            label = scope_key({key: record[key]} if key else {})
+            figures[label] = {name: _float(value) for name, value in record.items()}
+    return figures
+
+
 def campaign_exceptions(
-    review: Any, exposure: Mapping[str, float], currency: str
+    review: Any,
+    exposure: Mapping[str, float],
+    currency: str,
+    figures: Mapping[str, Mapping[str, float | None]] | None = None,
 ) -> list[Exception_]:
-    """Every KPI of the campaign off track or at risk, at any scope, with its cost."""
-    by_scope: dict[str, dict[str, float | None]] = {}
+    """Every KPI of the campaign off track or at risk, at any scope, with its cost (worked
+    out from the scope's funnel `figures`, the KPIs' actuals where the funnel has none)."""
+    by_scope: dict[str, dict[str, float | None]] = {
+        label: dict(values) for label, values in (figures or {}).items()
+    }
     for kpi in review.kpis:
-        by_scope.setdefault(scope_key(kpi.scope), {})[kpi.metric] = kpi.actual
+        by_scope.setdefault(scope_key(kpi.scope), {}).setdefault(kpi.metric, kpi.actual)
     found = []
     for kpi in review.kpis:
         if kpi.status not in EXCEPTION_STATUSES:
@@ -367,14 +389,22 @@ def changes_since_last_week(review: Any) -> list[Change]:
 
 
 def summarise_review(
-    campaigns: Sequence[Any], exposures: Mapping[str, Mapping[str, float]], currency: str
+    campaigns: Sequence[Any],
+    exposures: Mapping[str, Mapping[str, float]],
+    currency: str,
+    figures: Mapping[str, Mapping[str, Mapping[str, float | None]]] | None = None,
 ) -> Summary:
     """The first screen of the review of `campaigns` (`CampaignReview`s); `exposures`:
-    campaign id → scope label → overdue exposure."""
+    campaign id → scope label → overdue exposure; `figures`: campaign id → `scope_figures`."""
     exceptions = [
         found
         for review in campaigns
-        for found in campaign_exceptions(review, exposures.get(review.campaign_id, {}), currency)
+        for found in campaign_exceptions(
+            review,
+            exposures.get(review.campaign_id, {}),
+            currency,
+            (figures or {}).get(review.campaign_id),
+        )
     ]
     return Summary(
         cards=[campaign_cards(review, currency) for review in campaigns],

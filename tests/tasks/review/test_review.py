@@ -509,9 +509,12 @@ class TestRendering:
         text = render_review(review, [], {}, measured=measured, template="weekly_review.txt.j2")
         assert text.startswith("Weekly review 2026-W12\n")
         assert SCRIPT_NAME in text, "plain text needs no escaping"
-        assert "off track: overdue_rate_30 (campaign) 4.00% vs target 3.00%" in text
+        assert "off track: overdue_rate_30 (campaign) 4.0 % vs target 3.0 %" in text
         assert "Funnel: touches 1,100 > delivered 980 > responded 130" in text
-        assert "sms: cost 50.00, CAC 7.14, ROI 2300.00%" in text
+        assert "sms: cost 50.00, CAC 7.14, ROI 23.0×" in text, "ROI as a multiple"
+        head = text[: text.index("DETAIL")]
+        assert "HOW WE ARE DOING" in head and "EXCEPTIONS, BY WHAT THEY COST OR RISK" in head
+        assert "DECISIONS WAITING FOR YOU" in head and "WHAT CHANGED SINCE LAST WEEK" in head
         assert "reallocate_budget (channel=sms): approved by ops-lead" in text
 
     def test_markdown_summary_escapes_names(self, review: Review, tmp_path) -> None:
