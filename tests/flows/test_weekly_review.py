@@ -341,6 +341,9 @@ class TestReport:
         assert artifacts, "no weekly-review artifact"
         markdown = artifacts[0].data
         assert PERIOD in markdown and SCRIPT_NAME not in markdown
+        for section in ("## KPIs", "## Exceptions, by what they cost or risk", "## Decisions"):
+            assert section in markdown, "the UI shows what the e-mail's first screen says"
+        assert "pdca actions approve" in markdown and " CNY** cost" in markdown
 
 
 class TestSmtp:

@@ -522,6 +522,15 @@ class TestRendering:
         assert SCRIPT_NAME not in markdown and "&lt;script&gt;" in markdown
         assert "| UNTRUSTED | 1 | 1 | 1 | 1 | approval | 2 |" in markdown
 
+    def test_markdown_says_what_the_emails_first_screen_says(self, review: Review, tmp_path):
+        markdown = summary_markdown(review, tmp_path / "r.html")
+        assert "| business | cac | 70.00 | 77.27 | at risk |" in markdown
+        assert "| asset quality | overdue_rate_30 | 3.0 % | 4.0 % | off track |" in markdown
+        exceptions = markdown[markdown.index("## Exceptions") : markdown.index("## Decisions")]
+        assert exceptions.index("cac 77.27") < exceptions.index("overdue_rate_30 4.0 %")
+        assert "`pdca actions approve 2 --by NAME`" in markdown
+        assert "action 1 reallocate_budget (channel=sms): approved by ops-lead" in markdown
+
 
 class TestRecord:
     def test_a_rerun_replaces_the_periods_row(self, engine: Engine, world, tmp_path) -> None:
