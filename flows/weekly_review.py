@@ -38,6 +38,7 @@ from tasks.review.mail import (
     send_message,
     write_eml_file,
 )
+from tasks.review.pdf import print_pdf
 from tasks.review.review import (
     REPORT_KIND,
     Review,
@@ -123,11 +124,27 @@ def save_review_record(conn: Connection, period: str, path: Path, actor: str) ->
 
 
 @task(cache_policy=NO_CACHE)
+def print_report_pdf(path: Path) -> bytes | None:
+    """The report printed to PDF by headless Chromium, for managers who forward or print
+    it; None (the e-mail goes without it, the reason logged) where it cannot be printed."""
+    try:
+        return print_pdf(path)
+    except Exception as error:  # a missing attachment must not stop the review going out
+        get_run_logger().warning(f"weekly review PDF not printed: {error}")
+        return None
+
+
+@task(cache_policy=NO_CACHE)
 def compose_email(
-    review: Review, charts: list[Chart], sender: str, measured: list[str]
+    review: Review,
+    charts: list[Chart],
+    sender: str,
+    measured: list[str],
+    pdf: bytes | None = None,
 ) -> EmailMessage:
-    """Text and HTML alternatives; the HTML's charts as inline parts it names by cid."""
-    return review_message(review, charts, sender, measured)
+    """Text and HTML alternatives (CSS inlined, charts as inline cid parts), the PDF
+    attached."""
+    return review_message(review, charts, sender, measured, pdf)
 
 
 @task(
@@ -183,7 +200,7 @@ def weekly_review_flow(
         save_review_record(conn, period, path, actor)
         delivery = None
         if send:
-            delivery = deliver(conn, review, charts, measured, settings, actor, problems)
+            delivery = deliver(conn, review, charts, measured, settings, actor, problems, path)
     engine.dispose()
     publish_review(review, path, problems, settings.output_dir, settings.reports_url)
     for problem in problems:
@@ -218,6 +235,7 @@ def deliver(
     settings: Settings,
     actor: str,
     problems: list[str],
+    report: Path | None = None,
 ) -> Delivery | None:
     """E-mail the review to the campaigns' recipients (SMTP, else the outbox) and audit
     it; no recipient or a failed send is added to `problems`."""
@@ -228,7 +246,8 @@ def deliver(
             f"{len(review.campaigns)} active campaigns lists `recipients` in its spec"
         )
         return None
-    message = compose_email(review, charts, settings.smtp_sender, measured)
+    pdf = None if report is None else print_report_pdf(report)
+    message = compose_email(review, charts, settings.smtp_sender, measured, pdf)
     config = SmtpConfig.from_settings(settings)
     try:
         if config is None:

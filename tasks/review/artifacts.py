@@ -12,7 +12,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from tasks.common.links import publish_file_link
 from tasks.review.charts import Chart
-from tasks.review.mail import build_message, content_ids
+from tasks.review.mail import build_message, content_ids, inline_css
 from tasks.review.review import TEXT_TEMPLATE, Review, render_review
 from tasks.review.summary import Summary
 
@@ -123,13 +123,20 @@ def publish_review(
 
 
 def review_message(
-    review: Review, charts: list[Chart], sender: str, measured: list[str]
+    review: Review,
+    charts: list[Chart],
+    sender: str,
+    measured: list[str],
+    pdf: bytes | None = None,
 ) -> EmailMessage:
     """The review as an e-mail to every recipient of its campaigns: text and HTML
-    alternatives, the HTML's charts as inline parts it names by cid."""
+    alternatives (the HTML's CSS inlined, its charts as inline parts it names by cid), and
+    the printed report attached as a PDF when there is one."""
     ids = content_ids([item.name for item in charts])
-    rich = render_review(
-        review, charts, {name: f"cid:{cid}" for name, cid in ids.items()}, measured=measured
+    rich = inline_css(
+        render_review(
+            review, charts, {name: f"cid:{cid}" for name, cid in ids.items()}, measured=measured
+        )
     )
     text = render_review(review, charts, {}, measured=measured, template=TEXT_TEMPLATE)
     by_name = {item.name: item for item in charts}
@@ -141,4 +148,5 @@ def review_message(
         text=text,
         html=rich,
         images={cid: by_name[name] for name, cid in ids.items()},
+        pdf=None if pdf is None else (f"weekly-review-{review.period.name}.pdf", pdf),
     )

@@ -233,11 +233,29 @@ def parsed(data: bytes) -> EmailMessage:
     return email.message_from_bytes(data, policy=email.policy.default)
 
 
+def message_parts(message: EmailMessage) -> tuple[EmailMessage, EmailMessage, EmailMessage]:
+    """(text/plain part, text/html part, PDF attachment) of the review's message."""
+    alternative, attachment = message.get_payload()
+    plain, related = alternative.get_payload()
+    return plain, related.get_payload()[0], attachment
+
+
+def pdf_pages(data: bytes) -> int:
+    """How many pages a PDF has: its page objects (Chromium writes no object streams)."""
+    return len(re.findall(rb"/Type\s*/Page\b(?!s)", data))
+
+
 def assert_review_message(message: EmailMessage) -> None:
-    """multipart/alternative: text/plain, then multipart/related with the HTML and one
-    inline PNG per cid: the HTML refers to, and nothing else."""
-    assert message.get_content_type() == "multipart/alternative"
-    plain, related = message.get_payload()
+    """multipart/mixed: the multipart/alternative (text/plain, then multipart/related with
+    the HTML and one inline PNG per cid: the HTML refers to, and nothing else), then the
+    report as a PDF attachment."""
+    assert message.get_content_type() == "multipart/mixed"
+    alternative, attachment = message.get_payload()
+    assert attachment.get_content_type() == "application/pdf"
+    assert attachment.get_content_disposition() == "attachment"
+    assert attachment.get_filename() == f"weekly-review-{PERIOD}.pdf"
+    assert alternative.get_content_type() == "multipart/alternative"
+    plain, related = alternative.get_payload()
     assert plain.get_content_type() == "text/plain"
     assert related.get_content_type() == "multipart/related"
     html_part, *images = related.get_payload()
@@ -377,6 +395,47 @@ class TestSmtp:
         assert LOGIN[1] not in str([row.detail for row in rows]), "the password was audited"
 
 
+class TestEmailSurvivesMailClients:
+    """What a manager's mail client receives over the real SMTP server."""
+
+    def test_the_text_part_reads_on_its_own(self, world: World) -> None:
+        plain = message_parts(world.messages[0].message)[0].get_content()
+        head = plain[: plain.index("DETAIL")]
+        for section in (
+            "HOW WE ARE DOING",
+            "EXCEPTIONS, BY WHAT THEY COST OR RISK",
+            "DECISIONS WAITING FOR YOU",
+            "WHAT CHANGED SINCE LAST WEEK",
+        ):
+            assert section in head, section
+        assert "pdca actions approve" in head and " CNY cost - " in head
+        assert "<td" not in plain and "<table" not in plain and "&lt;" not in plain
+        assert SCRIPT_NAME in plain, "plain text needs no escaping"
+
+    def test_the_pdf_attachment_opens(self, world: World) -> None:
+        data = message_parts(world.messages[0].message)[2].get_content()
+        assert data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF")
+        pages = pdf_pages(data)
+        assert 2 <= pages <= 40, pages
+        assert re.search(rb"/Count\s+%d\b" % pages, data), "the page tree counts every page"
+
+    def test_the_pdf_has_the_reports_text(self, world: World) -> None:
+        pypdf = pytest.importorskip("pypdf", reason="reading the PDF's text needs pypdf")
+        data = message_parts(world.messages[0].message)[2].get_content()
+        reader = pypdf.PdfReader(io.BytesIO(data))
+        assert len(reader.pages) == pdf_pages(data)
+        first = reader.pages[0].extract_text()
+        assert f"Weekly review {PERIOD}" in first and "Exceptions" in first
+        everything = "".join(page.extract_text() for page in reader.pages)
+        assert "What was measured" in everything, "folded details are printed open"
+
+    def test_the_html_part_has_its_css_inlined(self, world: World) -> None:
+        pytest.importorskip("css_inline", reason="inlining the CSS needs css-inline")
+        html_part = message_parts(world.messages[0].message)[1].get_content()
+        assert re.search(r'<td[^>]*style="[^"]*border', html_part), "table cells styled inline"
+        assert re.search(r'<h2[^>]*style="[^"]*color', html_part), "headings styled inline"
+
+
 class TestOutbox:
     def test_writes_an_eml_file_that_parses_back(self, world: World) -> None:
         assert world.outbox.code in (None, 0), world.outbox.err[-3000:]
@@ -397,8 +456,8 @@ class TestPrivacy:
         message = world.messages[0].message
         texts = {
             "report": html_page,
-            "text part": message.get_payload()[0].get_content(),
-            "html part": message.get_payload()[1].get_payload()[0].get_content(),
+            "text part": message_parts(message)[0].get_content(),
+            "html part": message_parts(message)[1].get_content(),
             "raw e-mail": world.messages[0].data.decode("utf-8", errors="replace"),
             "eml file": eml_file(world.outbox).read_text(errors="replace"),
             "stdout": world.smtp.out + world.outbox.out,
