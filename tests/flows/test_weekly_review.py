@@ -40,6 +40,7 @@ from tasks.common.campaigns import apply_spec, load_spec
 from tasks.common.feeds import LOAD_ORDER
 from tasks.common.periods import Period
 from tasks.data.importing import import_feed
+from tests.pdftext import pdf_text
 from tests.scenario import (
     apply,
     database,
@@ -420,14 +421,16 @@ class TestEmailSurvivesMailClients:
         assert re.search(rb"/Count\s+%d\b" % pages, data), "the page tree counts every page"
 
     def test_the_pdf_has_the_reports_text(self, world: World) -> None:
-        pypdf = pytest.importorskip("pypdf", reason="reading the PDF's text needs pypdf")
         data = message_parts(world.messages[0].message)[2].get_content()
-        reader = pypdf.PdfReader(io.BytesIO(data))
-        assert len(reader.pages) == pdf_pages(data)
-        first = reader.pages[0].extract_text()
-        assert f"Weekly review {PERIOD}" in first and "Exceptions" in first
-        everything = "".join(page.extract_text() for page in reader.pages)
-        assert "What was measured" in everything, "folded details are printed open"
+        pages = pdf_text(data)
+        assert len(pages) == pdf_pages(data)
+        first = pages[0]
+        for text in (f"Weekly review {PERIOD}", "Exceptions, by what they cost or risk"):
+            assert text in first, text
+        assert "CNY" in first and "×" in first, "figures in their units"
+        everything = " ".join(pages)
+        assert "What was measured" in everything
+        assert everything.count("against target") > 10, "the folded exceptions printed open"
 
     def test_the_html_part_has_its_css_inlined(self, world: World) -> None:
         pytest.importorskip("css_inline", reason="inlining the CSS needs css-inline")
