@@ -263,6 +263,8 @@ def diagnosis(kpi: Kpi, kind: str, amount: float | None, currency: str) -> str:
     )
     if kpi.variance_pct is not None:
         head += f" ({formatting.signed_percent(kpi.variance_pct)})"
+    if amount is None and kind == "risk":
+        return head + ": the outstanding of the loans at risk is not known"
     if amount is None:
         return head + ": not measurable in money"
     money = formatting.money(amount, currency)
