@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import date, datetime
 from types import SimpleNamespace
 
 import pandas as pd
 import pytest
+from sqlalchemy import Engine
 
 from tasks.check.result import Kpi
+from tasks.common.metrics import campaign_timezone
 from tasks.review.summary import (
     campaign_exceptions,
     changes_since_last_week,
     exception_cost,
+    overdue_exposure,
     pending_decisions,
     ranked,
     sparkline,
     summarise_review,
 )
+from tests.tasks.common.test_metrics import W12, Data, O, S, apply_campaigns
 
 CAMPAIGN = {"channel": None, "segment": None}
 SMS = {"channel": "sms", "segment": None}
@@ -153,3 +159,50 @@ class TestCardsDecisionsChanges:
             "action 8 pause (channel=sms): applied by guardrail",
             "SOP version 3",
         ]
+
+
+@pytest.fixture
+def data(engine: Engine) -> Iterator[Data]:
+    """The metrics tests' campaigns S and O, and an open transaction to add rows to."""
+    with engine.begin() as conn:
+        apply_campaigns(conn)
+        yield Data(conn)
+
+
+class TestOverdueExposure:
+    def test_the_outstanding_of_the_loans_overdue_by_scope(self, data: Data) -> None:
+        """The loans overdue_rate_30 counts as overdue, by their latest snapshot's
+        outstanding (sql/review_overdue_exposure.sql), at the end of W12:
+
+        L1 sms/sme  latest 22 Mar dpd 35, 8,000 out (1 Mar: 9,000)  overdue: 8,000
+        L2 sms/sme  20 Mar dpd 0, 5,000 out                          current
+        L4 sms/sme  disbursed 21 Feb: 29 days by 22 Mar, dpd 30      not seasoned
+        L5 sms/sme  snapshot 23 Mar dpd 60                           after the end
+        L8 another campaign's loan, dpd 60, 1,000,000 out           not this campaign
+        L9 phone/retail  21 Mar dpd 45, 2,500 out                    overdue: 2,500
+        """
+        c1, c2 = data.customer("c1", "sme"), data.customer("c2", "retail")
+        l1 = data.disbursed_application(c1, datetime(2026, 2, 1, 10))
+        data.snapshot(l1, date(2026, 3, 1), dpd=0, outstanding=9_000.0)
+        data.snapshot(l1, date(2026, 3, 22), dpd=35, outstanding=8_000.0)
+        l2 = data.disbursed_application(c1, datetime(2026, 2, 1, 10))
+        data.snapshot(l2, date(2026, 3, 20), dpd=0, outstanding=5_000.0)
+        l4 = data.disbursed_application(c1, datetime(2026, 2, 21, 10))
+        data.snapshot(l4, date(2026, 3, 22), dpd=30, outstanding=3_000.0)
+        l5 = data.disbursed_application(c1, datetime(2026, 2, 1, 10))
+        data.snapshot(l5, date(2026, 3, 23), dpd=60, outstanding=7_000.0)
+        other = data.application(c1, datetime(2026, 1, 20), campaign=O)
+        l8 = data.loan(other, datetime(2026, 1, 25))
+        data.snapshot(l8, date(2026, 3, 22), dpd=60, outstanding=1_000_000.0)
+        data.touch(c2, datetime(2026, 1, 17), channel="phone")
+        by_touch = data.application(c2, datetime(2026, 1, 20), channel="phone")
+        l9 = data.loan(by_touch, datetime(2026, 1, 25))
+        data.snapshot(l9, date(2026, 3, 21), dpd=45, outstanding=2_500.0)
+        exposure = overdue_exposure(data.conn, S, campaign_timezone(data.conn, S), W12)
+        assert exposure == {
+            "campaign": 10_500.0,
+            "channel=phone": 2_500.0,
+            "channel=sms": 8_000.0,
+            "segment=retail": 2_500.0,
+            "segment=sme": 8_000.0,
+        }
