@@ -494,6 +494,29 @@ class TestRendering:
         assert page.count('id="kpis"') == 1, "one summary of the KPIs (no second KPI block)"
         assert 'id="kpi-table-spring-test"' in page
 
+    def test_html_units(self, review: Review, measured) -> None:
+        """ROI a multiple, no CAC, cost or ROI for a channel without touches."""
+        spring = next(part for part in review.campaigns if part.campaign_id == CAMPAIGN_ID)
+        spring.channels.append(
+            {
+                "channel": "branch",
+                "touches": 0,
+                "delivered": 0,
+                "applications": 2,
+                "disbursements": 1,
+                "disbursed_amount": 5_000.0,
+                "cost": 0.0,
+                "cac": 0.0,
+                "roi": None,
+            }
+        )
+        page = render_review(review, [], {}, measured=measured)
+        channels = page[page.index('<table class="data-table channels">') :]
+        channels = channels[: channels.index("</table>")]
+        branch = channels[channels.index("<td>branch</td>") :].split("</tr>")[0]
+        assert branch.count('<td class="num">—</td>') == 3, branch
+        assert "23.0×" in channels and "2300" not in channels
+
     def test_html_has_the_status_colours(self, review: Review, measured) -> None:
         page = render_review(review, [], {}, measured=measured)
         for status in ("on_track", "at_risk", "off_track"):
@@ -594,3 +617,30 @@ class TestSharedMacros:
         assert ">4.0 %</td>" in html and ">3.0 %</td>" in html, "overdue_rate_30 as a percentage"
         assert ">+33.3%</td>" in html, "variance_pct of overdue_rate_30"
         assert ">channel=sms</td>" in html and ">campaign</td>" in html
+
+    def test_experiment_table_says_which_test_decides(self) -> None:
+        test = {
+            "metric": "application_rate",
+            "control": "A",
+            "treatment": "B",
+            "control_n": 1000,
+            "control_rate": 0.02,
+            "treatment_n": 1000,
+            "treatment_rate": 0.0458,
+            "lift": 0.02576,
+            "ci_low": 0.0047,
+            "ci_high": 0.0468,
+            "p_value": 0.0969,
+            "p_value_adjusted": 0.2908,
+            "srm_p_value": 0.5,
+            "sequential_p_value": 0.3,
+            "sequential_p_value_adjusted": 0.6,
+            "cs_low": -0.01,
+            "cs_high": 0.06,
+            "decision": "inconclusive",
+        }
+        html = self.render("{{ m.experiment_table([test]) }}", test=test)
+        assert "Decides: sequential p (Holm)" in html and "Reference only: fixed-horizon" in html
+        assert "<strong>p 0.600</strong> · [-1.0 %, 6.0 %]" in html
+        assert ">2.6 %</td>" in html, "the lift in the metric's unit, not 0.02576"
+        assert "p 0.291 · [0.5 %, 4.7 %]" in html
