@@ -46,6 +46,7 @@ PERCENTAGES = frozenset(
         "response_rate",
         "application_rate",
         "approval_rate",
+        "disbursement_rate",
         "overdue_rate_30",
         "npl_rate",
         "churn_rate",

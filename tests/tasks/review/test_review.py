@@ -615,7 +615,7 @@ class TestSharedMacros:
         assert '<table class="kpi-table" id="kpi-table">' in html
         assert html.count("<tr class=") == len(RESULT["kpis"])
         assert ">4.0 %</td>" in html and ">3.0 %</td>" in html, "overdue_rate_30 as a percentage"
-        assert ">+33.3%</td>" in html, "variance_pct of overdue_rate_30"
+        assert ">+33.3 %</td>" in html, "variance_pct of overdue_rate_30"
         assert ">channel=sms</td>" in html and ">campaign</td>" in html
 
     def test_experiment_table_says_which_test_decides(self) -> None:
