@@ -38,6 +38,7 @@ from tasks.review.mail import (
     send_message,
     write_eml_file,
 )
+from tasks.review.pdf import print_pdf
 from tasks.review.review import (
     REPORT_KIND,
     Review,
@@ -85,16 +86,19 @@ def check_unchecked(campaign_ids: list[str], period: str) -> list[str]:
 
 @task(cache_policy=NO_CACHE)
 def gather_review(
-    conn: Connection, period: Period, campaigns: list[ReviewedCampaign], trailing_weeks: int
+    conn: Connection, period: Period, campaigns: list[ReviewedCampaign], settings: Settings
 ) -> Review:
-    """Each campaign's stored check result, trend, adjustments and SOP changes."""
+    """Each campaign's stored check result, trend, adjustments, SOP changes and overdue
+    exposure (the trend: the anomaly window's trailing weeks, then the period's)."""
     stored = stored_checks(conn, [campaign.campaign_id for campaign in campaigns], period.name)
-    weeks = trend_week_names(period, trailing_weeks)
+    weeks = trend_week_names(period, settings.anomaly_window_weeks)
+    days = settings.attribution_window_days
     reviews = [
-        review_campaign(conn, campaign, period, stored.get(campaign.campaign_id), weeks)
+        review_campaign(conn, campaign, period, stored.get(campaign.campaign_id), weeks, days)
         for campaign in campaigns
     ]
-    return Review(period, reviews, weeks, datetime.now(UTC).replace(microsecond=0))
+    now = datetime.now(UTC).replace(microsecond=0)
+    return Review(period, reviews, weeks, now, currency=settings.currency)
 
 
 @task(cache_policy=NO_CACHE)
@@ -120,11 +124,27 @@ def save_review_record(conn: Connection, period: str, path: Path, actor: str) ->
 
 
 @task(cache_policy=NO_CACHE)
+def print_report_pdf(path: Path) -> bytes | None:
+    """The report printed to PDF by headless Chromium, for managers who forward or print
+    it; None (the e-mail goes without it, the reason logged) where it cannot be printed."""
+    try:
+        return print_pdf(path)
+    except Exception as error:  # a missing attachment must not stop the review going out
+        get_run_logger().warning(f"weekly review PDF not printed: {error}")
+        return None
+
+
+@task(cache_policy=NO_CACHE)
 def compose_email(
-    review: Review, charts: list[Chart], sender: str, measured: list[str]
+    review: Review,
+    charts: list[Chart],
+    sender: str,
+    measured: list[str],
+    pdf: bytes | None = None,
 ) -> EmailMessage:
-    """Text and HTML alternatives; the HTML's charts as inline parts it names by cid."""
-    return review_message(review, charts, sender, measured)
+    """Text and HTML alternatives (CSS inlined, charts as inline cid parts), the PDF
+    attached."""
+    return review_message(review, charts, sender, measured, pdf)
 
 
 @task(
@@ -174,13 +194,13 @@ def weekly_review_flow(
     problems = check_unchecked(unchecked, period)
     measured = measured_lines(parsed, settings)
     with engine.connect() as conn:
-        review = gather_review(conn, parsed, campaigns, settings.anomaly_window_weeks)
+        review = gather_review(conn, parsed, campaigns, settings)
         charts = draw_charts(review)
         path = write_review_file(review, charts, settings.output_dir / "reports", measured)
         save_review_record(conn, period, path, actor)
         delivery = None
         if send:
-            delivery = deliver(conn, review, charts, measured, settings, actor, problems)
+            delivery = deliver(conn, review, charts, measured, settings, actor, problems, path)
     engine.dispose()
     publish_review(review, path, problems, settings.output_dir, settings.reports_url)
     for problem in problems:
@@ -215,6 +235,7 @@ def deliver(
     settings: Settings,
     actor: str,
     problems: list[str],
+    report: Path | None = None,
 ) -> Delivery | None:
     """E-mail the review to the campaigns' recipients (SMTP, else the outbox) and audit
     it; no recipient or a failed send is added to `problems`."""
@@ -225,7 +246,8 @@ def deliver(
             f"{len(review.campaigns)} active campaigns lists `recipients` in its spec"
         )
         return None
-    message = compose_email(review, charts, settings.smtp_sender, measured)
+    pdf = None if report is None else print_report_pdf(report)
+    message = compose_email(review, charts, settings.smtp_sender, measured, pdf)
     config = SmtpConfig.from_settings(settings)
     try:
         if config is None:

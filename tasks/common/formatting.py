@@ -10,7 +10,17 @@ from __future__ import annotations
 import math
 
 MONEY = frozenset(
-    {"cost", "cac", "disbursed_amount", "net_interest", "expected_loss", "loan_balance", "ltv"}
+    {
+        "cost",
+        "cac",
+        "disbursed_amount",
+        "net_interest",
+        "expected_loss",
+        "loan_balance",
+        "ltv",
+        "amount",
+        "budget",
+    }
 )
 """Metrics in currency units."""
 COUNTS = frozenset(
@@ -36,6 +46,7 @@ PERCENTAGES = frozenset(
         "response_rate",
         "application_rate",
         "approval_rate",
+        "disbursement_rate",
         "overdue_rate_30",
         "npl_rate",
         "churn_rate",

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, delete, insert
 
 from pdca.models import Report
 from pdca.settings import PROJECT_ROOT
+from tasks.common import formatting
 from tasks.common.scopes import format_scope
 
 TEMPLATES = PROJECT_ROOT / "reports"
@@ -25,7 +26,8 @@ TEMPLATES = PROJECT_ROOT / "reports"
 @lru_cache
 def environment() -> Environment:
     """The environment every report renders with (templates are read once); the filter
-    `scope_text` writes a scope as every stage does (`tasks.common.scopes.format_scope`)."""
+    `scope_text` writes a scope as every stage does (`tasks.common.scopes.format_scope`);
+    `metric_text` and `fmt` write figures in their units (`tasks.common.formatting`)."""
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),
         autoescape=select_autoescape(enabled_extensions=("html.j2", "html")),
@@ -35,7 +37,15 @@ def environment() -> Environment:
         keep_trailing_newline=True,
     )
     env.filters["scope_text"] = format_scope
+    env.globals["metric_text"] = formatting.metric
+    env.globals["fmt"] = formatting
+    env.tests["integer_valued"] = _integer_valued
     return env
+
+
+def _integer_valued(value: Any) -> bool:
+    """A float that is a whole number (a count read back as `74.0`)."""
+    return isinstance(value, float) and value.is_integer()
 
 
 def render(template_name: str, **context: Any) -> str:

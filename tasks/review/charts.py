@@ -23,8 +23,10 @@ from typing import Any
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from tasks.check.result import Anomaly
+from tasks.common import formatting
 
 DPI = 100
 FUNNEL_SIZE = (8.0, 3.6)
@@ -63,23 +65,25 @@ class Chart:
 
 def funnel_chart(stages: Sequence[Mapping[str, Any]], title: str) -> bytes:
     """Horizontal bars of the funnel's counts, top stage first, each labelled with its count
-    and its conversion from the stage before (log scale: touches dwarf disbursements)."""
+    and its conversion from the stage before. A linear axis: a log axis makes 74
+    disbursements look like half of 40,000 touches; the labels carry the small counts."""
     figure = _figure(FUNNEL_SIZE)
     axes = figure.add_subplot()
     labels = [str(stage["label"]) for stage in stages]
     counts = [float(stage["count"] or 0) for stage in stages]
     positions = list(range(len(stages)))[::-1]
-    axes.barh(positions, [max(count, 0.8) for count in counts], color=BLUE, height=0.6)
+    axes.barh(positions, counts, color=BLUE, height=0.6)
     axes.set_yticks(positions, labels)
-    axes.set_xscale("log")
-    axes.set_xlim(0.8, max([*counts, 10.0]) * 1000)  # room for the labels
+    top = max([*counts, 10.0])
+    axes.set_xlim(0, top * 1.6)  # room for the labels
+    axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: formatting.count(value)))
     for position, stage, count in zip(positions, stages, counts, strict=True):
         rate = stage.get("rate")
-        text = f"{count:,.0f}"
+        text = formatting.count(count)
         if _finite(rate):
-            text += f"  ({rate:.1%} of previous)"
-        axes.text(max(count, 0.8) * 1.1, position, text, va="center", fontsize=9)
-    axes.set_xlabel("count in the period (log scale)")
+            text += f"  ({formatting.percent(rate)} of previous)"
+        axes.text(count + top * 0.01, position, text, va="center", fontsize=9)
+    axes.set_xlabel("count in the period")
     axes.set_title(_literal_text(title), fontsize=11, loc="left")
     axes.spines[["top", "right"]].set_visible(False)
     figure.subplots_adjust(left=0.16, right=0.97, top=0.88, bottom=0.16)
@@ -128,6 +132,7 @@ def trend_chart(
             )
             axes.legend(loc="best", fontsize=7, frameon=False)
         axes.set_title(metric, fontsize=9, loc="left")
+        axes.yaxis.set_major_formatter(_unit_formatter(metric))
         axes.set_xticks(positions, [name[-3:] for name in names], fontsize=7)
         axes.tick_params(axis="y", labelsize=7)
         axes.spines[["top", "right"]].set_visible(False)
@@ -139,13 +144,17 @@ def trend_chart(
 
 
 def channel_chart(channels: Sequence[Mapping[str, Any]], title: str) -> bytes:
-    """CAC (cost per disbursement) and ROI per channel, side by side; a channel whose
-    figure cannot be known (no disbursement, no cost) gets a grey 'n/a'."""
+    """CAC (cost per disbursement) and ROI per channel, side by side, axis and bar labels in
+    the same unit (money; ROI as a multiple); a channel whose figure cannot be known (no
+    touches, no disbursement, no cost) gets a grey '—'."""
     figure = _figure(CHANNEL_SIZE)
     names = [str(row["channel"]) for row in channels]
     for index, (metric, label) in enumerate((("cac", "CAC"), ("roi", "ROI"))):
         axes = figure.add_subplot(1, 2, index + 1)
-        values = [_number(row.get(metric)) for row in channels]
+        values = [
+            _number(row.get(metric)) if _number(row.get("touches", 1)) else math.nan
+            for row in channels
+        ]
         heights = [value if _finite(value) else 0.0 for value in values]
         colours = [
             GREY if not _finite(value) else (RED if metric == "roi" and value < 0 else BLUE)
@@ -155,12 +164,9 @@ def channel_chart(channels: Sequence[Mapping[str, Any]], title: str) -> bytes:
         axes.set_xticks(range(len(names)), names, fontsize=8)
         axes.axhline(0, color=GREY, linewidth=0.8)
         for position, value in enumerate(values):
-            text = (
-                "n/a"
-                if not _finite(value)
-                else (f"{value:.0%}" if metric == "roi" else f"{value:,.0f}")
-            )
+            text = "—" if not _finite(value) else formatting.metric(metric, value)
             axes.text(position, heights[position], text, ha="center", va="bottom", fontsize=8)
+        axes.yaxis.set_major_formatter(_unit_formatter(metric))
         axes.set_title(label, fontsize=10, loc="left")
         axes.tick_params(axis="y", labelsize=7)
         axes.spines[["top", "right"]].set_visible(False)
@@ -169,6 +175,11 @@ def channel_chart(channels: Sequence[Mapping[str, Any]], title: str) -> bytes:
     figure.suptitle(_literal_text(title), fontsize=11, x=0.01, ha="left")
     figure.subplots_adjust(left=0.08, right=0.98, top=0.82, bottom=0.12, wspace=0.25)
     return _png(figure)
+
+
+def _unit_formatter(metric: str) -> FuncFormatter:
+    """Axis ticks in the metric's unit (`tasks.common.formatting`), as its labels are."""
+    return FuncFormatter(lambda value, _: formatting.metric(metric, value))
 
 
 def chart(name: str, title: str, png: bytes, size: tuple[float, float]) -> Chart:

@@ -20,6 +20,7 @@ exception or audit entry carries it.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import smtplib
 import ssl
@@ -109,9 +110,11 @@ def build_message(
     text: str,
     html: str,
     images: Mapping[str, Chart],
+    pdf: tuple[str, bytes] | None = None,
 ) -> EmailMessage:
     """The multipart/alternative message: `text`, then `html` related to its `images`
-    (Content-ID without brackets → chart), each an inline PNG part."""
+    (Content-ID without brackets → chart), each an inline PNG part; with `pdf` (file name,
+    bytes) the message is multipart/mixed, the alternative first, the PDF attached."""
     message = EmailMessage()
     message["Subject"] = subject
     message["From"] = sender
@@ -130,7 +133,26 @@ def build_message(
             disposition="inline",
             filename=f"{image.name}.png",
         )
+    if pdf is not None:
+        message.add_attachment(pdf[1], maintype="application", subtype="pdf", filename=pdf[0])
     return message
+
+
+def inline_css(html: str) -> str:
+    """The HTML with its stylesheet copied into `style` attributes: Gmail, Outlook and most
+    webmail drop or ignore `<style>`. The `<style>` element stays for the clients that do
+    honour it (`:nth-child`, which no attribute can carry). Uses the maintained
+    `css-inline` package; without it installed, the HTML goes as it is (the reports' key
+    colours are already inline attributes) and the reason is logged."""
+    try:
+        import css_inline
+    except ImportError:
+        logging.getLogger(__name__).warning(
+            "css-inline is not installed: the e-mail's HTML keeps its <style> element only"
+        )
+        return html
+    inliner = css_inline.CSSInliner(keep_style_tags=True, load_remote_stylesheets=False)
+    return inliner.inline(html)
 
 
 def send_message(

@@ -59,6 +59,7 @@ from tasks.review.charts import (
     funnel_chart,
     trend_chart,
 )
+from tasks.review.summary import Summary, overdue_exposure, scope_figures, summarise_review
 
 REPORT_KIND = "weekly_review"
 HTML_TEMPLATE = "weekly_review.html.j2"
@@ -122,6 +123,10 @@ class CampaignReview:
     actions: list[dict[str, Any]] = field(default_factory=list)
     sop_changes: list[dict[str, Any]] = field(default_factory=list)
     data_quality: dict[str, Any] = field(default_factory=dict)
+    exposure: dict[str, float] = field(default_factory=dict)
+    """Scope label → outstanding of loans 30+ days past due (`summary.overdue_exposure`)."""
+    figures: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    """Scope label → the period's funnel totals (`summary.scope_figures`)."""
     note: str | None = None
     """Why the campaign has no check result to show, when it has none."""
 
@@ -159,6 +164,13 @@ class Review:
     campaigns: list[CampaignReview]
     trend_weeks: list[str]
     generated_at: datetime
+    currency: str = ""
+
+    def summary(self) -> Summary:
+        """The first screen: KPI cards, ranked exceptions, decisions, changes."""
+        exposures = {part.campaign_id: part.exposure for part in self.campaigns}
+        figures = {part.campaign_id: part.figures for part in self.campaigns}
+        return summarise_review(self.campaigns, exposures, self.currency, figures)
 
     @property
     def recipients(self) -> list[str]:
@@ -242,6 +254,7 @@ def review_campaign(
     period: Period,
     stored: tuple[CheckResult, datetime] | None,
     trend_weeks: Sequence[str],
+    attribution_days: int = 14,
 ) -> CampaignReview:
     """The campaign's review from its stored check result and what the database adds.
 
@@ -266,6 +279,10 @@ def review_campaign(
     review.bottleneck = check.bottleneck
     review.reject_reasons = check.overall_reject_reasons
     review.data_quality = data_quality_summary(check)
+    review.figures = scope_figures(check.funnel)
+    review.exposure = overdue_exposure(
+        conn, campaign.campaign_id, campaign.timezone, period, attribution_days
+    )
     return review
 
 
@@ -327,6 +344,7 @@ def asset_quality(kpis: Sequence[Kpi], limit: float | None) -> list[dict[str, An
             "limit": limit,
             "above_limit": None if kpi.actual is None or limit is None else kpi.actual > limit,
             "status": kpi.status,
+            "flagged": kpi.off_track,
         }
         for kpi in kpis
         if kpi.metric == "overdue_rate_30"

@@ -125,7 +125,7 @@ class TestDemo:
         review = Path(lines["weekly review"])
         assert review == (workdir / "var" / "reports" / "weekly-review-2026-W17.html").resolve()
         assert review.is_file()
-        assert 'id="kpi-table"' in review.read_text()
+        assert 'id="kpis"' in review.read_text(), "the weekly review's KPI summary"
         assert Path(lines["adjustment report"]).is_file()
 
     def test_is_deterministic_by_seed(self, demo_run, tmp_path, prefect_home):

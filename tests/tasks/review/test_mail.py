@@ -65,6 +65,32 @@ class TestBuildMessage:
         assert all(part.get_content_disposition() == "inline" for part in images)
         assert all(part.get_content() == PNG for part in images)
 
+    def test_a_pdf_makes_it_mixed_with_the_pdf_attached(self) -> None:
+        ids = content_ids(["funnel-a"])
+        pdf = b"%PDF-1.4\n%fake\n%%EOF\n"
+        message = reparsed(
+            build_message(
+                subject="Weekly review 2026-W12: demo",
+                sender="pdca@localhost",
+                recipients=RECIPIENTS,
+                text="Weekly review 2026-W12",
+                html=f'<img src="cid:{ids["funnel-a"]}">',
+                images={cid: chart(name, name, PNG, FUNNEL_SIZE) for name, cid in ids.items()},
+                pdf=("weekly-review-2026-W12.pdf", pdf),
+            )
+        )
+        assert message.get_content_type() == "multipart/mixed"
+        alternative, attachment = message.get_payload()
+        assert alternative.get_content_type() == "multipart/alternative"
+        assert [part.get_content_type() for part in alternative.get_payload()] == [
+            "text/plain",
+            "multipart/related",
+        ]
+        assert attachment.get_content_type() == "application/pdf"
+        assert attachment.get_content_disposition() == "attachment"
+        assert attachment.get_filename() == "weekly-review-2026-W12.pdf"
+        assert attachment.get_content() == pdf
+
     def test_every_cid_in_the_html_is_an_inline_part(self) -> None:
         message = reparsed(review_message())
         html, *images = message.get_payload()[1].get_payload()

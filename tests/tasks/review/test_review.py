@@ -491,8 +491,31 @@ class TestRendering:
         page = render_review(review, [], {}, measured=measured)
         assert SCRIPT_NAME not in page
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-        assert page.count('id="kpi-table"') == 1
+        assert page.count('id="kpis"') == 1, "one summary of the KPIs (no second KPI block)"
         assert 'id="kpi-table-spring-test"' in page
+
+    def test_html_units(self, review: Review, measured) -> None:
+        """ROI a multiple, no CAC, cost or ROI for a channel without touches."""
+        spring = next(part for part in review.campaigns if part.campaign_id == CAMPAIGN_ID)
+        spring.channels.append(
+            {
+                "channel": "branch",
+                "touches": 0,
+                "delivered": 0,
+                "applications": 2,
+                "disbursements": 1,
+                "disbursed_amount": 5_000.0,
+                "cost": 0.0,
+                "cac": 0.0,
+                "roi": None,
+            }
+        )
+        page = render_review(review, [], {}, measured=measured)
+        channels = page[page.index('<table class="data-table channels">') :]
+        channels = channels[: channels.index("</table>")]
+        branch = channels[channels.index("<td>branch</td>") :].split("</tr>")[0]
+        assert branch.count('<td class="num">—</td>') == 3, branch
+        assert "23.0×" in channels and "2300" not in channels
 
     def test_html_has_the_status_colours(self, review: Review, measured) -> None:
         page = render_review(review, [], {}, measured=measured)
@@ -509,15 +532,27 @@ class TestRendering:
         text = render_review(review, [], {}, measured=measured, template="weekly_review.txt.j2")
         assert text.startswith("Weekly review 2026-W12\n")
         assert SCRIPT_NAME in text, "plain text needs no escaping"
-        assert "off track: overdue_rate_30 (campaign) 4.00% vs target 3.00%" in text
+        assert "off track: overdue_rate_30 (campaign) 4.0 % vs target 3.0 %" in text
         assert "Funnel: touches 1,100 > delivered 980 > responded 130" in text
-        assert "sms: cost 50.00, CAC 7.14, ROI 2300.00%" in text
+        assert "sms: cost 50.00, CAC 7.14, ROI 23.0×" in text, "ROI as a multiple"
+        head = text[: text.index("DETAIL")]
+        assert "HOW WE ARE DOING" in head and "EXCEPTIONS, BY WHAT THEY COST OR RISK" in head
+        assert "DECISIONS WAITING FOR YOU" in head and "WHAT CHANGED SINCE LAST WEEK" in head
         assert "reallocate_budget (channel=sms): approved by ops-lead" in text
 
     def test_markdown_summary_escapes_names(self, review: Review, tmp_path) -> None:
         markdown = summary_markdown(review, tmp_path / "r.html")
         assert SCRIPT_NAME not in markdown and "&lt;script&gt;" in markdown
         assert "| UNTRUSTED | 1 | 1 | 1 | 1 | approval | 2 |" in markdown
+
+    def test_markdown_says_what_the_emails_first_screen_says(self, review: Review, tmp_path):
+        markdown = summary_markdown(review, tmp_path / "r.html")
+        assert "| business | cac | 70.00 | 77.27 | at risk |" in markdown
+        assert "| asset quality | overdue_rate_30 | 3.0 % | 4.0 % | off track |" in markdown
+        exceptions = markdown[markdown.index("## Exceptions") : markdown.index("## Decisions")]
+        assert exceptions.index("cac 77.27") < exceptions.index("overdue_rate_30 4.0 %")
+        assert "`pdca actions approve 2 --by NAME`" in markdown
+        assert "action 1 reallocate_budget (channel=sms): approved by ops-lead" in markdown
 
 
 class TestRecord:
@@ -579,6 +614,33 @@ class TestSharedMacros:
         html = self.render("{{ m.kpi_table(kpis) }}", kpis=RESULT["kpis"])
         assert '<table class="kpi-table" id="kpi-table">' in html
         assert html.count("<tr class=") == len(RESULT["kpis"])
-        assert ">4.00%</td>" in html and ">3.00%</td>" in html, "overdue_rate_30 as a percentage"
-        assert ">+33.3%</td>" in html, "variance_pct of overdue_rate_30"
+        assert ">4.0 %</td>" in html and ">3.0 %</td>" in html, "overdue_rate_30 as a percentage"
+        assert ">+33.3 %</td>" in html, "variance_pct of overdue_rate_30"
         assert ">channel=sms</td>" in html and ">campaign</td>" in html
+
+    def test_experiment_table_says_which_test_decides(self) -> None:
+        test = {
+            "metric": "application_rate",
+            "control": "A",
+            "treatment": "B",
+            "control_n": 1000,
+            "control_rate": 0.02,
+            "treatment_n": 1000,
+            "treatment_rate": 0.0458,
+            "lift": 0.02576,
+            "ci_low": 0.0047,
+            "ci_high": 0.0468,
+            "p_value": 0.0969,
+            "p_value_adjusted": 0.2908,
+            "srm_p_value": 0.5,
+            "sequential_p_value": 0.3,
+            "sequential_p_value_adjusted": 0.6,
+            "cs_low": -0.01,
+            "cs_high": 0.06,
+            "decision": "inconclusive",
+        }
+        html = self.render("{{ m.experiment_table([test]) }}", test=test)
+        assert "Decides: sequential p (Holm)" in html and "Reference only: fixed-horizon" in html
+        assert "<strong>p 0.600</strong> · [-1.0 %, 6.0 %]" in html
+        assert ">2.6 %</td>" in html, "the lift in the metric's unit, not 0.02576"
+        assert "p 0.291 · [0.5 %, 4.7 %]" in html
