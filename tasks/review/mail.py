@@ -20,7 +20,6 @@ exception or audit entry carries it.
 
 from __future__ import annotations
 
-import logging
 import secrets
 import smtplib
 import ssl
@@ -142,15 +141,9 @@ def inline_css(html: str) -> str:
     """The HTML with its stylesheet copied into `style` attributes: Gmail, Outlook and most
     webmail drop or ignore `<style>`. The `<style>` element stays for the clients that do
     honour it (`:nth-child`, which no attribute can carry). Uses the maintained
-    `css-inline` package; without it installed, the HTML goes as it is (the reports' key
-    colours are already inline attributes) and the reason is logged."""
-    try:
-        import css_inline
-    except ImportError:
-        logging.getLogger(__name__).warning(
-            "css-inline is not installed: the e-mail's HTML keeps its <style> element only"
-        )
-        return html
+    `css-inline` package (no remote stylesheet is ever fetched)."""
+    import css_inline
+
     inliner = css_inline.CSSInliner(keep_style_tags=True, load_remote_stylesheets=False)
     return inliner.inline(html)
 

@@ -433,7 +433,6 @@ class TestEmailSurvivesMailClients:
         assert everything.count("against target") > 10, "the folded exceptions printed open"
 
     def test_the_html_part_has_its_css_inlined(self, world: World) -> None:
-        pytest.importorskip("css_inline", reason="inlining the CSS needs css-inline")
         html_part = message_parts(world.messages[0].message)[1].get_content()
         assert re.search(r'<td[^>]*style="[^"]*border', html_part), "table cells styled inline"
         assert re.search(r'<h2[^>]*style="[^"]*color', html_part), "headings styled inline"
