@@ -40,7 +40,7 @@ from tasks.common.jsonable import jsonable, jsonable_records
 from tasks.common.metrics import COUNTS, KEYS
 from tasks.common.periods import Period
 from tasks.common.value_metrics import FAMILY_COUNTS, NEW_KPIS, value_rates
-from tasks.plan.plan import VOLUME_TARGETS
+from tasks.plan.plan import PRORATED_TARGETS
 
 ROLLUP_COLUMNS = ["week", *KEYS, *COUNTS]
 
@@ -268,7 +268,7 @@ def current_targets(conn: Connection, campaign_id: str, period: Period) -> list[
     )
     for row in conn.execute(select(*columns).where(Target.plan_id == plan_id)).mappings():
         target = dict(row)
-        if target["metric"] in VOLUME_TARGETS:
+        if target["metric"] in PRORATED_TARGETS:
             target["target"] *= scale
         target["plan"] = {"period": planned.name, "version": version, "scale": scale}
         targets.append(target)
