@@ -122,7 +122,7 @@ def targets_from(
     rows = scope_rows(scopes[0], tolerance, campaign, cap)
     for scope in scopes[1:]:
         rows += scope_rows(scope, tolerance, evidence, cap)
-    return rows + value_rows(spec, history, rows, tolerance, minimums.loans)
+    return rows + value_rows(spec, history, rows, tolerance, minimums.loans, evidence)
 
 
 def fallback_notes(rows: list[dict[str, Any]]) -> list[str]:

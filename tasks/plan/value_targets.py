@@ -64,8 +64,11 @@ def value_rows(
     funnel_rows: list[dict[str, Any]],
     tolerance: tuple[float, float],
     min_count: int,
+    evidence: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """The value targets of every scope that has funnel targets (`funnel_rows`)."""
+    """The value targets of every scope that has funnel targets (`funnel_rows`); each
+    target's evidence is `evidence` (the history's sources, the growth) with the scope's
+    history counts and basis."""
     cells = family_cells(history)
     campaign = cells.drop(columns=["channel", "segment"]).sum()
     scopes = dict.fromkeys((row["channel"], row["segment"]) for row in funnel_rows)
@@ -90,7 +93,7 @@ def value_rows(
         if ltv is not None and cac:
             targets["ltv_cac"] = (ltv[0] / cac, ltv[1])
         for metric, (target, why) in targets.items():
-            note = {"basis": "campaign" if why else "own", "history": _quoted(own)}
+            note = dict(evidence or {}, basis="campaign" if why else "own", history=_quoted(own))
             if why:
                 note["fallback"] = why
             rows.append(
