@@ -68,13 +68,7 @@ def reallocate_budget_proposals(
     if metric != "roi":  # the check's KPI of each channel (ltv_cac)
         judged = {c: {**n, "roi": channel_kpi(check, metric, c)} for c, n in judged.items()}
     reasons = failing_channels(check, judged, thresholds)
-    candidates = {
-        c: n["roi"]
-        for c, n in judged.items()
-        if n["roi"] is not None
-        and c not in context.at_capacity
-        and not breaches_risk(check, c, context.spec.risk.max_overdue_rate_30)
-    }
+    candidates = receivers(check, judged, context)
     if not candidates:
         return []
     best = max(candidates, key=lambda c: (candidates[c], c))
@@ -109,6 +103,20 @@ def reallocate_budget_proposals(
             )
         )
     return proposals
+
+
+def receivers(
+    check: CheckResult, judged: Mapping[str, Mapping[str, Any]], context: ActContext
+) -> dict[str, float]:
+    """Channel → its figure (roi, or the metric standing in its place) among the channels
+    that can take more: with a figure, not bound by capacity, within the risk ceiling."""
+    return {
+        c: n["roi"]
+        for c, n in judged.items()
+        if n["roi"] is not None
+        and c not in context.at_capacity
+        and not breaches_risk(check, c, context.spec.risk.max_overdue_rate_30)
+    }
 
 
 def channel_kpi(check: CheckResult, metric: str, channel: str) -> float | None:
