@@ -59,8 +59,9 @@ from tasks.common.rules import approved_actions, rules_in_force
 from tasks.ops.events import emit_check_events
 
 MEASURING_TASKS = max(1, min(4, os.cpu_count() or 1))
-"""The measurements that run at once: as many as there are cores, up to the four (funnel,
-asset quality, experiment, reject reasons), submitted longest first (docs/check.md)."""
+"""The measurements that run at once: as many as there are cores, up to four (funnel,
+experiment, asset quality, reject reasons, then the customer and value counts), submitted
+longest first (docs/check.md)."""
 
 PAGE_CACHE_MIB = 64
 """SQLite's page cache of each of the check's connections (docs/check.md)."""
