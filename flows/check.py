@@ -52,15 +52,16 @@ from tasks.check.findings import (
     variance,
 )
 from tasks.check.result import CheckResult, assemble
-from tasks.common import metrics
+from tasks.common import metrics, value_metrics
 from tasks.common.campaigns import CampaignSpec, get_campaign_spec
 from tasks.common.periods import Period
 from tasks.common.rules import approved_actions, rules_in_force
 from tasks.ops.events import emit_check_events
 
 MEASURING_TASKS = max(1, min(4, os.cpu_count() or 1))
-"""The measurements that run at once: as many as there are cores, up to the four (funnel,
-asset quality, experiment, reject reasons), submitted longest first (docs/check.md)."""
+"""The measurements that run at once: as many as there are cores, up to four (funnel,
+experiment, asset quality, reject reasons, then the customer and value counts), submitted
+longest first (docs/check.md)."""
 
 PAGE_CACHE_MIB = 64
 """SQLite's page cache of each of the check's connections (docs/check.md)."""
@@ -121,20 +122,30 @@ def measure_asset_quality(conn: Connection, spec: CampaignSpec, period: Period) 
 
 
 @task(cache_policy=NO_CACHE)
+def measure_customer_value(conn: Connection, spec: CampaignSpec, period: Period) -> pd.DataFrame:
+    """new_customers, ltv, nps and churn_rate's counts, by channel and segment."""
+    return value_metrics.family_counts(
+        conn, spec.id, period, OVERDUE_GRAIN, **_funnel_options(get_settings())
+    )
+
+
+@task(cache_policy=NO_CACHE)
 def compare_with_targets(
     conn: Connection,
     spec: CampaignSpec,
     period: Period,
     measured: Measurements,
     overdue: pd.DataFrame,
+    families: pd.DataFrame,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Variance of each KPI against the plan's target; without a plan, the actuals alone."""
-    actuals = kpi_actuals(measured.funnel, overdue, measured.complaints)
+    actuals = kpi_actuals(measured.funnel, overdue, measured.complaints, families)
     targets = current_targets(conn, spec.id, period)
     if not targets:
         return untargeted_kpis(actuals), []
     scoped = actuals.rename(columns={"channel": "scope_channel", "segment": "scope_segment"})
-    return variance(targets, scoped), targets
+    targeted = {str(target["metric"]) for target in targets}
+    return variance(targets, scoped) + untargeted_kpis(actuals, targeted), targets
 
 
 @task(cache_policy=NO_CACHE)  # frames in, nothing worth persisting out
@@ -232,6 +243,7 @@ def check_flow(campaign_id: str, period: str) -> dict[str, Any]:
         engine.connect() as overdue_conn,
         engine.connect() as experiment_conn,
         engine.connect() as reasons_conn,
+        engine.connect() as value_conn,
     ):
         spec = get_campaign_spec(conn, campaign_id)
         require_overlap(spec, parsed)
@@ -241,13 +253,14 @@ def check_flow(campaign_id: str, period: str) -> dict[str, Any]:
             judge_experiment.submit(experiment_conn, spec, parsed),
             measure_asset_quality.submit(overdue_conn, spec, parsed),
             find_top_reject_reasons.submit(reasons_conn, spec, parsed),
+            measure_customer_value.submit(value_conn, spec, parsed),
         ]
         try:
             quality = validate_period_data(quality_conn, spec, parsed)
         finally:
             wait(runs)  # no connection closes under a running task
-        measured, experiments, overdue, reasons = (run.result() for run in runs)
-        kpis, targets = compare_with_targets(conn, spec, parsed, measured, overdue)
+        measured, experiments, overdue, reasons, families = (run.result() for run in runs)
+        kpis, targets = compare_with_targets(conn, spec, parsed, measured, overdue, families)
         check = assemble(
             campaign_id,
             period,

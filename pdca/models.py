@@ -186,6 +186,19 @@ class Complaint(Base):
     category: Mapped[str] = mapped_column(String(64))
 
 
+class Survey(Base):
+    """A customer's answer to the satisfaction survey (score 0–10), for nps."""
+
+    __tablename__ = "surveys"
+    __table_args__ = (Index(None, "customer_id", "answered_at"),)
+    survey_id: Mapped[str] = mapped_column(Key, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(Key)
+    campaign_id: Mapped[str | None] = mapped_column(Key)
+    answered_at: Mapped[datetime] = mapped_column(DateTime)
+    score: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str | None] = mapped_column(String(2000))
+
+
 # --- bookkeeping ------------------------------------------------------------------------
 
 

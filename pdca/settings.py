@@ -165,6 +165,11 @@ class Settings(BaseSettings):
         le=1,
         description="Share of a failing channel's budget moved per reallocate_budget step.",
     )
+    act_reallocation_metric: Literal["roi", "ltv_cac"] = Field(
+        default="roi",
+        description="What reallocate_budget moves budget by: the period's roi, or ltv_cac "
+        "(the channel's customers' lifetime value over their acquisition cost).",
+    )
     act_cac_ratio: float = Field(
         default=2.0,
         gt=1,

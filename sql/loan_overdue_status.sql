@@ -12,7 +12,10 @@
 -- variant, is_seasoned (1 when the latest snapshot is at least 30 days
 -- after disbursement: as_of ≥ the UTC disbursement date + 30; the
 -- denominator of overdue_rate_30), is_overdue (1 when seasoned and that
--- snapshot has dpd ≥ 30: the numerator).
+-- snapshot has dpd ≥ 30: the numerator), and for the loan book:
+-- outstanding (of that snapshot; 0 without one: nothing reported yet),
+-- has_snapshot (1 when the loan has one: npl_rate's denominator), is_npl
+-- (1 when that snapshot has dpd ≥ 90: npl_rate's numerator).
 --
 -- Parameters: :campaign_id, :starts_at and :ends_at (naive UTC),
 -- :attribution_days, :as_of_end_date (a date).
@@ -49,6 +52,7 @@ snapshots as (
         r.loan_id,
         r.as_of,
         r.dpd,
+        r.outstanding,
         row_number() over (
             partition by r.loan_id
             order by r.as_of desc
@@ -71,7 +75,10 @@ final as (
         end as is_seasoned,
         case
             when s.as_of >= l.seasoned_on and s.dpd >= 30 then 1 else 0
-        end as is_overdue
+        end as is_overdue,
+        coalesce(s.outstanding, 0) as outstanding,
+        case when s.loan_id is not null then 1 else 0 end as has_snapshot,
+        case when s.dpd >= 90 then 1 else 0 end as is_npl
     from campaign_loans as l
     left join snapshots as s
         on

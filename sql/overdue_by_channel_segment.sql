@@ -8,8 +8,8 @@
 -- still looked up: a hold-out member's loan is none of the campaign's, see
 -- attributed_applications.sql).
 --
--- Columns: channel, segment, loans, seasoned_loans, overdue_loans (as in
--- overdue_rate_30.sql).
+-- Columns: channel, segment, loans, seasoned_loans, overdue_loans,
+-- loan_balance, snapshot_loans, npl_loans (as in overdue_rate_30.sql).
 --
 -- Parameters: :campaign_id, :starts_at and :ends_at (naive UTC),
 -- :attribution_days, :as_of_end_date (a date).
@@ -21,7 +21,10 @@ loan_status as (
         s.channel,
         s.segment,
         s.is_seasoned,
-        s.is_overdue
+        s.is_overdue,
+        s.outstanding,
+        s.has_snapshot,
+        s.is_npl
     from {{ ref("loan_overdue_status") }} as s
 ),
 
@@ -31,7 +34,10 @@ final as (
         segment,
         count(*) as loans,
         sum(is_seasoned) as seasoned_loans,
-        sum(is_overdue) as overdue_loans
+        sum(is_overdue) as overdue_loans,
+        sum(outstanding) as loan_balance,
+        sum(has_snapshot) as snapshot_loans,
+        sum(is_npl) as npl_loans
     from loan_status
     group by channel, segment
 )

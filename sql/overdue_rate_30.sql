@@ -14,7 +14,10 @@
 --                   disbursement (as_of ≥ the UTC disbursement date + 30),
 --                   i.e. that have such a snapshot: the denominator,
 --   overdue_loans   seasoned loans whose latest snapshot has dpd ≥ 30: the
---                   numerator (overdue_rate_30 = overdue / seasoned).
+--                   numerator (overdue_rate_30 = overdue / seasoned),
+--   loan_balance    Σ outstanding of those loans by their latest snapshot,
+--   snapshot_loans  the loans with a snapshot: npl_rate's denominator,
+--   npl_loans       those whose latest snapshot has dpd ≥ 90: the numerator.
 --
 -- Parameters: :campaign_id, :starts_at and :ends_at (naive UTC),
 -- :attribution_days, :as_of_end_date (a date).
@@ -27,7 +30,10 @@ loan_status as (
         s.segment,
         s.variant,
         s.is_seasoned,
-        s.is_overdue
+        s.is_overdue,
+        s.outstanding,
+        s.has_snapshot,
+        s.is_npl
     from {{ ref("loan_overdue_status") }} as s
 ),
 
@@ -38,7 +44,10 @@ final as (
         variant,
         count(*) as loans,
         sum(is_seasoned) as seasoned_loans,
-        sum(is_overdue) as overdue_loans
+        sum(is_overdue) as overdue_loans,
+        sum(outstanding) as loan_balance,
+        sum(has_snapshot) as snapshot_loans,
+        sum(is_npl) as npl_loans
     from loan_status
     group by channel, segment, variant
 )

@@ -57,6 +57,7 @@ PARAMETERS = {
     "ftp_rate": 0.03,
     "lgd": 0.6,
     "as_of_end_date": date(2026, 6, 1),
+    "period_start_date": date(2026, 3, 2),
     # dispatch_audience.sql
     "batch_id": 1,
     "min_credit_score": 600,

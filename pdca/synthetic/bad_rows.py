@@ -65,6 +65,11 @@ BAD_ROWS: dict[str, tuple[str, ...]] = {
         "category is empty but required",
         "complaint_id repeats an earlier row's key (conflicting duplicate)",
     ),
+    "surveys": (
+        "customer_id c0000000 names no customer",
+        "score 11 is above 10",
+        "survey_id repeats an earlier row's key (conflicting duplicate)",
+    ),
 }
 """Every deliberately bad row, per feed, with the reason an import should quarantine it.
 
@@ -222,6 +227,16 @@ def _bad_complaints(frame: pd.DataFrame, customers: int, keys: KeyCounter) -> Sp
     return extra, 0, []
 
 
+def _bad_surveys(frame: pd.DataFrame, customers: int, keys: KeyCounter) -> Spoils:
+    """Copies of the first survey answer, each breaking one rule."""
+    template = frame.iloc[0].to_dict()
+    changes = [{"customer_id": UNKNOWN_CUSTOMER}, {"score": "11"}]
+    ids = id_text("s", keys.take("surveys", len(changes)), 8)
+    extra = _copies(template, changes, "survey_id", ids)
+    extra.append({**template, "score": str((int(template["score"]) + 5) % 11)})
+    return extra, 0, []
+
+
 def _copies(template: dict, changes: list[dict], key: str, ids: np.ndarray) -> list[dict]:
     """One copy of `template` per change, each under its own new key."""
     return [
@@ -238,4 +253,5 @@ _SPOILERS: dict[str, Callable[[pd.DataFrame, int, KeyCounter], Spoils]] = {
     "loans": _bad_loans,
     "repayments": _bad_repayments,
     "complaints": _bad_complaints,
+    "surveys": _bad_surveys,
 }

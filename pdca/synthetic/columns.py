@@ -22,7 +22,7 @@ class KeyCounter:
     """Running counters, so that keys stay unique across blocks."""
 
     def __init__(self) -> None:
-        self.next = {"touches": 1, "applications": 1, "loans": 1, "complaints": 1}
+        self.next = {"touches": 1, "applications": 1, "loans": 1, "complaints": 1, "surveys": 1}
 
     def take(self, feed: str, count: int) -> np.ndarray:
         """The next `count` key numbers of `feed`."""

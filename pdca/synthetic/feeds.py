@@ -36,6 +36,7 @@ from pdca.synthetic.outcomes import (
     simulate_decisions,
     simulate_loans,
     simulate_repayments,
+    simulate_surveys,
 )
 from pdca.synthetic.people import simulate_people
 from pdca.synthetic.touches import simulate_touches
@@ -53,6 +54,7 @@ class DemoFiles:
     loans: Path
     repayments: Path
     complaints: Path
+    surveys: Path
     spec: Path
     """The campaign spec YAML written beside the feeds."""
     bad_rows: dict[str, int]
@@ -142,10 +144,12 @@ class _Block:
     loans: dict
     repayments: dict
     complaints: dict
+    surveys: dict
     touch_ids: np.ndarray
     application_ids: np.ndarray
     loan_ids: np.ndarray
     complaint_ids: np.ndarray
+    survey_ids: np.ndarray
 
 
 def _simulate_block(
@@ -166,8 +170,12 @@ def _simulate_block(
     applications = simulate_applications(rng, people, touches, weeks, end)
     decisions = simulate_decisions(rng, people, applications, end)
     loans = simulate_loans(rng, decisions, end)
-    repayments = simulate_repayments(rng, people, applications, loans, weeks)
+    # the closed loans and the surveys draw from streams of their own: the rest of the
+    # history is the same as before they were simulated
+    payoff_rng, survey_rng = (np.random.default_rng(s) for s in rng.bit_generator.seed_seq.spawn(2))
+    repayments = simulate_repayments(rng, people, applications, loans, weeks, payoff_rng)
     complaints = simulate_complaints(rng, touches, end)
+    surveys = simulate_surveys(survey_rng, touches, complaints, size, end)
     block = _Block(
         start=start,
         people=people,
@@ -177,10 +185,12 @@ def _simulate_block(
         loans=loans,
         repayments=repayments,
         complaints=complaints,
+        surveys=surveys,
         touch_ids=id_text("t", keys.take("touches", len(touches["t"])), 9),
         application_ids=id_text("a", keys.take("applications", len(applications["t"])), 8),
         loan_ids=id_text("l", keys.take("loans", len(loans["t"])), 8),
         complaint_ids=id_text("q", keys.take("complaints", len(complaints["t"])), 7),
+        survey_ids=id_text("s", keys.take("surveys", len(surveys["t"])), 8),
     )
     frames = {feed: partial(build, block) for feed, build in _TEXT.items()}
     return frames, float(np.round(touches["cost"], 2).sum())
@@ -291,6 +301,20 @@ def _complaints_text(b: _Block) -> pd.DataFrame:
     )
 
 
+def _surveys_text(b: _Block) -> pd.DataFrame:
+    """The surveys feed of a block: some answers do not name the campaign."""
+    surveys = b.surveys
+    return text_frame(
+        "surveys",
+        survey_id=b.survey_ids,
+        customer_id=b.people["id"][surveys["who"]],
+        campaign_id=np.where(surveys["named"], CAMPAIGN_ID, ""),
+        answered_at=timestamps(surveys["t"], b.start),
+        score=surveys["score"].astype(str),
+        comment=np.where(surveys["score"] <= 3, "too many calls", ""),
+    )
+
+
 _TEXT: dict[str, Callable[[_Block], pd.DataFrame]] = {
     "customers": _customers_text,
     "touches": _touches_text,
@@ -299,5 +323,6 @@ _TEXT: dict[str, Callable[[_Block], pd.DataFrame]] = {
     "loans": _loans_text,
     "repayments": _repayments_text,
     "complaints": _complaints_text,
+    "surveys": _surveys_text,
 }
 """Each feed's text, in the order the feeds are written (the contract's)."""

@@ -146,9 +146,19 @@ def simulate_loans(rng: np.random.Generator, decisions: dict, end: int) -> dict:
 
 
 def simulate_repayments(
-    rng: np.random.Generator, people: dict, applications: dict, loans: dict, weeks: int
+    rng: np.random.Generator,
+    people: dict,
+    applications: dict,
+    loans: dict,
+    weeks: int,
+    payoff_rng: np.random.Generator | None = None,
 ) -> dict:
-    """Weekly snapshots after disbursement; a few loans stop paying and drift into arrears."""
+    """Weekly snapshots after disbursement; a few loans stop paying and drift into arrears.
+
+    With `payoff_rng` (a stream of its own, so the rest of the history stays as it was),
+    a share of the loans that keep paying is paid off early, one to four weeks
+    after disbursement: from then on they stand at outstanding 0 (closed loans, which
+    churn_rate counts)."""
     n = len(loans["t"])
     disbursed_day = loans["t"] // DAY
     snapshots = np.maximum(0, (weeks * 7 - 1 - disbursed_day) // 7)
@@ -164,6 +174,13 @@ def simulate_repayments(
     late_once = ~drifts[loan] & (rng.random(len(loan)) < 0.03)
     dpd = np.where(late_once, rng.integers(1, 10, len(loan)), dpd)
     repaid = np.minimum(1.0, paid_until / 30.4 / loans["term"][loan])
+    if payoff_rng is not None:
+        paid_off_at = np.where(
+            payoff_rng.random(n) < PAYOFF_SHARE, payoff_rng.integers(7, 29, n), 1 << 30
+        )
+        closed = ~drifts[loan] & (age >= paid_off_at[loan])
+        repaid = np.where(closed, 1.0, repaid)
+        dpd = np.where(closed, 0, dpd)
     outstanding = np.round(loans["amount"][loan] * (1.0 - repaid), 2)
     order = np.lexsort((loan, disbursed_day[loan] + age))
     return {
@@ -177,6 +194,33 @@ def simulate_repayments(
 def drift_chance(score: np.ndarray, debt_ratio: np.ndarray) -> np.ndarray:
     """Chance that a loan stops paying and drifts into arrears: ~1 % at 800, ~16 % at 620."""
     return np.clip(0.02 + (740 - score) * 0.0012 + (debt_ratio - 0.3) * 0.1, 0.005, 0.3)
+
+
+PAYOFF_SHARE = 0.3
+"""Share of the loans paid off early (see `simulate_repayments`)."""
+
+
+def simulate_surveys(
+    rng: np.random.Generator, touches: dict, complaints: dict, customers: int, end: int
+) -> dict:
+    """A few customers answer the satisfaction survey a few days after a delivered touch.
+
+    The score (0–10) falls with contact pressure (the customer's touches in the
+    campaign) and with a complaint: a pressed customer who complained is a detractor."""
+    rows = np.flatnonzero(touches["delivered"] & (rng.random(len(touches["t"])) < SURVEY_CHANCE))
+    who = touches["who"][rows]
+    t = touches["t"][rows] + rng.integers(DAY, 5 * DAY, len(rows))
+    complained = np.bincount(complaints["who"], minlength=customers)[who] > 0
+    pressure = touches["per_customer"][rows]
+    mean = 9.0 - 0.9 * (pressure - 1) - 4.0 * complained
+    score = np.clip(np.round(mean + rng.normal(0, 1.5, len(rows))), 0, 10).astype(int)
+    named = rng.random(len(rows)) < 0.8
+    keep = t < end
+    return {"who": who[keep], "t": t[keep], "score": score[keep], "named": named[keep]}
+
+
+SURVEY_CHANCE = 0.02
+"""Chance that a delivered touch brings a survey answer."""
 
 
 def simulate_complaints(rng: np.random.Generator, touches: dict, end: int) -> dict:

@@ -39,7 +39,8 @@ from tasks.common import metrics
 from tasks.common.jsonable import jsonable, jsonable_records
 from tasks.common.metrics import COUNTS, KEYS
 from tasks.common.periods import Period
-from tasks.plan.plan import VOLUME_TARGETS
+from tasks.common.value_metrics import FAMILY_COUNTS, NEW_KPIS, value_rates
+from tasks.plan.plan import PRORATED_TARGETS
 
 ROLLUP_COLUMNS = ["week", *KEYS, *COUNTS]
 
@@ -54,8 +55,9 @@ KPI_METRICS = (
     "roi",
     "overdue_rate_30",
     "complaint_rate",
+    *NEW_KPIS,
 )
-"""The planned metrics, business and asset quality alike (the plan's target list)."""
+"""The reported metrics, business, customer, channel and asset quality alike."""
 
 KPI_SCOPES = ((), ("channel",), ("segment",))
 """Campaign total, by channel, by segment: where the plan sets targets."""
@@ -184,33 +186,47 @@ def kpi_actuals(
     period_funnel: pd.DataFrame,
     overdue: pd.DataFrame,
     complaints: pd.DataFrame,
+    families: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per KPI scope (campaign, each channel, each segment) with every KPI.
 
-    `overdue` and `complaints` are `metrics.overdue_rate_30` and `metrics.complaint_rate`
-    at the funnel's grain (channel, segment, variant), summed here to each scope. Columns:
-    channel, segment (None where the scope spans them), then the funnel's counts and rates,
-    overdue_rate_30 and complaint_rate.
+    `overdue` and `complaints` are `metrics.overdue_rate_30` and `metrics.complaint_rate`,
+    `families` `value_metrics.family_counts`, at a grain with channel and segment, summed
+    here to each scope (without `families`, or without the loan book's columns in
+    `overdue`, those counts are none). Columns: channel, segment (None where the scope
+    spans them), then the funnel's counts and rates, overdue_rate_30, complaint_rate and
+    the NEW_KPIS.
     """
+    overdue = _with_columns(overdue, metrics.LOAN_COUNTS)
+    families = _with_columns(families if families is not None else overdue.iloc[0:0], FAMILY_COUNTS)
     rows = []
     for scope in KPI_SCOPES:
         by = list(scope)
         funnel = metrics.rollup(period_funnel, by)
-        overdue_sum = metrics.sum_by(overdue, by, metrics.OVERDUE_COUNTS)
+        overdue_sum = metrics.sum_by(overdue, by, metrics.LOAN_COUNTS)
         overdue_sum["overdue_rate_30"] = metrics.ratio(
             overdue_sum["overdue_loans"], overdue_sum["seasoned_loans"]
         )
         complaints_sum = metrics.sum_by(complaints, by, ["complaints"])
+        families_sum = metrics.sum_by(families, by, FAMILY_COUNTS)
         merged = funnel
-        for extra in (overdue_sum, complaints_sum):
+        for extra in (overdue_sum, complaints_sum, families_sum):
             merged = merged.merge(extra, on=by, how="left") if by else merged.join(extra)
-        merged["complaints"] = merged["complaints"].fillna(0)
+        filled = ["complaints", *metrics.LOAN_COUNTS, *FAMILY_COUNTS]
+        merged[filled] = merged[filled].fillna(0)
         merged["complaint_rate"] = 1000 * metrics.ratio(merged["complaints"], merged["delivered"])
+        merged = value_rates(merged)
         for column in ("channel", "segment"):
             if column not in by:
                 merged[column] = None
         rows.append(merged)
     return pd.concat(rows, ignore_index=True)
+
+
+def _with_columns(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """`frame` with each of `columns` it lacks added as zeros (counts nobody made)."""
+    missing = [column for column in columns if column not in frame.columns]
+    return frame.assign(**dict.fromkeys(missing, 0)) if missing else frame
 
 
 # --- targets ------------------------------------------------------------------------------
@@ -252,7 +268,7 @@ def current_targets(conn: Connection, campaign_id: str, period: Period) -> list[
     )
     for row in conn.execute(select(*columns).where(Target.plan_id == plan_id)).mappings():
         target = dict(row)
-        if target["metric"] in VOLUME_TARGETS:
+        if target["metric"] in PRORATED_TARGETS:
             target["target"] *= scale
         target["plan"] = {"period": planned.name, "version": version, "scale": scale}
         targets.append(target)
@@ -267,9 +283,10 @@ def weekly_series(weeks: pd.DataFrame, scope: Sequence[str]) -> pd.DataFrame:
     return metrics.rollup(weeks, ["week", *scope])
 
 
-def untargeted_kpis(actuals: pd.DataFrame) -> list[dict[str, Any]]:
-    """Without a plan: each KPI's campaign-wide actual alone (`kpi_actuals`' first row),
-    with status `no_target`."""
+def untargeted_kpis(actuals: pd.DataFrame, targeted: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Each KPI without a target (without a plan: every one; else those not in
+    `targeted`, the metrics the plan sets targets on): its campaign-wide actual alone
+    (`kpi_actuals`' first row), with status `no_target`."""
     total = actuals.iloc[0]
     return [
         {
@@ -282,6 +299,7 @@ def untargeted_kpis(actuals: pd.DataFrame) -> list[dict[str, Any]]:
             "status": "no_target",
         }
         for metric in KPI_METRICS
+        if metric not in set(targeted)
     ]
 
 

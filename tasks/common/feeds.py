@@ -162,6 +162,22 @@ FEEDS: dict[str, Feed] = {
             timezone_from="campaign_id",
             occurred_at="received_at",
         ),
+        _feed(
+            "surveys",
+            ("survey_id",),
+            Column("survey_id"),
+            Column("customer_id"),
+            Column("campaign_id", required=False),
+            Column("answered_at", "datetime"),
+            Column("score", "int"),
+            Column("comment", required=False),
+            references=(
+                Reference("customer_id", "customers", "customer_id"),
+                Reference("campaign_id", "campaigns", "campaign_id"),
+            ),
+            timezone_from="campaign_id",
+            occurred_at="answered_at",
+        ),
     )
 }
 

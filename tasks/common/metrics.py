@@ -78,14 +78,33 @@ RATES = ["reach_rate", "response_rate", "application_rate", "approval_rate", "ca
 SHARES = ["reach_rate", "response_rate", "approval_rate"]
 """The rates that are shares of something counted before them (in [0, 1])."""
 
-LOWER_IS_BETTER = frozenset({"cac", "overdue_rate_30", "complaint_rate"})
+LOWER_IS_BETTER = frozenset({"cac", "overdue_rate_30", "complaint_rate", "npl_rate", "churn_rate"})
 """The metrics where less is good (the contract's variance direction)."""
 
 ALL_LOANS_SINCE = datetime(1900, 1, 1)
 """`:starts_at` for overdue_rate_30: every application of the campaign, however old."""
 
 OVERDUE_COUNTS = ["loans", "seasoned_loans", "overdue_loans"]
-WHOLE_COUNTS = frozenset([*INTEGER_COUNTS, *OVERDUE_COUNTS, "complaints", "rejections"])
+BOOK_COUNTS = ["snapshot_loans", "npl_loans"]
+LOAN_COUNTS = [*OVERDUE_COUNTS, "loan_balance", *BOOK_COUNTS]
+"""What `overdue_rate_30` counts of the campaign's loan book: overdue_rate_30, and
+loan_balance and npl_rate (`sql/loan_overdue_status.sql`)."""
+WHOLE_COUNTS = frozenset(
+    [
+        *INTEGER_COUNTS,
+        *OVERDUE_COUNTS,
+        *BOOK_COUNTS,
+        "complaints",
+        "rejections",
+        "value_loans",
+        "new_customers",
+        "answers",
+        "promoters",
+        "detractors",
+        "closing_borrowers",
+        "churned_borrowers",
+    ]
+)
 
 
 # --- the funnel -------------------------------------------------------------------------
@@ -190,8 +209,9 @@ def overdue_rate_30(
     snapshot before that end: `overdue_loans` (latest dpd ≥ 30) / `seasoned_loans`
     (latest snapshot at least 30 days after the disbursement date). With 'week' in `by`,
     each week is judged as of its own end (clipped to the period), so a weekly series
-    shows how the rate moved. Columns: *by, loans, seasoned_loans, overdue_loans,
-    overdue_rate_30.
+    shows how the rate moved. Columns: *by, LOAN_COUNTS, overdue_rate_30, and of the same
+    loans and snapshots the loan book's npl_rate (snapshot_loans with latest dpd ≥ 90 /
+    snapshot_loans) beside loan_balance (Σ latest outstanding).
     """
     # without variant in `by`, the query that sums the variants away (same counts)
     keys = KEYS if "variant" in by else ["channel", "segment"]
@@ -212,9 +232,10 @@ def overdue_rate_30(
             "as_of_end_date": end,
         }
         frames.append(_read(conn, sql, params).assign(week=name))
-    frame = tidy(_concat(frames, ["week", *keys, *OVERDUE_COUNTS]), ["week", *keys])
-    out = sum_by(frame, by, OVERDUE_COUNTS)
+    frame = tidy(_concat(frames, ["week", *keys, *LOAN_COUNTS]), ["week", *keys])
+    out = sum_by(frame, by, LOAN_COUNTS)
     out["overdue_rate_30"] = ratio(out["overdue_loans"], out["seasoned_loans"])
+    out["npl_rate"] = ratio(out["npl_loans"], out["snapshot_loans"])
     return out
 
 

@@ -25,7 +25,7 @@ from sqlalchemy import Connection, func, insert, select, update
 
 from pdca.models import Action, Budget, Campaign, Plan, Target, Touch
 from tasks.common.campaigns import CampaignSpec
-from tasks.common.metrics import complaint_rate, funnel, overdue_rate_30, rollup
+from tasks.common.metrics import BOOK_COUNTS, complaint_rate, funnel, overdue_rate_30, rollup
 from tasks.common.periods import Period
 from tasks.common.rules import (
     PLAN_ACTION_TYPES,
@@ -34,6 +34,7 @@ from tasks.common.rules import (
     rules_in_force,
     standing_budget_changes,
 )
+from tasks.common.value_metrics import FAMILY_COUNTS, family_counts
 from tasks.plan.budget import (
     Allocation,
     BudgetAdjustment,
@@ -48,6 +49,8 @@ REACH_HEADROOM = 1.5
 """A channel's touches in a period may exceed its best history week (per week) by 50 %:
 beyond that the audience it reaches is the limit, not the budget."""
 VOLUME_TARGETS = ("touches", "delivered", "applications", "disbursements", "disbursed_amount")
+PRORATED_TARGETS = (*VOLUME_TARGETS, "new_customers")
+"""The targets a shorter period checked against a longer plan gets its days' share of."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,9 @@ class History:
     """seasoned_loans and overdue_loans per channel × segment."""
     complaint_cells: pd.DataFrame | None = None
     """complaints and delivered per channel × segment (complaints by their touch's channel)."""
+    family_cells: pd.DataFrame | None = None
+    """`value_metrics.family_counts` per channel × segment (new customers, loan values,
+    survey answers, paid-off borrowers)."""
 
 
 @dataclass
@@ -150,7 +156,7 @@ def gather_history(
 
     Everything is also kept per channel × segment cell, so that each scope's targets can
     come from its own history (`tasks.plan.targets`)."""
-    frames, overdue, complaints = [], [], []
+    frames, overdue, complaints, families = [], [], [], []
     for source in sources:
         frame = funnel(
             conn,
@@ -173,8 +179,21 @@ def gather_history(
         complaints.append(
             complaint_rate(conn, source.campaign_id, source.window, CELL, funnel_frame=frame)
         )
+        families.append(
+            family_counts(
+                conn,
+                source.campaign_id,
+                source.window,
+                CELL,
+                attribution_days=attribution_days,
+                ftp_rate=ftp_rate,
+                lgd=lgd,
+            )
+        )
     combined = pd.concat(frames, ignore_index=True) if frames else funnel_columns()
-    overdue_cells = _summed(overdue, ["seasoned_loans", "overdue_loans"])
+    overdue_cells = _summed(
+        overdue, ["seasoned_loans", "overdue_loans", "loan_balance", *BOOK_COUNTS]
+    )
     complaint_cells = _summed(complaints, ["complaints", "delivered"])
     by_channel_overdue = overdue_cells.groupby("channel")[["seasoned_loans", "overdue_loans"]].sum()
     overdue_by_channel = {
@@ -203,6 +222,7 @@ def gather_history(
         cells=rollup(combined, CELL),
         overdue_cells=overdue_cells,
         complaint_cells=complaint_cells,
+        family_cells=_summed(families, FAMILY_COUNTS),
     )
 
 

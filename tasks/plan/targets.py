@@ -20,7 +20,9 @@ overdue_rate_30 needs `Minimums.loans` seasoned loans and its complaint_rate
 `Minimums.delivered` delivered touches, else they are the campaign's. Every target's evidence
 says which (`basis`: `own` or `campaign`, and `fallback`: why), and the plan's notes list
 the fallbacks. The spec's `growth` lifts the outcomes for the same spend; the overdue
-target never exceeds the spec's `max_overdue_rate_30`.
+target never exceeds the spec's `max_overdue_rate_30`. The customer and value KPIs'
+targets (new_customers, loan_balance, npl_rate, ltv, ltv_cac, nps, churn_rate) follow
+each scope's, from `tasks.plan.value_targets`.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from tasks.common.campaigns import CampaignSpec
 from tasks.common.metrics import LOWER_IS_BETTER
 from tasks.plan.budget import Allocation
 from tasks.plan.plan import VOLUME_TARGETS, History
+from tasks.plan.value_targets import value_rows
 
 FOLLOW_BUDGET = ("touches", "delivered", "cost")
 """Counts that follow the planned touches."""
@@ -119,7 +122,7 @@ def targets_from(
     rows = scope_rows(scopes[0], tolerance, campaign, cap)
     for scope in scopes[1:]:
         rows += scope_rows(scope, tolerance, evidence, cap)
-    return rows
+    return rows + value_rows(spec, history, rows, tolerance, minimums.loans, evidence)
 
 
 def fallback_notes(rows: list[dict[str, Any]]) -> list[str]:

@@ -49,6 +49,7 @@ from tasks.check import result as check_result
 from tasks.common import metrics
 from tasks.common.campaigns import get_campaign_spec
 from tasks.common.periods import Period
+from tasks.common.value_metrics import NEW_KPIS
 from tasks.data.importing import import_feed
 from tests import scenario
 from tests.scenario import (
@@ -349,6 +350,9 @@ class TestCleanWeek:
         kpis = checked.results["week"]["kpis"]
         campaign = {k["metric"]: k for k in kpis if not any(k["scope"].values())}
         assert {"touches", "applications", "overdue_rate_30", "complaint_rate"} <= set(campaign)
+        for metric in NEW_KPIS:  # planned from the history's loans, surveys and payoffs
+            assert campaign[metric]["target"] is not None, campaign[metric]
+            assert campaign[metric]["actual"] is not None, campaign[metric]
         for kpi in kpis:
             assert kpi["status"] in ("on_track", "at_risk", "off_track", "no_data"), kpi
             if kpi["actual"] is not None and kpi["target"]:

@@ -20,6 +20,7 @@ from contextlib import redirect_stderr, redirect_stdout
 import pytest
 
 from tasks.common.periods import Period
+from tasks.common.value_metrics import NEW_KPIS
 from tests.conftest import UCI_FILE
 from tests.scenario import (
     BACKENDS,
@@ -114,6 +115,14 @@ class TestMay2008:
         campaign = {k["metric"]: k for k in may_2008["kpis"] if not any(k["scope"].values())}
         for metric in ("approval_rate", "roi", "cac", "overdue_rate_30"):
             assert campaign[metric]["actual"] is None, campaign[metric]
+
+    def test_the_value_kpis_are_null(self, may_2008: dict) -> None:
+        """The UCI history has no loans, balances nor surveys: new_customers, loan_balance,
+        npl_rate, ltv, ltv_cac, nps and churn_rate are no data, not 0."""
+        campaign = {k["metric"]: k for k in may_2008["kpis"] if not any(k["scope"].values())}
+        for metric in NEW_KPIS:
+            assert campaign[metric]["actual"] is None, campaign[metric]
+            assert campaign[metric]["status"] == "no_target"
         for row in may_2008["funnel"]:
             assert row["decided"] == 0
             assert row["approval_rate"] is None and row["roi"] is None, row

@@ -35,6 +35,7 @@ from pdca.synthetic.demo_history import CAMPAIGN_ID, SEGMENTS
 from tasks.common.campaigns import CampaignSpec, load_spec
 from tasks.common.metrics import LOWER_IS_BETTER
 from tasks.common.periods import Period
+from tasks.common.value_metrics import NEW_KPIS
 from tasks.plan.plan import period_budget, send_days
 from tests.scenario import (
     BACKENDS,
@@ -68,6 +69,7 @@ METRICS = (
     "roi",
     "overdue_rate_30",
     "complaint_rate",
+    *NEW_KPIS,
 )
 ALWAYS = ("touches", "delivered", "applications", "disbursements", "disbursed_amount")
 ALWAYS += ("roi", "overdue_rate_30", "complaint_rate")

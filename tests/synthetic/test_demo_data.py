@@ -44,6 +44,7 @@ CONTRACT_COLUMNS = {
     "loans": "loan_id, application_id, disbursed_at, amount, apr, term_months",
     "repayments": "loan_id, as_of, dpd, outstanding",
     "complaints": "complaint_id, customer_id, campaign_id, received_at, category",
+    "surveys": "survey_id, customer_id, campaign_id, answered_at, score, comment",
 }
 """Copied from CONTRACT.md's feed table, key first."""
 FEEDS = tuple(CONTRACT_COLUMNS)
@@ -103,7 +104,7 @@ def _assert_empty(rows: pd.DataFrame, what: str) -> None:
 
 def _faults(feeds: dict[str, pd.DataFrame]) -> dict[str, pd.Series]:
     """The contract's validation rules, applied feed by feed in the order of loading."""
-    c, t, a, d, lo, r, q = (feeds[feed] for feed in FEEDS)
+    c, t, a, d, lo, r, q, s = (feeds[feed] for feed in FEEDS)
     found = {}
 
     def duplicated(feed: str, frame: pd.DataFrame) -> pd.Series:
@@ -177,6 +178,15 @@ def _faults(feeds: dict[str, pd.DataFrame]) -> dict[str, pd.Series]:
         | _timestamps(q.received_at).isna()
         | (q.category == "")
         | duplicated("complaints", q)
+    )
+    answer = _number(s.score)
+    found["surveys"] = (
+        ~s.customer_id.isin(customers)
+        | ~s.campaign_id.isin({"", CAMPAIGN_ID})
+        | _timestamps(s.answered_at).isna()
+        | ~answer.between(0, 10)
+        | (answer != answer.round())
+        | duplicated("surveys", s)
     )
     return found
 

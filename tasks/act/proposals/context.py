@@ -72,6 +72,9 @@ class Thresholds:
     """Significance of the window comparison (the settings' experiment_alpha)."""
     min_improvement: float = 0.05
     """Least relative improvement of its metric a proposal's what-if must show (`improves`)."""
+    reallocation_metric: str = "roi"
+    """What reallocate_budget moves budget by: `roi` or `ltv_cac` (customers' lifetime value
+    over their acquisition cost, setting act_reallocation_metric)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Thresholds:
@@ -92,6 +95,7 @@ class Thresholds:
             targeting_min_applications=settings.act_targeting_min_applications,
             alpha=settings.experiment_alpha,
             min_improvement=settings.act_min_improvement,
+            reallocation_metric=settings.act_reallocation_metric,
         )
 
 

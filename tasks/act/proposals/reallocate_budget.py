@@ -31,7 +31,9 @@ def reallocate_budget_proposals(
     *,
     exclude: Iterable[str] = (),
 ) -> list[Proposal]:
-    """One bounded step of budget from each failing channel to the best-ROI channel.
+    """One bounded step of budget from each failing channel to the best-ROI channel (or,
+    with `Thresholds.reallocation_metric` `ltv_cac`, the best LTV/CAC: the check's
+    ltv_cac KPI of each channel stands where roi stands below).
 
     A channel fails when its roi or cac KPI is `off_track`/`at_risk` against the plan's
     target, or its CAC is ≥ `cac_ratio` × the lowest CAC of the campaign's channels. Only
@@ -62,14 +64,11 @@ def reallocate_budget_proposals(
         and channel not in skip
         and numbers["touches"] >= thresholds.min_channel_touches
     }
+    metric = thresholds.reallocation_metric
+    if metric != "roi":  # the check's KPI of each channel (ltv_cac)
+        judged = {c: {**n, "roi": channel_kpi(check, metric, c)} for c, n in judged.items()}
     reasons = failing_channels(check, judged, thresholds)
-    candidates = {
-        c: n["roi"]
-        for c, n in judged.items()
-        if n["roi"] is not None
-        and c not in context.at_capacity
-        and not breaches_risk(check, c, context.spec.risk.max_overdue_rate_30)
-    }
+    candidates = receivers(check, judged, context)
     if not candidates:
         return []
     best = max(candidates, key=lambda c: (candidates[c], c))
@@ -100,9 +99,30 @@ def reallocate_budget_proposals(
                 floor=floor,
                 reasons=reasons[channel],
                 plan_period=context.plan_period,
+                metric=metric,
             )
         )
     return proposals
+
+
+def receivers(
+    check: CheckResult, judged: Mapping[str, Mapping[str, Any]], context: ActContext
+) -> dict[str, float]:
+    """Channel → its figure (roi, or the metric standing in its place) among the channels
+    that can take more: with a figure, not bound by capacity, within the risk ceiling."""
+    return {
+        c: n["roi"]
+        for c, n in judged.items()
+        if n["roi"] is not None
+        and c not in context.at_capacity
+        and not breaches_risk(check, c, context.spec.risk.max_overdue_rate_30)
+    }
+
+
+def channel_kpi(check: CheckResult, metric: str, channel: str) -> float | None:
+    """The channel's actual of `metric` in the check's KPIs (None without one)."""
+    kpi = find_kpi(check, metric, channel=channel)
+    return None if kpi is None else finite_number(kpi.actual)
 
 
 def breaches_risk(check: CheckResult, channel: str, ceiling: float) -> bool:
@@ -122,7 +142,7 @@ def failing_channels(
     reasons: dict[str, list[str]] = {}
     for channel, numbers in judged.items():
         found = []
-        for metric in ("roi", "cac"):
+        for metric in (thresholds.reallocation_metric, "cac"):
             kpi = find_kpi(check, metric, channel=channel)
             if kpi is not None and kpi.off_track:
                 found.append(kpi_text(kpi, f"{metric} of {channel}"))
@@ -153,15 +173,19 @@ def _reallocation(
     floor: float,
     reasons: list[str],
     plan_period: str | None,
+    metric: str = "roi",
 ) -> Proposal:
-    """The proposal moving `share` of `channel`'s `budget` to `best`, with its evidence."""
+    """The proposal moving `share` of `channel`'s `budget` to `best`, with its evidence
+    (`roi` and `best_roi` are the values of `metric`: roi or ltv_cac)."""
     amount = budget * share
-    gain = (
-        f"; at this period's roi ({channel} {num(roi)}, {best} {num(best_roi)}) that is "
-        f"about {num(amount * (best_roi - roi))} more net return"
-        if roi is not None
-        else ""
-    )
+    gain = ""
+    if roi is not None and metric == "roi":
+        gain = (
+            f"; at this period's roi ({channel} {num(roi)}, {best} {num(best_roi)}) that is "
+            f"about {num(amount * (best_roi - roi))} more net return"
+        )
+    elif roi is not None:
+        gain = f"; at this period's {metric} ({channel} {num(roi)}, {best} {num(best_roi)})"
     return proposal(
         "reallocate_budget",
         {"channel": channel},
@@ -172,7 +196,7 @@ def _reallocation(
             "from_budget": round(budget, 2),
         },
         "; ".join(reasons)
-        + f". {best} has the best roi, {num(best_roi)}"
+        + f". {best} has the best {metric}, {num(best_roi)}"
         + (f" (plan {plan_period})." if plan_period else "."),
         f"Moves {pct(share)} of {channel}'s budget ({num(amount)} of {num(budget)}) "
         f"to {best}{gain}; {channel} keeps at least its floor of {num(floor)}.",

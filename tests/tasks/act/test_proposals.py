@@ -11,7 +11,7 @@ input (a reallocation never takes a channel below its floor; an untrusted check 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -381,6 +381,29 @@ class TestReallocateBudget:
             "(sms 0.20, phone 0.90) that is about 210.00 more net return; sms keeps at least "
             "its floor of 500.00."
         )
+
+    def test_by_ltv_cac_the_money_goes_to_the_best_customers_per_cost(self) -> None:
+        """With act_reallocation_metric ltv_cac, the channels' ltv_cac KPIs decide, not roi:
+        phone earns the most this period, but im's customers are worth the most per cost."""
+        check = failing_sms()
+        check["kpis"] += [
+            kpi("ltv_cac", 3.0, channel="sms"),
+            kpi("ltv_cac", 9.0, channel="phone"),
+            kpi("ltv_cac", 20.0, channel="im"),
+        ]
+        (by_roi,) = of_type(run(check), "reallocate_budget")
+        assert by_roi.params["to_channel"] == "phone"
+        rules = replace(RULES, reallocation_metric="ltv_cac")
+        (move,) = of_type(run(check, rules=rules), "reallocate_budget")
+        assert move.params["to_channel"] == "im"
+        assert "im has the best ltv_cac, 20.00 (plan 2026-03)" in move.rationale
+        assert "at this period's ltv_cac (sms 3.00, im 20.00)" in move.expected_impact
+
+    def test_by_ltv_cac_a_channel_without_one_is_not_chosen(self) -> None:
+        check = failing_sms()
+        check["kpis"] += [kpi("ltv_cac", 3.0, channel="sms")]
+        rules = replace(RULES, reallocation_metric="ltv_cac")
+        assert of_type(run(check, rules=rules), "reallocate_budget") == []
 
     def test_the_plan_understands_the_params(self) -> None:
         """tasks.plan.plan.approved_adjustments reads exactly these keys into a shift."""

@@ -294,6 +294,7 @@ class TestCleanPeriod:
             "loans",
             "repayments",
             "complaints",
+            "surveys",
         ]
         assert all(entry["success"] for entry in result.quarantine)
         assert result.docs_path is None

@@ -266,6 +266,16 @@ VALID: dict[str, list[tuple[str, tuple]]] = {
             ("k2", "c2", None, at(20, day=6), "pricing"),
         ),
     ],
+    "surveys": [
+        (  # no offset: the campaign's time zone
+            "s1,c1,sme-spring-2026,2026-03-06T20:00:00,10,would recommend",
+            ("s1", "c1", CAMPAIGN, at(12, day=6), 10, "would recommend"),
+        ),
+        (
+            "s2,c2,,2026-03-06T20:00:00+00:00,0,",
+            ("s2", "c2", None, at(20, day=6), 0, None),
+        ),
+    ],
 }
 
 
@@ -468,6 +478,34 @@ ROW_FAULTS = [
         "unknown customer of a complaint",
         "complaints",
         "k20,zz,,2026-03-06T20:00:00Z,pricing",
+        "customer_id",
+        "unknown customer_id 'zz' (not in customers)",
+    ),
+    (
+        "survey score above 10",
+        "surveys",
+        "s20,c1,,2026-03-06T20:00:00Z,11,",
+        "score",
+        "score: must be between",
+    ),
+    (
+        "survey score that is not whole",
+        "surveys",
+        "s20,c1,,2026-03-06T20:00:00Z,7.5,",
+        "score",
+        "score",
+    ),
+    (
+        "survey answered before the plausible range",
+        "surveys",
+        "s20,c1,,1890-03-06T20:00:00Z,7,",
+        "answered_at",
+        "outside the plausible range",
+    ),
+    (
+        "unknown customer of a survey",
+        "surveys",
+        "s20,zz,,2026-03-06T20:00:00Z,7,",
         "customer_id",
         "unknown customer_id 'zz' (not in customers)",
     ),
@@ -701,6 +739,7 @@ class TestIdempotency:
                 ("loans", []),
                 ("repayments", ["l1,2026-04-05,0,1"]),
                 ("complaints", []),
+                ("surveys", ["s9,c1,,2026-03-06T20:00:00Z,12,"]),
             ]
         }
         first = {feed: run_import(seeded, feed, path, chunk_rows=2) for feed, path in files.items()}
@@ -719,7 +758,7 @@ class TestIdempotency:
                 second[feed].loaded,
                 second[feed].quarantined,
             )
-        assert len(before["quarantine"]) == 6
+        assert len(before["quarantine"]) == 7
 
     def test_success_changed_row_updates_its_key(self, seeded: Engine, tmp_path: Path):
         original = write_feed(tmp_path, "customers", [line for line, _ in VALID["customers"]])
