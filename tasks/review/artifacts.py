@@ -59,7 +59,7 @@ def summary_sections(summary: Summary, top: int = 10) -> list[str]:
             lines += [_markdown_cell(cards.note or "No KPI judged this period."), ""]
             continue
         lines += ["| | KPI | target | actual | status | 8 weeks |", "|---|---|---|---|---|---|"]
-        for label, rows in (("business", cards.business), ("asset quality", cards.asset_quality)):
+        for label, rows in cards.families:
             lines += [
                 f"| {label} | {card.metric} | {card.target} | {card.actual} | "
                 f"{card.status.replace('_', ' ')} | {card.spark} |"

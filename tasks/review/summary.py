@@ -53,6 +53,32 @@ BUSINESS = (
 """Business KPIs, in the order a card shows them."""
 ASSET_QUALITY = ("overdue_rate_30", "npl_rate", "complaint_rate", "loan_balance", "churn_rate")
 """Asset-quality KPIs, in the order a card shows them."""
+FAMILIES = (
+    (
+        "Business",
+        ("disbursements", "disbursed_amount", "new_customers", "loan_balance", "roi", "cost"),
+    ),
+    ("Risk", ("overdue_rate_30", "npl_rate", "complaint_rate")),
+    (
+        "Channel",
+        (
+            "touches",
+            "delivered",
+            "applications",
+            "application_rate",
+            "approval_rate",
+            "response_rate",
+            "reach_rate",
+            "cac",
+            "ltv",
+            "ltv_cac",
+        ),
+    ),
+    ("Customer", ("nps", "churn_rate")),
+)
+"""The seeds' four KPI families, in the order the first screen lays them out two by two
+(business beside risk, the asset quality of equal weight; channel beside customer), each
+KPI in its family's order."""
 RISK_METRICS = frozenset({"overdue_rate_30", "npl_rate"})
 """KPIs whose exception is a risk: ranked by the overdue exposure of their scope."""
 LOWER_IS_BETTER = frozenset({"cac", "cost", "overdue_rate_30", "npl_rate", "complaint_rate"})
@@ -82,6 +108,21 @@ class CampaignCards:
     business: list[KpiCard]
     asset_quality: list[KpiCard]
     note: str | None = None
+
+    @property
+    def families(self) -> list[tuple[str, list[KpiCard]]]:
+        """The cards by the seeds' four KPI families, side by side on the first screen:
+        business, channel and customer from the business card, risk (asset quality) as
+        its own, with the same weight. A KPI of no family joins the business one."""
+        cards = [*self.business, *self.asset_quality]
+        placed = {metric for _, members in FAMILIES for metric in members}
+        grouped = []
+        for label, members in FAMILIES:
+            chosen = [card for card in cards if card.metric in members]
+            if label == "Business":
+                chosen += [card for card in self.business if card.metric not in placed]
+            grouped.append((label, sorted(chosen, key=lambda c, m=members: _place(m, c.metric))))
+        return grouped
 
     @property
     def judged(self) -> bool:
@@ -435,3 +476,7 @@ def _per(total: float | None, count: float | None) -> float | None:
 
 def _times(left: float | None, right: float | None) -> float | None:
     return left * right if _known(left) and _known(right) else None
+
+
+def _place(metrics: tuple[str, ...], metric: str) -> int:
+    return metrics.index(metric) if metric in metrics else len(metrics)

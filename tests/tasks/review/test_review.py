@@ -547,8 +547,8 @@ class TestRendering:
 
     def test_markdown_says_what_the_emails_first_screen_says(self, review: Review, tmp_path):
         markdown = summary_markdown(review, tmp_path / "r.html")
-        assert "| business | cac | 70.00 | 77.27 | at risk |" in markdown
-        assert "| asset quality | overdue_rate_30 | 3.0 % | 4.0 % | off track |" in markdown
+        assert "| Channel | cac | 70.00 | 77.27 | at risk |" in markdown
+        assert "| Risk | overdue_rate_30 | 3.0 % | 4.0 % | off track |" in markdown
         exceptions = markdown[markdown.index("## Exceptions") : markdown.index("## Decisions")]
         assert exceptions.index("cac 77.27") < exceptions.index("overdue_rate_30 4.0 %")
         assert "`pdca actions approve 2 --by NAME`" in markdown

@@ -130,6 +130,19 @@ class TestCardsDecisionsChanges:
         assert cards.business[0].actual == "100" and cards.business[1].actual == "1,000,000 CNY"
         assert cards.business[5].target == "5.0×"
 
+    def test_the_four_families_side_by_side(self) -> None:
+        """The first screen groups the cards by the seeds' families; risk (asset quality)
+        has a card of its own beside business, channel and customer."""
+        cards = summarise_review([campaign(KPIS)], {"c1": EXPOSURE}, "CNY").cards[0]
+        families = {label: [card.metric for card in rows] for label, rows in cards.families}
+        assert list(families) == ["Business", "Risk", "Channel", "Customer"]
+        assert families["Business"] == ["disbursements", "disbursed_amount", "roi", "cost"]
+        assert families["Channel"] == ["application_rate", "approval_rate", "cac"]
+        assert families["Risk"] == ["overdue_rate_30", "complaint_rate"]
+        assert sum(len(rows) for rows in families.values()) == len(
+            [*cards.business, *cards.asset_quality]
+        ), "every card in one family"
+
     def test_sparkline(self) -> None:
         assert sparkline([0, 7, None, 3.5]) == "▁█ ▅"
         assert sparkline([None, None]) == ""
