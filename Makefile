@@ -15,9 +15,11 @@ run: install  ## install, then build the demo database and run the demo
 # pytest-xdist workers: one more than the cores, because a good part of the suite waits on
 # the servers and flow-run processes it starts (measured on 2 cores: 3 workers 10.5 min,
 # 2 workers about 12); a test module stays on one worker, so its module-scoped worlds are
-# built once. TEST_WORKERS=0 runs in this process (pdb, -x).
+# built once; modules are handed out in collection order, the longest first (tests/conftest.py:
+# LONGEST_FIRST), not xdist's default of the most tests first. TEST_WORKERS=0 runs in this
+# process (pdb, -x).
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
-XDIST := -n $(TEST_WORKERS) --dist loadfile
+XDIST := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test: install-test system-packages  ## the whole suite, slow tests included
 	$(BIN)/pytest $(XDIST)

@@ -68,10 +68,17 @@ LONGEST_FIRST = (
     "tests/flows/test_dispatch.py",
     "tests/test_cli.py",
     "tests/flows/test_weekly_review.py",
+    "tests/test_automations.py",
+    "tests/tasks/data/test_fuzz.py",
+    "tests/tasks/ops/test_events.py",
+    "tests/flows/test_act.py",
+    "tests/tasks/data/test_quality.py",
 )
-"""The modules that take longest (measured with --durations), started first: with one
-worker per core and a module kept on one worker (`--dist loadfile`), the suite ends when
-its last long module does, so they go before the many short ones fill the gaps."""
+"""The modules that take longest (measured with --durations), started first: with a module
+kept on one worker (`--dist loadfile`) and handed out in this order (`make test` passes
+`--no-loadscope-reorder`; xdist would otherwise start the modules with the most tests
+first, and the few-but-long ones last), each free worker takes the longest module left,
+and the many short ones fill the gaps at the end."""
 
 
 def _module_rank(item: pytest.Item) -> int:
