@@ -4,6 +4,7 @@ Prefect server from a check run, related to that run."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -195,13 +196,21 @@ class TestGuardrailPaused:
 # --- against a real Prefect server ----------------------------------------------------------
 
 
-def read_pdca_events(campaign_id: str, expected: int, timeout: float = 60) -> list:
-    """The server's pdca events about the campaign, once at least `expected` arrived (the
-    server persists events in batches, a few seconds after they are sent)."""
+def read_pdca_events(campaign_id: str, expected: int, since: datetime, timeout: float = 60) -> list:
+    """The server's pdca events about the campaign that occurred from `since` on (the
+    session's server also holds other tests' events about the same demo campaign), once at
+    least `expected` arrived (the server persists events in batches, a few seconds after
+    they are sent)."""
     from prefect.client.orchestration import get_client
-    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+    from prefect.events.filters import (
+        EventFilter,
+        EventNameFilter,
+        EventOccurredFilter,
+        EventResourceFilter,
+    )
 
     query = EventFilter(
+        occurred=EventOccurredFilter(since=since),
         event=EventNameFilter(prefix=["pdca."]),
         resource=EventResourceFilter(id=[f"pdca.campaign.{campaign_id}"]),
     )
@@ -239,11 +248,13 @@ def test_check_and_act_events_reach_the_server(prefect_server, tmp_path, request
         prefect_server.use(),
     ):
         patch.setenv("PDCA_OUTPUT_DIR", str(tmp_path / "out"))
+        since = datetime.now(UTC)
         state = check_flow(CAMPAIGN_ID, UNTRUSTED_WEEK, return_state=True)
         assert state.is_completed(), state.message
         checked = CheckResult.from_json(state.result())
         assert act_stand_in() is True
-        events = read_pdca_events(CAMPAIGN_ID, expected=len(check_events(checked)) + 1)
+        wanted = len(check_events(checked)) + 1
+        events = read_pdca_events(CAMPAIGN_ID, expected=wanted, since=since)
     world.engine.dispose()
 
     assert not checked.trusted, "the small world's first week should be untrusted"
