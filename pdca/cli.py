@@ -156,7 +156,8 @@ def demo(
     refuse_foreign_database(get_settings().database_url, force)  # before Prefect starts
     from flows.demo import demo_flow
 
-    summary = demo_flow(customers=customers, weeks=weeks, seed=seed, force=force)
+    with _flow_runs():
+        summary = demo_flow(customers=customers, weeks=weeks, seed=seed, force=force)
     typer.echo(summary)
 
 
@@ -171,7 +172,8 @@ def plan(
     from flows.plan import plan_flow
     from tasks.plan.result import PlanResult
 
-    document = plan_flow(campaign_id=campaign, period=period)
+    with _flow_runs():
+        document = plan_flow(campaign_id=campaign, period=period)
     if as_json:
         _print_json(document)
         return
@@ -209,12 +211,13 @@ def dispatch(
         raise UserError(f"--window {window!r}: campaign {campaign} has the windows {known}")
     from flows.dispatch import dispatch_flow
 
-    summaries = dispatch_flow(
-        campaign_id=campaign,
-        day=send_day,
-        window=window,
-        at=_utc_option("--at", at) if at else None,
-    )
+    with _flow_runs():
+        summaries = dispatch_flow(
+            campaign_id=campaign,
+            day=send_day,
+            window=window,
+            at=_utc_option("--at", at) if at else None,
+        )
     failures = sum(sum(s["failures"].values()) for s in summaries)
     deferred: dict[str, int] = {}  # left for the next run: a provider could not take them
     for summary in summaries:
@@ -255,7 +258,8 @@ def check(
     from flows.check import check_flow
     from tasks.check.result import CheckResult
 
-    checked = CheckResult.from_json(check_flow(campaign_id=campaign, period=period))
+    with _flow_runs():
+        checked = CheckResult.from_json(check_flow(campaign_id=campaign, period=period))
     if as_json:
         _print_json(checked.to_json())
     else:
@@ -294,7 +298,8 @@ def act(
     from flows.act import act_flow
     from tasks.common.scopes import format_scope
 
-    result = act_flow(campaign_id=campaign, period=period, auto_approve=auto_approve)
+    with _flow_runs():
+        result = act_flow(campaign_id=campaign, period=period, auto_approve=auto_approve)
     if as_json:
         _print_json(result)
         return
@@ -357,7 +362,8 @@ def review(
     from flows.weekly_review import review_outcome, weekly_review_flow
 
     who = os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown"
-    state = weekly_review_flow(period=period, send=send, actor=f"cli:{who}", return_state=True)
+    with _flow_runs():
+        state = weekly_review_flow(period=period, send=send, actor=f"cli:{who}", return_state=True)
     result = review_outcome(state)
     typer.echo(f"report: {result['path']}")
     delivery = result["delivery"]
@@ -560,12 +566,21 @@ def _stage_options(stage: str, auto_approve: bool) -> dict:
     return {"auto_approve": True} if stage == "act" and auto_approve else {}
 
 
+def _flow_runs():
+    """Around a command's flow runs (after its arguments were checked, so a refused
+    command never imports Prefect): the settings of flows.operations.embedded_api_settings."""
+    from flows.operations import embedded_api_settings
+
+    return embedded_api_settings()
+
+
 def _run_and_report(runs: list, concurrency: int, purpose: str) -> None:
     """Run, print one line per run and a summary; exit code 1 if any run failed."""
     _ready_engine().dispose()
     from flows.operations import run_stage_runs
 
-    report = run_stage_runs(runs, concurrency, purpose)
+    with _flow_runs():
+        report = run_stage_runs(runs, concurrency, purpose)
     for outcome in report.outcomes:
         typer.echo(outcome.line())
     typer.echo(report.summary(), err=not report.ok)
