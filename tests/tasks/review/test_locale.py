@@ -47,10 +47,12 @@ class TestCatalog:
     def test_every_message_of_the_sources_is_translated(self) -> None:
         assert i18n.untranslated(ZH) == []
 
-    def test_the_template_lists_every_message(self, tmp_path) -> None:
-        """`reports/locale/pdca.pot` is what `python -m tasks.common.i18n` writes now."""
-        fresh = i18n.write_pot(tmp_path / "pdca.pot")
-        assert fresh.read_text() == (i18n.LOCALE_DIR / "pdca.pot").read_text()
+    def test_the_template_lists_every_message(self) -> None:
+        """`reports/locale/pdca.pot` has the messages `python -m tasks.common.i18n` finds now
+        (the references to lines may lag: they are only hints)."""
+        text = (i18n.LOCALE_DIR / "pdca.pot").read_text(encoding="utf-8")
+        listed = {entry["msgid"] for entry in i18n.po_entries(text) if entry.get("msgid")}
+        assert listed == set(i18n.all_messages())
 
     def test_no_compiled_catalog_is_kept(self) -> None:
         assert not list(i18n.LOCALE_DIR.rglob("*.mo"))
