@@ -334,3 +334,57 @@ class TestChineseSopAndCli:
         assert out.startswith("检查 spring-test 2026-W12：不可信；触达 1,100，送达 980")
         assert "30天+逾期率" in out and "瓶颈：审批" in out
         assert english_left(out) == []
+
+    def test_adjustment_report_in_the_campaigns_locale(self) -> None:
+        """The act stage's report of a zh-CN campaign: fixed text in Chinese, the action's
+        type and status translated, its rationale (data) as written."""
+        import yaml
+
+        from tasks.act.artifacts import adjustment_report_html
+        from tasks.act.sop import SopRecord
+        from tasks.act.types import StoredAction
+        from tests.scenario import spec_dict
+        from tests.tasks.review.test_review import CHECK
+
+        spec = parse_spec(yaml.safe_dump(spec_dict(locale="zh-CN", name=CHINESE_NAME)), "s.yaml")
+        actions = [
+            StoredAction(
+                1,
+                "tighten_admission",
+                {"segment": "sme"},
+                {"min_credit_score": 620},
+                "逾期率高于上限",
+                "逾期率下降约0.8个百分点",
+                "approved",
+                "ops-lead",
+                "2026-03-23T09:00:00",
+                "同意",
+            ),
+            StoredAction(2, "hold", {}, {}, "数据不可信", "", "proposed"),
+        ]
+        first = SopRecord(
+            spec.id,
+            1,
+            None,
+            "# 第1版\n",
+            [{"version": 1, "date": "2026-03-02", "action": "初始版本", "reason": "活动配置"}],
+        )
+        second = SopRecord(
+            spec.id,
+            2,
+            None,
+            "# 第2版\n",
+            [
+                *first.changelog,
+                {"version": 2, "date": "2026-03-23", "action": "收紧准入", "reason": "逾期率高"},
+            ],
+        )
+        neck = replace(CHECK.bottleneck, diagnosis=" ".join(DIAGNOSES["approval"].split()))
+        check = replace(CHECK, bottleneck=neck)
+        page = adjustment_report_html(spec, PERIOD, check, actions, [first, second], [second])
+        text = page_text(page)
+        assert english_left(text) == []
+        assert f"调整报告：{CHINESE_NAME}" in text and "收紧准入" in text and "待审批" in text
+        english = parse_spec(yaml.safe_dump(spec_dict()), "s.yaml")
+        page = adjustment_report_html(english, PERIOD, check, actions, [first, second], [second])
+        assert "Adjustment report: SME spring test" in page and "Awaiting a manager" in page
