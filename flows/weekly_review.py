@@ -8,7 +8,8 @@ adjustments and SOP changes; draw the charts; write the HTML report (charts inli
 `data:` URIs, so the file stands alone), record it and publish a summary artifact; and,
 when asked, e-mail it — text and HTML with the charts as inline parts — to everyone the
 campaigns' specs list as recipients, over SMTP or, with no SMTP host, into the outbox.
-Every write and every send is audited.
+Every write and every send is audited. The report is written in `PDCA_LOCALE`'s language;
+each recipient list reads its campaign's `locale` (one message per language).
 """
 
 from __future__ import annotations

@@ -120,7 +120,7 @@ class CampaignCards:
         families' names in the cards' locale."""
         _ = translator(self.locale)
         cards = [*self.business, *self.asset_quality]
-        placed = {metric for _, members in FAMILIES for metric in members}
+        placed = {metric for _family, members in FAMILIES for metric in members}
         grouped = []
         for label, members in FAMILIES:
             chosen = [card for card in cards if card.metric in members]
