@@ -175,17 +175,27 @@ def plan(
     if as_json:
         _print_json(document)
         return
+    from tasks.common.terms import term
+
+    locale = get_settings().locale
+    _ = _translator()
     result = PlanResult.from_json(document)
-    typer.echo(f"plan {campaign} {period}: version {result.version}")
+    typer.echo(
+        _("plan %(campaign)s %(period)s: version %(version)s")
+        % {"campaign": campaign, "period": period, "version": result.version}
+    )
     for line in result.budget:
-        typer.echo(
-            f"  {line.channel:<9} {line.amount:>14,.2f}  {line.touches:>9,} touches"
-            f"  {line.limited_by}"
-        )
+        touches = _("%(touches)s touches") % {"touches": f"{line.touches:>9,}"}
+        typer.echo(f"  {line.channel:<9} {line.amount:>14,.2f}  {touches}  {line.limited_by}")
     for target in result.campaign_targets:
-        typer.echo(f"  target {target.metric:<17} {target.target:>16,.4f}")
+        name = f"{term(target.metric, locale):<17}"
+        typer.echo(
+            "  "
+            + _("target %(metric)s %(target)s")
+            % {"metric": name, "target": f"{target.target:>16,.4f}"}
+        )
     for note in result.inputs.notes:
-        typer.echo(f"  note: {note}")
+        typer.echo("  " + _("note: %(note)s") % {"note": note})
 
 
 @app.command()
@@ -224,14 +234,25 @@ def dispatch(
         totals = _dispatch_totals(summaries) | {"deferred": deferred}
         _print_json({"campaign": campaign, "date": day, "batches": summaries, "totals": totals})
     else:
+        _ = _translator()
         for summary in summaries:
             sent = sum(sum(v.values()) for v in summary["sends"].values())
             later = sum(summary["deferred"].values())
+            figures = {
+                "audience": summary["audience"],
+                "sent": sent,
+                "holdout": summary["holdout"],
+                "held": summary["held"],
+                "failed": sum(summary["failures"].values()),
+            }
             typer.echo(
-                f"{campaign} {day} {summary['window']}: {summary['status']}; audience "
-                f"{summary['audience']}, sent {sent}, hold-out {summary['holdout']}, held "
-                f"{summary['held']}, failed {sum(summary['failures'].values())}"
-                + (f", deferred {later}" if later else "")
+                f"{campaign} {day} {summary['window']}: {summary['status']}; "
+                + _(
+                    "audience %(audience)s, sent %(sent)s, hold-out %(holdout)s, held %(held)s, "
+                    "failed %(failed)s"
+                )
+                % figures
+                + (_(", deferred %(count)s") % {"count": later} if later else "")
             )
             for channel, outcome in summary["channels"].items():
                 if outcome["status"] != "sent":

@@ -8,7 +8,8 @@ listing every message. English is the source language and needs no catalog.
 
 The `.po` file is read at run time (`read_po`), so there is no compiled `.mo` file to build
 or keep in step: a fresh clone runs as it is. `python -m tasks.common.i18n` rewrites the
-`.pot` from the sources and lists the messages the catalogs miss.
+`.pot` from the sources, adds the new messages to each `.po` (untranslated) and lists the
+messages the catalogs miss.
 """
 
 from __future__ import annotations
@@ -213,6 +214,28 @@ def _quote(text: str) -> str:
     return f'"{escaped}"'
 
 
+def update_po(locale: str, translated: dict[str, str] | None = None) -> Path:
+    """Rewrite the locale's `.po` with every source message, sorted, keeping its header and
+    translations (and taking `translated`'s); a new message gets an empty translation."""
+    path = catalog_path(locale)
+    text = path.read_text(encoding="utf-8")
+    entries = list(po_entries(text))
+    header = next(entry for entry in entries if entry.get("msgid") == "")
+    known = {entry["msgid"]: entry.get("msgstr", "") for entry in entries if entry.get("msgid")}
+    known.update(translated or {})
+    comments = [line for line in text.splitlines() if line.startswith("# ")][:2]
+    lines = [*comments, 'msgid ""', 'msgstr ""']
+    lines += [_quote(line + "\n") for line in header["msgstr"].splitlines()]
+    lines.append("")
+    for message, places in sorted(all_messages().items()):
+        lines.append("#: " + " ".join(sorted(set(places))[:4]))
+        lines.append(f"msgid {_quote(message)}")
+        lines.append(f"msgstr {_quote(known.get(message, ''))}")
+        lines.append("")
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
 def untranslated(locale: str) -> list[str]:
     """The source messages the locale's catalog has no translation for."""
     catalog = read_po(catalog_path(locale))
@@ -227,5 +250,6 @@ if __name__ == "__main__":
     print(f"wrote {write_pot()}")
     for locale in LOCALES:
         if locale != SOURCE_LOCALE:
+            print(f"wrote {update_po(locale)}")
             for message in untranslated(locale):
                 print(f"{locale}: untranslated: {message!r}")
