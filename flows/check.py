@@ -35,13 +35,17 @@ from tasks.check.check import (
     KEYS,
     current_targets,
     funnel_rows,
+    inside_weeks,
+    join_kpi_counts,
     kpi_actuals,
     period_anomalies,
+    period_book,
     store_check,
     top_reject_reasons,
     trailing_weeks,
     untargeted_kpis,
     whole_weeks,
+    with_week_kpis,
 )
 from tasks.check.data_quality import DataQuality, assess
 from tasks.check.experiments import experiment_members, experiment_started_at, judge
@@ -70,9 +74,9 @@ FUNNEL_PAGE_CACHE_MIB = 128
 """The funnel's connection's page cache: it reads the touch rows and probes the customers'
 segment index for each, and both must fit (docs/check.md)."""
 
-OVERDUE_GRAIN = ["channel", "segment"]
-"""overdue_rate_30's grain for the KPI scopes (campaign, channel, segment): no variant,
-which spares a first-touch probe per loan of the campaign's history."""
+WEEK_GRAIN = ["week", *KEYS]
+"""The grain of the loan book's and the customer and value counts: the weekly rollups'
+(the KPI scopes, campaign, channel and segment, sum them)."""
 
 
 @dataclass
@@ -116,16 +120,19 @@ def count_funnel(conn: Connection, spec: CampaignSpec, period: Period) -> Measur
 
 @task(cache_policy=NO_CACHE)
 def measure_asset_quality(conn: Connection, spec: CampaignSpec, period: Period) -> pd.DataFrame:
-    """overdue_rate_30 of the campaign's loans to the period's end, by channel and segment."""
+    """The campaign's loan book (overdue_rate_30, loan_balance, npl_rate's counts) as of each
+    week's end, by week × channel × segment × variant: the last week's is the period's,
+    and each whole week's goes into its rollup for the anomalies."""
     days = get_settings().attribution_window_days
-    return metrics.overdue_rate_30(conn, spec.id, period, OVERDUE_GRAIN, attribution_days=days)
+    return metrics.overdue_rate_30(conn, spec.id, period, WEEK_GRAIN, attribution_days=days)
 
 
 @task(cache_policy=NO_CACHE)
 def measure_customer_value(conn: Connection, spec: CampaignSpec, period: Period) -> pd.DataFrame:
-    """new_customers, ltv, nps and churn_rate's counts, by channel and segment."""
+    """new_customers, ltv, nps and churn_rate's counts, by week × channel × segment ×
+    variant (the KPI scopes sum them; the whole weeks' go into their rollups)."""
     return value_metrics.family_counts(
-        conn, spec.id, period, OVERDUE_GRAIN, **_funnel_options(get_settings())
+        conn, spec.id, period, WEEK_GRAIN, **_funnel_options(get_settings())
     )
 
 
@@ -259,7 +266,11 @@ def check_flow(campaign_id: str, period: str) -> dict[str, Any]:
             quality = validate_period_data(quality_conn, spec, parsed)
         finally:
             wait(runs)  # no connection closes under a running task
-        measured, experiments, overdue, reasons, families = (run.result() for run in runs)
+        measured, experiments, book, reasons, families = (run.result() for run in runs)
+        measured.weeks = with_week_kpis(
+            measured.weeks, join_kpi_counts(book, families), inside_weeks(parsed)
+        )
+        overdue = period_book(book, parsed)
         kpis, targets = compare_with_targets(conn, spec, parsed, measured, overdue, families)
         check = assemble(
             campaign_id,
