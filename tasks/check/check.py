@@ -23,7 +23,7 @@ Every function takes the `Connection` it works on; thresholds arrive as paramete
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -389,6 +389,25 @@ def weekly_series(weeks: pd.DataFrame, scope: Sequence[str]) -> pd.DataFrame:
         return series
     counts = weeks.groupby(by, sort=False, dropna=False)[KPI_ROLLUP_COUNTS].sum(min_count=1)
     return value_rates(series.merge(counts.reset_index(), on=by, how="left"))
+
+
+def campaign_kpis(kpis: Sequence[Mapping[str, Any]]) -> tuple[dict, dict]:
+    """The campaign-scope actual and target of each KPI in the check's `kpis` rows (a
+    target None where the plan sets none)."""
+    campaign = [row for row in kpis if not any((row.get("scope") or {}).values())]
+    actual = {row["metric"]: row.get("actual") for row in campaign}
+    target = {row["metric"]: row.get("target") for row in campaign}
+    return actual, target
+
+
+def kpi_baseline(trailing: pd.DataFrame) -> dict[str, float]:
+    """Every KPI of the trailing weeks' rollups pooled (their counts summed, then divided):
+    the reference of the diagnosis beyond the funnel when the plan sets no target; NaN
+    for a KPI whose counts the rollups do not hold."""
+    if trailing.empty:
+        return {}
+    pooled = weekly_series(trailing.assign(week="trailing"), []).iloc[0]
+    return {metric: pooled.get(metric, float("nan")) for metric in KPI_METRICS}
 
 
 def period_book(book_weeks: pd.DataFrame, period: Period) -> pd.DataFrame:

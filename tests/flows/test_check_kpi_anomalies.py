@@ -15,7 +15,9 @@ threshold and the window stay the defaults.
 
 from __future__ import annotations
 
+import io
 import json
+from contextlib import redirect_stderr, redirect_stdout
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -92,30 +94,53 @@ def build(url: str, checked_week: dict[str, tuple[int, int]]) -> None:
     engine.dispose()
 
 
-def check_json(url: str, capsys, monkeypatch, folder: Path) -> dict:
+class Capture:
+    """What `run_main` reads back, for module-scoped fixtures (capsys is per test)."""
+
+    def __init__(self) -> None:
+        self.out, self.err = io.StringIO(), io.StringIO()
+
+    def readouterr(self) -> tuple[str, str]:
+        return self.out.getvalue(), self.err.getvalue()
+
+
+def check_json(url: str, folder: Path) -> dict:
     """`pdca check --campaign … --period 2026-W16 --json`, as a user runs it."""
-    monkeypatch.setenv("PDCA_ANOMALY_MIN_VOLUME", "20")
-    monkeypatch.setenv("PDCA_OUTPUT_DIR", str(folder / "out"))
-    with database(url):
-        code, out, err = run_main(
-            ["check", "--campaign", CAMPAIGN_ID, "--period", CHECKED, "--json"], capsys
-        )
+    capture = Capture()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PDCA_ANOMALY_MIN_VOLUME", "20")
+        patch.setenv("PDCA_OUTPUT_DIR", str(folder / "out"))
+        with database(url), redirect_stdout(capture.out), redirect_stderr(capture.err):
+            code, out, err = run_main(
+                ["check", "--campaign", CAMPAIGN_ID, "--period", CHECKED, "--json"], capture
+            )
     assert code in (None, 0, 1), err
     return json.loads(out)
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request) -> str:
-    return request.param
+def checked_world(request, tmp_path_factory, checked_week) -> dict:
+    folder = tmp_path_factory.mktemp("kpi-anomalies")
+    url = new_database(request, folder, request.param)
+    build(url, checked_week)
+    return check_json(url, folder)
 
 
-def test_a_channels_nps_collapse_is_listed(request, backend, tmp_path, capsys, monkeypatch) -> None:
-    url = new_database(request, tmp_path, backend)
-    build(url, JUMPED)
-    result = check_json(url, capsys, monkeypatch, tmp_path)
-    found = [a for a in result["anomalies"] if a["metric"] == "nps"]
+@pytest.fixture(scope="module", params=BACKENDS)
+def jumped(request, tmp_path_factory) -> dict:
+    """`pdca check --json` of the world whose sms customers turn detractors in W16."""
+    return checked_world(request, tmp_path_factory, JUMPED)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def steady(request, tmp_path_factory) -> dict:
+    """`pdca check --json` of the world whose W16 looks like its history."""
+    return checked_world(request, tmp_path_factory, STEADY)
+
+
+def test_a_channels_nps_collapse_is_listed(jumped: dict) -> None:
+    found = [a for a in jumped["anomalies"] if a["metric"] == "nps"]
     sms = [a for a in found if a["scope"] == {"channel": "sms"}]
-    assert len(sms) == 1, result["anomalies"]
+    assert len(sms) == 1, jumped["anomalies"]
     anomaly = sms[0]
     trailing = [100 * (p - 5) / PER_WEEK for p in PROMOTERS["sms"]]
     mean = sum(trailing) / len(trailing)
@@ -129,12 +154,26 @@ def test_a_channels_nps_collapse_is_listed(request, backend, tmp_path, capsys, m
     assert not [a for a in found if a["scope"] == {"channel": "im"}], "im did not move"
 
 
-def test_a_steady_world_lists_no_anomaly(request, backend, tmp_path, capsys, monkeypatch) -> None:
-    url = new_database(request, tmp_path, backend)
-    build(url, STEADY)
-    result = check_json(url, capsys, monkeypatch, tmp_path)
-    assert result["anomalies"] == []
-    kpis = {k["metric"]: k["actual"] for k in result["kpis"] if k["scope"] == CAMPAIGN}
+def test_the_nps_collapse_is_the_diagnosis_beyond_the_funnel(jumped: dict) -> None:
+    """The funnel is as it always was; what went wrong is what customers think: the
+    bottleneck names nps beside the stage, against the trailing weeks' pooled nps."""
+    beyond = jumped["bottleneck"]["beyond_funnel"]
+    answers = 6 * 2 * PER_WEEK
+    pooled = 100 * (sum(PROMOTERS["sms"]) + sum(PROMOTERS["im"]) - 5 * 12) / answers
+    actual = 100 * (3 + 12 - 20 - 5) / (2 * PER_WEEK)
+    assert beyond["metric"] == "nps" and beyond["family"] == "customer"
+    assert beyond["reference_kind"] == "baseline"
+    assert beyond["actual"] == pytest.approx(actual)
+    assert beyond["reference"] == pytest.approx(pooled)
+    assert beyond["gap_pct"] == pytest.approx((actual - pooled) / abs(pooled))
+    assert "contact pressure" in beyond["diagnosis"]
+    compared = {row["metric"] for row in beyond["evidence"] if row["gap_pct"] is not None}
+    assert compared == {"nps"}, "no loans: the other KPIs are null, never compared"
+
+
+def test_a_steady_world_lists_no_anomaly(steady: dict) -> None:
+    assert steady["anomalies"] == []
+    kpis = {k["metric"]: k["actual"] for k in steady["kpis"] if k["scope"] == CAMPAIGN}
     assert kpis["nps"] == pytest.approx(100 * (15 + 12 - 10) / 60)
     for metric in ("churn_rate", "npl_rate", "ltv", "ltv_cac"):
         assert kpis[metric] is None, f"{metric}: no loans, no data"
