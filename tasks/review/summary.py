@@ -83,7 +83,8 @@ FAMILIES = (
 KPI in its family's order."""
 RISK_METRICS = frozenset({"overdue_rate_30", "npl_rate"})
 """KPIs whose exception is a risk: ranked by the overdue exposure of their scope."""
-LOWER_IS_BETTER = frozenset({"cac", "cost", "overdue_rate_30", "npl_rate", "complaint_rate"})
+LOWER_IS_BETTER = metrics.LOWER_IS_BETTER | {"cost"}
+"""The check's lower-is-better KPIs, and the cost (a gap above its target is money lost)."""
 SPARK_WEEKS = 8
 SPARK_BARS = "▁▂▃▄▅▆▇█"
 EXCEPTION_STATUSES = ("off_track", "at_risk")
