@@ -192,7 +192,7 @@ def _week(conn, rng, week: int, n: int, variant_of, counts: dict[str, int]) -> N
     app_ids = [f"a{counts['applications'] + i:09d}" for i in range(m)]
     attributed = rng.random(m) < 0.75
     conn.executemany(
-        "insert into applications values (?,?,?,?,?,?,?)",
+        "insert into applications values (?,?,?,?,?,?,?,'applications')",
         zip(
             app_ids,
             (f"c{c:08d}" for c in customer[applies]),
