@@ -7,7 +7,7 @@ PIP    := $(BIN)/pip --disable-pip-version-check --quiet
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export GX_ANALYTICS_ENABLED ?= false
 
-.PHONY: run test test-quick install install-test system-packages lint format bench clean server worker
+.PHONY: run test test-quick install install-test system-packages lint format messages bench clean server worker
 
 run: install  ## install, then build the demo database and run the demo
 	$(BIN)/pdca demo
@@ -53,6 +53,12 @@ lint: install-test  ## ruff and sqlfluff, as the test suite runs them
 format: install-test
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# The settings of both pybabel commands are [tool.babel] in pyproject.toml.
+messages: install  ## reports/locale: pdca.pot from the sources, each .po updated, what is untranslated
+	$(BIN)/pybabel extract
+	$(BIN)/pybabel update
+	$(BIN)/python -m tasks.common.i18n
 
 bench: install  ## the performance benchmarks; each prints its baseline beside its figure
 	$(BIN)/python bench/bench_import.py

@@ -4,11 +4,14 @@ The JSON keeps full precision; what people read (Prefect artifacts, the CLI's li
 through here, so a count is never `74.0`, a rate never `0.0523`, an amount never
 `1.681e+06`. The kind of a metric is known from its contract name.
 
-Every function takes the reader's `locale` (`en`, the default, or `zh-CN`): the digits
-and separators are the same in both (CLDR's `#,##0.###` for en and zh), the rest follows
-the locale's conventions: `5.2 %` / `5.2%`, `1,234 CNY` / `¥1,234`, `2026-03-23` /
-`2026年3月23日`, `n/a` / `暂无`. The units stay what they are in every locale (ROI `31.5×`,
-complaint rate in ‰, counts whole). `Formatter(locale)` binds a locale for the templates.
+Every function takes the reader's `locale` (`en`, the default, or `zh-CN`) and writes by
+Babel (CLDR's digits, grouping, signs, currency symbols and date formats: `5.2%`,
+`¥1,234`, `US$500`, `2026年3月23日` in Chinese). English keeps the forms pdca's readers know
+where they differ from CLDR's English: `5.2 %` (a space), `1,234 CNY` (the code after),
+`2026-03-23` (ISO). The units stay what they are in every locale (ROI `31.5×`, complaint
+rate in ‰, counts whole); "n/a" is a message of the catalog (`暂无`). Rounding is Babel's
+(ICU's): half to even on the number as written, 2.675 → `2.68`. `Formatter(locale)` binds
+a locale for the templates.
 """
 
 from __future__ import annotations
@@ -17,8 +20,15 @@ import math
 import sys
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import partial
+from decimal import Decimal
+from functools import lru_cache, partial
 from typing import Any
+
+from babel import Locale
+from babel.dates import format_date
+from babel.numbers import format_currency, format_decimal, format_percent
+
+from tasks.common.i18n import N_, babel_locale, translator
 
 MONEY = frozenset(
     {
@@ -73,83 +83,111 @@ MULTIPLES = frozenset({"roi", "ltv_cac"})
 
 @dataclass(frozen=True)
 class LocaleStyle:
-    """How a locale writes what is not digits."""
+    """How a locale writes what is not digits: CLDR patterns for Babel, `{decimals}` where
+    the fraction digits go (`.0`, `.00` or nothing)."""
 
+    locale: Locale
     unknown: str
     percent: str
+    """A share of 1 (`%` multiplies by 100)."""
     per_mille: str
-    symbols: dict[str, str]
-    """Currency code → the symbol written before the amount (else the code after it)."""
+    """A rate per 1,000 (`‰` multiplies by 1,000)."""
+    signed_percent: str
+    money: str
+    """`¤` the currency's symbol, `¤¤` its ISO code."""
     date: str
-    """A `date.strftime` pattern, with `{day}` and `{month}` for the unpadded numbers."""
+    """A CLDR date pattern or one of the locale's named formats (`long`)."""
 
 
-STYLES = {
-    "en": LocaleStyle("n/a", "{} %", "{} ‰", {}, "%Y-%m-%d"),
-    "zh-CN": LocaleStyle("暂无", "{}%", "{}‰", {"CNY": "¥"}, "%Y年{month}月{day}日"),
+PATTERNS = {
+    "en": {  # pdca's English (CLDR's `#,##0%`, `¤#,##0.00` with `CN¥`, `MMM d, y` differ)
+        "percent": "#,##0{decimals} %",
+        "per_mille": "#,##0{decimals} ‰",
+        "signed_percent": "+#,##0{decimals} %;−#,##0{decimals} %",
+        "money": "#,##0{decimals} ¤¤",
+        "date": "yyyy-MM-dd",
+    },
+    "zh-CN": {  # CLDR's zh: percent `#,##0%`, currency `¤#,##0.00`, long date `y年M月d日`
+        "percent": "#,##0{decimals}%",
+        "per_mille": "#,##0{decimals}‰",
+        "signed_percent": "+#,##0{decimals}%;−#,##0{decimals}%",
+        "money": "¤#,##0{decimals}",
+        "date": "long",
+    },
 }
-"""The two locales of `tasks.common.i18n.LOCALES`."""
+"""The two locales of `tasks.common.i18n.LOCALES`; the signed change's minus is U+2212."""
+# Translators: a figure that cannot be known (no data, or a rate of nothing).
+UNKNOWN = N_("n/a")
 
 
+@lru_cache
 def style(locale: str = "en") -> LocaleStyle:
     """The locale's style; an unknown locale is an error, not silently English."""
-    try:
-        return STYLES[locale]
-    except KeyError:
-        raise ValueError(f"unsupported locale {locale!r}: use one of {', '.join(STYLES)}") from None
+    cldr = babel_locale(locale)  # raises ValueError naming the locales
+    return LocaleStyle(cldr, translator(locale)(UNKNOWN), **PATTERNS[locale])
+
+
+def _decimals(pattern: str, digits: int) -> str:
+    """`pattern` with `digits` fraction digits: `#,##0{decimals} %`, 1 → `#,##0.0 %`."""
+    return pattern.format(decimals="." + "0" * digits if digits > 0 else "")
 
 
 def number(value: float | None, digits: int = 2, locale: str = "en") -> str:
     """A plain number with thousands separators; `n/a` when it cannot be known."""
-    if not _known(value):
-        return style(locale).unknown
-    return f"{value:,.{digits}f}"
-
-
-def count(value: float | None, locale: str = "en") -> str:
-    """A whole count: `1,234`."""
-    return style(locale).unknown if not _known(value) else f"{round(value):,}"
-
-
-def money(value: float | None, currency: str = "", locale: str = "en") -> str:
-    """An amount: `1,681,234` (whole units above 100, else two decimals), with currency:
-    `1,681,234 CNY` in English, `¥1,681,234` in Chinese."""
     written = style(locale)
     if not _known(value):
         return written.unknown
-    text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.2f}"
-    symbol = written.symbols.get(currency)
-    if symbol:
-        return f"-{symbol}{text[1:]}" if text.startswith("-") else f"{symbol}{text}"
-    return f"{text} {currency}".strip()
+    return format_decimal(value, _decimals("#,##0{decimals}", digits), written.locale)
+
+
+def count(value: float | None, locale: str = "en") -> str:
+    """A whole count: `1,234` (rounded first, so that −0.3 is `0`, not `-0`)."""
+    return number(value if not _known(value) else round(value), 0, locale)
+
+
+def money(value: float | None, currency: str = "", locale: str = "en") -> str:
+    """An amount: `1,681,234` (whole units from 100, else two decimals), with currency:
+    `1,681,234 CNY` in English, `¥1,681,234` (CLDR's symbol: `US$500` …) in Chinese."""
+    written = style(locale)
+    if not _known(value):
+        return written.unknown
+    digits = 0 if abs(value) >= 100 else 2
+    if not currency:
+        return number(value, digits, locale)
+    pattern = _decimals(written.money, digits)
+    return format_currency(value, currency, pattern, written.locale, currency_digits=False)
 
 
 def percent(value: float | None, digits: int = 1, locale: str = "en") -> str:
     """A share of 1 in %: 0.0523 → `5.2 %` (`5.2%` in Chinese)."""
     written = style(locale)
-    return (
-        written.unknown
-        if not _known(value)
-        else written.percent.format(f"{value * 100:.{digits}f}")
-    )
+    if not _known(value):
+        return written.unknown
+    return format_percent(value, _decimals(written.percent, digits), written.locale)
 
 
 def per_mille(value: float | None, locale: str = "en") -> str:
     """A rate already per 1,000: `3.42 ‰`."""
     written = style(locale)
-    return written.unknown if not _known(value) else written.per_mille.format(f"{value:.2f}")
+    if not _known(value):
+        return written.unknown
+    share = Decimal(str(value)) / 1000  # exact: Babel's ‰ multiplies it back
+    return format_percent(share, _decimals(written.per_mille, 2), written.locale)
 
 
 def multiple(value: float | None, locale: str = "en") -> str:
     """A return as a multiple: `31.5×`."""
-    return style(locale).unknown if not _known(value) else f"{value:,.1f}×"
+    return style(locale).unknown if not _known(value) else f"{number(value, 1, locale)}×"
 
 
 def p_value(value: float | None, locale: str = "en") -> str:
     """A p-value: three decimals, `< 0.001` below that."""
+    written = style(locale)
     if not _known(value):
-        return style(locale).unknown
-    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+        return written.unknown
+    shown = 0.001 if value < 0.001 else value
+    text = format_decimal(shown, "0.000", written.locale)
+    return f"< {text}" if value < 0.001 else text
 
 
 def metric(name: str, value: float | None, currency: str = "", locale: str = "en") -> str:
@@ -169,15 +207,17 @@ def metric(name: str, value: float | None, currency: str = "", locale: str = "en
 
 def signed_percent(value: float | None, locale: str = "en") -> str:
     """A relative change: `+12.5 %`, `−3.0 %`."""
+    written = style(locale)
     if not _known(value):
-        return style(locale).unknown
-    return style(locale).percent.format(f"{value * 100:+.1f}").replace("-", "−")
+        return written.unknown
+    return format_percent(value, _decimals(written.signed_percent, 1), written.locale)
 
 
 def day(value: date | datetime | str | None, locale: str = "en") -> str:
     """A day: `2026-03-23` in English, `2026年3月23日` in Chinese; text is kept as it is."""
+    written = style(locale)
     if value is None:
-        return style(locale).unknown
+        return written.unknown
     if isinstance(value, str):
         try:
             value = date.fromisoformat(value)
@@ -185,8 +225,7 @@ def day(value: date | datetime | str | None, locale: str = "en") -> str:
             return value
     if isinstance(value, datetime):
         value = value.date()
-    pattern = style(locale).date.format(month=value.month, day=value.day)
-    return value.strftime(pattern)
+    return format_date(value, written.date, written.locale)
 
 
 def moment(value: datetime | None, locale: str = "en") -> str:

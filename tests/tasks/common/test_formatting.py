@@ -31,3 +31,19 @@ def test_p_values_and_changes() -> None:
     assert fmt.p_value(0.00001) == "< 0.001"
     assert fmt.signed_percent(-0.376) == "−37.6 %"
     assert fmt.signed_percent(0.125) == "+12.5 %"
+
+
+def test_large_percentages_are_grouped_like_every_other_figure() -> None:
+    """CLDR's `#,##0%`: a change of +1,250 % has its thousands separator (it had none)."""
+    assert fmt.percent(12.5) == "1,250.0 %"
+    assert fmt.signed_percent(-12.5) == "−1,250.0 %"
+    assert fmt.per_mille(1234.5) == "1,234.50 ‰"
+
+
+def test_rounding_is_babels_half_to_even_on_the_figure_as_written() -> None:
+    """Babel rounds the decimal the float prints as, half to even (ICU's default), not the
+    float's binary value: 2.675 (binary 2.67499…) is `2.68`, 2.665 is `2.66`."""
+    assert fmt.number(2.675) == "2.68"
+    assert fmt.number(2.665) == "2.66"
+    assert fmt.count(2.5) == "2" and fmt.count(3.5) == "4"
+    assert fmt.count(-0.3) == "0", "not -0"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-from tasks.common.i18n import catalog_path, read_po
+from tasks.common.i18n import catalog_path, read_catalog
 
 PLACEHOLDER = re.compile(r"%\(\w+\)s|%%")
 
@@ -53,10 +53,12 @@ def page_text(html: str) -> str:
 
 def english_left(text: str, locale: str = "zh-CN") -> list[str]:
     """The catalog's messages some literal part of which still appears in `text`."""
-    catalog = read_po(catalog_path(locale))
     text = " ".join(text.split())
     found = []
-    for message, translation in catalog.messages.items():
+    for entry in read_catalog(catalog_path(locale)):
+        if not entry.id or entry.pluralizable:
+            continue  # the header; the catalogs have no plural messages
+        message, translation = entry.id, entry.string
         for part in PLACEHOLDER.split(message):
             words = " ".join(part.split()).strip(" .,:;()[]·-—…*`")
             if not re.search(r"[A-Za-z]{2}", words) or words in translation:

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import Engine
 
 from pdca.errors import SpecError
-from pdca.settings import Settings, get_settings
+from pdca.settings import PROJECT_ROOT, Settings, get_settings
 from tasks.check.findings import DIAGNOSES
 from tasks.common import formatting, i18n
 from tasks.common.campaigns import parse_spec
@@ -47,17 +47,25 @@ class TestCatalog:
     def test_every_message_of_the_sources_is_translated(self) -> None:
         assert i18n.untranslated(ZH) == []
 
-    def test_the_template_lists_every_message(self) -> None:
-        """`reports/locale/pdca.pot` has the messages `python -m tasks.common.i18n` finds now
-        (the references to lines may lag: they are only hints)."""
-        text = (i18n.LOCALE_DIR / "pdca.pot").read_text(encoding="utf-8")
-        listed = {entry["msgid"] for entry in i18n.po_entries(text) if entry.get("msgid")}
-        assert listed == set(i18n.all_messages())
+    def test_the_template_lists_every_message(self, tmp_path, monkeypatch) -> None:
+        """`reports/locale/pdca.pot` has the messages `pybabel extract` (`make messages`, with
+        `[tool.babel]` of pyproject.toml) finds now: the same command, run in this process
+        into a scratch file (the references to lines may lag: they are only hints)."""
+        from babel.messages.frontend import CommandLineInterface
+
+        monkeypatch.chdir(PROJECT_ROOT)  # pybabel reads pyproject.toml, paths are relative
+        monkeypatch.setenv("BABEL_PYPROJECT_TOML", str(PROJECT_ROOT / "pyproject.toml"))
+        extracted = tmp_path / "pdca.pot"
+        CommandLineInterface().run(["pybabel", "--quiet", "extract", "-o", str(extracted)])
+        now = {message.id for message in i18n.read_catalog(extracted) if message.id}
+        kept = {message.id for message in i18n.read_catalog(i18n.TEMPLATE) if message.id}
+        assert len(now) > 300, "the templates and the Python sources were both read"
+        assert kept == now, "run `make messages`"
 
     def test_no_compiled_catalog_is_kept(self) -> None:
         assert not list(i18n.LOCALE_DIR.rglob("*.mo"))
 
-    def test_po_reader(self, tmp_path) -> None:
+    def test_po_file_read_at_run_time(self, tmp_path) -> None:
         path = tmp_path / "x.po"
         path.write_text(
             'msgid ""\nmsgstr "Language: zh_CN\\n"\n\n'
@@ -67,12 +75,14 @@ class TestCatalog:
             'msgid "untranslated"\nmsgstr ""\n',
             encoding="utf-8",
         )
-        catalog = i18n.read_po(path)
+        catalog = i18n.load_translations(path)
         assert catalog.gettext('a "quoted" line\n') == "引号换行"
         assert catalog.gettext("fuzzy") == "fuzzy"
         assert catalog.gettext("untranslated") == "untranslated"
         assert catalog.ngettext("one file", "%(n)s files", 3) == "%(n)s 个文件"
         assert catalog.ngettext("x", "xs", 2) == "xs"
+        missing = [m.id for m in i18n.read_catalog(path) if m.id and not i18n.is_translated(m)]
+        assert missing == ["fuzzy", "untranslated"]
 
     def test_terms_translate_and_stay_as_they_are_in_english(self) -> None:
         assert term("disbursements", ZH) == "放款笔数"
@@ -109,7 +119,7 @@ class TestFigures:
         fmt = formatting.Formatter(ZH)
         assert fmt.money(1_681_234.4, "CNY") == "¥1,681,234"
         assert fmt.money(-12.5, "CNY") == "-¥12.50"
-        assert fmt.money(500.0, "USD") == "500 USD"
+        assert fmt.money(500.0, "USD") == "US$500", "CLDR's Chinese symbol of the dollar"
         assert fmt.percent(0.0523) == "5.2%"
         assert fmt.per_mille(3.421) == "3.42‰"
         assert fmt.multiple(31.47) == "31.5×", "ROI stays a multiple"
@@ -121,6 +131,19 @@ class TestFigures:
         assert fmt.day(date(2026, 3, 23)) == "2026年3月23日"
         assert fmt.moment(datetime(2026, 3, 23, 9, 5)) == "2026年3月23日 09:05"
         assert fmt.MONEY is formatting.MONEY
+
+    def test_chinese_is_cldrs(self) -> None:
+        """Chinese figures are Babel's standard zh_CN forms (our decimals aside), English
+        keeps its own where CLDR's English differs (`CN¥1,234.50`, `5%`, `Mar 23, 2026`)."""
+        from babel.dates import format_date
+        from babel.numbers import format_currency, format_percent
+
+        fmt = formatting.Formatter(ZH)
+        assert fmt.money(12.5, "CNY") == format_currency(12.5, "CNY", locale="zh_CN")
+        assert fmt.money(-57.87, "HKD") == format_currency(-57.87, "HKD", locale="zh_CN")
+        assert fmt.percent(0.25, 0) == format_percent(0.25, locale="zh_CN")
+        assert fmt.day(date(2026, 3, 23)) == format_date(date(2026, 3, 23), "long", locale="zh_CN")
+        assert formatting.money(12.5, "CNY") != format_currency(12.5, "CNY", locale="en")
 
 
 # --- settings and spec ------------------------------------------------------------------------
