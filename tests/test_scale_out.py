@@ -96,6 +96,7 @@ def cluster(request, tmp_path_factory, postgres):
             "PDCA_OUTPUT_DIR": str(folder / "out"),
             "PDCA_CHECKOUT": str(PROJECT_ROOT),
             "PREFECT_WORKER_QUERY_SECONDS": "1",
+            "PYTHONUNBUFFERED": "1",  # a killed worker's log has every run it took
         }
         yield server, env, engine, folder
     finally:
@@ -122,8 +123,8 @@ def test_backfill_spreads_over_two_workers_and_a_rerun_completes_a_killed_ones_r
                     text=True,
                 )
             )
-        killed = kill_mid_run(server, workers["b"])
-        by_a = wait_for_the_rest(server, workers["a"], killed, backfills)
+        kill_mid_run(server, workers["b"])
+        by_a, left_runs = wait_for_the_rest(server, workers["a"], workers["b"], backfills)
         for command in backfills:  # each waits for a run no worker will finish: give up
             command.send_signal(signal.SIGINT)
         for command in backfills:
@@ -134,29 +135,25 @@ def test_backfill_spreads_over_two_workers_and_a_rerun_completes_a_killed_ones_r
         taken = {name: submitted(worker) for name, worker in workers.items()}
         assert taken["a"] and taken["b"], taken  # both workers ran some
         assert not taken["a"] & taken["b"], "a run taken by both workers"
-        stuck = {run_id: state for run_id, state in states(server, killed).items()}
-        assert stuck and all(not state.is_final() for state in stuck.values()), stuck
-
-        from prefect.client.orchestration import SyncPrefectClient
-
-        with SyncPrefectClient(server.api_url) as client:
-            left = [client.read_flow_run(run_id).parameters for run_id in stuck]
+        assert left_runs, "the killed worker left no run unfinished"
+        left = sorted(
+            {(run.parameters["campaign_id"], run.parameters["period"]) for run in left_runs}
+        )
         reruns = [
             subprocess.Popen(
-                [str(PDCA), "rerun", "check", "--campaign", p["campaign_id"], "--period",
-                 p["period"]],
+                [str(PDCA), "rerun", "check", "--campaign", campaign, "--period", period],
                 cwd=folder,
                 env=server.env(**env),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
             )
-            for p in left
+            for campaign, period in left
         ]  # fmt: skip
-        for rerun, parameters in zip(reruns, left, strict=True):
+        for rerun, (campaign, period) in zip(reruns, left, strict=True):
             out, _ = rerun.communicate(timeout=300)
             assert rerun.returncode == 0, (out[-3000:], workers["a"].log_tail())
-            assert f"check {parameters['campaign_id']} {parameters['period']}: Completed" in out
+            assert f"check {campaign} {period}: Completed" in out
     finally:
         for command in backfills:
             if command.poll() is None:
@@ -174,9 +171,8 @@ def test_backfill_spreads_over_two_workers_and_a_rerun_completes_a_killed_ones_r
     assert sorted(counts) == sorted((c, w, 1) for c in CAMPAIGNS for w in WEEKS)
 
 
-def kill_mid_run(server, worker, timeout: float = 240.0) -> set[str]:
-    """SIGKILL the worker and its flow-run processes as soon as a run of its is running;
-    the runs it had taken and not finished (their ids)."""
+def kill_mid_run(server, worker, timeout: float = 240.0) -> None:
+    """SIGKILL the worker and its flow-run processes as soon as a run of its is running."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         taken = submitted(worker)
@@ -187,12 +183,7 @@ def kill_mid_run(server, worker, timeout: float = 240.0) -> set[str]:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             worker.process.wait(timeout=10)
-            time.sleep(1)
-            return {
-                run_id
-                for run_id, state in states(server, taken).items()
-                if state is None or not state.is_final()
-            }
+            return
         time.sleep(0.3)
     raise AssertionError(f"worker b ran nothing:\n{worker.log_tail()}")
 
@@ -211,9 +202,10 @@ def flow_run_processes(run_ids: set[str]) -> list[int]:
     return found
 
 
-def wait_for_the_rest(server, worker, killed: set[str], backfills, timeout: float = 400.0):
-    """Wait until the 18 runs exist and every one the killed worker did not hold is
-    final; the ids of those the surviving worker completed."""
+def wait_for_the_rest(server, survivor, killed, backfills, timeout: float = 400.0):
+    """Wait until the 18 runs exist and every one the killed worker did not take is
+    final; (the ids the survivor completed, the killed worker's runs left unfinished:
+    crashed, or stuck in a running state that nothing will ever end)."""
     from prefect.client.orchestration import SyncPrefectClient
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
 
@@ -224,14 +216,22 @@ def wait_for_the_rest(server, worker, killed: set[str], backfills, timeout: floa
                 deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["check"])),
                 limit=200,
             )
-        pending = [run for run in runs if run.id.hex not in {k.replace("-", "") for k in killed}]
+        by_killed = submitted(killed)
+        others = [run for run in runs if str(run.id) not in by_killed]
         if len(runs) >= len(CAMPAIGNS) * len(WEEKS) and all(
-            run.state is not None and run.state.is_final() for run in pending
+            run.state is not None and run.state.is_final() for run in others
         ):
-            assert all(run.state.is_completed() for run in pending), [
-                (run.name, run.state.name, run.state.message) for run in pending
+            assert all(run.state.is_completed() for run in others), [
+                (run.name, run.state.name, run.state.message)
+                for run in others
+                if not run.state.is_completed()
             ]
-            return {str(run.id) for run in pending} & submitted(worker)
+            left = [
+                run
+                for run in runs
+                if str(run.id) in by_killed and not (run.state and run.state.is_completed())
+            ]
+            return {str(run.id) for run in others} & submitted(survivor), left
         time.sleep(1)
     outputs = [command.stdout.read() if command.poll() is not None else "" for command in backfills]
-    raise AssertionError(f"runs left unfinished:\n{worker.log_tail()}\n{outputs}")
+    raise AssertionError(f"runs left unfinished:\n{survivor.log_tail()}\n{outputs}")
