@@ -1,10 +1,11 @@
 """Operations: reruns and backfills of a stage, and the scheduled runs of the stages.
 
 Reruns and backfills (`pdca rerun`, `pdca backfill`) go through the stage's deployment
-when a Prefect server is configured, so the runs appear in the UI and run on the workers
-beside the scheduled ones; without a server they run in this process on the embedded
-API. Either way each period's outcome is reported and a failed period does not stop the
-others (tasks/ops/operations.py).
+when PREFECT_API_URL names a Prefect server, so the runs appear in the UI and run on the
+workers beside the scheduled ones; without one they run in this process, on the embedded
+API or on the local server of `pdca server start` (which only records this machine's
+runs: it has no deployments and no workers). Either way each period's outcome is
+reported and a failed period does not stop the others (tasks/ops/operations.py).
 
 The scheduled flows exist because a deployment's parameters are fixed when it is made,
 while a scheduled run must work on "today" or "the week of yesterday" for every campaign
@@ -30,6 +31,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.states import State
 
 from pdca.db import make_engine
+from pdca.local_server import local_server_adopted
 from pdca.settings import get_settings
 from tasks.ops.operations import (
     DEPLOYMENTS,
@@ -55,8 +57,9 @@ def embedded_api_settings() -> Iterator[None]:
     On the embedded API the flow runs send no heartbeats: that API lives only as long as
     the command, nothing watches it for crashed runs, and every sync flow run (subflows
     too) ends by waiting out the heartbeat thread's 1 s sleep step, about a second each.
-    With a server (PREFECT_API_URL) they stay on: its zombie detection needs them."""
-    if server_configured():
+    With a server (PREFECT_API_URL) they stay on: its zombie detection needs them. The
+    local server (`pdca server start`) only records this process's runs: off there too."""
+    if server_configured() and not local_server_adopted():
         yield
         return
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
@@ -71,6 +74,12 @@ def server_configured() -> bool:
     from prefect.settings import PREFECT_API_URL
 
     return bool(PREFECT_API_URL.value())
+
+
+def deployments_in_use() -> bool:
+    """Whether reruns and backfills start deployments: with a server named by
+    PREFECT_API_URL, not with the local one (no deployments, no workers there)."""
+    return server_configured() and not local_server_adopted()
 
 
 def stage_flow(stage: str):
@@ -151,7 +160,7 @@ def run_stage_runs(runs: list[StageRun], concurrency: int, purpose: str) -> RunR
     """Reruns and backfills (`purpose`, the runs' tag): through the deployments with a
     server, else in-process."""
     start_api()
-    runner = run_through_deployment if server_configured() else run_in_process
+    runner = run_through_deployment if deployments_in_use() else run_in_process
     return run_all(runs, partial(runner, purpose=purpose), concurrency)
 
 

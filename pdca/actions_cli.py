@@ -1,8 +1,9 @@
 """`pdca actions`: see Act's proposals and decide them from the command line.
 
-With a Prefect server (PREFECT_API_URL), a proposal that an act run is waiting on is
-decided by resuming that run with the same input the UI's form sends: the run records the
-decision, its audit row and the SOP version itself, as if the manager had used the form.
+With a Prefect server (PREFECT_API_URL, or the local one of `pdca server start`), a
+proposal that an act run is waiting on is decided by resuming that run with the same
+input the UI's form sends: the run records the decision, its audit row and the SOP
+version itself, as if the manager had used the form.
 A proposal no run is waiting on (no server, the run timed out, or a later proposal of a
 run still paused on an earlier one) is decided here, with the same audit row and SOP
 version; a run that reaches it later finds it decided and does not ask again.
@@ -106,13 +107,16 @@ def _decide_all(
     """Decide each action; exit 1 if any could not be (the others are still decided)."""
     if not by.strip():
         raise UserError("--by: a decision needs the name of who took it")
+    from pdca.local_server import local_server_api
+
     failed = 0
-    for action_id in action_ids:
-        try:
-            typer.echo(decide_one(action_id, decision, by, comment, amount))
-        except UserError as error:
-            typer.echo(f"pdca: error: {error}", err=True)
-            failed += 1
+    with local_server_api():  # a run paused on the local server waits there
+        for action_id in action_ids:
+            try:
+                typer.echo(decide_one(action_id, decision, by, comment, amount))
+            except UserError as error:
+                typer.echo(f"pdca: error: {error}", err=True)
+                failed += 1
     if failed:
         raise typer.Exit(1 if failed < len(action_ids) else 2)
 

@@ -21,6 +21,7 @@ from pdca.actions_cli import actions_app
 from pdca.automations import app as automations_app
 from pdca.db import make_engine, upgrade
 from pdca.errors import UserError
+from pdca.local_server import server_app
 from pdca.settings import get_settings
 from tasks.common.feeds import FEED_NAMES
 
@@ -49,6 +50,7 @@ app.add_typer(campaign_app, name="campaign")
 app.add_typer(sop_app, name="sop")
 app.add_typer(actions_app, name="actions")
 app.add_typer(automations_app, name="automations")
+app.add_typer(server_app, name="server")
 
 
 def _print_version(value: bool) -> None:
@@ -652,10 +654,10 @@ def _stage_options(stage: str, auto_approve: bool) -> dict:
 
 def _flow_runs():
     """Around a command's flow runs (after its arguments were checked, so a refused
-    command never imports Prefect): the settings of flows.operations.embedded_api_settings."""
-    from flows.operations import embedded_api_settings
+    command never imports Prefect): the local server if up (pdca/local_server.py)."""
+    from pdca.local_server import flow_api
 
-    return embedded_api_settings()
+    return flow_api()
 
 
 def _run_and_report(runs: list, concurrency: int, purpose: str) -> None:

@@ -125,6 +125,17 @@ class Settings(BaseSettings):
         "its own complaint_rate target (complaints are rare); fewer: the campaign's.",
     )
     output_dir: Path = Field(default=Path("var"), description="Reports, outbox, Data Docs.")
+    server_port: int = Field(
+        default=4200,
+        ge=1,
+        le=65535,
+        description="Loopback port of the local Prefect server (`pdca server start`) and its UI.",
+    )
+    server_home: Path | None = Field(
+        default=None,
+        description="The local Prefect server's PREFECT_HOME (its database, log and pid file); "
+        "default: output_dir/prefect-server.",
+    )
     reports_url: str | None = Field(
         default=None,
         description="The address where output_dir is served (e.g. https://reports.example/pdca"

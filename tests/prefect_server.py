@@ -148,12 +148,14 @@ class ProcessWorker:
 
 
 def start_prefect_server(
-    home: Path, *, scheduler: bool = False, timeout: float = STARTUP_TIMEOUT
+    home: Path, *, scheduler: bool = False, timeout: float = STARTUP_TIMEOUT, **env: str
 ) -> PrefectServer:
-    """`prefect server start` on a free loopback port with `home` as its PREFECT_HOME.
+    """`prefect server start` on a free loopback port with `home` as its PREFECT_HOME;
+    `env` is added to its environment (e.g. `PREFECT_API_DATABASE_CONNECTION_URL`).
 
     Runs in its own process group so that `stop()` also ends the uvicorn process it starts.
     """
+    extra = env
     home.mkdir(parents=True, exist_ok=True)
     log = home / "server.log"
     for _ in range(3):  # the port may be taken between asking and binding
@@ -164,7 +166,7 @@ def start_prefect_server(
             process=None,  # type: ignore[arg-type]  (set right below)
             log=log,
         )
-        env = server.env()
+        env = server.env(**extra)
         env.pop("PREFECT_API_URL")  # a server that points at itself only confuses it
         env["PREFECT_SERVER_UI_ENABLED"] = "false"
         argv = [PREFECT, "server", "start", "--host", HOST, "--port", str(port)]
@@ -197,17 +199,27 @@ def _wait_healthy(server: PrefectServer, timeout: float) -> bool:
 
 
 def start_worker(
-    server: PrefectServer, *, pool: str = "pdca", cwd: Path | None = None, **env: str
+    server: PrefectServer,
+    *,
+    pool: str = "pdca",
+    cwd: Path | None = None,
+    name: str | None = None,
+    limit: int | None = None,
+    **env: str,
 ) -> ProcessWorker:
-    """`prefect worker start --pool POOL --type process` against `server`.
+    """`prefect worker start --pool POOL --type process` against `server`, named `name`
+    and running at most `limit` flow runs at once when given.
 
     `env` is added to the worker's environment, which the flow-run processes it starts
     inherit (e.g. `PDCA_DATABASE_URL`, `PDCA_CHECKOUT`).
     """
-    log = server.home / f"worker-{pool}-{time.monotonic_ns()}.log"
+    log = server.home / f"worker-{name or pool}-{time.monotonic_ns()}.log"
+    argv = [PREFECT, "worker", "start", "--pool", pool, "--type", "process"]
+    argv += ["--name", name] if name else []
+    argv += ["--limit", str(limit)] if limit else []
     with log.open("w") as out:
         process = subprocess.Popen(
-            [PREFECT, "worker", "start", "--pool", pool, "--type", "process"],
+            argv,
             cwd=cwd,
             env=server.env(**env),
             stdout=out,

@@ -31,7 +31,7 @@ import pandas as pd
 from sqlalchemy import Connection, delete, func, insert, select
 
 from pdca.errors import UserError
-from pdca.models import AuditEntry, Plan, Target, Touch, WeeklyRollup
+from pdca.models import AuditEntry, Campaign, Plan, Target, Touch, WeeklyRollup
 from pdca.models import CheckResult as CheckRow
 from tasks.check.findings import anomalies
 from tasks.check.result import CheckResult
@@ -196,7 +196,19 @@ def store_rollups(
 
     A week listed in `weeks` with no rows in `frame` is stored as nothing: it had no
     activity, and `trailing_weeks` recognises it from the campaign's first touch instead.
+
+    Two checks of one campaign at once (a backfill's periods on two workers) may both
+    store a trailing week neither found: on PostgreSQL each would delete nothing the
+    other had not committed yet and the second insert would break the unique key. So the
+    campaign's row is locked first (`FOR NO KEY UPDATE`, which leaves foreign-key checks
+    alone) until the caller's transaction ends: the second waits, then replaces the
+    first's rows. SQLite has one writer at a time anyway (no lock clause there).
     """
+    conn.execute(
+        select(Campaign.campaign_id)
+        .where(Campaign.campaign_id == campaign_id)
+        .with_for_update(key_share=True)
+    )
     conn.execute(
         delete(WeeklyRollup).where(
             WeeklyRollup.campaign_id == campaign_id, WeeklyRollup.week.in_(list(weeks))

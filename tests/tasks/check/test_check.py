@@ -99,6 +99,41 @@ class TestRollups:
             rows = conn.execute(select(WeeklyRollup.week)).all()
         assert len(rows) == len(funnel) == 1
 
+    def test_two_checks_storing_one_week_at_once_wait_for_each_other(
+        self, campaign: Engine
+    ) -> None:
+        """Two checks of the campaign (a backfill on two workers) store the same trailing
+        week in transactions open at once: the second waits for the first to commit and
+        replaces its rows (on PostgreSQL it used to break the unique key)."""
+        import threading
+
+        add_touches(campaign, [date(2026, 3, 10)])
+        week = Period.parse("2026-W11")
+        with campaign.connect() as conn:
+            funnel = metrics.funnel(conn, CAMPAIGN_ID, week)
+        errors: list[BaseException] = []
+        with campaign.connect() as first:
+            store_rollups(first, CAMPAIGN_ID, [week.name], funnel)  # not committed yet
+
+            def second() -> None:
+                try:
+                    with campaign.connect() as conn:
+                        store_rollups(conn, CAMPAIGN_ID, [week.name], funnel)
+                        conn.commit()
+                except BaseException as error:  # reported by the assertion below
+                    errors.append(error)
+
+            other = threading.Thread(target=second)
+            other.start()
+            other.join(1.0)
+            assert other.is_alive(), "the second store did not wait for the first"
+            first.commit()
+        other.join(30)
+        assert not errors, errors
+        with campaign.connect() as conn:
+            rows = conn.execute(select(WeeklyRollup.week)).all()
+        assert len(rows) == len(funnel) == 1
+
     def test_trailing_weeks_are_counted_once_then_read(self, campaign: Engine) -> None:
         add_touches(campaign, [date(2026, 3, 3), date(2026, 3, 10), date(2026, 3, 17)])
         with campaign.connect() as conn:
