@@ -61,7 +61,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 LONGEST_FIRST = (
     "tests/flows/test_check_uci.py",  # 31 monthly checks of the UCI history
     "tests/test_deployments.py",  # a real server, a worker and a flow-run process per test
-    "tests/test_scale_out.py",  # Prefect on PostgreSQL, two workers, 20 flow-run processes
     "tests/flows/test_demo.py",  # the demo at 50,000 and 60,000 customers
     "tests/flows/test_check.py",  # the 20,000-customer check world on both back ends
     "tests/test_schedules.py",
