@@ -1,0 +1,210 @@
+"""The simulated world: its file is validated like a campaign spec, its truths hold where
+they say and nowhere else, and it is the same world for the same seed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pdca.errors import UserError
+from pdca.simulation.truths import WorldError, default_world, load_world
+from pdca.simulation.world import Sends, World
+
+GOOD = """\
+name: rehearsal
+truths:
+  - name: B lifts applications by 20 %
+    scope: {variant: B}
+    application: 1.2
+    found_by: [promote_variant]
+  - name: im's overdue rate climbs to 9 % from week 5
+    scope: {channel: im}
+    from_week: 5
+    overdue_rate_30: 0.09
+    found_by: [tighten_admission]
+  - name: evening responds half as well as noon
+    scope: {window: evening}
+    response: 0.5
+  - name: app push never pays
+    scope: {channel: app_push}
+    application: 0
+approval:
+  decided_by: cautious-manager
+  reject:
+    - {type: reallocate_budget, max_share: 0.2}
+"""
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    return World.build(3_000, seed=11)
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "world.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_world_file_states_truths_and_an_approval_policy(tmp_path: Path) -> None:
+    world_file = load_world(_write(tmp_path, GOOD))
+    assert [truth.name for truth in world_file.truths][:2] == [
+        "B lifts applications by 20 %",
+        "im's overdue rate climbs to 9 % from week 5",
+    ]
+    assert world_file.truths[1].from_week == 5
+    assert world_file.truths[3].application == 0
+    assert world_file.approval.decided_by == "cautious-manager"
+    assert world_file.approval.reject[0].max_share == 0.2
+
+
+def test_a_bad_world_file_is_refused_with_every_problem_by_field(tmp_path: Path) -> None:
+    text = """\
+truths:
+  - name: fax works
+    scope: {channel: fax}
+    response: 2
+  - name: says nothing
+    scope: {variant: B}
+  - name: backwards
+    from_week: 6
+    until_week: 3
+    application: 1.1
+  - name: unknown field
+    application: 1.1
+    lift: 3
+    found_by: [guess]
+approval: {reject: [{type: reallocate_budget, max_share: 1.5}]}
+"""
+    with pytest.raises(WorldError) as raised:
+        load_world(_write(tmp_path, text))
+    problems = dict(raised.value.problems)
+    message = str(raised.value)
+    assert message.startswith(f"{tmp_path / 'world.yaml'}: invalid world file (")
+    assert "truths.0.scope.channel" in problems
+    assert "fax" in problems["truths.0.scope.channel"]
+    assert "states no effect" in problems["truths.1"]
+    assert "until_week 3 is before from_week 6" in problems["truths.2"]
+    assert "truths.3.found_by.0" in problems
+    assert "truths.3.lift" in problems
+    assert "approval.reject.0.max_share" in problems
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "reason"),
+    [
+        ("truths: [\n", "line 2", "expected"),
+        ("- just a list\n", "document", "expected a mapping of fields, got list"),
+        ("name: a\nname: b\n", "line 2", "given twice"),
+        (
+            "truths:\n  - {name: x, application: 1.1}\n  - {name: x, response: 1.1}\n",
+            "document",
+            "truth names given more than once: x",
+        ),
+    ],
+)
+def test_a_world_file_that_is_no_world_is_refused(
+    tmp_path: Path, text: str, where: str, reason: str
+) -> None:
+    with pytest.raises(WorldError) as raised:
+        load_world(_write(tmp_path, text))
+    [(path, why)] = raised.value.problems
+    assert path == where
+    assert reason in why
+
+
+def test_a_missing_world_file_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="no such file"):
+        load_world(tmp_path / "nowhere.yaml")
+
+
+def test_the_default_world_holds_a_few_clear_truths() -> None:
+    truths = default_world().truths
+    assert len(truths) >= 3
+    assert all(truth.found_by for truth in truths)
+
+
+def test_the_same_seed_is_the_same_world() -> None:
+    first, again, other = World.build(500, seed=4), World.build(500, seed=4), World.build(500, 5)
+    for name in ("id", "segment", "score", "debt_ratio", "consent", "dnc", "tier", "variant"):
+        assert np.array_equal(first.people[name], again.people[name])
+    assert not np.array_equal(first.people["score"], other.people["score"])
+    assert first.customers_feed().equals(again.customers_feed())
+
+
+def test_the_customers_are_the_demo_population(world: World) -> None:
+    people, feed = world.people, world.customers_feed()
+    assert len(feed) == world.size == 3_000
+    assert set(feed["segment"]) == {"sme", "salaried", "farmer", "student"}
+    assert 0.85 < people["consent"].mean() < 0.95
+    assert 0 < people["dnc"].sum() < 0.05 * world.size
+    assert set(np.unique(people["tier"])) <= {0, 1, 2, 3}
+    assert people["debt_ratio"].min() >= 0
+    assert list(world.index(["c0000001", "c0003000"])) == [0, 2_999]
+
+
+def _sends(world: World, n: int, **fixed) -> Sends:
+    """`n` sends to the first customers, every attribute fixed or defaulted."""
+    columns = {"channel": "sms", "variant": "A", "window": "noon", "week": 1} | fixed
+    return Sends.of(
+        np.arange(n) % world.size,
+        [columns["channel"]] * n,
+        [columns["variant"]] * n,
+        [columns["window"]] * n,
+        [columns["week"]] * n,
+    )
+
+
+def test_variant_b_lifts_applications_by_what_the_truth_says(world: World) -> None:
+    responded = np.ones(100, dtype=bool)
+    a = world.application_chance(_sends(world, 100, variant="A"), responded)
+    b = world.application_chance(_sends(world, 100, variant="B"), responded)
+    assert np.allclose(b, a * 1.2)
+    assert (world.response_chance(_sends(world, 100, variant="B")) > 0).all()
+
+
+def test_app_push_never_pays_and_evening_responds_half_as_well(world: World) -> None:
+    push = _sends(world, 100, channel="app_push")
+    assert (world.application_chance(push, np.ones(100, dtype=bool)) == 0).all()
+    assert (world.delivery_chance(push) > 0.5).all()  # it is delivered, it just never pays
+    noon = world.response_chance(_sends(world, 100, window="noon"))
+    evening = world.response_chance(_sends(world, 100, window="evening"))
+    assert np.allclose(evening, noon * 0.5)
+
+
+def test_ims_overdue_rate_climbs_from_week_five_only(world: World) -> None:
+    before = world.overdue_chance(_sends(world, 100, channel="im", week=4))
+    after = world.overdue_chance(_sends(world, 100, channel="im", week=5))
+    sms = world.overdue_chance(_sends(world, 100, channel="sms", week=5))
+    assert (after == 0.09).all()
+    assert np.array_equal(before, sms)
+    assert len(np.unique(before)) > 10  # the credit model: weaker borrowers drift more
+
+
+def test_a_truth_ends_with_its_until_week(tmp_path: Path) -> None:
+    text = "truths:\n  - {name: sale, scope: {segment: sme}, until_week: 2, application: 2}\n"
+    world = World.build(400, seed=1, truths=load_world(_write(tmp_path, text)))
+    sme = np.flatnonzero(world.segment(np.arange(world.size)) == "sme")[:50]
+    responded = np.ones(50, dtype=bool)
+
+    def chance(week: int) -> np.ndarray:
+        sends = Sends.of(sme, ["sms"] * 50, ["A"] * 50, ["noon"] * 50, [week] * 50)
+        return world.application_chance(sends, responded)
+
+    assert np.allclose(chance(2), chance(3) * 2)
+
+
+def test_complaints_grow_with_contact_pressure(world: World) -> None:
+    sends = _sends(world, 3)
+    chance = world.complaint_chance(sends, np.array([1, 2, 3]))
+    assert chance[0] < chance[1] < chance[2]
+    assert np.isclose(chance[2], chance[0] * 1.8)
+
+
+def test_approval_follows_the_credit_model(world: World) -> None:
+    sends = _sends(world, world.size)
+    chance = world.approval_chance(sends)
+    score = world.people["score"]
+    assert chance[score >= 760].mean() > chance[score < 640].mean() + 0.3
