@@ -1,0 +1,159 @@
+"""The invariants of a season, checked over the whole run from pdca's own tables and the
+world's ledger: each says whether it held and how many things it checked.
+
+- `one_send_per_intent`: no customer sent twice in one batch (campaign, day, window);
+- `frequency_cap`: no customer sent more than `max_touches_per_7d` in any 7 days;
+- `quiet_hours`: no send inside the quiet hours (campaign time);
+- `holdout_never_contacted`: a hold-out member never sent anything, at no cost;
+- `assignment_never_changes`: every customer keeps one experiment arm all season;
+- `no_send_to_paused_scope`: no send to a channel or segment after its pause or
+  retirement was approved;
+- `check_equals_ledger`: every week's checked touches, deliveries and responses equal
+  the world's own count of them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import select
+
+from pdca.models import Customer, OutboxEntry, OutreachBatch, Touch
+from pdca.simulation.backoffice import season_week
+from pdca.simulation.feeds import ZONE
+from tasks.act.actions import find_actions
+from tasks.common.periods import Period
+
+if TYPE_CHECKING:
+    from pdca.simulation.season import Season
+
+
+def check_invariants(season: Season) -> list[dict[str, Any]]:
+    """Every invariant of the season, in the order the module lists them."""
+    with season.engine.connect() as conn:
+        every = pd.read_sql(
+            select(Touch, Customer.segment).join(
+                Customer, Customer.customer_id == Touch.customer_id
+            ),
+            conn,
+        )
+        outbox = pd.read_sql(
+            select(OutboxEntry.batch_id, OutboxEntry.customer_id, OutboxEntry.status)
+            .join(OutreachBatch, OutreachBatch.batch_id == OutboxEntry.batch_id)
+            .where(OutreachBatch.campaign_id == season.spec.id),
+            conn,
+        )
+        actions = find_actions(conn, campaign_id=season.spec.id)
+    touches = every[every["campaign_id"] == season.spec.id]
+    sent = touches[touches["variant"] != "holdout"]
+    return [
+        one_send_per_intent(outbox),
+        frequency_cap(every, season.spec.id, season.spec.contact_policy.max_touches_per_7d),
+        quiet_hours(sent, season),
+        holdout_never_contacted(touches, outbox),
+        assignment_never_changes(touches),
+        no_send_to_paused_scope(sent, actions),
+        check_equals_ledger(season),
+    ]
+
+
+def _result(name: str, violations: int, checked: int, **details: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "held": violations == 0,
+        "checked": int(checked),
+        "violations": int(violations),
+        **details,
+    }
+
+
+def one_send_per_intent(outbox: pd.DataFrame) -> dict[str, Any]:
+    sent = outbox[outbox["status"] == "sent"]
+    repeated = sent.duplicated(["batch_id", "customer_id"]).sum()
+    return _result("one_send_per_intent", int(repeated), len(sent))
+
+
+def frequency_cap(touches: pd.DataFrame, campaign_id: str, cap: int) -> dict[str, Any]:
+    """Per season send, the customer's sends (any campaign) on its local day and the six
+    before — dispatch's own reading of `max_touches_per_7d` — itself included, ≤ cap."""
+    sent = touches[touches["variant"] != "holdout"]
+    if sent.empty:
+        return _result("frequency_cap", 0, 0, cap=cap)
+    local = sent["sent_at"].dt.tz_localize(UTC).dt.tz_convert(ZONE).dt.tz_localize(None)
+    day = (local.dt.normalize() - pd.Timestamp("2000-01-01")).dt.days.to_numpy(dtype=np.int64)
+    codes = pd.factorize(sent["customer_id"])[0].astype(np.int64)
+    keys = codes * 1_000_000 + day
+    ordered = np.sort(keys)
+    within = np.searchsorted(ordered, keys, side="right") - np.searchsorted(
+        ordered, keys - 6, side="left"
+    )
+    mine = (sent["campaign_id"] == campaign_id).to_numpy()
+    over = int((within[mine] > cap).sum())
+    return _result("frequency_cap", over, int(mine.sum()), cap=cap)
+
+
+def quiet_hours(sent: pd.DataFrame, season: Season) -> dict[str, Any]:
+    """No send's local time of day inside the quiet hours."""
+    quiet = season.spec.contact_policy.quiet_hours
+    local = sent["sent_at"].dt.tz_localize(UTC).dt.tz_convert(ZONE).dt.time
+    count = int(local.map(quiet.contains).sum()) if len(local) else 0
+    return _result("quiet_hours", count, len(sent))
+
+
+def holdout_never_contacted(touches: pd.DataFrame, outbox: pd.DataFrame) -> dict[str, Any]:
+    members = set(touches.loc[touches["variant"] == "holdout", "customer_id"])
+    held = touches[touches["variant"] == "holdout"]
+    bad = int((held["delivered"] | held["responded"] | (held["cost"] > 0)).sum())
+    sent_to = set(outbox.loc[outbox["status"] == "sent", "customer_id"]) & members
+    sent_touch = set(touches.loc[touches["variant"] != "holdout", "customer_id"]) & members
+    violations = bad + len(sent_to | sent_touch)
+    return _result("holdout_never_contacted", violations, len(members))
+
+
+def assignment_never_changes(touches: pd.DataFrame) -> dict[str, Any]:
+    arms = touches.groupby("customer_id")["variant"].nunique()
+    changed = int((arms > 1).sum())
+    return _result("assignment_never_changes", changed, len(arms))
+
+
+def no_send_to_paused_scope(sent: pd.DataFrame, actions: list) -> dict[str, Any]:
+    """Sends after an approved pause or retirement, in its channel or segment."""
+    stops = [a for a in actions if a.type in ("pause", "retire_channel") and a.decided_at]
+    violations = 0
+    for action in stops:
+        after = sent[sent["sent_at"] > pd.Timestamp(action.decided_at)]
+        scope = {k: v for k, v in action.scope.items() if k in ("channel", "segment") and v}
+        if not scope:
+            continue
+        inside = np.ones(len(after), dtype=bool)
+        for key, value in scope.items():
+            inside &= (after[key] == value).to_numpy()
+        violations += int(inside.sum())
+    return _result("no_send_to_paused_scope", violations, len(stops), stops=len(stops))
+
+
+def check_equals_ledger(season: Season) -> dict[str, Any]:
+    """Each checked week's touches, delivered and responded against the ledger's count."""
+    ledger = season.office.table("touches")
+    week = season_week(ledger["t"].to_numpy()) if len(ledger) else np.zeros(0, dtype=np.int64)
+    mismatches, checked = [], 0
+    for period, check in season.checks.items():
+        number = (Period.parse(period).start - season.world.start).days // 7 + 1
+        rows = ledger[week == number] if len(ledger) else ledger
+        world = {
+            "touches": len(rows),
+            "delivered": int(rows["delivered"].sum()) if len(rows) else 0,
+            "responded": int(rows["responded"].sum()) if len(rows) else 0,
+        }
+        funnel = check.get("funnel", [])
+        pdca = {name: int(sum(row.get(name) or 0 for row in funnel)) for name in world}
+        checked += len(world)
+        mismatches += [
+            {"period": period, "number": name, "check": pdca[name], "world": world[name]}
+            for name in world
+            if pdca[name] != world[name]
+        ]
+    return _result("check_equals_ledger", len(mismatches), checked, mismatches=mismatches[:10])
