@@ -56,7 +56,7 @@ truths from day one: {{ v.regret.oracle_applications }}; lost
 <table><tr><th>id</th><th>week proposed</th><th>type</th><th>scope</th><th>status</th>
 <th>decided by</th></tr>
 {% for a in v.actions %}<tr><td>{{ a.action_id }}</td><td>{{ a.week_proposed or '—' }}</td>
-<td>{{ a.type }}</td><td>{{ a.scope }}</td><td>{{ a.status }}</td>
+<td>{{ a.type }}</td><td>{{ a.scope|scope }}</td><td>{{ a.status }}</td>
 <td>{{ a.decided_by or '—' }}</td></tr>{% endfor %}
 </table>
 </body></html>
@@ -84,12 +84,22 @@ def chart(points: list[tuple[int, float | None, float | None]]) -> str:
         return f'<polyline fill="none" stroke="#2563eb" stroke-width="2" {dash} points="{coords}"/>'
 
     actual, target = line(1, ""), line(2, 'stroke-dasharray="4 3" stroke-opacity="0.6"')
-    high_text, low_text = escape(f"{high:,.3g}"), escape(f"{low:,.3g}")
+    high_text, low_text = escape(figure(high)), escape(figure(low))
     return (
         f'<svg viewBox="0 0 {width} {height}" width="100%" role="img">{actual}{target}'
         f'<text x="{pad}" y="12" font-size="10">{high_text}</text>'
         f'<text x="{pad}" y="{height - 1}" font-size="10">{low_text}</text></svg>'
     )
+
+
+def figure(value: float) -> str:
+    """An axis figure: whole numbers with separators from 100 up, else 3 significant digits."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def scope_text(scope: dict[str, Any]) -> str:
+    """`channel=app_push`, or `campaign` for the campaign as a whole."""
+    return ", ".join(f"{key}={value}" for key, value in scope.items() if value) or "campaign"
 
 
 def write_report(verdict: dict[str, Any], path: Path) -> Path:
@@ -99,7 +109,9 @@ def write_report(verdict: dict[str, Any], path: Path) -> Path:
         for metric, kpi in week["kpis"].items():
             metrics.setdefault(metric, []).append((week["week"], kpi["actual"], kpi["target"]))
     charts = [(metric, Markup(chart(points))) for metric, points in metrics.items()]
-    html = Environment(autoescape=True).from_string(PAGE).render(v=verdict, charts=charts)
+    environment = Environment(autoescape=True)
+    environment.filters["scope"] = scope_text
+    html = environment.from_string(PAGE).render(v=verdict, charts=charts)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(html, encoding="utf-8")
     return path
