@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from pdca.db import make_engine
-from pdca.models import Campaign
+from pdca.models import AuditEntry, Campaign
 from pdca.settings import get_settings
 from pdca.simulation.truths import default_world
 from tests.scenario import apply, database, prefect_env, run_main, spec_dict  # noqa: F401
@@ -59,6 +59,42 @@ def test_a_short_season_prints_its_verdict_and_writes_its_report(
     page = report.read_text(encoding="utf-8")
     assert "the evening window responds half as well as noon" in page and "<svg" in page
     assert campaigns == {"demo-sme-2026", "season-sme-2026"}
+
+
+@pytest.mark.slow
+def test_the_world_files_manager_decides_and_is_recorded_like_a_manager(
+    sqlite_url: str, output_dir: Path, tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
+    world = tmp_path / "world.yaml"
+    world.write_text(
+        "name: no-shifts\n"
+        "truths:\n"
+        "  - name: evening responds half as well\n"
+        "    scope: {window: evening}\n"
+        "    response: 0.5\n"
+        "    found_by: [shift_window]\n"
+        "approval:\n"
+        "  decided_by: cautious-manager\n"
+        "  reject: [{type: shift_window}]\n",
+        encoding="utf-8",
+    )
+    argv = ["simulate", "--weeks", "1", "--customers", "3000", "--world", str(world)]
+    with database(sqlite_url):
+        code, out, err = run_main([*argv, "--approve", "policy", "--json"], capfd)
+        with make_engine(sqlite_url).connect() as conn:
+            audit = conn.execute(
+                select(AuditEntry.action, AuditEntry.subject).where(
+                    AuditEntry.actor == "cautious-manager"
+                )
+            ).all()
+    assert code == 0, err[-2000:]
+    verdict = json.loads(out)
+    shifts = [a for a in verdict["actions"] if a["type"] == "shift_window"]
+    assert shifts and all(a["status"] == "rejected" for a in shifts)
+    assert {a["decided_by"] for a in shifts} == {"cautious-manager"}
+    assert len(audit) >= len(shifts)
+    [truth] = verdict["truths"]
+    assert truth["found"] is False and truth["action_id"] is None
 
 
 def test_a_database_with_a_users_campaign_is_refused(

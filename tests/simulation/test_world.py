@@ -208,3 +208,38 @@ def test_approval_follows_the_credit_model(world: World) -> None:
     chance = world.approval_chance(sends)
     score = world.people["score"]
     assert chance[score >= 760].mean() > chance[score < 640].mean() + 0.3
+
+
+def test_the_back_office_draws_the_same_answers_for_the_same_sends() -> None:
+    import pandas as pd
+
+    from pdca.simulation.backoffice import BackOffice
+
+    world = World.build(2_000, seed=9)
+    ids = world.people["id"][:600]
+    sends = pd.DataFrame(
+        {
+            "touch_id": [f"d{i:06d}" for i in range(600)],
+            "customer_id": ids,
+            "channel": np.array(["sms", "im", "phone", "app_push"])[np.arange(600) % 4],
+            "variant": np.array(["A", "B", "holdout"])[np.arange(600) % 3],
+            "sent_at": pd.Timestamp("2026-03-02 04:05"),
+            "cost": 0.05,
+            "window": "noon",
+            "t": 12 * 3600 + 300,
+        }
+    )
+    offices = [BackOffice(World.build(2_000, seed=9), "s", "p") for _ in range(2)]
+    offices[0].observe(sends, 0)
+    offices[1].observe(sends.iloc[::-1], 0)  # another order of the same sends
+    offices[1].observe(sends, 0)  # a second reading adds nothing
+    for office in offices:
+        office.organic(0)
+    for table in ("touches", "applications", "decisions", "loans", "complaints", "surveys"):
+        first, second = offices[0].table(table), offices[1].table(table)
+        pd.testing.assert_frame_equal(
+            first.reset_index(drop=True), second.reset_index(drop=True), check_like=True
+        )
+    touches = offices[0].table("touches")
+    assert len(touches) == 400  # the hold-out's rows are assignments, not sends
+    assert world.size == 2_000
