@@ -5,10 +5,11 @@ cost against an oracle, the KPIs week by week, and the invariants over the whole
   `found_by` types whose scope and parameters name the truth's scope (a budget move
   counts by the channel it moves budget *from*); `week_found` is the season week whose
   check led to it.
-- `regret`: expected applications lost against an oracle that knew the truths from day
-  one and sent the same sends where they pay best: a truth that makes a scope worse
-  (multiplier below 1) is avoided, one that makes it better is used for every send. Taken
-  from the world's true chances, not from the draws, so luck does not count.
+- `regret`: expected applications and net return lost against an oracle that knew the
+  truths from day one and sent the same sends where they pay best — a truth that makes a
+  scope worse (multiplier below 1) is avoided, one that makes it better is used for every
+  send — and lent only where a loan is worth making (net interest above its expected loss).
+  Taken from the world's true chances, not from the draws, so luck does not count.
 - `invariants`: each with `held` and how many things were checked (`invariants.py`).
 """
 
@@ -19,10 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pdca.settings import get_settings
 from pdca.simulation.backoffice import season_week
 from pdca.simulation.invariants import check_invariants
 from pdca.simulation.truths import Truth
 from pdca.simulation.world import Sends, World, channel_index
+from pdca.synthetic.world import REQUEST_MEDIAN, TERM_SHARE, TERMS
 from tasks.act.actions import find_actions
 from tasks.act.types import StoredAction
 from tasks.common.periods import Period
@@ -165,12 +168,39 @@ def oracle_world(world: World) -> World:
     return replace(world, truths=world.truths.model_copy(update={"truths": tuple(truths)}))
 
 
+DISBURSED_SHARE = 0.88
+"""Share of approvals the back office disburses (`BackOffice._decisions`)."""
+
+TERM_YEARS = float((np.minimum(TERMS, 12) / 12 * TERM_SHARE).sum())
+"""The expected min(term, 12 months) in years, as net_interest counts it."""
+
+
+def expected_net_return(
+    world: World, sends: Sends, cost: np.ndarray, ftp_rate: float, lgd: float, *, prudent: bool
+) -> np.ndarray:
+    """Per send, its true expected net return: the loans it leads to (net interest less
+    the expected loss of those that drift into arrears) less its cost. `prudent`: a loan
+    of negative expected value is not made (the oracle knows which)."""
+    who = sends.who
+    score = world.people["score"][who]
+    asked = np.exp(np.log(REQUEST_MEDIAN[world.people["segment"][who]]) + 0.125)
+    cap = np.maximum(np.floor(world.people["income"][who] * 10 / 100) * 100, 1_000.0)
+    amount = np.minimum(asked, cap)
+    apr = np.clip(8.0 + (780 - score) * 0.075, 8.0, 23.9)
+    per_loan = amount * ((apr / 100 - ftp_rate) * TERM_YEARS - world.overdue_chance(sends) * lgd)
+    if prudent:
+        per_loan = np.maximum(per_loan, 0.0)
+    loans = expected_applications(world, sends) * world.approval_chance(sends) * DISBURSED_SHARE
+    return loans * per_loan - cost
+
+
 def regret(season: Season) -> dict[str, Any]:
-    """Expected applications lost against the oracle, over the season's sends."""
+    """Expected applications and net return lost against the oracle, over the season's
+    sends (from the world's true chances: luck does not count)."""
     touches = season.office.table("touches")
     if touches.empty:
         return {"applications_lost": 0.0, "applications_expected": 0.0, "oracle_applications": 0.0}
-    world = season.world
+    world, settings = season.world, get_settings()
     sends = Sends.of(
         world.index(touches["customer_id"]),
         channel_index(touches["channel"].to_numpy()),
@@ -178,14 +208,27 @@ def regret(season: Season) -> dict[str, Any]:
         touches["window"].fillna("").to_numpy(),
         season_week(touches["t"].to_numpy()),
     )
+    oracle_truths = oracle_world(world)
     actual = float(expected_applications(world, sends).sum())
-    oracle = float(expected_applications(oracle_world(world), sends).sum())
+    oracle = float(expected_applications(oracle_truths, sends).sum())
+    cost = touches["cost"].to_numpy(dtype=float)
+    money = {
+        name: float(
+            expected_net_return(
+                truths, sends, cost, settings.ftp_rate, settings.lgd, prudent=prudent
+            ).sum()
+        )
+        for name, truths, prudent in (("actual", world, False), ("oracle", oracle_truths, True))
+    }
     return {
         "applications_expected": round(actual, 1),
         "oracle_applications": round(oracle, 1),
         "applications_lost": round(max(oracle - actual, 0.0), 1),
         "share_lost": round(max(oracle - actual, 0.0) / oracle, 4) if oracle else None,
-        "net_return_lost": None,
-        "method": "true expected applications of the season's sends, against the same sends "
-        "placed where the truths say they pay best",
+        "net_return_expected": round(money["actual"], 2),
+        "oracle_net_return": round(money["oracle"], 2),
+        "net_return_lost": round(max(money["oracle"] - money["actual"], 0.0), 2),
+        "method": "true expected applications and net return of the season's sends, against "
+        "the same sends placed where the truths say they pay best, lending only where a loan "
+        "is worth making",
     }

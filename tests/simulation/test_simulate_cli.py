@@ -54,6 +54,10 @@ def test_a_short_season_prints_its_verdict_and_writes_its_report(
     assert invariants["check_equals_ledger"]["checked"] == 6
     regret = verdict["regret"]
     assert 0 < regret["applications_lost"] < regret["oracle_applications"]
+    assert regret["net_return_lost"] > 0
+    assert regret["oracle_net_return"] == pytest.approx(
+        regret["net_return_expected"] + regret["net_return_lost"], abs=0.02
+    )
     report = Path(verdict["report"])
     assert report.is_file() and report.is_relative_to(output_dir.resolve())
     page = report.read_text(encoding="utf-8")

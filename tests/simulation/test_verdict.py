@@ -18,7 +18,12 @@ from pdca.simulation.invariants import (
     one_send_per_intent,
 )
 from pdca.simulation.truths import ApprovalPolicy, parse_world
-from pdca.simulation.verdict import expected_applications, names_scope, oracle_world
+from pdca.simulation.verdict import (
+    expected_applications,
+    expected_net_return,
+    names_scope,
+    oracle_world,
+)
 from pdca.simulation.world import Sends, World
 from tasks.act.types import StoredAction
 
@@ -131,3 +136,25 @@ def test_the_oracle_gains_by_avoiding_worse_scopes_and_using_better_ones() -> No
     push_a = (np.arange(n) % 2 == 1) & (np.arange(n) % 3 != 0)
     assert (actual[push_a] == 0).all() and (oracle[push_a] > 0).all()
     assert date(2026, 3, 2) == world.start
+
+
+def test_the_oracle_does_not_lend_where_a_loan_loses() -> None:
+    world = World.build(
+        500,
+        seed=2,
+        truths=parse_world(
+            {"truths": [{"name": "im sours", "scope": {"channel": "im"}, "overdue_rate_30": 1.0}]},
+            "test",
+        ),
+    )
+    n = 100
+    sends = Sends.of(
+        np.arange(n), np.where(np.arange(n) % 2, "im", "sms"), ["A"] * n, ["noon"] * n, [1] * n
+    )
+    cost = np.full(n, 0.05)
+    plain = expected_net_return(world, sends, cost, 0.03, 0.6, prudent=False)
+    prudent = expected_net_return(world, sends, cost, 0.03, 0.6, prudent=True)
+    im = np.arange(n) % 2 == 1
+    assert (plain[im] < -cost[im]).any()  # every im loan stops paying: lending there loses
+    assert (prudent[im] >= -cost[im] - 1e-9).all()
+    assert np.allclose(plain[~im], prudent[~im])  # sms loans are worth making as they are
