@@ -66,7 +66,8 @@ def summary(document: dict[str, Any]) -> str:
     regret = document["regret"]
     lines.append(
         f"  regret {regret['applications_lost']} of {regret['oracle_applications']} "
-        "expected applications lost against the oracle"
+        f"expected applications and {regret.get('net_return_lost', 0):,.0f} of net return "
+        "lost against the oracle"
     )
     for invariant in document["invariants"]:
         state = "held" if invariant["held"] else f"BROKEN ({invariant['violations']})"

@@ -41,7 +41,11 @@ th,td{border-bottom:1px solid #e4e7eb;padding:.35rem .5rem;text-align:left;verti
 truths from day one: {{ v.regret.oracle_applications }}; lost
 <b>{{ v.regret.applications_lost }}</b>
 {% if v.regret.share_lost is not none %}
-({{ "%.1f"|format(100 * v.regret.share_lost) }} %){% endif %}.</p>
+({{ "%.1f"|format(100 * v.regret.share_lost) }} %){% endif %}.
+{% if v.regret.net_return_lost is not none %}Expected net return
+{{ "{:,.0f}".format(v.regret.net_return_expected) }} against the oracle's
+{{ "{:,.0f}".format(v.regret.oracle_net_return) }}: lost
+<b>{{ "{:,.0f}".format(v.regret.net_return_lost) }}</b>.{% endif %}</p>
 <h2>Invariants</h2>
 <table><tr><th>invariant</th><th>held</th><th>checked</th><th>violations</th></tr>
 {% for i in v.invariants %}<tr><td>{{ i.name }}</td>

@@ -158,3 +158,58 @@ def test_the_oracle_does_not_lend_where_a_loan_loses() -> None:
     assert (plain[im] < -cost[im]).any()  # every im loan stops paying: lending there loses
     assert (prudent[im] >= -cost[im] - 1e-9).all()
     assert np.allclose(plain[~im], prudent[~im])  # sms loans are worth making as they are
+
+
+def test_the_summary_and_the_report_say_what_the_verdict_says(tmp_path) -> None:
+    from pdca.simulation.command import summary
+    from pdca.simulation.report import write_report
+
+    document = {
+        "weeks": 2,
+        "customers": 3_000,
+        "seed": 7,
+        "world": "rehearsal",
+        "approve": "policy",
+        "truths": [
+            {
+                "name": "push never pays",
+                "scope": "channel=app_push",
+                "from_week": 1,
+                "found": True,
+                "week_found": 2,
+                "action_id": 4,
+            },
+        ],
+        "actions": [
+            {
+                "action_id": 4,
+                "week_proposed": 2,
+                "type": "retire_channel",
+                "scope": {"channel": "app_push"},
+                "status": "approved",
+                "decided_by": "m",
+            },
+        ],
+        "kpis_by_week": [
+            {"week": 1, "kpis": {"touches": {"actual": 900.0, "target": 1000.0}}},
+            {"week": 2, "kpis": {"touches": {"actual": 1200.0, "target": None}}},
+        ],
+        "regret": {
+            "applications_expected": 10.0,
+            "oracle_applications": 12.5,
+            "applications_lost": 2.5,
+            "share_lost": 0.2,
+            "net_return_expected": 100.0,
+            "oracle_net_return": 150.0,
+            "net_return_lost": 50.0,
+        },
+        "invariants": [{"name": "quiet_hours", "held": False, "checked": 1_200, "violations": 3}],
+        "report": "r.html",
+    }
+    text = summary(document)
+    assert "push never pays: found in week 2" in text
+    assert "2.5 of 12.5 expected applications and 50 of net return" in text
+    assert "quiet_hours: BROKEN (3), 1,200 checked" in text
+    page = write_report(document, tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "channel=app_push" in page and "<svg" in page and "broken" in page
+    assert "&lt;svg" not in page
