@@ -39,7 +39,7 @@ REPORT_DELAY = 2 * HOUR
 
 WEEK = 7 * DAY
 
-_STREAM_SENDS, _STREAM_ORGANIC, _STREAM_REPAYMENTS = 1, 2, 3
+_STREAM_SENDS, _STREAM_ORGANIC = 1, 2
 
 
 def season_week(t: np.ndarray) -> np.ndarray:

@@ -21,10 +21,9 @@ Monday after the last week checks and acts on it too, so the last week counts.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ from pdca.errors import UserError
 from pdca.settings import get_settings
 from pdca.simulation.backoffice import BackOffice
 from pdca.simulation.campaign import SEASON_CAMPAIGN_ID, season_spec, write_history
-from pdca.simulation.feeds import ZONE, DailyFiles, load_files, read_sends
+from pdca.simulation.feeds import DailyFiles, load_files, read_sends
 from pdca.simulation.truths import WorldFile, default_world, load_world
 from pdca.simulation.world import World
 from pdca.synthetic.campaign import CAMPAIGN_ID as HISTORY_CAMPAIGN_ID
@@ -44,8 +43,6 @@ from tasks.common.campaigns import CampaignSpec, apply_spec, load_spec
 from tasks.common.feeds import LOAD_ORDER
 from tasks.common.periods import Period
 from tasks.ops.operations import check_period_for, plan_period_for
-
-log = logging.getLogger("pdca.simulation")
 
 APPROVALS = ("auto", "policy")
 
@@ -97,11 +94,6 @@ class Season:
     def days(self) -> int:
         """The season's days, plus the Monday after it (its last check and act)."""
         return self.options.weeks * 7 + 1
-
-    def local(self, day: date, hour: int, minute: int = 0) -> datetime:
-        """A local wall-clock moment as naive UTC."""
-        moment = datetime.combine(day, time(hour, minute), tzinfo=ZONE)
-        return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def refuse_foreign_database(database_url: str, force: bool) -> None:
