@@ -14,7 +14,7 @@ world's ledger: each says whether it held and how many things it checked.
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from pdca.models import Customer, OutboxEntry, OutreachBatch, Touch
 from pdca.simulation.backoffice import season_week
-from pdca.simulation.feeds import ZONE
+from pdca.simulation.feeds import ZONE, season_midnight
 from tasks.act.actions import find_actions
 from tasks.common.periods import Period
 
@@ -119,12 +119,24 @@ def assignment_never_changes(touches: pd.DataFrame) -> dict[str, Any]:
     return _result("assignment_never_changes", changed, len(arms))
 
 
+def decided_in_season(action) -> datetime:
+    """When the season decided an action: the Monday after the period it was proposed for,
+    at 08:00 local, as naive UTC. (Its stored `decided_at` is the wall clock of the machine
+    that ran the simulation, not the simulated one.)"""
+    monday = Period.parse(action.period).end
+    return season_midnight(monday) + timedelta(hours=8)
+
+
 def no_send_to_paused_scope(sent: pd.DataFrame, actions: list) -> dict[str, Any]:
     """Sends after an approved pause or retirement, in its channel or segment."""
-    stops = [a for a in actions if a.type in ("pause", "retire_channel") and a.decided_at]
-    violations = 0
+    stops = [
+        a
+        for a in actions
+        if a.type in ("pause", "retire_channel") and a.status in ("approved", "applied")
+    ]
+    violations, checked = 0, 0
     for action in stops:
-        after = sent[sent["sent_at"] > pd.Timestamp(action.decided_at)]
+        after = sent[sent["sent_at"] > pd.Timestamp(decided_in_season(action))]
         scope = {k: v for k, v in action.scope.items() if k in ("channel", "segment") and v}
         if not scope:
             continue
@@ -132,7 +144,8 @@ def no_send_to_paused_scope(sent: pd.DataFrame, actions: list) -> dict[str, Any]
         for key, value in scope.items():
             inside &= (after[key] == value).to_numpy()
         violations += int(inside.sum())
-    return _result("no_send_to_paused_scope", violations, len(stops), stops=len(stops))
+        checked += len(after)
+    return _result("no_send_to_paused_scope", violations, checked, stops=len(stops))
 
 
 def check_equals_ledger(season: Season) -> dict[str, Any]:

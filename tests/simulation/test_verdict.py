@@ -111,13 +111,21 @@ def test_the_holdout_and_assignment_invariants_catch_a_contacted_member() -> Non
     assert one_send_per_intent(twice)["violations"] == 1
 
 
-def test_no_send_after_a_pause_of_its_scope() -> None:
-    touches = _touches([("c1", "s", "A", 0, 12), ("c2", "s", "A", 3, 12)])
+def test_no_send_after_a_pause_of_its_scope_from_the_monday_it_was_decided() -> None:
+    touches = _touches([("c1", "s", "A", 6, 12), ("c2", "s", "A", 7, 12), ("c3", "s", "A", 8, 12)])
+    touches.loc[2, "channel"] = "im"
     pause = StoredAction(
-        action_id=9, type="pause", scope={"channel": "sms"}, decided_at="2026-03-03T01:00:00"
+        action_id=9,
+        type="pause",
+        scope={"channel": "sms"},
+        status="applied",
+        period="2026-W10",  # checked on Monday 9 March (day 7), 08:00
+        decided_at="2026-12-05T01:00:00",  # the machine's clock: not the season's
     )
     result = no_send_to_paused_scope(touches, [pause])
-    assert result["violations"] == 1 and result["checked"] == 1
+    assert result["violations"] == 1 and result["checked"] == 2 and result["stops"] == 1
+    proposed = StoredAction(action_id=10, type="pause", scope={"channel": "sms"}, period="2026-W10")
+    assert no_send_to_paused_scope(touches, [proposed])["stops"] == 0
 
 
 def test_the_oracle_gains_by_avoiding_worse_scopes_and_using_better_ones() -> None:
