@@ -8,8 +8,9 @@ world's ledger: each says whether it held and how many things it checked.
 - `assignment_never_changes`: every customer keeps one experiment arm all season;
 - `no_send_to_paused_scope`: no send to a channel or segment after its pause or
   retirement was approved;
-- `check_equals_ledger`: every week's checked touches, deliveries and responses equal
-  the world's own count of them.
+- `check_equals_ledger`: every week's checked touches, deliveries, responses and
+  attributed applications equal the world's own count of them (the applications credited
+  by the contract's attribution rule, applied to the world's ledger).
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ import pandas as pd
 from sqlalchemy import select
 
 from pdca.models import Customer, OutboxEntry, OutreachBatch, Touch
+from pdca.settings import get_settings
 from pdca.simulation.backoffice import season_week
 from pdca.simulation.feeds import ZONE, season_midnight
+from pdca.synthetic.world import DAY
 from tasks.act.actions import find_actions
 from tasks.common.periods import Period
 
@@ -56,7 +59,7 @@ def check_invariants(season: Season) -> list[dict[str, Any]]:
         holdout_never_contacted(touches, outbox),
         assignment_never_changes(touches),
         no_send_to_paused_scope(sent, actions),
-        check_equals_ledger(season),
+        check_equals_ledger(season, every),
     ]
 
 
@@ -148,10 +151,12 @@ def no_send_to_paused_scope(sent: pd.DataFrame, actions: list) -> dict[str, Any]
     return _result("no_send_to_paused_scope", violations, checked, stops=len(stops))
 
 
-def check_equals_ledger(season: Season) -> dict[str, Any]:
-    """Each checked week's touches, delivered and responded against the ledger's count."""
+def check_equals_ledger(season: Season, every: pd.DataFrame) -> dict[str, Any]:
+    """Each checked week's touches, delivered, responded and attributed applications
+    against the world's own count of them (`every`: pdca's touches, for last season's)."""
     ledger = season.office.table("touches")
     week = season_week(ledger["t"].to_numpy()) if len(ledger) else np.zeros(0, dtype=np.int64)
+    applied_week = attributed_application_weeks(season, every)
     mismatches, checked = [], 0
     for period, check in season.checks.items():
         number = (Period.parse(period).start - season.world.start).days // 7 + 1
@@ -160,6 +165,7 @@ def check_equals_ledger(season: Season) -> dict[str, Any]:
             "touches": len(rows),
             "delivered": int(rows["delivered"].sum()) if len(rows) else 0,
             "responded": int(rows["responded"].sum()) if len(rows) else 0,
+            "applications": int((applied_week == number).sum()),
         }
         funnel = check.get("funnel", [])
         pdca = {name: int(sum(row.get(name) or 0 for row in funnel)) for name in world}
@@ -170,3 +176,56 @@ def check_equals_ledger(season: Season) -> dict[str, Any]:
             if pdca[name] != world[name]
         ]
     return _result("check_equals_ledger", len(mismatches), checked, mismatches=mismatches[:10])
+
+
+def attributed_application_weeks(season: Season, every: pd.DataFrame) -> np.ndarray:
+    """The season week of each application of the ledger the campaign is credited with,
+    by the contract's attribution: its own campaign id, or, when empty, the customer's
+    last delivered touch (any campaign; last season's from pdca's tables) within the
+    window before it, inclusive; hold-out members' applications never count."""
+    applications = season.office.table("applications")
+    if applications.empty:
+        return np.zeros(0, dtype=np.int64)
+    window = float(get_settings().attribution_window_days * DAY)
+    origin = pd.Timestamp(season_midnight(season.world.start))
+    season_touches = season.office.table("touches")
+    earlier = every[(every["campaign_id"] != season.spec.id) & every["delivered"]]
+    delivered = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "customer_id": earlier["customer_id"],
+                    "t": (earlier["sent_at"] - origin).dt.total_seconds().to_numpy(),
+                    "touch_id": earlier["touch_id"],
+                    "campaign": earlier["campaign_id"],
+                }
+            ),
+            pd.DataFrame(
+                {
+                    "customer_id": season_touches["customer_id"],
+                    "t": (season_touches["sent_at"] - origin).dt.total_seconds().to_numpy(),
+                    "touch_id": season_touches["touch_id"],
+                    "campaign": season.spec.id,
+                }
+            )[season_touches["delivered"].to_numpy(dtype=bool)]
+            if len(season_touches)
+            else None,
+        ]
+    ).sort_values(["t", "touch_id"], kind="stable")
+    asked = pd.DataFrame(
+        {
+            "customer_id": season.world.people["id"][applications["who"].to_numpy(dtype=int)],
+            "t": applications["t"].to_numpy(dtype=float),
+            "campaign_id": applications["campaign_id"].to_numpy(),
+        }
+    ).sort_values("t", kind="stable")
+    last = pd.merge_asof(
+        asked, delivered, on="t", by="customer_id", direction="backward", tolerance=window
+    )
+    mine = every["campaign_id"] == season.spec.id
+    holdout = set(every.loc[mine & (every["variant"] == "holdout"), "customer_id"])
+    credited = (last["campaign_id"] == season.spec.id) | (
+        (last["campaign_id"] == "") & (last["campaign"] == season.spec.id)
+    )
+    credited &= ~last["customer_id"].isin(holdout)
+    return season_week(last.loc[credited, "t"].to_numpy(dtype=np.int64))
