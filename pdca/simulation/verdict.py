@@ -8,7 +8,7 @@ cost against an oracle, the KPIs week by week, and the invariants over the whole
 - `regret`: expected applications and net return lost against an oracle that knew the
   truths from day one and sent the same sends where they pay best — a truth that makes a
   scope worse (multiplier below 1) is avoided, one that makes it better is used for every
-  send — and lent only where a loan is worth making (net interest above its expected loss).
+  send — and, where a truth sets the arrears, lent only where a loan is still worth making.
   Taken from the world's true chances, not from the draws, so luck does not count.
 - `invariants`: each with `held` and how many things were checked (`invariants.py`).
 """
@@ -179,8 +179,9 @@ def expected_net_return(
     world: World, sends: Sends, cost: np.ndarray, ftp_rate: float, lgd: float, *, prudent: bool
 ) -> np.ndarray:
     """Per send, its true expected net return: the loans it leads to (net interest less
-    the expected loss of those that drift into arrears) less its cost. `prudent`: a loan
-    of negative expected value is not made (the oracle knows which)."""
+    the expected loss of those that drift into arrears) less its cost. `prudent`: in the
+    scope of a truth about arrears, a loan of negative expected value is not made (the
+    oracle knows the truth; it has no better credit model than the bank's)."""
     who = sends.who
     score = world.people["score"][who]
     asked = np.exp(np.log(REQUEST_MEDIAN[world.people["segment"][who]]) + 0.125)
@@ -188,8 +189,12 @@ def expected_net_return(
     amount = np.minimum(asked, cap)
     apr = np.clip(8.0 + (780 - score) * 0.075, 8.0, 23.9)
     per_loan = amount * ((apr / 100 - ftp_rate) * TERM_YEARS - world.overdue_chance(sends) * lgd)
-    if prudent:
-        per_loan = np.maximum(per_loan, 0.0)
+    if prudent:  # where a truth sets the arrears, the oracle lends only if it still pays
+        known = np.zeros(len(sends), dtype=bool)
+        for truth in world.truths.truths:
+            if truth.overdue_rate_30 is not None:
+                known |= world.in_scope(truth, sends)
+        per_loan = np.where(known, np.maximum(per_loan, 0.0), per_loan)
     loans = expected_applications(world, sends) * world.approval_chance(sends) * DISBURSED_SHARE
     return loans * per_loan - cost
 
@@ -229,6 +234,6 @@ def regret(season: Season) -> dict[str, Any]:
         "oracle_net_return": round(money["oracle"], 2),
         "net_return_lost": round(max(money["oracle"] - money["actual"], 0.0), 2),
         "method": "true expected applications and net return of the season's sends, against "
-        "the same sends placed where the truths say they pay best, lending only where a loan "
-        "is worth making",
+        "the same sends placed where the truths say they pay best, lending in a truth's "
+        "arrears scope only where a loan still pays",
     }

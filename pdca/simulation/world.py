@@ -138,10 +138,10 @@ class World:
         for truth in self.truths.truths:
             value = getattr(truth, name)
             if value is not None:
-                factor[self._in_scope(truth, sends)] *= value
+                factor[self.in_scope(truth, sends)] *= value
         return factor
 
-    def _in_scope(self, truth, sends: Sends) -> np.ndarray:
+    def in_scope(self, truth, sends: Sends) -> np.ndarray:
         """Which sends the truth holds for: its scope and its weeks."""
         scope = truth.scope
         inside = (sends.week >= truth.from_week) & (
@@ -194,7 +194,7 @@ class World:
         chance = drift_chance(self.people["score"][who], self.people["debt_ratio"][who])
         for truth in self.truths.truths:
             if truth.overdue_rate_30 is not None:
-                chance = np.where(self._in_scope(truth, sends), truth.overdue_rate_30, chance)
+                chance = np.where(self.in_scope(truth, sends), truth.overdue_rate_30, chance)
         return chance
 
     def complaint_chance(self, sends: Sends, pressure: np.ndarray) -> np.ndarray:
