@@ -243,3 +243,36 @@ def test_the_back_office_draws_the_same_answers_for_the_same_sends() -> None:
     touches = offices[0].table("touches")
     assert len(touches) == 400  # the hold-out's rows are assignments, not sends
     assert world.size == 2_000
+
+
+def test_a_feeds_first_large_daily_file_carries_the_demos_bad_rows(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from pdca.simulation.backoffice import BackOffice
+    from pdca.simulation.feeds import SPOIL_MIN_ROWS, DailyFiles
+    from pdca.synthetic.bad_rows import BAD_ROWS
+
+    world = World.build(3_000, seed=4)
+    n = SPOIL_MIN_ROWS + 200
+    sends = pd.DataFrame(
+        {
+            "touch_id": [f"d{i:06d}" for i in range(n)],
+            "customer_id": world.people["id"][np.arange(n) % world.size],
+            "channel": "sms",
+            "variant": "A",
+            "sent_at": pd.Timestamp("2026-03-02 04:05"),
+            "cost": 0.05,
+            "window": "noon",
+            "t": 12 * 3600 + 300,
+        }
+    )
+    office = BackOffice(world, "season", "sme-revolving")
+    office.observe(sends, 0)
+    files = DailyFiles(office, tmp_path)
+    written = files.write_day(0)
+    touches = pd.read_csv(written["touches"], dtype=str, keep_default_na=False)
+    assert files.bad_rows["touches"] == len(BAD_ROWS["touches"])
+    assert len(touches) == n + files.bad_rows["touches"]
+    assert set(sends["touch_id"]) <= set(touches["touch_id"])
+    assert "touches" not in files.write_day(1)  # every report was handed over on day 0
+    assert files.bad_rows["touches"] == len(BAD_ROWS["touches"])  # once per feed
