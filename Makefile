@@ -42,7 +42,7 @@ $(VENV)/.installed-test: pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP) install -c constraints.txt -e ".[test]"
 	touch $@ $(VENV)/.installed
 
-system-packages:  ## PostgreSQL, Chromium and chromedriver for the tests (apt-get, when missing)
+system-packages:  ## PostgreSQL, Chromium, chromedriver and a CJK font for the tests (apt-get, when missing)
 	.ci/system-packages.sh
 
 lint: install-test  ## ruff and sqlfluff, as the test suite runs them

@@ -2,8 +2,9 @@
 # Installs the Debian packages the tests need when they are missing (a fresh machine of
 # this image has PostgreSQL 15; anything else comes from Debian's registry): PostgreSQL
 # for the database tests, headless Chromium and its WebDriver (`chromium-driver`, at
-# /usr/bin/chromedriver) for the report page test. Needs root to install; without root
-# it only reports what is missing.
+# /usr/bin/chromedriver) for the report page test, and a CJK font (`fonts-wqy-zenhei`) so
+# that charts and pages in Chinese (locale zh-CN) show characters, not boxes. Needs root to
+# install; without root it only reports what is missing.
 set -euo pipefail
 
 need=()
@@ -14,6 +15,11 @@ have_pg || need+=(postgresql)
 id postgres >/dev/null 2>&1 || need+=(postgresql)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
+have_cjk_font() {
+    [ -f /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ] \
+        || [ -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ]
+}
+have_cjk_font || need+=(fonts-wqy-zenhei)
 
 if [ ${#need[@]} -eq 0 ]; then
     exit 0

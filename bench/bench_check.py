@@ -192,7 +192,7 @@ def _week(conn, rng, week: int, n: int, variant_of, counts: dict[str, int]) -> N
     app_ids = [f"a{counts['applications'] + i:09d}" for i in range(m)]
     attributed = rng.random(m) < 0.75
     conn.executemany(
-        "insert into applications values (?,?,?,?,?,?,?)",
+        "insert into applications values (?,?,?,?,?,?,?,'applications')",
         zip(
             app_ids,
             (f"c{c:08d}" for c in customer[applies]),
@@ -416,6 +416,7 @@ def child() -> None:
         "judge_experiment": stage.judge_experiment.fn,
         "measure_asset_quality": stage.measure_asset_quality.fn,
         "find_top_reject_reasons": stage.find_top_reject_reasons.fn,
+        "measure_customer_value": stage.measure_customer_value.fn,
     }
     # twice, the second timed: the baseline is timed warm too (its second run), and the
     # first pass brings the pages of customers, applications and loans into the OS cache
@@ -436,8 +437,14 @@ def child() -> None:
                         measuring.items(), [conn, *others], strict=True
                     )
                 }
-            measured, tests, overdue, _ = (run.result() for run in runs.values())
+            measured, tests, book, _, families = (run.result() for run in runs.values())
             timings["measuring, at once"] = time.perf_counter() - started
+            counts = timed("join_kpi_counts", stage.join_kpi_counts, book, families)
+            weeks = stage.inside_weeks(period)
+            measured.weeks = timed(
+                "with_week_kpis", stage.with_week_kpis, measured.weeks, counts, weeks
+            )
+            overdue = stage.period_book(book, period)
             kpis, targets = timed(
                 "compare_with_targets",
                 stage.compare_with_targets.fn,
@@ -446,9 +453,10 @@ def child() -> None:
                 period,
                 measured,
                 overdue,
+                families,
             )
             anomalies = timed("find_anomalies", stage.find_anomalies.fn, measured, period)
-            timed("find_bottleneck", stage.find_bottleneck.fn, measured, targets)
+            timed("find_bottleneck", stage.find_bottleneck.fn, measured, targets, kpis)
             quality = timed("great_expectations", stage.validate_period_data.fn, conn, spec, period)
             result = {
                 "campaign": CAMPAIGN,

@@ -165,7 +165,12 @@ def update_sop_versions(
     """A new SOP version per action approved (or a pause applied) in this run (version 1
     first, if none yet)."""
     created = update_sop(
-        conn, spec, approved_actions(conn, spec.id), approved_now, today=date.today()
+        conn,
+        spec,
+        approved_actions(conn, spec.id),
+        approved_now,
+        today=date.today(),
+        default_locale=get_settings().locale,
     )
     conn.commit()
     write_sop_files(get_settings().output_dir, sop_versions(conn, spec.id))
@@ -183,7 +188,9 @@ def write_adjustment_report(
 ) -> str:
     """The period's adjustment report (HTML from `reports/`), recorded in `reports`."""
     versions = sop_versions(conn, spec.id)
-    html = adjustment_report_html(spec, period, check, actions, versions, new_versions)
+    html = adjustment_report_html(
+        spec, period, check, actions, versions, new_versions, get_settings().locale
+    )
     path = get_settings().output_dir / "reports" / f"adjustments-{spec.id}-{period.name}.html"
     write_report(path, html)
     record_report(conn, "adjustment_report", spec.id, period.name, path)

@@ -31,17 +31,24 @@ from pdca.db import make_engine, set_page_cache
 from pdca.errors import UserError
 from pdca.settings import Settings, get_settings
 from tasks.check.artifacts import publish_check
+from tasks.check.beyond_funnel import BEYOND_FUNNEL, beyond_funnel
 from tasks.check.check import (
     KEYS,
+    campaign_kpis,
     current_targets,
     funnel_rows,
+    inside_weeks,
+    join_kpi_counts,
     kpi_actuals,
+    kpi_baseline,
     period_anomalies,
+    period_book,
     store_check,
     top_reject_reasons,
     trailing_weeks,
     untargeted_kpis,
     whole_weeks,
+    with_week_kpis,
 )
 from tasks.check.data_quality import DataQuality, assess
 from tasks.check.experiments import experiment_members, experiment_started_at, judge
@@ -70,9 +77,11 @@ FUNNEL_PAGE_CACHE_MIB = 128
 """The funnel's connection's page cache: it reads the touch rows and probes the customers'
 segment index for each, and both must fit (docs/check.md)."""
 
-OVERDUE_GRAIN = ["channel", "segment"]
-"""overdue_rate_30's grain for the KPI scopes (campaign, channel, segment): no variant,
-which spares a first-touch probe per loan of the campaign's history."""
+BEYOND_METRICS = frozenset(metric for metric, _ in BEYOND_FUNNEL)
+
+WEEK_GRAIN = ["week", *KEYS]
+"""The grain of the loan book's and the customer and value counts: the weekly rollups'
+(the KPI scopes, campaign, channel and segment, sum them)."""
 
 
 @dataclass
@@ -116,16 +125,19 @@ def count_funnel(conn: Connection, spec: CampaignSpec, period: Period) -> Measur
 
 @task(cache_policy=NO_CACHE)
 def measure_asset_quality(conn: Connection, spec: CampaignSpec, period: Period) -> pd.DataFrame:
-    """overdue_rate_30 of the campaign's loans to the period's end, by channel and segment."""
+    """The campaign's loan book (overdue_rate_30, loan_balance, npl_rate's counts) as of each
+    week's end, by week × channel × segment × variant: the last week's is the period's,
+    and each whole week's goes into its rollup for the anomalies."""
     days = get_settings().attribution_window_days
-    return metrics.overdue_rate_30(conn, spec.id, period, OVERDUE_GRAIN, attribution_days=days)
+    return metrics.overdue_rate_30(conn, spec.id, period, WEEK_GRAIN, attribution_days=days)
 
 
 @task(cache_policy=NO_CACHE)
 def measure_customer_value(conn: Connection, spec: CampaignSpec, period: Period) -> pd.DataFrame:
-    """new_customers, ltv, nps and churn_rate's counts, by channel and segment."""
+    """new_customers, ltv, nps and churn_rate's counts, by week × channel × segment ×
+    variant (the KPI scopes sum them; the whole weeks' go into their rollups)."""
     return value_metrics.family_counts(
-        conn, spec.id, period, OVERDUE_GRAIN, **_funnel_options(get_settings())
+        conn, spec.id, period, WEEK_GRAIN, **_funnel_options(get_settings())
     )
 
 
@@ -199,8 +211,22 @@ def judge_experiment(conn: Connection, spec: CampaignSpec, period: Period) -> li
 
 
 @task(cache_policy=NO_CACHE)
-def find_bottleneck(measured: Measurements, targets: list[dict[str, Any]]) -> dict | None:
-    """The funnel stage furthest below its target (or, without a plan, its baseline)."""
+def find_bottleneck(
+    measured: Measurements, targets: list[dict[str, Any]], kpis: list[dict[str, Any]]
+) -> dict | None:
+    """The funnel stage furthest below its target (or, without a plan, its baseline), and
+    beside it the asset-quality or customer-value KPI furthest on its bad side."""
+    neck = funnel_bottleneck(measured, targets)
+    beyond = beyond_funnel_diagnosis(measured, kpis)
+    if beyond is None:
+        return neck
+    if neck is None:  # no stage could be compared: the stage part says so
+        neck = {"stage": None, "note": "no funnel stage could be compared", "evidence": []}
+    return {**neck, "beyond_funnel": beyond}
+
+
+def funnel_bottleneck(measured: Measurements, targets: list[dict[str, Any]]) -> dict | None:
+    """The contract's bottleneck: the funnel stage furthest below target or baseline."""
     actual = stage_rates(metrics.rollup(measured.funnel, []).iloc[0])
     references = stage_references_from_targets(targets) if targets else {}
     if references:
@@ -209,6 +235,16 @@ def find_bottleneck(measured: Measurements, targets: list[dict[str, Any]]) -> di
         return None
     baseline = stage_rates(metrics.rollup(measured.trailing, []).iloc[0])
     return bottleneck(actual, baseline, "baseline")
+
+
+def beyond_funnel_diagnosis(measured: Measurements, kpis: list[dict[str, Any]]) -> dict | None:
+    """The new KPIs' diagnosis against the plan's campaign targets where it sets any on
+    them, else against the trailing weeks' pooled values."""
+    actual, targets = campaign_kpis(kpis)
+    targeted = {m: t for m, t in targets.items() if t is not None and m in BEYOND_METRICS}
+    if targeted:
+        return beyond_funnel(actual, targeted, "target")
+    return beyond_funnel(actual, kpi_baseline(measured.trailing), "baseline")
 
 
 @task(cache_policy=NO_CACHE)
@@ -259,7 +295,11 @@ def check_flow(campaign_id: str, period: str) -> dict[str, Any]:
             quality = validate_period_data(quality_conn, spec, parsed)
         finally:
             wait(runs)  # no connection closes under a running task
-        measured, experiments, overdue, reasons, families = (run.result() for run in runs)
+        measured, experiments, book, reasons, families = (run.result() for run in runs)
+        measured.weeks = with_week_kpis(
+            measured.weeks, join_kpi_counts(book, families), inside_weeks(parsed)
+        )
+        overdue = period_book(book, parsed)
         kpis, targets = compare_with_targets(conn, spec, parsed, measured, overdue, families)
         check = assemble(
             campaign_id,
@@ -269,7 +309,7 @@ def check_flow(campaign_id: str, period: str) -> dict[str, Any]:
             kpis=kpis,
             anomalies=find_anomalies(measured, parsed),
             experiments=experiments,
-            bottleneck=find_bottleneck(measured, targets),
+            bottleneck=find_bottleneck(measured, targets, kpis),
             reject_reasons=reasons,
         )
         save_check(conn, check, measured)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import importlib
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -44,6 +46,23 @@ from tasks.ops.operations import (
 
 POLL_SECONDS = 2.0
 """How often a deployment run's state is read while waiting for it."""
+
+
+@contextmanager
+def embedded_api_settings() -> Iterator[None]:
+    """Prefect's settings for the flow runs of one command.
+
+    On the embedded API the flow runs send no heartbeats: that API lives only as long as
+    the command, nothing watches it for crashed runs, and every sync flow run (subflows
+    too) ends by waiting out the heartbeat thread's 1 s sleep step, about a second each.
+    With a server (PREFECT_API_URL) they stay on: its zombie detection needs them."""
+    if server_configured():
+        yield
+        return
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
 
 
 def server_configured() -> bool:

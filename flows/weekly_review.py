@@ -8,11 +8,13 @@ adjustments and SOP changes; draw the charts; write the HTML report (charts inli
 `data:` URIs, so the file stands alone), record it and publish a summary artifact; and,
 when asked, e-mail it — text and HTML with the charts as inline parts — to everyone the
 campaigns' specs list as recipients, over SMTP or, with no SMTP host, into the outbox.
-Every write and every send is audited.
+Every write and every send is audited. The report is written in `PDCA_LOCALE`'s language;
+each recipient list reads its campaign's `locale` (one message per language).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -98,23 +100,35 @@ def gather_review(
         for campaign in campaigns
     ]
     now = datetime.now(UTC).replace(microsecond=0)
-    return Review(period, reviews, weeks, now, currency=settings.currency)
+    return Review(period, reviews, weeks, now, currency=settings.currency, locale=settings.locale)
 
 
 @task(cache_policy=NO_CACHE)
 def draw_charts(review: Review) -> list[Chart]:
-    """Funnel, trend with anomalies, and channel CAC/ROI of each campaign, as PNG."""
-    return [item for part in review.campaigns for item in draw_campaign_charts(part, review.period)]
+    """Funnel, trend with anomalies, and channel CAC/ROI of each campaign, as PNG, in the
+    review's locale."""
+    return [
+        item
+        for part in review.campaigns
+        for item in draw_campaign_charts(part, review.period, review.locale)
+    ]
 
 
 @task(cache_policy=NO_CACHE)
 def write_review_file(
-    review: Review, charts: list[Chart], folder: Path, measured: list[str]
+    review: Review,
+    charts: list[Chart],
+    folder: Path,
+    measured: list[str],
+    locale_suffix: bool = False,
 ) -> Path:
-    """The HTML report, its charts inline as data: URIs (the file stands alone)."""
+    """The HTML report, its charts inline as data: URIs (the file stands alone); with
+    `locale_suffix`, the copy in a recipient list's locale beside the report
+    (`weekly-review-2026-W13.zh-CN.html`)."""
     sources = {item.name: item.data_uri() for item in charts}
     document = render_review(review, charts, sources, measured=measured)
-    return write_report(report_path(folder, review.period), document)
+    locale = review.locale if locale_suffix else None
+    return write_report(report_path(folder, review.period, locale), document)
 
 
 @task(cache_policy=NO_CACHE)
@@ -141,10 +155,11 @@ def compose_email(
     sender: str,
     measured: list[str],
     pdf: bytes | None = None,
+    recipients: list[str] | None = None,
 ) -> EmailMessage:
     """Text and HTML alternatives (CSS inlined, charts as inline cid parts), the PDF
-    attached."""
-    return review_message(review, charts, sender, measured, pdf)
+    attached, in the review's locale."""
+    return review_message(review, charts, sender, measured, pdf, recipients)
 
 
 @task(
@@ -192,7 +207,7 @@ def weekly_review_flow(
         campaigns = find_active_campaigns(conn, parsed)
         unchecked = find_unchecked(conn, campaigns, parsed)
     problems = check_unchecked(unchecked, period)
-    measured = measured_lines(parsed, settings)
+    measured = measured_lines(parsed, settings, settings.locale)
     with engine.connect() as conn:
         review = gather_review(conn, parsed, campaigns, settings)
         charts = draw_charts(review)
@@ -238,22 +253,56 @@ def deliver(
     report: Path | None = None,
 ) -> Delivery | None:
     """E-mail the review to the campaigns' recipients (SMTP, else the outbox) and audit
-    it; no recipient or a failed send is added to `problems`."""
-    recipients = review.recipients
-    if not recipients:
+    it; no recipient or a failed send is added to `problems`. Each recipient list reads
+    it in its campaign's `locale`: one message per locale, the review written, drawn and
+    printed in it; the deliveries are returned as one."""
+    if not review.recipients:
         problems.append(
             f"weekly review {review.period.name}: nothing sent, no recipients: none of the "
             f"{len(review.campaigns)} active campaigns lists `recipients` in its spec"
         )
         return None
+    deliveries = []
+    for locale, recipients in review.recipients_by_locale(review.locale).items():
+        if locale == review.locale:
+            localized, drawn, said, printed = review, charts, measured, report
+        else:
+            localized = review.in_locale(locale)
+            drawn = draw_charts(localized)
+            said = measured_lines(review.period, settings, locale)
+            printed = None
+            if report is not None:
+                printed = write_review_file(localized, drawn, report.parent, said, True)
+        sent = deliver_one(
+            conn, localized, drawn, said, settings, actor, problems, printed, recipients
+        )
+        if sent is not None:
+            deliveries.append(sent)
+    return merged_delivery(deliveries)
+
+
+def deliver_one(
+    conn: Connection,
+    review: Review,
+    charts: list[Chart],
+    measured: list[str],
+    settings: Settings,
+    actor: str,
+    problems: list[str],
+    report: Path | None,
+    recipients: list[str],
+) -> Delivery | None:
+    """One message, in the review's locale to `recipients`, sent and audited; a failure
+    or a refused recipient is added to `problems`."""
     pdf = None if report is None else print_report_pdf(report)
-    message = compose_email(review, charts, settings.smtp_sender, measured, pdf)
+    message = compose_email(review, charts, settings.smtp_sender, measured, pdf, recipients)
     config = SmtpConfig.from_settings(settings)
     try:
         if config is None:
-            delivery = write_email_to_outbox(
-                message, settings.output_dir / "outbox", review.period.name
-            )
+            stem = review.period.name
+            if review.locale != settings.locale:
+                stem = f"{stem}.{review.locale}"
+            delivery = write_email_to_outbox(message, settings.output_dir / "outbox", stem)
         else:
             delivery = send_email(message, recipients, config)
     except Exception as error:
@@ -268,6 +317,20 @@ def deliver(
         )
     audit_email(conn, review.period.name, actor, delivery.audit_detail())
     return delivery
+
+
+def merged_delivery(deliveries: list[Delivery]) -> Delivery | None:
+    """The messages of the locales as one delivery (the first one's transport, path and
+    server; every recipient, refusal and message id)."""
+    if len(deliveries) <= 1:
+        return deliveries[0] if deliveries else None
+    first = deliveries[0]
+    return replace(
+        first,
+        recipients=[address for item in deliveries for address in item.recipients],
+        message_id=" ".join(item.message_id for item in deliveries),
+        refused={key: value for item in deliveries for key, value in item.refused.items()},
+    )
 
 
 if __name__ == "__main__":

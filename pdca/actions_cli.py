@@ -161,7 +161,14 @@ def record_here(
         decided = decide(conn, action_id, decision, decided_by=by, comment=comment, amount=amount)
         if decided.status == APPROVED:
             spec = get_campaign_spec(conn, decided.campaign_id)
-            update_sop(conn, spec, approved_actions(conn, spec.id), [decided], today=date.today())
+            update_sop(
+                conn,
+                spec,
+                approved_actions(conn, spec.id),
+                [decided],
+                today=date.today(),
+                default_locale=get_settings().locale,
+            )
     if decided.status == APPROVED:
         with engine.connect() as conn:
             write_sop_files(get_settings().output_dir, sop_versions(conn, decided.campaign_id))

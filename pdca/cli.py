@@ -157,7 +157,8 @@ def demo(
     refuse_foreign_database(get_settings().database_url, force)  # before Prefect starts
     from flows.demo import demo_flow
 
-    summary = demo_flow(customers=customers, weeks=weeks, seed=seed, force=force)
+    with _flow_runs():
+        summary = demo_flow(customers=customers, weeks=weeks, seed=seed, force=force)
     typer.echo(summary)
 
 
@@ -172,21 +173,32 @@ def plan(
     from flows.plan import plan_flow
     from tasks.plan.result import PlanResult
 
-    document = plan_flow(campaign_id=campaign, period=period)
+    with _flow_runs():
+        document = plan_flow(campaign_id=campaign, period=period)
     if as_json:
         _print_json(document)
         return
+    from tasks.common.terms import term
+
+    locale = get_settings().locale
+    _ = _translator()
     result = PlanResult.from_json(document)
-    typer.echo(f"plan {campaign} {period}: version {result.version}")
+    typer.echo(
+        _("plan %(campaign)s %(period)s: version %(version)s")
+        % {"campaign": campaign, "period": period, "version": result.version}
+    )
     for line in result.budget:
-        typer.echo(
-            f"  {line.channel:<9} {line.amount:>14,.2f}  {line.touches:>9,} touches"
-            f"  {line.limited_by}"
-        )
+        touches = _("%(touches)s touches") % {"touches": f"{line.touches:>9,}"}
+        typer.echo(f"  {line.channel:<9} {line.amount:>14,.2f}  {touches}  {line.limited_by}")
     for target in result.campaign_targets:
-        typer.echo(f"  target {target.metric:<17} {target.target:>16,.4f}")
+        name = f"{term(target.metric, locale):<17}"
+        typer.echo(
+            "  "
+            + _("target %(metric)s %(target)s")
+            % {"metric": name, "target": f"{target.target:>16,.4f}"}
+        )
     for note in result.inputs.notes:
-        typer.echo(f"  note: {note}")
+        typer.echo("  " + _("note: %(note)s") % {"note": note})
 
 
 @app.command()
@@ -210,12 +222,13 @@ def dispatch(
         raise UserError(f"--window {window!r}: campaign {campaign} has the windows {known}")
     from flows.dispatch import dispatch_flow
 
-    summaries = dispatch_flow(
-        campaign_id=campaign,
-        day=send_day,
-        window=window,
-        at=_utc_option("--at", at) if at else None,
-    )
+    with _flow_runs():
+        summaries = dispatch_flow(
+            campaign_id=campaign,
+            day=send_day,
+            window=window,
+            at=_utc_option("--at", at) if at else None,
+        )
     failures = sum(sum(s["failures"].values()) for s in summaries)
     deferred: dict[str, int] = {}  # left for the next run: a provider could not take them
     for summary in summaries:
@@ -225,14 +238,25 @@ def dispatch(
         totals = _dispatch_totals(summaries) | {"deferred": deferred}
         _print_json({"campaign": campaign, "date": day, "batches": summaries, "totals": totals})
     else:
+        _ = _translator()
         for summary in summaries:
             sent = sum(sum(v.values()) for v in summary["sends"].values())
             later = sum(summary["deferred"].values())
+            figures = {
+                "audience": summary["audience"],
+                "sent": sent,
+                "holdout": summary["holdout"],
+                "held": summary["held"],
+                "failed": sum(summary["failures"].values()),
+            }
             typer.echo(
-                f"{campaign} {day} {summary['window']}: {summary['status']}; audience "
-                f"{summary['audience']}, sent {sent}, hold-out {summary['holdout']}, held "
-                f"{summary['held']}, failed {sum(summary['failures'].values())}"
-                + (f", deferred {later}" if later else "")
+                f"{campaign} {day} {summary['window']}: {summary['status']}; "
+                + _(
+                    "audience %(audience)s, sent %(sent)s, hold-out %(holdout)s, held %(held)s, "
+                    "failed %(failed)s"
+                )
+                % figures
+                + (_(", deferred %(count)s") % {"count": later} if later else "")
             )
             for channel, outcome in summary["channels"].items():
                 if outcome["status"] != "sent":
@@ -256,7 +280,8 @@ def check(
     from flows.check import check_flow
     from tasks.check.result import CheckResult
 
-    checked = CheckResult.from_json(check_flow(campaign_id=campaign, period=period))
+    with _flow_runs():
+        checked = CheckResult.from_json(check_flow(campaign_id=campaign, period=period))
     if as_json:
         _print_json(checked.to_json())
     else:
@@ -295,20 +320,29 @@ def act(
     from flows.act import act_flow
     from tasks.common.scopes import format_scope
 
-    result = act_flow(campaign_id=campaign, period=period, auto_approve=auto_approve)
+    with _flow_runs():
+        result = act_flow(campaign_id=campaign, period=period, auto_approve=auto_approve)
     if as_json:
         _print_json(result)
         return
+    from tasks.common.terms import scope_words, term
+
+    locale = get_settings().locale
+    _ = _translator()
     typer.echo(
-        f"act {campaign} {period}: {len(result['actions'])} action(s)"
-        + ("" if result["trusted"] else "; data untrusted: hold")
+        _("act %(campaign)s %(period)s: %(count)s action(s)")
+        % {"campaign": campaign, "period": period, "count": len(result["actions"])}
+        + ("" if result["trusted"] else _("; data untrusted: hold"))
     )
     for action in result["actions"]:
-        typer.echo(f"  {action['status']:<9} {action['type']:<18} {format_scope(action['scope'])}")
-    typer.echo(f"  SOP version {result['sop']['version']}: {result['sop']['path']}")
-    for entry in result["sop"]["changes"]:
+        status, kind = term(action["status"], locale), term(action["type"], locale)
+        scope = scope_words(format_scope(action["scope"]), locale)
+        typer.echo(f"  {status:<9} {kind:<18} {scope}")
+    sop = result["sop"]
+    typer.echo("  " + _("SOP version %(version)s: %(path)s") % sop)
+    for entry in sop["changes"]:
         typer.echo(f"    v{entry['version']} {entry['action']}")
-    typer.echo(f"  report: {result['report']['path']}")
+    typer.echo("  " + _("report: %(path)s") % result["report"])
 
 
 @sop_app.command("show")
@@ -358,15 +392,18 @@ def review(
     from flows.weekly_review import review_outcome, weekly_review_flow
 
     who = os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown"
-    state = weekly_review_flow(period=period, send=send, actor=f"cli:{who}", return_state=True)
+    with _flow_runs():
+        state = weekly_review_flow(period=period, send=send, actor=f"cli:{who}", return_state=True)
     result = review_outcome(state)
-    typer.echo(f"report: {result['path']}")
+    _ = _translator()
+    typer.echo(_("report: %(path)s") % {"path": result["path"]})
     delivery = result["delivery"]
     if delivery and delivery["transport"] == "outbox":
-        typer.echo(f"e-mail written to the outbox: {delivery['path']}")
+        typer.echo(_("e-mail written to the outbox: %(path)s") % {"path": delivery["path"]})
     elif delivery:
         typer.echo(
-            f"e-mail sent to {len(delivery['recipients'])} recipient(s) via {delivery['server']}"
+            _("e-mail sent to %(count)s recipient(s) via %(server)s")
+            % {"count": len(delivery["recipients"]), "server": delivery["server"]}
         )
     for problem in result["problems"]:
         typer.echo(problem, err=True)
@@ -374,44 +411,97 @@ def review(
         raise typer.Exit(1)
 
 
+def _translator():
+    """`_` for the CLI's summaries: the setting `PDCA_LOCALE`'s language."""
+    from tasks.common.i18n import translator
+
+    return translator(get_settings().locale)
+
+
 def _trust_label(check: CheckResult) -> str:
+    _ = _translator()
     if check.data_quality.no_data:
-        return "NO DATA"
-    return "trusted" if check.trusted else "UNTRUSTED"
+        return _("NO DATA")
+    return _("trusted") if check.trusted else _("UNTRUSTED")
 
 
 def _print_check(check: CheckResult) -> None:
-    """The check in a few lines: trust, totals, KPIs off track, anomalies, test, bottleneck."""
+    """The check in a few lines: trust, totals, KPIs off track, anomalies, test, bottleneck;
+    in the setting `PDCA_LOCALE`'s language."""
     from tasks.check.result import summarise
     from tasks.common.scopes import format_scope
+    from tasks.common.terms import scope_words, term
 
+    locale = get_settings().locale
+    _ = _translator()
     summary = summarise(check)
     total = summary.totals
     typer.echo(
-        f"check {check.campaign} {check.period}: "
-        f"{_trust_label(check)}; touches {total['touches']:,}, "
-        f"delivered {total['delivered']:,}, applications {total['applications']:,}, "
-        f"approved {total['approved']:,}"
+        _(
+            "check %(campaign)s %(period)s: %(trust)s; touches %(touches)s, delivered "
+            "%(delivered)s, applications %(applications)s, approved %(approved)s"
+        )
+        % {
+            "campaign": check.campaign,
+            "period": check.period,
+            "trust": _trust_label(check),
+            **{name: f"{total[name]:,}" for name in ("touches", "delivered")},
+            **{name: f"{total[name]:,}" for name in ("applications", "approved")},
+        }
     )
     for suite in summary.failed_suites:
-        typer.echo(f"  data quality {suite.name}: failed {', '.join(suite.failed)}")
+        typer.echo(
+            "  "
+            + _("data quality %(suite)s: failed %(failed)s")
+            % {"suite": suite.name, "failed": ", ".join(suite.failed)}
+        )
     for entry in summary.failed_quarantine:
         typer.echo(
-            f"  data quality: {entry.rows_quarantined} {entry.feed} rows quarantined "
-            f"of {entry.rows_in}, above the {entry.max_share:.1%} limit"
+            "  "
+            + _(
+                "data quality: %(count)s %(feed)s rows quarantined of %(rows)s, above the "
+                "%(limit)s limit"
+            )
+            % {
+                "count": entry.rows_quarantined,
+                "feed": entry.feed,
+                "rows": entry.rows_in,
+                "limit": f"{entry.max_share:.1%}",
+            }
         )
     for kpi in summary.off_track:
         if kpi.is_campaign_wide:
             typer.echo(
-                f"  kpi {kpi.metric:<17} actual {kpi.actual:>14,.4f}  target "
-                f"{kpi.target:>14,.4f}  {kpi.status}"
+                "  "
+                + _("kpi %(metric)s actual %(actual)s  target %(target)s  %(status)s")
+                % {
+                    "metric": f"{term(kpi.metric, locale):<17}",
+                    "actual": f"{kpi.actual:>14,.4f}",
+                    "target": f"{kpi.target:>14,.4f}",
+                    "status": term(kpi.status, locale),
+                }
             )
     for item in summary.anomalies[:10]:
-        typer.echo(f"  anomaly {item.week} {item.metric} ({format_scope(item.scope)}): z={item.z}")
+        scope = scope_words(format_scope(item.scope), locale)
+        typer.echo(
+            "  "
+            + _("anomaly %(week)s %(metric)s (%(scope)s): z=%(z)s")
+            % {"week": item.week, "metric": term(item.metric, locale), "scope": scope, "z": item.z}
+        )
     for test in summary.experiments:
-        typer.echo(f"  experiment {test.treatment} vs {test.control}: {test.decision}")
+        typer.echo(
+            "  "
+            + _("experiment %(treatment)s vs %(control)s: %(decision)s")
+            % {
+                "treatment": test.treatment,
+                "control": term(test.control, locale),
+                "decision": term(test.decision, locale),
+            }
+        )
     if summary.bottleneck_stage != "none":
-        typer.echo(f"  bottleneck: {summary.bottleneck_stage}")
+        typer.echo(
+            "  " + _("bottleneck: %(stage)s") % {"stage": term(summary.bottleneck_stage, locale)}
+        )
 
 
 def _dispatch_totals(summaries: list[dict]) -> dict:
@@ -561,12 +651,21 @@ def _stage_options(stage: str, auto_approve: bool) -> dict:
     return {"auto_approve": True} if stage == "act" and auto_approve else {}
 
 
+def _flow_runs():
+    """Around a command's flow runs (after its arguments were checked, so a refused
+    command never imports Prefect): the settings of flows.operations.embedded_api_settings."""
+    from flows.operations import embedded_api_settings
+
+    return embedded_api_settings()
+
+
 def _run_and_report(runs: list, concurrency: int, purpose: str) -> None:
     """Run, print one line per run and a summary; exit code 1 if any run failed."""
     _ready_engine().dispose()
     from flows.operations import run_stage_runs
 
-    report = run_stage_runs(runs, concurrency, purpose)
+    with _flow_runs():
+        report = run_stage_runs(runs, concurrency, purpose)
     for outcome in report.outcomes:
         typer.echo(outcome.line())
     typer.echo(report.summary(), err=not report.ok)

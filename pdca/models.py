@@ -406,6 +406,23 @@ class WeeklyRollup(Base):
     cost: Mapped[float] = mapped_column(Float)
     net_interest: Mapped[float] = mapped_column(Float)
     expected_loss: Mapped[float] = mapped_column(Float)
+    # the loan book as of the week's end and the week's customer and value counts, for the
+    # anomalies of npl_rate, nps, churn_rate, ltv, ltv_cac and new_customers (migration
+    # 0007); null in rows stored before them: not counted, not 0
+    loans: Mapped[int | None] = mapped_column(Integer)
+    seasoned_loans: Mapped[int | None] = mapped_column(Integer)
+    overdue_loans: Mapped[int | None] = mapped_column(Integer)
+    loan_balance: Mapped[float | None] = mapped_column(Float)
+    snapshot_loans: Mapped[int | None] = mapped_column(Integer)
+    npl_loans: Mapped[int | None] = mapped_column(Integer)
+    value_loans: Mapped[int | None] = mapped_column(Integer)
+    new_customers: Mapped[int | None] = mapped_column(Integer)
+    lifetime_value: Mapped[float | None] = mapped_column(Float)
+    answers: Mapped[int | None] = mapped_column(Integer)
+    promoters: Mapped[int | None] = mapped_column(Integer)
+    detractors: Mapped[int | None] = mapped_column(Integer)
+    closing_borrowers: Mapped[int | None] = mapped_column(Integer)
+    churned_borrowers: Mapped[int | None] = mapped_column(Integer)
     computed_at: Mapped[datetime] = mapped_column(DateTime)
 
 

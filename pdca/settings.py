@@ -131,6 +131,11 @@ class Settings(BaseSettings):
         "/): artifacts then link to reports and Data Docs; unset, they show the file path.",
     )
     currency: str = Field(default="CNY", description="The unit written after amounts.")
+    locale: Literal["en", "zh-CN"] = Field(
+        default="en",
+        description="Language and number style of the weekly review, the CLI's summaries and "
+        "every campaign whose spec sets no `locale` (its adjustment report, SOP, e-mail).",
+    )
     webhook_url_sms: str | None = Field(default=None, description="SMS provider endpoint.")
     webhook_url_im: str | None = Field(default=None, description="IM provider endpoint.")
     webhook_url_app_push: str | None = Field(default=None, description="App push endpoint.")

@@ -3,12 +3,12 @@
 --
 -- Grain: one row per channel × segment × variant of the borrowers (customers)
 -- with a loan of :campaign_id (disbursed before :ends_at, its application
--- attributed to the campaign: attributed_applications.sql, all applications
--- since :starts_at — callers pass 1900-01-01) that reached outstanding 0 in
--- the period: its first snapshot with outstanding 0 has as_of in
--- [:period_start_date, :as_of_end_date). Each borrower is counted once, with
--- the channel, segment and variant of the loan that closed last in the
--- period (ties: the highest loan_id).
+-- attributed to the campaign: the loans of loan_overdue_status.sql, all
+-- applications since :starts_at — callers pass 1900-01-01) that reached
+-- outstanding 0 in the period: its first snapshot with outstanding 0 has
+-- as_of in [:period_start_date, :as_of_end_date). Each borrower is counted
+-- once, with the channel, segment and variant of the loan that closed last
+-- in the period (ties: the highest loan_id).
 --
 -- Columns: channel, segment, variant,
 --   closing_borrowers  those borrowers (churn_rate's denominator),
@@ -24,38 +24,23 @@
 
 with
 
-attributed as (
-    select
-        a.application_id,
-        a.customer_id,
-        a.channel,
-        a.segment,
-        a.variant
-    from {{ ref("attributed_applications", loans_only=true) }} as a
-),
-
 campaign_loans as (
     select
-        l.loan_id,
-        a.customer_id,
-        a.channel,
-        a.segment,
-        a.variant
-    from loans as l
-    inner join attributed as a
-        on l.application_id = a.application_id
-    where l.disbursed_at < :ends_at
+        s.loan_id,
+        s.customer_id,
+        s.channel,
+        s.segment,
+        s.variant,
+        s.has_snapshot,
+        s.outstanding
+    from {{ ref("loan_overdue_status") }} as s
 ),
 
 snapshots as (
     select
         r.loan_id,
         r.as_of,
-        r.outstanding,
-        row_number() over (
-            partition by r.loan_id
-            order by r.as_of desc
-        ) as recency
+        r.outstanding
     from repayments as r
     inner join campaign_loans as l
         on r.loan_id = l.loan_id
@@ -89,13 +74,10 @@ closed_in_period as (
 ),
 
 open_loans as (
+    -- a loan without a snapshot is still open
     select distinct l.customer_id
     from campaign_loans as l
-    left join snapshots as s
-        on
-            l.loan_id = s.loan_id
-            and s.recency = 1
-    where s.loan_id is null or s.outstanding > 0
+    where l.has_snapshot = 0 or l.outstanding > 0
 ),
 
 borrowers as (

@@ -2,7 +2,7 @@
 -- validates them.
 --
 -- Grain: one row per application applied in [:starts_at, :ends_at) and
--- attributed to :campaign_id (see attributed_applications.sql).
+-- attributed to :campaign_id (see attributed_events.sql).
 --
 -- Columns: the applications feed's own (application_id, customer_id,
 -- campaign_id — empty when attributed by touch —, channel, applied_at,
@@ -19,7 +19,7 @@ attributed as (
     select
         a.application_id,
         a.attributed_by
-    from {{ ref("attributed_applications") }} as a
+    from {{ ref("attributed_events") }} as a
 ),
 
 campaign_applications as (

@@ -2,7 +2,7 @@
 -- data-quality check validates them.
 --
 -- Grain: one row per decision on an application applied in [:starts_at,
--- :ends_at) and attributed to :campaign_id (see attributed_applications.sql;
+-- :ends_at) and attributed to :campaign_id (see attributed_events.sql;
 -- the decision counts whenever it was taken, as in funnel_applications.sql).
 --
 -- Columns: the decisions feed's own (application_id, decided_at, decision,
@@ -18,7 +18,7 @@ attributed as (
     select
         a.application_id,
         a.applied_at
-    from {{ ref("attributed_applications") }} as a
+    from {{ ref("attributed_events") }} as a
 ),
 
 campaign_decisions as (

@@ -3,7 +3,7 @@
 --
 -- Grain: one row per channel (the application's own) of the applications
 -- applied in [:starts_at, :ends_at) and attributed to :campaign_id (see
--- attributed_applications.sql), with the decisions and loans of those
+-- attributed_events.sql), with the decisions and loans of those
 -- applications whenever they happened (the metrics' counting rules).
 --
 -- Columns: channel, applications, applications_after_delivery (those whose
@@ -22,7 +22,7 @@ attributed as (
         a.customer_id,
         a.channel,
         a.applied_at
-    from {{ ref("attributed_applications") }} as a
+    from {{ ref("attributed_events") }} as a
 ),
 
 loan_counts as (

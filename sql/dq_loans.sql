@@ -2,7 +2,7 @@
 -- check validates them.
 --
 -- Grain: one row per loan of an application applied in [:starts_at,
--- :ends_at) and attributed to :campaign_id (see attributed_applications.sql;
+-- :ends_at) and attributed to :campaign_id (see attributed_events.sql;
 -- the loan counts whenever it was disbursed, as in funnel_applications.sql).
 --
 -- Columns: the loans feed's own (loan_id, application_id, disbursed_at,
@@ -16,7 +16,7 @@ with
 
 attributed as (
     select a.application_id
-    from {{ ref("attributed_applications") }} as a
+    from {{ ref("attributed_events") }} as a
 ),
 
 campaign_loans as (

@@ -4,7 +4,7 @@
 -- Grain: one row per (loan, as_of) snapshot with as_of < :as_of_end_date
 -- (the local day after the period: what the metrics read) of a loan whose
 -- application was applied in [:starts_at, :ends_at) and attributed to
--- :campaign_id (see attributed_applications.sql).
+-- :campaign_id (see attributed_events.sql).
 --
 -- Columns: the repayments feed's own (loan_id, as_of, dpd, outstanding), as
 -- stored.
@@ -16,7 +16,7 @@ with
 
 attributed as (
     select a.application_id
-    from {{ ref("attributed_applications") }} as a
+    from {{ ref("attributed_events") }} as a
 ),
 
 campaign_loans as (

@@ -2,10 +2,13 @@
 --
 -- Grain: one row per channel × segment × variant of the applications applied
 -- in [:starts_at, :ends_at) and attributed to :campaign_id (see
--- attributed_applications.sql: channel is the application's, segment the
+-- attributed_events.sql: channel is the application's, segment the
 -- customer's, variant the customer's assignment in the campaign).
 -- approved, disbursements and disbursed_amount are the decisions and loans
 -- of those applications, whenever they happened.
+--
+-- The loans are campaign_loans.sql's (the one join of loans to the
+-- campaign's applications, which loan_value.sql reads too).
 --
 -- Columns: channel, segment, variant, applications, decided (those with a
 -- decision, approved or rejected: without any, approval_rate and roi have no
@@ -28,36 +31,7 @@ attributed as (
         a.channel,
         a.segment,
         a.variant
-    from {{ ref("attributed_applications") }} as a
-),
-
-campaign_loans as (
-    select
-        l.loan_id,
-        l.application_id,
-        l.amount,
-        l.amount
-        * (l.apr / 100.0 - :ftp_rate)
-        * (case when l.term_months < 12 then l.term_months else 12 end)
-        / 12.0 as net_interest
-    from loans as l
-    inner join attributed as a
-        on l.application_id = a.application_id
-),
-
-snapshots as (
-    select
-        r.loan_id,
-        r.dpd,
-        r.outstanding,
-        row_number() over (
-            partition by r.loan_id
-            order by r.as_of desc
-        ) as recency
-    from repayments as r
-    inner join campaign_loans as l
-        on r.loan_id = l.loan_id
-    where r.as_of < :as_of_end_date
+    from {{ ref("attributed_events") }} as a
 ),
 
 loan_summary as (
@@ -65,15 +39,16 @@ loan_summary as (
         l.application_id,
         count(*) as disbursements,
         sum(l.amount) as disbursed_amount,
-        sum(l.net_interest) as net_interest,
         sum(
-            case when s.dpd >= 90 then s.outstanding else 0 end
+            l.amount
+            * (l.apr / 100.0 - :ftp_rate)
+            * (case when l.term_months < 12 then l.term_months else 12 end)
+            / 12.0
+        ) as net_interest,
+        sum(
+            case when l.dpd >= 90 then l.outstanding else 0 end
         ) * :lgd as expected_loss
-    from campaign_loans as l
-    left join snapshots as s
-        on
-            l.loan_id = s.loan_id
-            and s.recency = 1
+    from {{ ref("campaign_loans") }} as l
     group by l.application_id
 ),
 

@@ -3,9 +3,9 @@
 -- these rows; act_loan_risk.sql adds the borrower's risk attributes).
 --
 -- Grain: one row per loan disbursed before :ends_at whose application is
--- attributed to :campaign_id (see attributed_applications.sql; applications
--- applied in [:starts_at, :ends_at) — callers pass 1900-01-01 as :starts_at:
--- all). Each loan is judged by its latest repayment snapshot with
+-- attributed to :campaign_id (campaign_loans.sql; applications applied in
+-- [:starts_at, :ends_at) — callers pass 1900-01-01 as :starts_at: all).
+-- Each loan is judged by its latest repayment snapshot with
 -- as_of < :as_of_end_date (the local day after the period).
 --
 -- Columns: loan_id, customer_id, channel (the application's), segment,
@@ -19,71 +19,43 @@
 --
 -- Parameters: :campaign_id, :starts_at and :ends_at (naive UTC),
 -- :attribution_days, :as_of_end_date (a date).
--- Other queries inline it: ref("loan_overdue_status").
+-- Other queries inline it: ref("loan_overdue_status") (churn.sql reads its
+-- loans and their open/closed state from it).
 
 with
 
-attributed as (
-    select
-        a.application_id,
-        a.customer_id,
-        a.channel,
-        a.segment,
-        a.variant
-    from {{ ref("attributed_applications", loans_only=true) }} as a
-),
-
-campaign_loans as (
-    select
-        l.loan_id,
-        a.customer_id,
-        a.channel,
-        a.segment,
-        a.variant,
-        {{ to_date(add_days("l.disbursed_at", "30")) }} as seasoned_on
-    from loans as l
-    inner join attributed as a
-        on l.application_id = a.application_id
-    where l.disbursed_at < :ends_at
-),
-
-snapshots as (
-    select
-        r.loan_id,
-        r.as_of,
-        r.dpd,
-        r.outstanding,
-        row_number() over (
-            partition by r.loan_id
-            order by r.as_of desc
-        ) as recency
-    from repayments as r
-    inner join campaign_loans as l
-        on r.loan_id = l.loan_id
-    where r.as_of < :as_of_end_date
-),
-
-final as (
+book as (
     select
         l.loan_id,
         l.customer_id,
         l.channel,
         l.segment,
         l.variant,
+        l.as_of,
+        l.dpd,
+        l.outstanding,
+        {{ to_date(add_days("l.disbursed_at", "30")) }} as seasoned_on
+    from {{ ref("campaign_loans") }} as l
+    where l.disbursed_at < :ends_at
+),
+
+final as (
+    select
+        loan_id,
+        customer_id,
+        channel,
+        segment,
+        variant,
         case
-            when s.as_of >= l.seasoned_on then 1 else 0
+            when as_of >= seasoned_on then 1 else 0
         end as is_seasoned,
         case
-            when s.as_of >= l.seasoned_on and s.dpd >= 30 then 1 else 0
+            when as_of >= seasoned_on and dpd >= 30 then 1 else 0
         end as is_overdue,
-        coalesce(s.outstanding, 0) as outstanding,
-        case when s.loan_id is not null then 1 else 0 end as has_snapshot,
-        case when s.dpd >= 90 then 1 else 0 end as is_npl
-    from campaign_loans as l
-    left join snapshots as s
-        on
-            l.loan_id = s.loan_id
-            and s.recency = 1
+        coalesce(outstanding, 0) as outstanding,
+        case when as_of is not null then 1 else 0 end as has_snapshot,
+        case when dpd >= 90 then 1 else 0 end as is_npl
+    from book
 )
 
 select * from final

@@ -2,8 +2,8 @@
 --
 -- Grain: one row per channel × segment × variant of the loans of the
 -- applications applied in [:starts_at, :ends_at) and attributed to
--- :campaign_id (attributed_applications.sql: the scope's disbursements, as
--- the funnel counts them, whenever the loan was paid out).
+-- :campaign_id (campaign_loans.sql, as funnel_applications.sql reads them:
+-- the scope's disbursements, whenever the loan was paid out).
 --
 -- Columns: channel, segment, variant,
 --   value_loans     those loans (the funnel's disbursements),
@@ -21,46 +21,22 @@
 
 with
 
-attributed as (
-    select
-        a.application_id,
-        a.customer_id,
-        a.channel,
-        a.segment,
-        a.variant
-    from {{ ref("attributed_applications", loans_only=true) }} as a
-),
-
 scope_loans as (
     select
         l.loan_id,
         l.disbursed_at,
-        a.customer_id,
-        a.channel,
-        a.segment,
-        a.variant,
+        l.customer_id,
+        l.channel,
+        l.segment,
+        l.variant,
         l.amount
         * (l.apr / 100.0 - :ftp_rate)
         * l.term_months
-        / 12.0 as term_interest
-    from loans as l
-    inner join attributed as a
-        on l.application_id = a.application_id
-),
-
-snapshots as (
-    select
-        r.loan_id,
-        r.dpd,
-        r.outstanding,
-        row_number() over (
-            partition by r.loan_id
-            order by r.as_of desc
-        ) as recency
-    from repayments as r
-    inner join scope_loans as l
-        on r.loan_id = l.loan_id
-    where r.as_of < :as_of_end_date
+        / 12.0 as term_interest,
+        case
+            when l.dpd >= 90 then l.outstanding * :lgd else 0
+        end as expected_loss
+    from {{ ref("campaign_loans") }} as l
 ),
 
 valued as (
@@ -68,10 +44,7 @@ valued as (
         l.channel,
         l.segment,
         l.variant,
-        l.term_interest
-        - case
-            when s.dpd >= 90 then s.outstanding * :lgd else 0
-        end as lifetime_value,
+        l.term_interest - l.expected_loss as lifetime_value,
         case
             when exists (
                 select 1
@@ -90,10 +63,6 @@ valued as (
             ) then 0 else 1
         end as is_new_customer
     from scope_loans as l
-    left join snapshots as s
-        on
-            l.loan_id = s.loan_id
-            and s.recency = 1
 ),
 
 final as (

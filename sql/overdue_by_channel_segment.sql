@@ -6,7 +6,7 @@
 -- :ends_at whose application is attributed to :campaign_id: the counts of
 -- overdue_rate_30.sql summed over the variants (each loan's variant is
 -- still looked up: a hold-out member's loan is none of the campaign's, see
--- attributed_applications.sql).
+-- attributed_events.sql).
 --
 -- Columns: channel, segment, loans, seasoned_loans, overdue_loans,
 -- loan_balance, snapshot_loans, npl_loans (as in overdue_rate_30.sql).

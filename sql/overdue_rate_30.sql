@@ -2,7 +2,7 @@
 --
 -- Grain: one row per channel × segment × variant of the loans disbursed
 -- before :ends_at whose application is attributed to :campaign_id (see
--- attributed_applications.sql; applications applied in [:starts_at,
+-- attributed_events.sql; applications applied in [:starts_at,
 -- :ends_at) — the metrics module passes 1900-01-01 as :starts_at: all).
 -- Each loan is judged by its latest repayment snapshot with
 -- as_of < :as_of_end_date (the local day after the period), by the rule in

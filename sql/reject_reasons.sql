@@ -2,7 +2,7 @@
 --
 -- Grain: one row per channel × segment × variant × reject_reason of the
 -- rejected applications among those applied in [:starts_at, :ends_at) and
--- attributed to :campaign_id (see attributed_applications.sql; the decision
+-- attributed to :campaign_id (see attributed_events.sql; the decision
 -- counts whenever it was taken, like approved in funnel_applications.sql).
 --
 -- Columns: channel, segment, variant, reject_reason ('unspecified' when
@@ -19,7 +19,7 @@ attributed as (
         a.channel,
         a.segment,
         a.variant
-    from {{ ref("attributed_applications") }} as a
+    from {{ ref("attributed_events") }} as a
 ),
 
 rejected as (

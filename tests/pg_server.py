@@ -46,8 +46,16 @@ class PostgresServer:
         return f"postgresql+psycopg://{self.user}@127.0.0.1:{self.port}/{database}"
 
     def stop(self) -> None:
+        """Stop the server; its folder (a database per test by then: 150 databases are
+        1.8 GB, 3.6 s to remove on a quiet machine) is removed by a detached `rm`, so
+        that the last test's teardown does not wait for it."""
         _run_as_owner([_pg_bin("pg_ctl"), "-D", str(self.folder / "data"), "-m", "fast", "stop"])
-        shutil.rmtree(self.folder, ignore_errors=True)
+        subprocess.Popen(
+            ["rm", "-rf", str(self.folder)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
 
 def _run_as_owner(argv: list[str]) -> None:

@@ -406,7 +406,10 @@ def prefect_env(prefect_home: Path) -> Iterator[Path]:
         patch.setenv("PREFECT_HOME", str(prefect_home))
         patch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         patch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-        yield prefect_home
+        from flows.operations import embedded_api_settings
+
+        with embedded_api_settings():  # as the CLI runs its flows on the embedded API
+            yield prefect_home
     # the embedded API stops at exit and says so through a handler bound to a stream
     # that pytest's capture has closed by then: keep it quiet
     logging.getLogger("prefect").setLevel(logging.WARNING)

@@ -212,7 +212,6 @@ class TestSqlitePlans:
         plans = {}
         for name in (
             "funnel_touches",
-            "experiment_arms",
             "experiment_members",
             "funnel_applications",
         ):
@@ -230,12 +229,6 @@ class TestSqlitePlans:
     def test_the_segment_of_each_touch_comes_from_the_covering_index(self, plans) -> None:
         assert "COVERING INDEX ix_customers_customer_id_segment" in plans["funnel_touches"]
 
-    def test_the_experiments_scan_and_per_customer_probe_read_no_touch_row(self, plans) -> None:
-        plan = plans["experiment_arms"]
-        scan = "SEARCH t USING COVERING INDEX ix_touches_campaign_id_sent_at_customer_id_variant"
-        probe = "SEARCH e USING COVERING INDEX ix_touches_customer_id_sent_at_touch_id_campaign"
-        assert scan in plan and probe in plan, plan
-
     def test_the_cumulative_members_scan_the_index_and_probe_each_member_once(self, plans) -> None:
         """One range scan of the campaign's touches from the index alone; the fenced steps
         run each application probe once per member (not once per sum that reads it)."""
@@ -248,7 +241,6 @@ class TestSqlitePlans:
     @pytest.mark.parametrize(
         "name",
         [
-            "experiment_arms",
             "experiment_members",
             "funnel_applications",
             "overdue_by_channel_segment",

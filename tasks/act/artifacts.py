@@ -17,16 +17,20 @@ from tasks.act.sop import SopRecord, sop_diff
 from tasks.act.types import ActResult, StoredAction
 from tasks.check.result import CheckResult
 from tasks.common.campaigns import CampaignSpec
+from tasks.common.i18n import N_, translator
 from tasks.common.links import publish_file_link
 from tasks.common.periods import Period
 from tasks.common.reports import render
 from tasks.common.scopes import format_scope
 
 MEASURED = [
-    "Proposals follow from the period's check result: KPIs against the plan's targets "
-    "(tolerance bands), anomalies against each metric's trailing 8 weeks, the A/B test "
-    "against the hold-out (Holm-adjusted), the bottleneck stage and loans' 30-day overdue rate.",
-    "Thresholds are pdca's act_* settings; untrusted data (data quality failed) only hold.",
+    N_(
+        "Proposals follow from the period's check result: KPIs against the plan's targets "
+        "(tolerance bands), anomalies against each metric's trailing 8 weeks, the A/B test "
+        "against the hold-out (Holm-adjusted), the bottleneck stage and loans' 30-day overdue "
+        "rate."
+    ),
+    N_("Thresholds are pdca's act_* settings; untrusted data (data quality failed) only hold."),
 ]
 """What the adjustment report says its numbers measure."""
 
@@ -71,10 +75,14 @@ def adjustment_report_html(
     actions: Sequence[StoredAction],
     versions: Sequence[SopRecord],
     new_versions: Sequence[SopRecord],
+    default_locale: str = "en",
 ) -> str:
     """The period's adjustment report (`reports/adjustment_report.html.j2`): what the check
     found, each action with its evidence and decision, and the diff of each new SOP version
-    from the one before. `versions`: every stored SOP version, the latest in force."""
+    from the one before. `versions`: every stored SOP version, the latest in force. In the
+    spec's `locale`, else `default_locale` (the setting `PDCA_LOCALE`)."""
+    locale = spec.locale or default_locale
+    _ = translator(locale)
     by_number = {record.version: record for record in versions}
     diffs = [
         {"version": record.version, "diff": sop_diff(by_number[record.version - 1], record)}
@@ -83,10 +91,11 @@ def adjustment_report_html(
     ]
     return render(
         "adjustment_report.html.j2",
-        title=f"Adjustment report: {spec.name}",
-        subtitle=f"Campaign {spec.id}, period {period.name}",
+        locale,
+        title=_("Adjustment report: %(name)s") % {"name": spec.name},
+        subtitle=_("Campaign %(id)s, period %(period)s") % {"id": spec.id, "period": period.name},
         generated_at=datetime.now().strftime("%Y-%m-%d %H:%M"),
-        measured=MEASURED,
+        measured=[_(line) for line in MEASURED],
         spec=spec,
         period=period.name,
         check=check,

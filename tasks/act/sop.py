@@ -83,8 +83,10 @@ def update_sop(
     applied_now: Sequence[StoredAction | Mapping[str, Any]],
     *,
     today: date,
+    default_locale: str = "en",
 ) -> list[SopRecord]:
-    """Store the versions `applied_now` makes (and version 1 if there is none yet).
+    """Store the versions `applied_now` makes (and version 1 if there is none yet), written
+    in the spec's `locale`, else in `default_locale` (the setting `PDCA_LOCALE`).
 
     `approved`: every approved action of the campaign, oldest first (`rules.approved_actions`),
     `applied_now` among them; returns the new versions, oldest first.
@@ -109,7 +111,7 @@ def update_sop(
                 + (f", with {len(in_force)} approved adjustment(s)" if in_force else ""),
             }
         )
-        created.append(_store(conn, spec, in_force, version, today, changelog))
+        created.append(_store(conn, spec, in_force, version, today, changelog, default_locale))
     for action in now:
         if not changes_rules(action.type) or not alters(spec, in_force, action):
             continue  # e.g. hold, or a change already in force: no new version
@@ -123,7 +125,7 @@ def update_sop(
                 "reason": action.rationale,
             }
         )
-        created.append(_store(conn, spec, in_force, version, today, changelog))
+        created.append(_store(conn, spec, in_force, version, today, changelog, default_locale))
     return created
 
 
@@ -154,11 +156,14 @@ def render_sop(
     version: int,
     dated: date,
     changelog: Sequence[Mapping[str, Any]],
+    default_locale: str = "en",
 ) -> str:
-    """The SOP's Markdown for the rules `approved` puts in force."""
+    """The SOP's Markdown for the rules `approved` puts in force, in the spec's `locale`
+    (else `default_locale`)."""
     records = [StoredAction.of(action).rule_record() for action in approved]
     return render(
         TEMPLATE,
+        spec.locale or default_locale,
         spec=spec,
         rules=rules_in_force(spec, records),
         version=version,
@@ -224,8 +229,9 @@ def _store(
     version: int,
     today: date,
     changelog: list[dict[str, Any]],
+    default_locale: str = "en",
 ) -> SopRecord:
-    body = render_sop(spec, in_force, version, today, changelog)
+    body = render_sop(spec, in_force, version, today, changelog, default_locale)
     entries = [dict(entry) for entry in changelog]
     conn.execute(
         insert(SopVersion).values(

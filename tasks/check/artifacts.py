@@ -122,6 +122,14 @@ def summary_markdown(check: CheckResult, currency: str = "") -> str:
         )
     else:
         lines.append("none found")
+    beyond = neck.beyond_funnel if neck else None
+    if beyond and beyond.metric:
+        lines.append(
+            f"\nBeyond the funnel ({beyond.family}): **{beyond.metric}** "
+            f"{fmt.metric(beyond.metric, beyond.actual, currency)} against the "
+            f"{beyond.reference_kind} {fmt.metric(beyond.metric, beyond.reference, currency)}. "
+            f"{beyond.diagnosis}"
+        )
     return "\n".join(lines) + "\n"
 
 

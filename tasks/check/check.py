@@ -23,7 +23,7 @@ Every function takes the `Connection` it works on; thresholds arrive as paramete
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -35,7 +35,7 @@ from pdca.models import AuditEntry, Plan, Target, Touch, WeeklyRollup
 from pdca.models import CheckResult as CheckRow
 from tasks.check.findings import anomalies
 from tasks.check.result import CheckResult
-from tasks.common import metrics
+from tasks.common import metrics, value_metrics
 from tasks.common.jsonable import jsonable, jsonable_records
 from tasks.common.metrics import COUNTS, KEYS
 from tasks.common.periods import Period
@@ -43,6 +43,12 @@ from tasks.common.value_metrics import FAMILY_COUNTS, NEW_KPIS, value_rates
 from tasks.plan.plan import PRORATED_TARGETS
 
 ROLLUP_COLUMNS = ["week", *KEYS, *COUNTS]
+"""A weekly rollup's funnel: what the trend and the funnel's anomalies read."""
+
+KPI_ROLLUP_COUNTS = [*metrics.LOAN_COUNTS, *FAMILY_COUNTS]
+"""A weekly rollup's loan book (as of the week's end) and customer and value counts, from
+which the new KPIs' anomalies are judged (migration 0007). NaN (null) in a row stored
+before they were counted: not counted, never 0."""
 
 KPI_METRICS = (
     "touches",
@@ -69,10 +75,19 @@ ANOMALY_METRICS: dict[str, str | None] = {
     "applications": "delivered",
     "application_rate": "delivered",
     "approval_rate": "applications",
+    "new_customers": "value_loans",
+    "ltv": "value_loans",
+    "ltv_cac": "value_loans",
+    "npl_rate": "snapshot_loans",
+    "nps": "answers",
+    "churn_rate": "closing_borrowers",
 }
 """Weekly metrics watched for anomalies → the volume that must be large enough to judge
 them (None: the count is its own volume). Applications are judged by the week's delivered
-touches, so that their collapse to nothing is still judged."""
+touches, so that their collapse to nothing is still judged; new customers, like ltv and
+ltv_cac, by the week's disbursements (value_loans). loan_balance is not watched: a stock
+that grows with every week's loans stands above its own trailing mean by construction,
+so the rule would flag growth, not a break."""
 
 ANOMALY_SCOPES = ((), ("channel",))
 """Campaign total and each channel; segment × variant weeks are too thin to judge."""
@@ -91,18 +106,87 @@ def whole_weeks(
     """The funnel of every ISO week the period touches, each counted whole.
 
     A week inside the period is already in `period_funnel`; only a week that straddles the
-    period's edge is counted again, over its whole seven days.
+    period's edge is counted again, over its whole seven days (with its KPI_ROLLUP_COUNTS:
+    `with_week_kpis` fills the inside weeks' from the period's own counts).
     """
     frames = []
     for week in period.weeks():
-        if period.start <= week.start and week.end <= period.end:
+        if inside(week, period):
             frames.append(period_funnel[period_funnel["week"] == week.name])
         else:
-            frames.append(metrics.funnel(conn, campaign_id, week, **funnel_options))
+            frames.append(week_counts(conn, campaign_id, week, **funnel_options))
     frames = [frame for frame in frames if not frame.empty]
     if not frames:
         return period_funnel.iloc[0:0][ROLLUP_COLUMNS]
-    return pd.concat(frames, ignore_index=True)[ROLLUP_COLUMNS]
+    columns = [*ROLLUP_COLUMNS, *KPI_ROLLUP_COUNTS]
+    return pd.concat(frames, ignore_index=True).reindex(columns=columns)
+
+
+def inside(week: Period, period: Period) -> bool:
+    """Whether the whole of `week` lies in `period` (the period's counts hold it whole)."""
+    return period.start <= week.start and week.end <= period.end
+
+
+def week_counts(
+    conn: Connection, campaign_id: str, week: Period, **funnel_options: Any
+) -> pd.DataFrame:
+    """One whole week's rollup rows: its funnel with its KPI_ROLLUP_COUNTS beside it."""
+    funnel = metrics.funnel(conn, campaign_id, week, **funnel_options)
+    kpis = kpi_week_counts(conn, campaign_id, week, **funnel_options)
+    return with_week_kpis(funnel[ROLLUP_COLUMNS], kpis, [week.name])
+
+
+def kpi_week_counts(
+    conn: Connection, campaign_id: str, period: Period, **funnel_options: Any
+) -> pd.DataFrame:
+    """KPI_ROLLUP_COUNTS per week of `period` (clipped to it) × KEYS: the loan book as of
+    each week's end and the week's customer and value counts."""
+    book = metrics.overdue_rate_30(
+        conn,
+        campaign_id,
+        period,
+        ["week", *KEYS],
+        attribution_days=funnel_options.get("attribution_days", 14),
+    )
+    families = value_metrics.family_counts(
+        conn, campaign_id, period, ["week", *KEYS], **funnel_options
+    )
+    return join_kpi_counts(book, families)
+
+
+def join_kpi_counts(book: pd.DataFrame, families: pd.DataFrame) -> pd.DataFrame:
+    """The loan book's and the families' weekly counts side by side (`overdue_rate_30` and
+    `family_counts` at ["week", *KEYS]); 0 where one side has no row: it counted nothing."""
+    keys = ["week", *KEYS]
+    merged = book[[*keys, *metrics.LOAN_COUNTS]].merge(
+        families[[*keys, *FAMILY_COUNTS]], on=keys, how="outer"
+    )
+    return metrics.tidy(merged, keys)
+
+
+def with_week_kpis(weeks: pd.DataFrame, kpis: pd.DataFrame, counted: Sequence[str]) -> pd.DataFrame:
+    """Rollup rows: `weeks`' funnel rows with `kpis`' KPI_ROLLUP_COUNTS (`join_kpi_counts`)
+    filled in for the weeks named in `counted`.
+
+    A (week, channel, segment, variant) with KPI counts but no funnel row (borrowers of a
+    variant nobody was sent anything that week) gets a row with a zero funnel; in a counted
+    week a funnel row without KPI counts has zeros; in other weeks the KPI counts a row
+    already has (a straddling week counted whole) are kept, else NaN: not counted."""
+    keys = ["week", *KEYS]
+    counted_kpis = kpis[kpis["week"].isin(list(counted))]
+    funnel = weeks.reindex(columns=[*ROLLUP_COLUMNS, *KPI_ROLLUP_COUNTS])
+    mine = funnel["week"].isin(list(counted))
+    merged = (
+        funnel[mine]
+        .drop(columns=KPI_ROLLUP_COUNTS)
+        .merge(counted_kpis[[*keys, *KPI_ROLLUP_COUNTS]], on=keys, how="outer")
+    )
+    merged = metrics.tidy(merged, keys)  # zeros where a side had no row
+    return (
+        pd.concat([funnel[~mine], merged], ignore_index=True)
+        .sort_values(keys, kind="stable")
+        .reset_index(drop=True)
+    )
 
 
 def store_rollups(
@@ -121,11 +205,16 @@ def store_rollups(
     if frame.empty:
         return
     computed_at = datetime.now().replace(microsecond=0)
-    rows = frame[ROLLUP_COLUMNS].to_dict("records")
+    columns = [*ROLLUP_COLUMNS, *KPI_ROLLUP_COUNTS]
+    rows = frame.reindex(columns=columns).to_dict("records")
     for row in rows:
         row.update(campaign_id=campaign_id, computed_at=computed_at)
         for column in metrics.INTEGER_COUNTS:
             row[column] = int(row[column])
+        for column in KPI_ROLLUP_COUNTS:  # NaN: not counted, stored as null
+            value = row[column]
+            whole = column in metrics.WHOLE_COUNTS
+            row[column] = None if pd.isna(value) else int(value) if whole else float(value)
     conn.execute(insert(WeeklyRollup), rows)
 
 
@@ -139,12 +228,15 @@ def trailing_weeks(
     """The `count` whole weeks before the period's first week, from the stored rollups.
 
     A week with no stored rollup that lies after the campaign's first touch is counted
-    now and stored (history loaded by import and never checked); earlier weeks are empty
-    by definition. Columns: ROLLUP_COLUMNS.
+    now and stored (history loaded by import and never checked), and so is a week stored
+    before its KPI_ROLLUP_COUNTS were (migration 0007); earlier weeks are empty by
+    definition. Columns: ROLLUP_COLUMNS, KPI_ROLLUP_COUNTS.
     """
     first_week = period.weeks()[0]
     names = [first_week.shifted(-steps).name for steps in range(count, 0, -1)]
-    stored = read_rollups(conn, campaign_id, names)
+    stored = read_rollups(conn, campaign_id, names, kpis=True)
+    uncounted = set(stored.loc[stored["answers"].isna(), "week"])
+    stored = stored[~stored["week"].isin(uncounted)]
     first_touch = conn.execute(
         select(func.min(Touch.sent_at)).where(Touch.campaign_id == campaign_id)
     ).scalar()
@@ -156,27 +248,36 @@ def trailing_weeks(
     ]
     if missing:
         counted = [
-            metrics.funnel(conn, campaign_id, Period.parse(name), **funnel_options)
-            for name in missing
+            week_counts(conn, campaign_id, Period.parse(name), **funnel_options) for name in missing
         ]
         counted = [frame for frame in counted if not frame.empty]
         if counted:
-            fresh = pd.concat(counted, ignore_index=True)[ROLLUP_COLUMNS]
+            fresh = pd.concat(counted, ignore_index=True)
             store_rollups(conn, campaign_id, missing, fresh)
             stored = pd.concat([stored, fresh], ignore_index=True)
     return stored.sort_values(["week", *KEYS], kind="stable").reset_index(drop=True)
 
 
-def read_rollups(conn: Connection, campaign_id: str, weeks: Sequence[str]) -> pd.DataFrame:
-    """The stored rollup rows of `weeks` (ROLLUP_COLUMNS, counts typed as the funnel's)."""
-    columns = [getattr(WeeklyRollup, name) for name in ROLLUP_COLUMNS]
+def read_rollups(
+    conn: Connection, campaign_id: str, weeks: Sequence[str], *, kpis: bool = False
+) -> pd.DataFrame:
+    """The stored rollup rows of `weeks` (ROLLUP_COLUMNS, counts typed as the funnel's),
+    with `kpis` their KPI_ROLLUP_COUNTS too, as floats, NaN where not counted."""
+    names = [*ROLLUP_COLUMNS, *(KPI_ROLLUP_COUNTS if kpis else [])]
     result = conn.execute(
-        select(*columns).where(
+        select(*(getattr(WeeklyRollup, name) for name in names)).where(
             WeeklyRollup.campaign_id == campaign_id, WeeklyRollup.week.in_(list(weeks))
         )
     )
-    frame = pd.DataFrame(result.fetchall(), columns=ROLLUP_COLUMNS)
-    return metrics.tidy(frame, ["week", *KEYS])
+    frame = pd.DataFrame(result.fetchall(), columns=names)
+    keys = ["week", *KEYS]
+    funnel = metrics.tidy(frame[ROLLUP_COLUMNS], keys)
+    if not kpis:
+        return funnel
+    # in tidy's row order (keys as text, a stable sort), but NaN kept: not counted
+    counts = frame.astype({key: "str" for key in keys}).sort_values(keys, kind="stable")
+    counts = counts[KPI_ROLLUP_COUNTS].apply(pd.to_numeric, errors="coerce").astype("float64")
+    return funnel.join(counts.reset_index(drop=True))
 
 
 # --- KPI actuals --------------------------------------------------------------------------
@@ -279,8 +380,45 @@ def current_targets(conn: Connection, campaign_id: str, period: Period) -> list[
 
 
 def weekly_series(weeks: pd.DataFrame, scope: Sequence[str]) -> pd.DataFrame:
-    """Counts and rates per week at `scope` (e.g. [] or ['channel']), for the anomaly rule."""
-    return metrics.rollup(weeks, ["week", *scope])
+    """Counts and rates per week at `scope` (e.g. [] or ['channel']), for the anomaly rule:
+    the funnel's and, where `weeks` holds KPI_ROLLUP_COUNTS, the new KPIs' (NaN in a week
+    whose counts were never stored: no value, so no baseline and no judgement)."""
+    by = ["week", *scope]
+    series = metrics.rollup(weeks, by)
+    if not set(KPI_ROLLUP_COUNTS) <= set(weeks.columns):
+        return series
+    counts = weeks.groupby(by, sort=False, dropna=False)[KPI_ROLLUP_COUNTS].sum(min_count=1)
+    return value_rates(series.merge(counts.reset_index(), on=by, how="left"))
+
+
+def campaign_kpis(kpis: Sequence[Mapping[str, Any]]) -> tuple[dict, dict]:
+    """The campaign-scope actual and target of each KPI in the check's `kpis` rows (a
+    target None where the plan sets none)."""
+    campaign = [row for row in kpis if not any((row.get("scope") or {}).values())]
+    actual = {row["metric"]: row.get("actual") for row in campaign}
+    target = {row["metric"]: row.get("target") for row in campaign}
+    return actual, target
+
+
+def kpi_baseline(trailing: pd.DataFrame) -> dict[str, float]:
+    """Every KPI of the trailing weeks' rollups pooled (their counts summed, then divided):
+    the reference of the diagnosis beyond the funnel when the plan sets no target; NaN
+    for a KPI whose counts the rollups do not hold."""
+    if trailing.empty:
+        return {}
+    pooled = weekly_series(trailing.assign(week="trailing"), []).iloc[0]
+    return {metric: pooled.get(metric, float("nan")) for metric in KPI_METRICS}
+
+
+def period_book(book_weeks: pd.DataFrame, period: Period) -> pd.DataFrame:
+    """The loan book as of the period's end from its weekly counts (`overdue_rate_30` with
+    'week' in `by`): the last week's, judged as of that week's end clipped to the period."""
+    return book_weeks[book_weeks["week"] == period.weeks()[-1].name]
+
+
+def inside_weeks(period: Period) -> list[str]:
+    """The ISO weeks that lie whole in `period` (their counts are the period's own)."""
+    return [week.name for week in period.weeks() if inside(week, period)]
 
 
 def untargeted_kpis(actuals: pd.DataFrame, targeted: Sequence[str] = ()) -> list[dict[str, Any]]:

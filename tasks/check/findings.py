@@ -12,7 +12,8 @@ cannot be known, never NaN or ±inf.
   scope's trailing weeks, with minimum volumes so that small counts raise nothing.
 - `bottleneck`: the funnel stage furthest below its reference (plan or baseline), with a
   diagnosis of where to look: the approval stage points at targeting (who is contacted),
-  the response and application stages at the message, delivery at contact data.
+  the response and application stages at the message, delivery at contact data; beside
+  it `beyond_funnel.beyond_funnel` weighs asset quality and customer value.
 """
 
 from __future__ import annotations

@@ -221,6 +221,36 @@ class StageEvidence(_Record):
     gap_pct: float | None = None
 
 
+@dataclass(frozen=True)
+class KpiEvidence(_Record):
+    """One KPI beyond the funnel against its reference (gap_pct in its good direction)."""
+
+    metric: str
+    family: str | None = None
+    actual: float | None = None
+    reference: float | None = None
+    gap_pct: float | None = None
+
+
+@dataclass(frozen=True)
+class BeyondFunnel(_Record):
+    """The asset-quality or customer-value KPI furthest on its bad side of its reference
+    (`findings.beyond_funnel`), reported beside the funnel's bottleneck stage; `metric`
+    None when none is worse (`note` says so)."""
+
+    _nested: ClassVar = {"evidence": KpiEvidence}
+
+    metric: str | None = None
+    family: str | None = None
+    actual: float | None = None
+    reference: float | None = None
+    reference_kind: str | None = None
+    gap_pct: float | None = None
+    diagnosis: str | None = None
+    note: str | None = None
+    evidence: list[KpiEvidence] = field(default_factory=list)
+
+
 FOUND_ORDER = (
     "stage",
     "metric",
@@ -231,6 +261,7 @@ FOUND_ORDER = (
     "diagnosis",
     "note",
     "evidence",
+    "beyond_funnel",
 )
 """A found bottleneck's keys, in the order `findings.bottleneck` has always written them
 (the stage's evidence first, then what it was compared with)."""
@@ -241,7 +272,7 @@ class Bottleneck(_Record):
     """The funnel stage furthest below its reference (`findings.bottleneck`); `stage` is
     None when no stage is below it (`note` says so)."""
 
-    _nested: ClassVar = {"evidence": StageEvidence}
+    _nested: ClassVar = {"evidence": StageEvidence, "beyond_funnel": BeyondFunnel}
 
     stage: str | None = None
     metric: str | None = None
@@ -252,12 +283,17 @@ class Bottleneck(_Record):
     diagnosis: str | None = None
     note: str | None = None
     evidence: list[StageEvidence] = field(default_factory=list)
+    beyond_funnel: BeyondFunnel | None = None
+    """The new KPIs' diagnosis: the contract's bottleneck is a funnel stage, so asset
+    quality and customer value are weighed beside it, not instead of it."""
 
     def to_json(self) -> dict[str, Any]:
         document = super().to_json()
+        if self.beyond_funnel is None:  # as results were before it: no such key
+            del document["beyond_funnel"]
         if self.stage is None:
             return document
-        return {key: document[key] for key in FOUND_ORDER}
+        return {key: document[key] for key in FOUND_ORDER if key in document}
 
 
 @dataclass(frozen=True)

@@ -311,6 +311,9 @@ class CampaignSpec(BaseModel):
     """Channel → template path. Any contract channel, not only the campaign's: the
     contract's own example carries an `email` template beside channels without email."""
     recipients: list[EmailAddress] = Field(default_factory=list)
+    locale: Literal["zh-CN", "en"] | None = None
+    """The language of the campaign's reports, SOP and e-mail, and of the weekly review its
+    recipients receive; unset: the setting `PDCA_LOCALE`'s."""
     growth: float = Field(default=1.0, gt=0, le=1000)
     """The multiplier the plan applies to history (1.0 = repeat history)."""
     daily_capacity: dict[ChannelName, Count] = Field(default_factory=dict)

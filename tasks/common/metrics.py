@@ -10,7 +10,7 @@ shapes the aggregated rows and divides. The rules, from the contract's "Metrics"
   their decisions and loans): the hold-out is only the experiment's control group;
 - applications count by `applied_at` in the period, attributed to the campaign by their
   own campaign_id or, when empty, by the customer's last delivered touch within
-  `attribution_days` before (inclusive at both ends, see `sql/attributed_applications.sql`);
+  `attribution_days` before (inclusive at both ends, see `sql/attributed_events.sql`);
   approved, disbursements, disbursed_amount, net_interest and expected_loss are the
   decisions and loans *of those applications*, whenever they happened;
 - "latest" repayment snapshot = the one with the greatest `as_of` before the local day

@@ -4,6 +4,11 @@ HTML templates (`*.html.j2`) are autoescaped, so campaign names, reasons and com
 shown as text whatever they contain; Markdown and text templates are not (there is no
 markup to escape). Undefined variables raise instead of rendering empty: a report with a
 silently blank cell would be a wrong report.
+
+There is one environment per locale (`en`, `zh-CN`): its `_()`, `{% trans %}` and
+`ngettext` translate by that locale's catalog (`tasks.common.i18n`, Jinja2's `i18n`
+extension, new-style gettext so translations are escaped like any value), and its `fmt`
+and `metric_text` write figures the locale's way (`tasks.common.formatting`).
 """
 
 from __future__ import annotations
@@ -17,18 +22,23 @@ from sqlalchemy import Connection, delete, insert
 
 from pdca.models import Report
 from pdca.settings import PROJECT_ROOT
-from tasks.common import formatting
+from tasks.common import formatting, i18n
 from tasks.common.scopes import format_scope
 
 TEMPLATES = PROJECT_ROOT / "reports"
 
 
 @lru_cache
-def environment() -> Environment:
-    """The environment every report renders with (templates are read once); the filter
-    `scope_text` writes a scope as every stage does (`tasks.common.scopes.format_scope`);
-    `metric_text` and `fmt` write figures in their units (`tasks.common.formatting`)."""
+def environment(locale: str = i18n.DEFAULT_LOCALE) -> Environment:
+    """The environment the reports of `locale` render with (templates are read once); the
+    filter `scope_text` writes a scope as every stage does (`tasks.common.scopes.format_scope`);
+    `metric_text` and `fmt` write figures in their units (`tasks.common.formatting`), `term`
+    translates a value the code names (a metric, a status, an action type: `terms.py`)."""
+    from tasks.common.terms import diagnosis_words, scope_words, term
+
+    formatter = formatting.Formatter(locale)
     env = Environment(
+        extensions=["jinja2.ext.i18n"],
         loader=FileSystemLoader(TEMPLATES),
         autoescape=select_autoescape(enabled_extensions=("html.j2", "html")),
         undefined=StrictUndefined,
@@ -36,9 +46,17 @@ def environment() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    env.policies["ext.i18n.trimmed"] = True  # a message's line breaks are not part of it
+    env.install_gettext_translations(i18n.translations(locale), newstyle=True)
     env.filters["scope_text"] = format_scope
-    env.globals["metric_text"] = formatting.metric
-    env.globals["fmt"] = formatting
+    env.filters["term"] = lambda value: term(value, locale)
+    env.filters["scope_words"] = lambda value: scope_words(str(value), locale)
+    env.globals["diagnosis_words"] = lambda stage, text: diagnosis_words(stage, text, locale)
+    env.filters["day"] = formatter.day
+    env.globals["metric_text"] = formatter.metric
+    env.globals["fmt"] = formatter
+    env.globals["locale"] = locale
+    env.globals["html_lang"] = "zh-CN" if locale == "zh-CN" else "en"
     env.tests["integer_valued"] = _integer_valued
     return env
 
@@ -48,9 +66,9 @@ def _integer_valued(value: Any) -> bool:
     return isinstance(value, float) and value.is_integer()
 
 
-def render(template_name: str, **context: Any) -> str:
-    """The named template of `reports/` rendered with `context`."""
-    return environment().get_template(template_name).render(**context)
+def render(template_name: str, locale: str = i18n.DEFAULT_LOCALE, **context: Any) -> str:
+    """The named template of `reports/` rendered with `context`, in `locale`."""
+    return environment(locale).get_template(template_name).render(**context)
 
 
 def write_report(path: Path, text: str) -> Path:

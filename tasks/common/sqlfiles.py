@@ -54,7 +54,7 @@ def render(name: str, dialect: str, options: tuple[tuple[str, object], ...] = ()
     """The SQL of `sql/<name>.sql` for `dialect`, macros expanded, comments stripped.
 
     `options` are template variables a referencing query passes through `ref` (e.g.
-    `ref("attributed_applications", loans_only=true)`), as sorted (name, value) pairs.
+    `ref("attributed_events", loans_only=true)`), as sorted (name, value) pairs.
     """
     if not _NAME.match(name) or not (SQL_DIR / f"{name}.sql").is_file():
         raise ValueError(f"no query {name!r} in {SQL_DIR}")

@@ -10,7 +10,9 @@ from pathlib import Path
 
 from prefect.artifacts import create_markdown_artifact
 
+from tasks.common.i18n import translator
 from tasks.common.links import publish_file_link
+from tasks.common.terms import scope_words, term
 from tasks.review.charts import Chart
 from tasks.review.mail import build_message, content_ids, inline_css
 from tasks.review.review import TEXT_TEMPLATE, Review, render_review
@@ -21,27 +23,43 @@ ARTIFACT_KEY = "weekly-review"
 
 def summary_markdown(review: Review, path: Path) -> str:
     """The Prefect artifact: one line per campaign, where the report is, then the same
-    summary as the e-mail's first screen. Campaign names are escaped: the UI renders the
-    markdown's HTML."""
+    summary as the e-mail's first screen, in the review's locale. Campaign names are
+    escaped: the UI renders the markdown's HTML."""
+    locale = review.locale
+    _ = translator(locale)
+    header = (
+        _("campaign"),
+        _("data"),
+        _("on track"),
+        _("at risk"),
+        _("off track"),
+        _("anomalies"),
+        _("bottleneck"),
+        _("actions"),
+    )
     lines = [
-        f"# Weekly review {review.period.name}",
+        "# " + _("Weekly review %(period)s") % {"period": review.period.name},
         "",
-        f"Report: `{path}`",
+        _("Report: %(path)s") % {"path": f"`{path}`"},
         "",
-        "| campaign | data | on track | at risk | off track | anomalies | bottleneck | actions |",
+        "| " + " | ".join(header) + " |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for item in review.campaigns:
         counts = item.status_counts()
-        data = "no check" if not item.checked else ("trusted" if item.trusted else "UNTRUSTED")
-        stage = item.bottleneck_stage
+        data = (
+            term("no check", locale)
+            if not item.checked
+            else (_("trusted") if item.trusted else _("UNTRUSTED"))
+        )
+        stage = term(item.bottleneck_stage, locale)
         lines.append(
             f"| {_markdown_cell(item.name)} ({item.campaign_id}) | {data} | "
             f"{counts['on_track']} | {counts['at_risk']} | {counts['off_track']} | "
             f"{len(item.anomalies)} | {stage} | {len(item.actions)} |"
         )
     if not review.campaigns:
-        lines.append("| (no active campaign) | | | | | | | |")
+        lines.append("| " + _("(no active campaign)") + " | | | | | | | |")
     else:
         lines += summary_sections(review.summary())
     return "\n".join(lines) + "\n"
@@ -50,44 +68,51 @@ def summary_markdown(review: Review, path: Path) -> str:
 def summary_sections(summary: Summary, top: int = 10) -> list[str]:
     """What the e-mail's first screen says, as markdown: the KPI cards, the exceptions by
     cost, the decisions with their commands, the changes. Names escaped, figures in their
-    units (`tasks.common.formatting`, through the summary)."""
-    lines = ["", "## KPIs", ""]
+    units (`tasks.common.formatting`, through the summary), words in its locale."""
+    locale = summary.locale
+    _ = translator(locale)
+    lines = ["", "## " + _("KPIs"), ""]
     for cards in summary.cards:
         lines.append(f"**{_markdown_cell(cards.name)}**")
         lines.append("")
         if not cards.judged:
-            lines += [_markdown_cell(cards.note or "No KPI judged this period."), ""]
+            lines += [_markdown_cell(cards.note or _("No KPI judged this period.")), ""]
             continue
-        lines += ["| | KPI | target | actual | status | 8 weeks |", "|---|---|---|---|---|---|"]
+        columns = (_("KPI"), _("target"), _("actual"), _("status"), _("8 weeks"))
+        lines += ["| | " + " | ".join(columns) + " |", "|---|---|---|---|---|---|"]
         for label, rows in cards.families:
             lines += [
-                f"| {label} | {card.metric} | {card.target} | {card.actual} | "
-                f"{card.status.replace('_', ' ')} | {card.spark} |"
+                f"| {label} | {term(card.metric, locale)} | {card.target} | {card.actual} | "
+                f"{term(card.status, locale).replace('_', ' ')} | {card.spark} |"
                 for card in rows
             ]
         lines.append("")
-    lines += ["## Exceptions, by what they cost or risk", ""]
+    lines += ["## " + _("Exceptions, by what they cost or risk"), ""]
     for rank, found in enumerate(summary.exceptions[:top], 1):
-        kind = "at risk" if found.kind == "risk" else "cost"
+        kind = _("at risk") if found.kind == "risk" else _("cost")
         lines.append(
-            f"{rank}. **{found.amount_text(summary.currency)}** {kind}: "
-            f"{_markdown_cell(found.campaign)}, {found.scope}: {_markdown_cell(found.diagnosis)}"
+            f"{rank}. **{found.amount_text(summary.currency)}** {kind}{_(': ')}"
+            f"{_markdown_cell(found.campaign)}, {scope_words(found.scope, locale)}{_(': ')}"
+            f"{_markdown_cell(found.diagnosis)}"
         )
     if len(summary.exceptions) > top:
-        lines.append(f"\n… and {len(summary.exceptions) - top} more in the report.")
+        more = _("… and %(count)s more in the report.")
+        lines.append("\n" + more % {"count": len(summary.exceptions) - top})
     if not summary.exceptions:
-        lines.append("None: no KPI is off track or at risk.")
-    lines += ["", "## Decisions waiting", ""]
+        lines.append(_("None: no KPI is off track or at risk."))
+    lines += ["", "## " + _("Decisions waiting"), ""]
     lines += [
-        f"- {item.type} ({_markdown_cell(item.campaign)}, {item.scope}): "
-        f"{_markdown_cell(item.rationale)} — `{item.approve}` or `{item.reject}`"
+        f"- {term(item.type, locale)} ({_markdown_cell(item.campaign)}, "
+        f"{scope_words(item.scope, locale)}){_(': ')}{_markdown_cell(item.rationale)} — "
+        + _("%(approve)s or %(reject)s")
+        % {"approve": f"`{item.approve}`", "reject": f"`{item.reject}`"}
         for item in summary.decisions
-    ] or ["None: no proposal is waiting for a decision."]
-    lines += ["", "## What changed since last week", ""]
+    ] or [_("None: no proposal is waiting for a decision.")]
+    lines += ["", "## " + _("What changed since last week"), ""]
     lines += [
-        f"- {_markdown_cell(item.campaign)}: {_markdown_cell(item.what)}"
+        f"- {_markdown_cell(item.campaign)}{_(': ')}{_markdown_cell(item.what)}"
         for item in summary.changes
-    ] or ["Nothing: no action was applied and the SOP did not change."]
+    ] or [_("Nothing: no action was applied and the SOP did not change.")]
     return lines
 
 
@@ -128,6 +153,7 @@ def review_message(
     sender: str,
     measured: list[str],
     pdf: bytes | None = None,
+    recipients: list[str] | None = None,
 ) -> EmailMessage:
     """The review as an e-mail to every recipient of its campaigns: text and HTML
     alternatives (the HTML's CSS inlined, its charts as inline parts it names by cid), and
@@ -140,11 +166,13 @@ def review_message(
     )
     text = render_review(review, charts, {}, measured=measured, template=TEXT_TEMPLATE)
     by_name = {item.name: item for item in charts}
-    names = ", ".join(part.name for part in review.campaigns) or "no active campaign"
+    _ = translator(review.locale)
+    names = _(", ").join(part.name for part in review.campaigns) or _("no active campaign")
     return build_message(
-        subject=f"Weekly review {review.period.name}: {names}",
+        subject=_("Weekly review %(period)s: %(names)s")
+        % {"period": review.period.name, "names": names},
         sender=sender,
-        recipients=review.recipients,
+        recipients=review.recipients if recipients is None else recipients,
         text=text,
         html=rich,
         images={cid: by_name[name] for name, cid in ids.items()},

@@ -45,7 +45,8 @@ from tasks.check.result import (
     RejectReason,
     summarise,
 )
-from tasks.common import metrics
+from tasks.common import formatting, metrics
+from tasks.common.i18n import N_, translator
 from tasks.common.jsonable import jsonable, jsonable_records
 from tasks.common.periods import Period
 from tasks.common.reports import record_report, render
@@ -59,6 +60,8 @@ from tasks.review.charts import (
     funnel_chart,
     trend_chart,
 )
+from tasks.review.locales import measured_lines as measured_lines  # re-exported
+from tasks.review.locales import recipients_by_locale, subtitle
 from tasks.review.summary import Summary, overdue_exposure, scope_figures, summarise_review
 
 REPORT_KIND = "weekly_review"
@@ -74,6 +77,8 @@ FUNNEL_STAGES = (
     ("disbursements", "disbursement_rate"),
 )
 """The funnel's counts in order, each with the rate that led to it (`stage_rates`)."""
+
+NO_CHECK = N_("no check result for %(period)s: the check could not run")
 
 _ACTION_REF = re.compile(r", action (\d+)$")
 
@@ -101,6 +106,9 @@ class ReviewedCampaign:
     timezone: str
     recipients: tuple[str, ...]
     max_overdue_rate_30: float | None
+    locale: str | None = None
+    """The spec's `locale`: the language its recipients read the review in (None: the
+    setting `PDCA_LOCALE`'s)."""
 
 
 @dataclass
@@ -129,6 +137,13 @@ class CampaignReview:
     """Scope label → the period's funnel totals (`summary.scope_figures`)."""
     note: str | None = None
     """Why the campaign has no check result to show, when it has none."""
+    note_args: dict[str, str] = field(default_factory=dict)
+
+    def note_in(self, locale: str) -> str | None:
+        """The note in `locale`."""
+        if not self.note_args:
+            return self.note
+        return translator(locale)(NO_CHECK) % self.note_args
 
     @property
     def campaign_id(self) -> str:
@@ -165,12 +180,25 @@ class Review:
     trend_weeks: list[str]
     generated_at: datetime
     currency: str = ""
+    locale: str = "en"
+    """The language the review is written in (the setting `PDCA_LOCALE`, or a recipient
+    list's: `in_locale`)."""
 
     def summary(self) -> Summary:
         """The first screen: KPI cards, ranked exceptions, decisions, changes."""
         exposures = {part.campaign_id: part.exposure for part in self.campaigns}
         figures = {part.campaign_id: part.figures for part in self.campaigns}
-        return summarise_review(self.campaigns, exposures, self.currency, figures)
+        return summarise_review(self.campaigns, exposures, self.currency, figures, self.locale)
+
+    def in_locale(self, locale: str) -> Review:
+        """The same review, written in `locale`."""
+        return replace(self, locale=locale)
+
+    def recipients_by_locale(self, default: str) -> dict[str, list[str]]:
+        """locale → the addresses that read the review in it: each campaign's recipient
+        list in the campaign's `locale` (else `default`); an address on lists of two
+        locales reads it in `default` when one of them is, else in the first by name."""
+        return recipients_by_locale((review.campaign for review in self.campaigns), default)
 
     @property
     def recipients(self) -> list[str]:
@@ -216,6 +244,7 @@ def active_campaigns(conn: Connection, period: Period) -> list[ReviewedCampaign]
             timezone=row.timezone,
             recipients=tuple((row.spec or {}).get("recipients") or ()),
             max_overdue_rate_30=((row.spec or {}).get("risk") or {}).get("max_overdue_rate_30"),
+            locale=(row.spec or {}).get("locale"),
         )
         for row in rows
     ]
@@ -266,7 +295,8 @@ def review_campaign(
     review.actions = period_actions(conn, campaign.campaign_id, period.name)
     review.sop_changes = sop_changes(conn, campaign, period, review.actions)
     if stored is None:
-        review.note = f"no check result for {period.name}: the check could not run"
+        review.note_args = {"period": period.name}
+        review.note = NO_CHECK % review.note_args
         return review
     check, review.checked_at = stored
     review.trusted = bool(check.trusted)
@@ -430,35 +460,38 @@ def changelog_text(entry: Any) -> str:
 # --- charts ---------------------------------------------------------------------------------
 
 
-def draw_campaign_charts(review: CampaignReview, period: Period) -> list[Chart]:
+def draw_campaign_charts(review: CampaignReview, period: Period, locale: str = "en") -> list[Chart]:
     """The funnel, the trend with its anomalies, and the channels' CAC/ROI, for a campaign
-    with a check result (one without has nothing to draw)."""
+    with a check result (one without has nothing to draw); titles and labels in `locale`."""
     if not review.checked:
         return []
+    _ = translator(locale)
     stem, name = review.campaign_id, review.name
     period_weeks = [week.name for week in period.weeks()]
+    words = {"name": name, "period": period.name}
     return [
         chart(
             f"funnel-{stem}",
-            f"Funnel, {name}, {period.name}",
-            funnel_chart(review.funnel, f"Funnel {period.name}: {name}"),
+            _("Funnel, %(name)s, %(period)s") % words,
+            funnel_chart(review.funnel, _("Funnel %(period)s: %(name)s") % words, locale),
             FUNNEL_SIZE,
         ),
         chart(
             f"trend-{stem}",
-            f"Weekly trend with anomalies, {name}",
+            _("Weekly trend with anomalies, %(name)s") % words,
             trend_chart(
                 review.trend,
                 review.anomalies,
-                f"Weekly trend (shaded: {period.name}; ringed: anomalies): {name}",
+                _("Weekly trend (shaded: %(period)s; ringed: anomalies): %(name)s") % words,
                 period_weeks=period_weeks,
+                locale=locale,
             ),
             TREND_SIZE,
         ),
         chart(
             f"channels-{stem}",
-            f"Channel CAC and ROI, {name}, {period.name}",
-            channel_chart(review.channels, f"Channels {period.name}: {name}"),
+            _("Channel CAC and ROI, %(name)s, %(period)s") % words,
+            channel_chart(review.channels, _("Channels %(period)s: %(name)s") % words, locale),
             CHANNEL_SIZE,
         ),
     ]
@@ -480,11 +513,16 @@ def render_review(
     by_campaign: dict[str, list[Chart]] = {}
     for item in charts:
         by_campaign.setdefault(item.name.split("-", 1)[1], []).append(item)
+    _ = translator(review.locale)
+    generated_at = review.generated_at.strftime("%Y-%m-%d %H:%M UTC")
+    if review.locale != "en":
+        generated_at = formatting.moment(review.generated_at, review.locale)
     return render(
         template,
-        title=f"Weekly review {review.period.name}",
-        subtitle=_subtitle(review),
-        generated_at=review.generated_at.strftime("%Y-%m-%d %H:%M UTC"),
+        review.locale,
+        title=_("Weekly review %(period)s") % {"period": review.period.name},
+        subtitle=subtitle(review),
+        generated_at=generated_at,
         measured=list(measured),
         review=review,
         period=review.period,
@@ -494,45 +532,14 @@ def render_review(
     )
 
 
-def measured_lines(period: Period, settings: Any) -> list[str]:
-    """What the review's numbers are, for the report's footer (the contract's definitions
-    with the thresholds in force)."""
-    last_day = date.fromordinal(period.end.toordinal() - 1)
-    return [
-        f"Period {period.name}: local days {period.start} to {last_day} in each campaign's "
-        "time zone; campaigns whose dates overlap it.",
-        "Touches, delivered, responded and cost count by sent_at; applications by applied_at "
-        f"(attributed, {settings.attribution_window_days}-day window); approved, disbursements "
-        "and amounts are those of the period's applications. Hold-out members count in none.",
-        "CAC = cost / disbursements. ROI = (net interest − cost − expected loss) / cost, with "
-        f"FTP rate {settings.ftp_rate:g} and LGD {settings.lgd:g}.",
-        "overdue_rate_30 = loans with latest dpd ≥ 30 / loans with a snapshot ≥ 30 days after "
-        "disbursement, as of the period's end.",
-        f"Status: on track within ±{settings.tolerance_warn:.0%} of target, at risk within "
-        f"±{settings.tolerance_fail:.0%}, off track beyond (the plan's bands where it sets "
-        "them); lower is better for cac, overdue_rate_30 and complaint_rate.",
-        f"Anomaly: a week ≥ {settings.anomaly_z:g} standard deviations from its trailing "
-        f"{settings.anomaly_window_weeks}-week mean, with at least "
-        f"{settings.anomaly_min_volume} in its volume.",
-        "Every figure comes from the campaign's stored check result of the period "
-        "(checked_at shown per campaign) and the weekly rollups it wrote.",
-    ]
-
-
-def _subtitle(review: Review) -> str:
-    count = len(review.campaigns)
-    return (
-        f"{review.period.start} to {date.fromordinal(review.period.end.toordinal() - 1)} · "
-        f"{count} active campaign{'s' if count != 1 else ''}"
-    )
-
-
 # --- writing and recording ------------------------------------------------------------------
 
 
-def report_path(folder: Path, period: Period) -> Path:
-    """Where the period's review is written: one file per period, replaced by a rerun."""
-    return folder / f"weekly-review-{period.name}.html"
+def report_path(folder: Path, period: Period, locale: str | None = None) -> Path:
+    """Where the period's review is written: one file per period, replaced by a rerun; a
+    copy in another `locale` (for a recipient list that reads it) beside it."""
+    suffix = f".{locale}" if locale else ""
+    return folder / f"weekly-review-{period.name}{suffix}.html"
 
 
 def write_report(path: Path, document: str) -> Path:

@@ -14,7 +14,8 @@ the detail does not):
   and the SOP versions made for it.
 
 Every figure is formatted by `tasks.common.formatting`, so the HTML, the text part and the
-Prefect artifact write it the same way.
+Prefect artifact write it the same way; every sentence is said in the review's locale
+(`tasks.common.i18n`: English, or Chinese by the catalog).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from sqlalchemy import Connection
 
 from tasks.check.result import Kpi
 from tasks.common import formatting, metrics
+from tasks.common.i18n import N_, translator
 from tasks.common.metrics import ALL_LOANS_SINCE
 from tasks.common.periods import Period
 from tasks.common.scopes import format_scope
@@ -55,12 +57,12 @@ ASSET_QUALITY = ("overdue_rate_30", "npl_rate", "complaint_rate", "loan_balance"
 """Asset-quality KPIs, in the order a card shows them."""
 FAMILIES = (
     (
-        "Business",
+        N_("Business"),
         ("disbursements", "disbursed_amount", "new_customers", "loan_balance", "roi", "cost"),
     ),
-    ("Risk", ("overdue_rate_30", "npl_rate", "complaint_rate")),
+    (N_("Risk"), ("overdue_rate_30", "npl_rate", "complaint_rate")),
     (
-        "Channel",
+        N_("Channel"),
         (
             "touches",
             "delivered",
@@ -74,14 +76,15 @@ FAMILIES = (
             "ltv_cac",
         ),
     ),
-    ("Customer", ("nps", "churn_rate")),
+    (N_("Customer"), ("nps", "churn_rate")),
 )
 """The seeds' four KPI families, in the order the first screen lays them out two by two
 (business beside risk, the asset quality of equal weight; channel beside customer), each
 KPI in its family's order."""
 RISK_METRICS = frozenset({"overdue_rate_30", "npl_rate"})
 """KPIs whose exception is a risk: ranked by the overdue exposure of their scope."""
-LOWER_IS_BETTER = frozenset({"cac", "cost", "overdue_rate_30", "npl_rate", "complaint_rate"})
+LOWER_IS_BETTER = metrics.LOWER_IS_BETTER | {"cost"}
+"""The check's lower-is-better KPIs, and the cost (a gap above its target is money lost)."""
 SPARK_WEEKS = 8
 SPARK_BARS = "▁▂▃▄▅▆▇█"
 EXCEPTION_STATUSES = ("off_track", "at_risk")
@@ -108,20 +111,24 @@ class CampaignCards:
     business: list[KpiCard]
     asset_quality: list[KpiCard]
     note: str | None = None
+    locale: str = "en"
 
     @property
     def families(self) -> list[tuple[str, list[KpiCard]]]:
         """The cards by the seeds' four KPI families, side by side on the first screen:
         business, channel and customer from the business card, risk (asset quality) as
-        its own, with the same weight. A KPI of no family joins the business one."""
+        its own, with the same weight. A KPI of no family joins the business one. The
+        families' names in the cards' locale."""
+        _ = translator(self.locale)
         cards = [*self.business, *self.asset_quality]
-        placed = {metric for _, members in FAMILIES for metric in members}
+        placed = {metric for _family, members in FAMILIES for metric in members}
         grouped = []
         for label, members in FAMILIES:
             chosen = [card for card in cards if card.metric in members]
             if label == "Business":
                 chosen += [card for card in self.business if card.metric not in placed]
-            grouped.append((label, sorted(chosen, key=lambda c, m=members: _place(m, c.metric))))
+            ordered = sorted(chosen, key=lambda c, m=members: _place(m, c.metric))
+            grouped.append((_(label), ordered))
         return grouped
 
     @property
@@ -145,9 +152,10 @@ class Exception_:
     amount: float | None
     """In the currency; None when it cannot be put in money (ranked last)."""
     diagnosis: str
+    locale: str = "en"
 
     def amount_text(self, currency: str) -> str:
-        return "—" if self.amount is None else formatting.money(self.amount, currency)
+        return "—" if self.amount is None else formatting.money(self.amount, currency, self.locale)
 
 
 @dataclass(frozen=True)
@@ -175,6 +183,7 @@ class Summary:
     decisions: list[Decision]
     changes: list[Change]
     currency: str
+    locale: str = "en"
 
 
 # --- KPI cards ------------------------------------------------------------------------------
@@ -198,33 +207,38 @@ def sparkline(values: Sequence[float | None]) -> str:
     return "".join(bars)
 
 
-def kpi_card(kpi: Kpi, trend: pd.DataFrame, currency: str) -> KpiCard:
+def kpi_card(kpi: Kpi, trend: pd.DataFrame, currency: str, locale: str = "en") -> KpiCard:
     """A campaign-wide KPI with its sparkline from the weekly trend, when it has one."""
     series: list[float | None] = []
     if kpi.metric in trend.columns:
         series = [_float(value) for value in trend[kpi.metric].tail(SPARK_WEEKS)]
     return KpiCard(
         metric=kpi.metric,
-        target=formatting.metric(kpi.metric, kpi.target, currency)
+        target=formatting.metric(kpi.metric, kpi.target, currency, locale)
         if kpi.target is not None
         else "—",
-        actual=formatting.metric(kpi.metric, kpi.actual, currency),
+        actual=formatting.metric(kpi.metric, kpi.actual, currency, locale),
         status=kpi.status,
         spark=sparkline(series),
     )
 
 
-def campaign_cards(review: Any, currency: str) -> CampaignCards:
+def campaign_cards(review: Any, currency: str, locale: str = "en") -> CampaignCards:
     """A campaign's business and asset-quality KPIs as a whole, in the cards' order (a KPI
     of neither list joins the business card: no KPI the plan set is left out)."""
     wide = {kpi.metric: kpi for kpi in review.campaign_kpis()}
     known = set(BUSINESS) | set(ASSET_QUALITY)
     order = [*BUSINESS, *(name for name in wide if name not in known)]
-    business = [kpi_card(wide[name], review.trend, currency) for name in order if name in wide]
-    quality = [
-        kpi_card(wide[name], review.trend, currency) for name in ASSET_QUALITY if name in wide
+    business = [
+        kpi_card(wide[name], review.trend, currency, locale) for name in order if name in wide
     ]
-    return CampaignCards(review.campaign_id, review.name, business, quality, review.note)
+    quality = [
+        kpi_card(wide[name], review.trend, currency, locale)
+        for name in ASSET_QUALITY
+        if name in wide
+    ]
+    note = review.note_in(locale) if hasattr(review, "note_in") else review.note
+    return CampaignCards(review.campaign_id, review.name, business, quality, note, locale)
 
 
 # --- exceptions -----------------------------------------------------------------------------
@@ -296,26 +310,31 @@ def exception_cost(
     return "money", amount
 
 
-def diagnosis(kpi: Kpi, kind: str, amount: float | None, currency: str) -> str:
+def diagnosis(kpi: Kpi, kind: str, amount: float | None, currency: str, locale: str = "en") -> str:
     """One line: the KPI against its target and what the gap means in money."""
-    head = (
-        f"{kpi.metric} {formatting.metric(kpi.metric, kpi.actual, currency)} against target "
-        f"{formatting.metric(kpi.metric, kpi.target, currency)}"
-    )
+    from tasks.common.terms import term
+
+    _ = translator(locale)
+    fmt = formatting.Formatter(locale)
+    head = _("%(metric)s %(actual)s against target %(target)s") % {
+        "metric": term(kpi.metric, locale),
+        "actual": fmt.metric(kpi.metric, kpi.actual, currency),
+        "target": fmt.metric(kpi.metric, kpi.target, currency),
+    }
     if kpi.variance_pct is not None:
-        head += f" ({formatting.signed_percent(kpi.variance_pct)})"
+        head += f" ({fmt.signed_percent(kpi.variance_pct)})"
     if amount is None and kind == "risk":
-        return head + ": the outstanding of the loans at risk is not known"
+        return head + _(": the outstanding of the loans at risk is not known")
     if amount is None:
-        return head + ": not measurable in money"
-    money = formatting.money(amount, currency)
+        return head + _(": not measurable in money")
+    money = {"money": fmt.money(amount, currency)}
     if kind == "risk":
-        return f"{head}: {money} outstanding in loans 30+ days past due"
+        return head + _(": %(money)s outstanding in loans 30+ days past due") % money
     if kpi.metric in ("cost", "cac"):
-        return f"{head}: {money} spent above plan"
+        return head + _(": %(money)s spent above plan") % money
     if kpi.metric == "roi":
-        return f"{head}: {money} net income short of plan"
-    return f"{head}: about {money} disbursed short of plan"
+        return head + _(": %(money)s net income short of plan") % money
+    return head + _(": about %(money)s disbursed short of plan") % money
 
 
 def scope_figures(funnel_rows: Sequence[Any]) -> dict[str, dict[str, float | None]]:
@@ -339,6 +358,7 @@ def campaign_exceptions(
     exposure: Mapping[str, float],
     currency: str,
     figures: Mapping[str, Mapping[str, float | None]] | None = None,
+    locale: str = "en",
 ) -> list[Exception_]:
     """Every KPI of the campaign off track or at risk, at any scope, with its cost (worked
     out from the scope's funnel `figures`, the KPIs' actuals where the funnel has none)."""
@@ -362,7 +382,8 @@ def campaign_exceptions(
                 status=kpi.status,
                 kind=kind,
                 amount=amount,
-                diagnosis=diagnosis(kpi, kind, amount, currency),
+                diagnosis=diagnosis(kpi, kind, amount, currency, locale),
+                locale=locale,
             )
         )
     return found
@@ -410,24 +431,27 @@ def pending_decisions(review: Any) -> list[Decision]:
     ]
 
 
-def changes_since_last_week(review: Any) -> list[Change]:
+def changes_since_last_week(review: Any, locale: str = "en") -> list[Change]:
     """Every decided action of the period, whatever its type (an applied `pause` from a
     guardrail shows like any other), then the SOP versions made for the period."""
+    from tasks.common.terms import scope_words, term
+
+    _ = translator(locale)
     changes = []
     for action in review.actions:
         status = action.get("status")
         if status in (None, "proposed"):
             continue
-        who = f" by {action['decided_by']}" if action.get("decided_by") else ""
-        changes.append(
-            Change(
-                review.name,
-                f"action {action.get('action_id')} {action.get('type')} "
-                f"({scope_key(action.get('scope'))}): {status}{who}",
-            )
-        )
+        who = _(" by %(who)s") % {"who": action["decided_by"]} if action.get("decided_by") else ""
+        what = _("action %(id)s %(type)s (%(scope)s): %(status)s") % {
+            "id": action.get("action_id"),
+            "type": term(action.get("type"), locale),
+            "scope": scope_words(scope_key(action.get("scope")), locale),
+            "status": term(status, locale),
+        }
+        changes.append(Change(review.name, what + who))
     for sop in review.sop_changes:
-        changes.append(Change(review.name, f"SOP version {sop['version']}"))
+        changes.append(Change(review.name, _("SOP version %(version)s") % sop))
     return changes
 
 
@@ -436,9 +460,11 @@ def summarise_review(
     exposures: Mapping[str, Mapping[str, float]],
     currency: str,
     figures: Mapping[str, Mapping[str, Mapping[str, float | None]]] | None = None,
+    locale: str = "en",
 ) -> Summary:
     """The first screen of the review of `campaigns` (`CampaignReview`s); `exposures`:
-    campaign id → scope label → overdue exposure; `figures`: campaign id → `scope_figures`."""
+    campaign id → scope label → overdue exposure; `figures`: campaign id → `scope_figures`;
+    its words and figures in `locale`."""
     exceptions = [
         found
         for review in campaigns
@@ -447,14 +473,16 @@ def summarise_review(
             exposures.get(review.campaign_id, {}),
             currency,
             (figures or {}).get(review.campaign_id),
+            locale,
         )
     ]
     return Summary(
-        cards=[campaign_cards(review, currency) for review in campaigns],
+        cards=[campaign_cards(review, currency, locale) for review in campaigns],
         exceptions=ranked(exceptions),
         decisions=[item for review in campaigns for item in pending_decisions(review)],
-        changes=[item for review in campaigns for item in changes_since_last_week(review)],
+        changes=[item for review in campaigns for item in changes_since_last_week(review, locale)],
         currency=currency,
+        locale=locale,
     )
 
 

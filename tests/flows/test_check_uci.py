@@ -174,8 +174,8 @@ def monthly(uci_url: str, may_2008: dict) -> dict[str, dict]:
     """Every month of the UCI history checked, from its campaign (SQLite only is enough)."""
     if "sqlite" not in uci_url:
         pytest.skip("the monthly series is checked once, on SQLite")
-    results = {}
-    month = Period.parse("2008-05")
+    results = {"2008-05": may_2008}
+    month = Period.parse("2008-06")
     while month.name <= "2010-11":
         campaign = f"uci-{month.start.year}"
         results[month.name] = _run_check(uci_url, campaign, month.name)
@@ -208,3 +208,13 @@ class TestMonthlySeries:
         assert ups and min(a["week"] for a in ups) >= "2008-W27", ups
         for anomaly in found:
             assert anomaly["z"] is None or abs(anomaly["z"]) >= 3
+
+    def test_kpis_without_data_raise_no_anomaly_and_no_diagnosis(
+        self, monthly: dict[str, dict]
+    ) -> None:
+        """No loans, no surveys: the new KPIs are null every week, so none is an anomaly
+        and none is weighed beside the bottleneck stage."""
+        found = {a["metric"] for result in monthly.values() for a in result["anomalies"]}
+        assert not found & set(NEW_KPIS), found
+        necks = [result["bottleneck"] for result in monthly.values() if result["bottleneck"]]
+        assert necks and not [neck for neck in necks if neck.get("beyond_funnel")]

@@ -188,23 +188,26 @@ class TestDemoAt60000Customers:
 
 class TestActBackfill:
     """Acting on the three weeks before the demo's, after the demo acted on its week (runs
-    last: it adds actions to the demo's database)."""
+    last: it adds actions to the demo's database): one `pdca backfill act`, a week at a
+    time, as an engineer would catch up on them."""
 
     def test_proposes_nothing_twice_and_only_improvements(self, demo_run, prefect_home):
         workdir, result = demo_run
         assert result.returncode == 0, result.stderr[-3000:]
         env = {**os.environ, "PREFECT_HOME": str(prefect_home)}
         env.pop("PDCA_DATABASE_URL", None)
-        for week in ("2026-W16", "2026-W15", "2026-W14"):
-            acted = subprocess.run(
-                [PDCA, "act", "--campaign", "demo-sme-2026", "--period", week, "--auto-approve"],
-                cwd=workdir,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=600,
-            )
-            assert acted.returncode == 0, acted.stderr[-3000:]
+        argv = ["backfill", "act", "--campaign", "demo-sme-2026", "--from", "2026-W14"]
+        acted = subprocess.run(
+            [PDCA, *argv, "--to", "2026-W16", "--concurrency", "1", "--auto-approve"],
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert acted.returncode == 0, acted.stderr[-3000:]
+        for week in ("2026-W14", "2026-W15", "2026-W16"):
+            assert f"act demo-sme-2026 {week}: Completed" in acted.stdout, acted.stdout
         engine = create_engine(f"sqlite:///{workdir / 'var' / 'pdca.db'}")
         with engine.connect() as conn:
             actions = conn.execute(

@@ -225,3 +225,31 @@ class TestUsage:
         assert out == ""
         (line,) = [line for line in err.splitlines() if line.startswith("pdca: error: ")]
         assert message in line
+
+
+class TestEmbeddedApiSettings:
+    """A command's flow runs send heartbeats only to a server: on the embedded API every
+    sync flow run would wait out the heartbeat thread's sleep step for nothing."""
+
+    def test_no_heartbeats_on_the_embedded_api(self, monkeypatch):
+        from prefect.settings import get_current_settings
+
+        from flows.operations import embedded_api_settings
+
+        monkeypatch.delenv("PREFECT_API_URL", raising=False)
+        with embedded_api_settings():
+            assert get_current_settings().flows.heartbeat_frequency is None
+
+    def test_heartbeats_kept_with_a_server(self, monkeypatch):
+        from prefect.settings import (
+            PREFECT_API_URL,
+            PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+            get_current_settings,
+            temporary_settings,
+        )
+
+        from flows.operations import embedded_api_settings
+
+        server = {PREFECT_API_URL: "http://127.0.0.1:1/api", PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 180}
+        with temporary_settings(updates=server), embedded_api_settings():
+            assert get_current_settings().flows.heartbeat_frequency == 180

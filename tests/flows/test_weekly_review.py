@@ -692,3 +692,152 @@ class TestInChromium:
         assert len(rows) >= 8, "every campaign-level KPI of the demo campaign"
         assert PERIOD in title
         assert screenshot.stat().st_size > 10_000
+
+
+# --- in Chinese ------------------------------------------------------------------------------
+
+ZH_READER = "risk-head@example.com"
+"""On the second campaign's list only: once that campaign's spec says `locale: zh-CN`, they
+read the review in Chinese; ops-lead, on both lists, keeps the setting's English."""
+
+
+@dataclass
+class Chinese:
+    mixed: Run | None = None
+    messages: list = field(default_factory=list)
+    review: Run | None = None
+    check: Run | None = None
+    screenshot: Path | None = None
+
+
+def chinese_report(run: Run) -> Path:
+    match = re.search(r"^报告：(.+)$", run.out, re.MULTILINE)
+    assert match, f"no report path printed in Chinese: {run.out!r}"
+    return Path(match.group(1))
+
+
+@pytest.fixture(scope="module")
+def chinese(world: World) -> Chinese:
+    """After the English runs: the second campaign's spec given `locale: zh-CN` and the
+    review sent again over SMTP (PDCA_LOCALE still `en`); then, with `PDCA_LOCALE=zh-CN`,
+    the review written and the demo campaign's check summarised through the command line,
+    into a folder of their own."""
+    found = Chinese()
+    with pytest.MonkeyPatch.context() as patch, database(world.url):
+        patch.setenv("PDCA_OUTPUT_DIR", str(world.folder / "out-zh"))
+        patch.setenv("PDCA_QUARANTINE_MAX_SHARE", "0.2")
+        with world.engine.begin() as conn:
+            apply(
+                conn,
+                spec_dict(
+                    SCRIPT_ID,
+                    name=SCRIPT_NAME,
+                    start="2026-03-16",
+                    end="2026-04-30",
+                    recipients=["risk-head@example.com", "OPS-LEAD@example.com"],
+                    locale="zh-CN",
+                ),
+            )
+        with smtp_server(credentials=LOGIN) as server:
+            patch.setenv("PDCA_SMTP_HOST", server.host)
+            patch.setenv("PDCA_SMTP_PORT", str(server.port))
+            patch.setenv("PDCA_SMTP_USER", LOGIN[0])
+            patch.setenv("PDCA_SMTP_PASSWORD", LOGIN[1])
+            patch.setenv("PDCA_SMTP_ALLOW_PLAIN_AUTH", "true")
+            get_settings.cache_clear()
+            found.mixed = cli(["review", "--period", PERIOD, "--send"])
+        found.messages = server.messages
+        for name in ("HOST", "PORT", "USER", "PASSWORD", "ALLOW_PLAIN_AUTH"):
+            patch.delenv(f"PDCA_SMTP_{name}")
+        patch.setenv("PDCA_LOCALE", "zh-CN")
+        get_settings.cache_clear()
+        found.review = cli(["review", "--period", PERIOD])
+        found.check = cli(["check", "--campaign", CAMPAIGN_ID, "--period", PERIOD])
+    get_settings.cache_clear()
+    return found
+
+
+def received_by(found: Chinese, address: str):
+    [received] = [item for item in found.messages if address in item.rcpt_tos]
+    return received
+
+
+@pytest.mark.slow
+class TestChinese:
+    def test_each_recipient_list_reads_its_campaigns_locale(self, chinese: Chinese) -> None:
+        """One message per locale over the real SMTP server: the Chinese list's in Chinese
+        (subject, text part, HTML, charts, PDF), the English one unchanged."""
+        assert chinese.mixed.code in (None, 0), chinese.mixed.err[-3000:]
+        assert len(chinese.messages) == 2
+        english = received_by(chinese, "ops-lead@example.com").message
+        assert english["Subject"].startswith(f"Weekly review {PERIOD}: ")
+        zh = received_by(chinese, ZH_READER)
+        assert zh.rcpt_tos == [ZH_READER]
+        message = zh.message
+        assert message["Subject"].startswith(f"经营周报 {PERIOD}：")
+        assert message.get_content_type() == "multipart/mixed"
+        plain, html_part, attachment = message_parts(message)
+        text = plain.get_content()
+        for words in ("经营概况", "异常事项（按损失或风险金额排序）", "待您决策", "上周以来的变化"):
+            assert words in text, words
+        assert "pdca actions approve" in text, "the commands stay commands"
+        assert "¥" in text and "×" in text, "money in yuan, ROI as a multiple"
+        assert '<html lang="zh-CN">' in html_part.get_content()
+        assert re.search(r'<td[^>]*style="[^"]*border', html_part.get_content())
+        pdf = attachment.get_content()
+        assert pdf.startswith(b"%PDF-") and pdf_pages(pdf) >= 2
+        assert "e-mail sent to 2 recipient(s)" in chinese.mixed.out
+
+    def test_the_chinese_report_has_no_fixed_english(self, chinese: Chinese) -> None:
+        """PDCA_LOCALE=zh-CN: the demo's review as written; every fixed text translated
+        (the scan of the catalog's messages), the data as it is."""
+        from tests.tasks.review.locale_scan import english_left, page_text
+
+        assert chinese.review.code in (None, 0), chinese.review.err[-3000:]
+        path = chinese_report(chinese.review)
+        page = path.read_text(encoding="utf-8")
+        text = page_text(page)
+        assert text.count("经营周报 2026-W13") >= 1 and "待您决策" in text
+        data = [
+            "app_push ROI -100% against sms 2959%",  # the act stage's words, stored
+            "about +4 disbursements a week",
+            "noon responds worse than evening",
+            "lunch hours are busy",
+            "sme overdue above the limit",
+            "-0.8 pt overdue_rate_30",
+            "go ahead",
+        ]
+        for words in data:
+            text = text.replace(words, "")
+        text = re.sub(r"v\d+ \d{4}-\d{2}-\d{2}: [^—]+— ", "", text)  # SOP changelog entries
+        assert english_left(text) == []
+
+    def test_the_check_summary_in_chinese(self, chinese: Chinese) -> None:
+        out = chinese.check.out
+        assert out.startswith(f"检查 {CAMPAIGN_ID} {PERIOD}："), out
+        assert "触达" in out and "送达" in out and "申请" in out
+
+    def test_first_screen_in_chinese(self, chinese: Chinese, tmp_path) -> None:
+        """The first screen at 1280×800 in Chinese holds the same summary; its screenshot is
+        the README's (docs/weekly-review-first-screen.zh-CN.png)."""
+        browser = chromium(tmp_path, "1280,800")
+        try:
+            browser.execute_cdp_cmd(
+                "Emulation.setDeviceMetricsOverride",
+                {"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": False},
+            )
+            open_page(browser, chinese_report(chinese.review))
+            seen = browser.execute_script(FIRST_SCREEN)
+            folder = chinese_report(chinese.review).parent.parent
+            screenshot = folder / "weekly-review-first-screen.zh-CN.png"
+            browser.save_screenshot(str(screenshot))
+        finally:
+            browser.quit()
+        fold = seen["fold"]
+        for part in ("kpis", "exceptions", "decisions"):
+            assert seen[part] is not None and seen[part][0] < fold, (part, seen)
+        assert seen["decisions"][1] <= fold, ("the decisions must be read whole", seen)
+        assert "pdca actions approve" in seen["decisionText"], seen
+        assert seen["exceptionRows"] >= 3, seen
+        assert seen["detailTablesAbove"] == 0, seen
+        assert screenshot.stat().st_size > 10_000

@@ -25,7 +25,6 @@ from tasks.check.experiments.judge import (
 from tasks.check.experiments.members import (
     ARM_COLUMNS,
     MEMBER_COLUMNS,
-    experiment_arms,
     experiment_members,
     experiment_started_at,
 )
@@ -38,7 +37,6 @@ __all__ = [
     "RESULT_KEYS",
     "compare",
     "decide",
-    "experiment_arms",
     "experiment_members",
     "experiment_started_at",
     "holm",

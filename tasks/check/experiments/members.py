@@ -4,8 +4,6 @@
 start up to the period's end (intention to treat, cumulative), each arm's outcome counted
 over the members whose attribution window has closed by the period's end, the pending ones
 reported, the period's own cohort beside them and CUPED's covariate sums.
-`experiment_arms` is the period's cohort alone with outcomes whenever they happen (the
-judgement before issue 13; kept for its callers and tests).
 """
 
 from __future__ import annotations
@@ -19,7 +17,7 @@ from pdca.models import Action
 from tasks.common.sqlfiles import query
 
 ARM_COLUMNS = ["variant", "members", "converted"]
-"""What `experiment_arms` returns and `judge` needs at the least."""
+"""What `judge` needs of an arms frame at the least (`experiment_members` has more)."""
 
 MEMBER_COLUMNS = [
     "variant",
@@ -85,30 +83,3 @@ def experiment_started_at(conn: Connection, campaign_id: str, before: datetime) 
             Action.decided_at < before,
         )
     ).scalar_one_or_none()
-
-
-def experiment_arms(
-    conn: Connection,
-    campaign_id: str,
-    starts_at: datetime,
-    ends_at: datetime,
-    attribution_days: int = 14,
-) -> pd.DataFrame:
-    """Members and converted members of each arm assigned in [starts_at, ends_at).
-
-    `starts_at`/`ends_at` are naive UTC (a period's `utc_bounds`). Columns `ARM_COLUMNS`,
-    one row per variant with members, in variant order. The outcome is
-    `application_rate`'s (see `sql/experiment_arms.sql`). A customer belongs to the period
-    of their assignment only, so frames of disjoint periods add up (`judge` sums rows of
-    the same variant).
-    """
-    params = {
-        "campaign_id": campaign_id,
-        "starts_at": starts_at,
-        "ends_at": ends_at,
-        "attribution_days": attribution_days,
-    }
-    result = conn.execute(query("experiment_arms", conn.dialect.name), params)
-    frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
-    frame = frame.astype({"variant": "str", "members": "int64", "converted": "int64"})
-    return frame[ARM_COLUMNS].sort_values("variant").reset_index(drop=True)

@@ -10,9 +10,11 @@ from sqlalchemy import Engine, insert, select
 
 from pdca.models import Customer, Plan, Target, Touch, WeeklyRollup
 from tasks.check.check import (
+    KPI_ROLLUP_COUNTS,
     ROLLUP_COLUMNS,
     current_targets,
     kpi_actuals,
+    period_anomalies,
     read_rollups,
     store_rollups,
     trailing_weeks,
@@ -69,7 +71,10 @@ class TestWholeWeeks:
         with campaign.connect() as conn:
             funnel = metrics.funnel(conn, CAMPAIGN_ID, week)
             weeks = whole_weeks(conn, CAMPAIGN_ID, week, funnel)
-        pd.testing.assert_frame_equal(weeks, funnel[ROLLUP_COLUMNS].reset_index(drop=True))
+        expected = funnel[ROLLUP_COLUMNS].reset_index(drop=True)
+        pd.testing.assert_frame_equal(weeks[ROLLUP_COLUMNS], expected)
+        # its KPI counts are the period's own too: the check fills them in (with_week_kpis)
+        assert weeks[KPI_ROLLUP_COUNTS].isna().all().all()
 
 
 class TestRollups:
@@ -115,6 +120,55 @@ class TestRollups:
         with campaign.connect() as conn:
             trailing = trailing_weeks(conn, CAMPAIGN_ID, Period.parse("2026-W13"), 8)
         assert trailing.empty
+
+
+class TestKpiRollups:
+    """The new KPIs' counts in the weekly rollups (migration 0007), and their anomalies."""
+
+    def test_a_week_stored_before_its_kpi_counts_is_recounted(self, campaign: Engine) -> None:
+        add_touches(campaign, [date(2026, 3, 10)])
+        week = Period.parse("2026-W11")
+        with campaign.connect() as conn:
+            funnel = metrics.funnel(conn, CAMPAIGN_ID, week)
+            store_rollups(conn, CAMPAIGN_ID, [week.name], funnel)  # funnel only: as before
+            conn.commit()
+            before = read_rollups(conn, CAMPAIGN_ID, [week.name], kpis=True)
+            trailing_weeks(conn, CAMPAIGN_ID, Period.parse("2026-W12"), 8)
+            conn.commit()
+            after = read_rollups(conn, CAMPAIGN_ID, [week.name], kpis=True)
+        assert before[KPI_ROLLUP_COUNTS].isna().all().all(), "null: not counted, not 0"
+        assert (after[KPI_ROLLUP_COUNTS] == 0).all().all(), "counted now: nothing happened"
+        assert after["touches"].tolist() == [1]
+
+    @staticmethod
+    def weeks(answers: list[float], promoters: list[float]) -> pd.DataFrame:
+        """Seven weeks of one sms row each: 100 touches, the given answers and promoters."""
+        rows = []
+        for number, (answer, promoter) in enumerate(zip(answers, promoters, strict=True)):
+            row = dict.fromkeys([*ROLLUP_COLUMNS, *KPI_ROLLUP_COUNTS], 0.0)
+            row.update(week=f"2026-W{10 + number}", channel="sms", segment="sme", variant="A")
+            row.update(touches=100, delivered=100, answers=answer, promoters=promoter)
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def test_nps_breaking_from_its_weeks_is_an_anomaly(self) -> None:
+        history = self.weeks([40] * 7, [20, 22, 19, 21, 20, 21, 2])
+        found = period_anomalies(
+            history, Period.parse("2026-W16"), z=3, min_volume=20, window=8, min_weeks=4
+        )
+        assert {(a["metric"], tuple(a["scope"].items())) for a in found} == {
+            ("nps", ()),
+            ("nps", (("channel", "sms"),)),
+        }
+
+    def test_weeks_without_counts_give_no_baseline(self) -> None:
+        """Rows stored before the counts (NaN) are no weeks of 0 answers: no judgement."""
+        nan = float("nan")
+        history = self.weeks([nan] * 6 + [40], [nan] * 6 + [2])
+        found = period_anomalies(
+            history, Period.parse("2026-W16"), z=3, min_volume=20, window=8, min_weeks=4
+        )
+        assert found == []
 
 
 class TestCurrentTargets:

@@ -650,6 +650,55 @@ class TestDataDocs:
         assert len(list(docs.glob("validations/**/*.html"))) == len(SUITES)
 
 
+class TestEmptyDatasets:
+    """A dataset without rows is not handed to GE again: its verdict is GE's own on an
+    empty frame with the same columns, computed once per process."""
+
+    def test_same_tallies_as_great_expectations_on_the_empty_frames(self, world):
+        from great_expectations.core.run_identifier import RunIdentifier
+
+        from tasks.check import gx_runs
+
+        engine, spec = world
+        empty = check(engine, spec, "2026-W02")
+        assert empty.status == "no_data"
+        frames = _empty_frames(engine, spec)
+        for dataset, suites in gx_runs.DATASETS.items():
+            for name in suites:
+                run_id = RunIdentifier(run_name=f"direct.{name}")
+                direct = gx_runs.validate_suite(dataset, name, frames[dataset], run_id)
+                tally = gx_runs.Tally(name)
+                tally.add(direct, 0, gx_runs.KEYS[dataset])
+                assert suite(empty, name) == tally.to_json(0), name
+
+    def test_the_data_docs_show_the_validations_that_had_rows(self, world, tmp_path):
+        engine, spec = world
+        with engine.begin() as conn:
+            conn.execute(update(Complaint).values(received_at=local_utc(DAY - timedelta(60), 9)))
+        docs = tmp_path / "data-docs"
+        result = check(engine, spec, docs_dir=docs)
+        assert suite(result, "complaints")["rows_in"] == 0
+        pages = {path.parent.parent.parent.name for path in docs.glob("validations/**/*.html")}
+        assert pages == set(SUITES) - {"complaints"}
+
+
+def _empty_frames(engine: Engine, spec: CampaignSpec) -> dict[str, pd.DataFrame]:
+    """Each dataset's frame for a period without rows, as the check builds it."""
+    from tasks.check import data_quality as dq
+
+    frames: dict[str, pd.DataFrame] = {}
+    real = dq.ValidationRun.validate
+
+    def keep(run, dataset, frame, part=None):
+        frames.setdefault(dataset, frame)
+        return real(run, dataset, frame, part)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(dq.ValidationRun, "validate", keep)
+        check(engine, spec, "2026-W02")
+    return frames
+
+
 def test_feed_suites_report_their_feeds_quarantine(world):
     engine, _ = world
     with engine.begin() as conn:

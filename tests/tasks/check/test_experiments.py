@@ -2,8 +2,8 @@
 
 The statistics are checked against numbers computed here by hand (the z statistic with
 `math.erf`, the Wald interval, Holm's step-down, the chi-square with two degrees of
-freedom, Cohen's sample size), never by calling statsmodels again. `experiment_arms` runs
-on SQLite and PostgreSQL (`engine`) against a small hand-built campaign.
+freedom, Cohen's sample size), never by calling statsmodels again. `experiment_members`
+runs on SQLite and PostgreSQL (`engine`) against a small hand-built campaign.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from tasks.check.experiments import (
     DECISIONS,
     MEMBER_COLUMNS,
     RESULT_KEYS,
-    experiment_arms,
     experiment_members,
     holm,
     judge,
@@ -563,66 +562,8 @@ def campaign(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
-def expected_arms() -> dict[str, tuple[int, int]]:
-    out: dict[str, tuple[int, int]] = {}
-    for variant, converted in PEOPLE.values():
-        if variant is not None:
-            members, count = out.get(variant, (0, 0))
-            out[variant] = (members + 1, count + converted)
-    return out
-
-
 def as_dict(frame: pd.DataFrame) -> dict[str, tuple[int, int]]:
     return {row.variant: (row.members, row.converted) for row in frame.itertuples()}
-
-
-class TestExperimentArms:
-    def test_members_and_converted_by_hand(self, campaign: Connection) -> None:
-        frame = experiment_arms(campaign, CAMPAIGN_ID, STARTS_AT, ENDS_AT, 14)
-        assert list(frame.columns) == ARM_COLUMNS
-        assert frame["members"].dtype == "int64" and frame["converted"].dtype == "int64"
-        assert list(frame["variant"]) == ["A", "B", "holdout"]
-        assert (
-            as_dict(frame)
-            == expected_arms()
-            == {
-                "A": (3, 1),
-                "B": (3, 2),
-                "holdout": (2, 1),
-            }
-        )
-
-    def test_window_follows_attribution_days(self, campaign: Connection) -> None:
-        """With 13 days, the application on day 14 no longer counts."""
-        frame = experiment_arms(campaign, CAMPAIGN_ID, STARTS_AT, ENDS_AT, 13)
-        assert as_dict(frame)["A"] == (3, 0)
-
-    def test_disjoint_periods_add_up(self, campaign: Connection) -> None:
-        """Each customer is assigned once: a split week sums to the whole week."""
-        middle = T0 + timedelta(days=1)
-        parts = pd.concat(
-            [
-                experiment_arms(campaign, CAMPAIGN_ID, STARTS_AT, middle, 14),
-                experiment_arms(campaign, CAMPAIGN_ID, middle, ENDS_AT, 14),
-            ]
-        )
-        summed = parts.groupby("variant")[["members", "converted"]].sum().reset_index()
-        assert as_dict(summed) == expected_arms()
-
-    def test_next_week_sees_the_late_customer_only(self, campaign: Connection) -> None:
-        frame = experiment_arms(campaign, CAMPAIGN_ID, ENDS_AT, ENDS_AT + timedelta(days=7), 14)
-        assert as_dict(frame) == {"A": (1, 1)}
-
-    def test_empty(self, campaign: Connection) -> None:
-        frame = experiment_arms(campaign, "no-such-campaign", STARTS_AT, ENDS_AT, 14)
-        assert frame.empty and list(frame.columns) == ARM_COLUMNS
-
-    def test_judged(self, campaign: Connection) -> None:
-        """From the database to decisions: eight customers decide nothing yet."""
-        results = judge(experiment_arms(campaign, CAMPAIGN_ID, STARTS_AT, ENDS_AT, 14), SPLIT)
-        assert len(results) == 3
-        assert {r["decision"] for r in results} <= {"insufficient_sample", "srm_invalid"}
-        json.dumps(results, allow_nan=False)
 
 
 def member_counts(frame: pd.DataFrame, column: str) -> dict[str, int]:

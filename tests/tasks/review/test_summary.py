@@ -94,6 +94,15 @@ class TestExceptions:
         kind, amount = exception_cost(KPIS[6], {}, 300_000.0)
         assert (kind, amount) == ("risk", 300_000.0)
 
+    def test_a_churn_rate_above_its_target_costs_its_relative_excess(self) -> None:
+        """churn_rate is lower-is-better like the check says: 12 % against 10 % is 20 %
+        of the disbursed amount at risk; 8 % against 10 % costs nothing."""
+        above = kpi("churn_rate", 0.12, 0.10, "off_track")
+        below = kpi("churn_rate", 0.08, 0.10, "off_track")
+        scope = {"disbursed_amount": 1_000_000.0}
+        assert exception_cost(above, scope, None) == ("money", pytest.approx(200_000.0))
+        assert exception_cost(below, scope, None) == ("money", 0.0)
+
     def test_one_line_of_diagnosis_in_the_metrics_units(self) -> None:
         found = ranked(campaign_exceptions(campaign(KPIS), EXPOSURE, "CNY"))
         lines = {(item.metric, item.scope): item.diagnosis for item in found}
