@@ -6,10 +6,14 @@ in this process (as the command does), in a fresh folder, and prints:
 - Prefect's own share: the embedded API's start-up, plus, per flow and per task run the
   season made (counted from the API afterwards), the cost of an empty flow and of an empty
   task measured warm in the same process — what the same work would cost without Prefect;
-- how many flow and task runs the season made.
+- how many flow and task runs the season made;
+- where the time went: each flow's runs, the back office's files loaded through the
+  importer, the world's own work (its draws and its files), and the preparation.
 """
 
 import argparse
+import functools
+import importlib
 import os
 import sys
 import tempfile
@@ -21,6 +25,47 @@ sys.path.insert(0, str(ROOT))
 
 REPEATS = 20
 TASK_REPEATS = 200
+
+STEPS = (
+    ("flows.plan", "plan_flow"),
+    ("flows.dispatch", "dispatch_flow"),
+    ("flows.check", "check_flow"),
+    ("flows.act", "act_flow"),
+    ("flows.weekly_review", "weekly_review_flow"),
+    ("pdca.simulation.season", "load_files"),
+    ("pdca.simulation.season", "read_sends"),
+    ("pdca.simulation.backoffice", "BackOffice.observe"),
+    ("pdca.simulation.backoffice", "BackOffice.organic"),
+    ("pdca.simulation.feeds", "DailyFiles.write_day"),
+    ("pdca.simulation.season", "prepare"),
+)
+"""The season's steps timed (each is looked up by name when called, so wrapping works)."""
+
+
+def time_steps() -> dict[str, list[float]]:
+    """Wrap every step of `STEPS` to add its wall time to the returned {name: [s, calls]}."""
+    spent: dict[str, list[float]] = {}
+    for module_name, path in STEPS:
+        owner = importlib.import_module(module_name)
+        *classes, name = path.split(".")
+        for part in classes:
+            owner = getattr(owner, part)
+        spent[path] = [0.0, 0]
+
+        def wrap(function, record=spent[path]):
+            @functools.wraps(function)
+            def timed(*args, **kwargs):
+                started = time.perf_counter()
+                try:
+                    return function(*args, **kwargs)
+                finally:
+                    record[0] += time.perf_counter() - started
+                    record[1] += 1
+
+            return timed
+
+        setattr(owner, name, wrap(getattr(owner, name)))
+    return spent
 
 
 def empty_costs() -> tuple[float, float, float]:
@@ -83,10 +128,14 @@ def main() -> None:
             PREFECT_SERVER_ANALYTICS_ENABLED="false",
             GX_ANALYTICS_ENABLED="false",
         )
-        start_up, per_flow, per_task = empty_costs()
+        from flows.operations import embedded_api_settings
+
+        with embedded_api_settings():  # as the season's runs: no heartbeats on the embedded API
+            start_up, per_flow, per_task = empty_costs()
         from pdca.simulation.season import SeasonOptions, run_season
         from pdca.simulation.verdict import verdict
 
+        spent = time_steps()
         started = time.perf_counter()
         season = run_season(SeasonOptions(weeks=args.weeks, customers=args.customers))
         document = verdict(season)
@@ -104,6 +153,9 @@ def main() -> None:
     print(f"Prefect's own overhead         : {prefect:8.1f} s  ({share:.0%} of the run)")
     print(f"truths found                   : {found} of {len(document['truths'])}")
     print(f"invariants held                : {held} of {len(document['invariants'])}")
+    print("where the time went (wall s, calls):")
+    for path, (step_seconds, calls) in sorted(spent.items(), key=lambda item: -item[1][0]):
+        print(f"  {path:<29}: {step_seconds:8.1f} s  {calls:5,}")
 
 
 if __name__ == "__main__":

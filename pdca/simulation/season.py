@@ -15,8 +15,9 @@ Every simulated day, in the campaign's time zone:
 - at the day's end, the world reads what dispatch sent and the back office's files of the
   day are loaded through the importer.
 
-The flows run in this process, tagged `simulation`: the embedded API starts once. The
-Monday after the last week checks and acts on it too, so the last week counts.
+The flows run in this process, tagged `simulation`: the embedded API starts once, and its
+flow runs send no heartbeats (as the CLI's other flow commands). The Monday after the last
+week checks and acts on it too, so the last week counts.
 """
 
 from __future__ import annotations
@@ -141,11 +142,17 @@ def prepare(options: SeasonOptions) -> Season:
 
 
 def run_season(options: SeasonOptions, progress: Callable[[str], None] | None = None) -> Season:
-    """Prepare the season and run every day of it."""
+    """Prepare the season and run every day of it.
+
+    The flow runs take the CLI's settings for one command (`embedded_api_settings`): on
+    the embedded API without heartbeats, which would cost each of the season's flow runs
+    about a second (some 180 s of a 13-week season)."""
     from prefect import tags
 
+    from flows.operations import embedded_api_settings
+
     season = prepare(options)
-    with tags("pdca", "simulation"):
+    with embedded_api_settings(), tags("pdca", "simulation"):
         for day in range(season.days):
             run_day(season, day)
             if progress and day % 7 == 6:
