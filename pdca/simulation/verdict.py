@@ -2,9 +2,9 @@
 cost against an oracle, the KPIs week by week, and the invariants over the whole run.
 
 - `truths`: a truth is found by the first approved (or applied) action of one of its
-  `found_by` types whose scope and parameters name the truth's scope (a budget move
-  counts by the channel it moves budget *from*); `week_found` is the season week whose
-  check led to it.
+  `found_by` types whose scope and parameters name the truth's scope on the right side (a
+  worse scope as what a budget move or a promotion moves *from*, a better one as what it
+  moves *to*); `week_found` is the season week whose check led to it.
 - `regret`: expected applications and net return lost against an oracle that knew the
   truths from day one and sent the same sends where they pay best — a truth that makes a
   scope worse (multiplier below 1) is avoided, one that makes it better is used for every
@@ -90,14 +90,32 @@ def action_line(season: Season, action: StoredAction) -> dict[str, Any]:
     }
 
 
+WORSE_SIDE = ("to", "winner")
+"""Parameters that name where an action moves *towards* (`to_channel`, `to`, `winner`)."""
+
+BETTER_SIDE = ("from", "loser")
+"""Parameters that name what an action moves *away from* (`from_channel`, `from`, `loser`)."""
+
+
+def makes_better(truth: Truth) -> bool:
+    """Whether the truth makes its scope better (a multiplier above 1 on the funnel and
+    none below): then it is found by moving towards the scope, else away from it."""
+    factors = [getattr(truth, name) for name in ("delivery", "response", "application")]
+    factors = [factor for factor in factors if factor is not None]
+    return bool(factors) and all(f >= 1 for f in factors) and any(f > 1 for f in factors)
+
+
 def names_scope(truth: Truth, action: StoredAction) -> bool:
     """Whether the action is about the truth's scope: every value the truth's scope sets
-    appears in the action's scope or parameters (not in a `to_…` parameter)."""
+    appears in the action's scope or parameters, on the side the truth calls for — a
+    worse scope named as a source (`from_channel`, `loser`), a better one as a
+    destination (`to_channel`, `winner`): promoting A over B does not find B's lift."""
+    ignored = BETTER_SIDE if makes_better(truth) else WORSE_SIDE
     values = {str(v) for v in action.scope.values() if v is not None}
     values |= {
         str(v)
         for key, v in action.params.items()
-        if not key.startswith("to") and isinstance(v, str | int | float)
+        if not key.startswith(ignored) and isinstance(v, str | int | float)
     }
     wanted = [v for v in truth.scope.model_dump().values() if v is not None]
     return all(value in values for value in wanted)

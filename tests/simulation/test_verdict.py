@@ -73,6 +73,9 @@ def test_an_action_finds_a_truth_only_when_it_names_its_scope() -> None:
     )
     assert names_scope(b, _action("promote_variant", {}, variant="B"))
     assert not names_scope(b, _action("promote_variant", {}, variant="A"))
+    # promote_variant's own parameters: B's lift is found by promoting B, not by retiring it
+    assert names_scope(b, _action("promote_variant", {}, winner="B", loser="A"))
+    assert not names_scope(b, _action("promote_variant", {}, winner="A", loser="B"))
 
 
 def _touches(rows: list[tuple]) -> pd.DataFrame:
