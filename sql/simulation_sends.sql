@@ -9,7 +9,10 @@
 -- dispatch did not send, e.g. one loaded from a feed). Unordered: the caller
 -- sorts.
 --
--- Parameters: :campaign_id, :starts_at and :ends_at (naive UTC).
+-- Parameters: :campaign_id, :starts_at and :ends_at (naive UTC); :start_date
+-- and :end_date, the local send dates the range may fall on (only their
+-- batches are read: reading the season's whole outbox every day grew
+-- quadratic).
 
 with
 
@@ -36,6 +39,7 @@ sent_by as (
     inner join outreach_batches as b on o.batch_id = b.batch_id
     where
         b.campaign_id = :campaign_id
+        and b.send_date between :start_date and :end_date
         and o.touch_id is not null
 ),
 

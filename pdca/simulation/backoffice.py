@@ -41,6 +41,9 @@ WEEK = 7 * DAY
 
 _STREAM_SENDS, _STREAM_ORGANIC = 1, 2
 
+_T_MASK = (1 << 32) - 1
+"""The time part of a pressure key (customer × 2³² + local seconds)."""
+
 
 def season_week(t: np.ndarray) -> np.ndarray:
     """The season week (1-based) of local seconds `t` since the first Monday."""
@@ -85,9 +88,12 @@ class BackOffice:
         (the rows of `sql/simulation_sends.sql`, times converted). A touch already
         observed is skipped, so a day's sends may be read more than once; hold-out rows
         are assignments, not sends: nothing follows them."""
-        new = sends[~sends["touch_id"].isin(self.seen) & (sends["variant"] != "holdout")]
+        ids = sends["touch_id"].tolist()
+        seen = self.seen  # membership per new row: `isin(set)` would copy the whole set daily
+        fresh = np.fromiter((touch not in seen for touch in ids), dtype=bool, count=len(ids))
+        new = sends[fresh & (sends["variant"] != "holdout").to_numpy()]
         new = new.sort_values("touch_id", kind="stable")
-        self.seen.update(sends["touch_id"])
+        seen.update(ids)
         if new.empty:
             return 0
         rng = np.random.default_rng([self.world.seed, _STREAM_SENDS, day])
@@ -262,9 +268,16 @@ class BackOffice:
         )
 
     def _pressure(self, who: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """Per send, the customer's sends in the 7 days up to it, itself included."""
+        """Per send, the customer's sends in the 7 days up to it, itself included.
+
+        Days come in order, so a send a week older than the earliest new one can never
+        count again: the history keeps only the last week (sorting the whole season's
+        sends every day made a 13-week season of 50,000 customers quadratic)."""
         keys = who.astype(np.int64) * (1 << 32) + t
-        history = np.sort(np.concatenate([self._pressure_keys, keys]))
+        kept = self._pressure_keys
+        if len(t):
+            kept = kept[(kept & _T_MASK) > int(t.min()) - WEEK]
+        history = np.sort(np.concatenate([kept, keys]))
         self._pressure_keys = history
         return np.searchsorted(history, keys, side="right") - np.searchsorted(
             history, keys - WEEK, side="right"

@@ -52,6 +52,9 @@ def read_sends(conn: Connection, campaign_id: str, start: date, day: int) -> pd.
             "campaign_id": campaign_id,
             "starts_at": origin + timedelta(days=day),
             "ends_at": origin + timedelta(days=day + 1),
+            # the day's batches, and a day either side for a send that crossed midnight
+            "start_date": start + timedelta(days=day - 1),
+            "end_date": start + timedelta(days=day + 1),
         },
     ).all()
     frame = pd.DataFrame(  # in time order, then by key: the order the world draws in
