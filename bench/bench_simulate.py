@@ -153,6 +153,10 @@ def main() -> None:
     print(f"Prefect's own overhead         : {prefect:8.1f} s  ({share:.0%} of the run)")
     print(f"truths found                   : {found} of {len(document['truths'])}")
     print(f"invariants held                : {held} of {len(document['invariants'])}")
+    for invariant in document["invariants"]:
+        if not invariant["held"]:
+            details = {k: v for k, v in invariant.items() if k not in ("name", "held")}
+            print(f"  BROKEN {invariant['name']}: {details}")
     print("where the time went (wall s, calls):")
     for path, (step_seconds, calls) in sorted(spent.items(), key=lambda item: -item[1][0]):
         print(f"  {path:<29}: {step_seconds:8.1f} s  {calls:5,}")
