@@ -5,7 +5,8 @@ world's ledger: each says whether it held and how many things it checked.
 - `frequency_cap`: no customer sent more than `max_touches_per_7d` in any 7 days;
 - `quiet_hours`: no send inside the quiet hours (campaign time);
 - `holdout_never_contacted`: a hold-out member never sent anything, at no cost;
-- `assignment_never_changes`: every customer keeps one experiment arm all season;
+- `assignment_never_changes`: every customer keeps one experiment arm all season, but
+  for the loser's members of an approved promotion, who move to the winner;
 - `no_send_to_paused_scope`: no send to a channel or segment after its pause or
   retirement was approved;
 - `check_equals_ledger`: every week's checked touches, deliveries, responses and
@@ -57,7 +58,7 @@ def check_invariants(season: Season) -> list[dict[str, Any]]:
         frequency_cap(every, season.spec.id, season.spec.contact_policy.max_touches_per_7d),
         quiet_hours(sent, season),
         holdout_never_contacted(touches, outbox),
-        assignment_never_changes(touches),
+        assignment_never_changes(touches, actions),
         no_send_to_paused_scope(sent, actions),
         check_equals_ledger(season, every),
     ]
@@ -116,10 +117,25 @@ def holdout_never_contacted(touches: pd.DataFrame, outbox: pd.DataFrame) -> dict
     return _result("holdout_never_contacted", violations, len(members))
 
 
-def assignment_never_changes(touches: pd.DataFrame) -> dict[str, Any]:
-    arms = touches.groupby("customer_id")["variant"].nunique()
-    changed = int((arms > 1).sum())
-    return _result("assignment_never_changes", changed, len(arms))
+def assignment_never_changes(touches: pd.DataFrame, actions: list = ()) -> dict[str, Any]:
+    """Every customer keeps their arm, except the loser's members of an approved
+    `promote_variant`, who get the winner's message from the Monday it was decided on
+    (dispatch assigns the loser's share to the winner); the hold-out never changes."""
+    ordered = touches.sort_values("sent_at", kind="stable")
+    first = ordered.groupby("customer_id")["variant"].transform("first")
+    moved = ordered[ordered["variant"] != first]
+    allowed = np.zeros(len(moved), dtype=bool)
+    for action in actions:
+        if action.type != "promote_variant" or action.status not in ("approved", "applied"):
+            continue
+        winner, loser = action.params.get("winner"), action.params.get("loser")
+        allowed |= (
+            (first[moved.index] == loser).to_numpy()
+            & (moved["variant"] == winner).to_numpy()
+            & (moved["sent_at"] > pd.Timestamp(decided_in_season(action))).to_numpy()
+        )
+    changed = moved.loc[~allowed, "customer_id"].nunique()
+    return _result("assignment_never_changes", int(changed), touches["customer_id"].nunique())
 
 
 def decided_in_season(action) -> datetime:

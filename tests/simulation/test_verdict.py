@@ -110,6 +110,21 @@ def test_the_holdout_and_assignment_invariants_catch_a_contacted_member() -> Non
     reassigned = _touches([("c1", "s", "holdout", 0, 12), ("c1", "s", "B", 3, 12)])
     assert not holdout_never_contacted(reassigned, outbox)["held"]
     assert not assignment_never_changes(reassigned)["held"]
+    # a promotion moves the loser's members to the winner from the Monday it was decided
+    promoted = _touches([("c3", "s", "A", 0, 12), ("c3", "s", "B", 8, 12)])
+    promotion = StoredAction(
+        action_id=1,
+        type="promote_variant",
+        scope={},
+        params={"winner": "B", "loser": "A"},
+        status="approved",
+        period="2026-W10",
+    )
+    assert not assignment_never_changes(promoted)["held"]
+    assert assignment_never_changes(promoted, [promotion])["held"]
+    early = _touches([("c3", "s", "A", 0, 12), ("c3", "s", "B", 5, 12)])  # before the Monday
+    assert not assignment_never_changes(early, [promotion])["held"]
+    assert not assignment_never_changes(reassigned, [promotion])["held"]  # the hold-out never
     twice = pd.DataFrame({"batch_id": [1, 1], "customer_id": ["c2", "c2"], "status": ["sent"] * 2})
     assert one_send_per_intent(twice)["violations"] == 1
 
