@@ -23,6 +23,7 @@ from pdca.db import make_engine, upgrade
 from pdca.errors import UserError
 from pdca.local_server import server_app
 from pdca.settings import get_settings
+from pdca.simulation.command import simulate
 from tasks.common.feeds import FEED_NAMES
 
 if TYPE_CHECKING:
@@ -778,6 +779,9 @@ def _pop_debug_flag() -> bool:
         return False
     sys.argv[1:] = [arg for arg in sys.argv[1:] if arg != DEBUG_FLAG]
     return True
+
+
+app.command()(simulate)  # its body lives in pdca/simulation/command.py
 
 
 def main() -> None:

@@ -198,7 +198,11 @@ def _simulate_block(
 
 def _customers_text(b: _Block) -> pd.DataFrame:
     """The customers feed of a block."""
-    people = b.people
+    return customers_text(b.people, b.start)
+
+
+def customers_text(people: dict, start: date) -> pd.DataFrame:
+    """The customers feed of `simulate_people`'s customers (the season simulator's too)."""
     return text_frame(
         "customers",
         customer_id=people["id"],
@@ -212,7 +216,7 @@ def _customers_text(b: _Block) -> pd.DataFrame:
         email=people["email"],
         marketing_consent=booleans(people["consent"]),
         do_not_contact=booleans(people["dnc"]),
-        created_at=timestamps(people["created"], b.start),
+        created_at=timestamps(people["created"], start),
     )
 
 

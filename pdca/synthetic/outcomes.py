@@ -95,9 +95,9 @@ def simulate_decisions(
     excluded = np.isin(people["industry"][who], EXCLUDED_INDUSTRY_INDEX)
     t = applications["t"] + rng.integers(30 * 60, 3 * DAY, n)
     decided = (rng.random(n) >= 0.03) & (t < end)
-    logit = 0.4 + 0.03 * (score - 660) - 6.0 * (debt - 0.3)
+    chance = approval_chance(score, debt)
     fraud = rng.random(n) < 0.01
-    approved = (rng.random(n) < 1 / (1 + np.exp(-logit))) & ~excluded & ~fraud
+    approved = (rng.random(n) < chance) & ~excluded & ~fraud
 
     weights = np.column_stack(
         [
@@ -125,6 +125,12 @@ def simulate_decisions(
         "amount": amount[rows],
         "apr": apr[rows],
     }
+
+
+def approval_chance(score: np.ndarray, debt_ratio: np.ndarray) -> np.ndarray:
+    """The credit model: the chance of approval rises with the score, falls with debt."""
+    logit = 0.4 + 0.03 * (score - 660) - 6.0 * (debt_ratio - 0.3)
+    return 1 / (1 + np.exp(-logit))
 
 
 def simulate_loans(rng: np.random.Generator, decisions: dict, end: int) -> dict:
