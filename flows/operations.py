@@ -26,10 +26,12 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.states import State
 
+from flows.fanout import fan_out, same_database
 from pdca.db import make_engine
 from pdca.local_server import local_server_adopted
 from pdca.settings import get_settings
@@ -167,17 +169,32 @@ def run_stage_runs(runs: list[StageRun], concurrency: int, purpose: str) -> RunR
 # --- the scheduled stage runs ---------------------------------------------------------------
 
 
+@task(
+    name="campaign-stage-run",
+    task_run_name="{run.stage} {run.campaign_id} {run.key}",
+    cache_policy=NO_CACHE,
+)
+def run_campaign_stage(run: StageRun, database_url: str) -> Outcome:
+    """One campaign's scheduled stage run, as a subflow, wherever the task runs (this
+    process, or a Dask worker: flows/fanout.py); a failed run is an outcome, not an error."""
+    same_database(database_url)
+    return run_all([run], run_in_process, concurrency=1).outcomes[0]
+
+
 def run_due(stage: str, campaign_ids: list[str] | None, as_of: datetime | None) -> list[dict]:
-    """Run `stage` for every campaign due at `as_of` (default: now), one after the other as
-    subflows; a table artifact lists the outcomes, and the scheduled run fails if any did."""
+    """Run `stage` for every campaign due at `as_of` (default: now), one task per campaign
+    (its stage run a subflow): one after another, or on Dask with PDCA_DASK_ADDRESS. A
+    table artifact lists the outcomes, and the scheduled run fails if any did."""
     logger = get_run_logger()
-    engine = make_engine(get_settings().database_url)
+    url = get_settings().database_url
+    engine = make_engine(url)
     with engine.connect() as conn:
         runs = due_runs(stage, campaigns(conn), as_of, only=campaign_ids)
     engine.dispose()
     if not runs:
         logger.info("no campaign is due for %s", stage)
-    report = run_all(runs, run_in_process, concurrency=1)
+    results = fan_out(run_campaign_stage, [{"run": run, "database_url": url} for run in runs])
+    report = RunReport([as_outcome(run, result) for run, result in zip(runs, results, strict=True)])
     rows = [
         {
             "campaign": outcome.run.campaign_id,
@@ -195,6 +212,15 @@ def run_due(stage: str, campaign_ids: list[str] | None, as_of: datetime | None) 
     if not report.ok:
         raise RuntimeError(f"scheduled {stage}: {report.summary()}")
     return rows
+
+
+def as_outcome(run: StageRun, result: Outcome | BaseException) -> Outcome:
+    """A per-campaign task's result as that run's outcome; a task that failed as a whole
+    (a lost Dask worker, another database) fails its run only."""
+    if isinstance(result, Outcome):
+        return result
+    first_line = (str(result).splitlines() or [""])[0]
+    return Outcome(run, False, type(result).__name__, first_line)
 
 
 @flow(name="scheduled-plan", flow_run_name="scheduled plan")
