@@ -17,7 +17,7 @@ Prefect worker does, and reports to the Prefect API this flow run reports to.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from prefect import Task
@@ -73,7 +73,8 @@ def fan_out(
     if not calls:
         return []
     runner = campaign_task_runner(settings or get_settings())
-    with runner, reporting_to_this_api():
+    elsewhere = not isinstance(runner, ThreadPoolTaskRunner)  # in other processes: Dask
+    with runner, reporting_to_this_api() if elsewhere else nullcontext():
         futures = [runner.submit(task, parameters=dict(call)) for call in calls]
         return [settled(future) for future in futures]
 

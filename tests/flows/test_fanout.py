@@ -111,6 +111,8 @@ class TestScheduledCheckOnDask:
             with get_task_stream(client) as stream:
                 dask_rows = scheduled_check_flow(as_of=AS_OF)
             dask_seconds = time.perf_counter() - started
+            assert len(stream.data) == len(CAMPAIGNS), "one Dask task per campaign"
+            assert all(record["key"].startswith("run_campaign_stage") for record in stream.data)
             workers = {record["worker"] for record in stream.data}
             assert workers == set(client.scheduler_info()["workers"]), workers
         print(
