@@ -9,10 +9,11 @@ reported and a failed period does not stop the others (tasks/ops/operations.py).
 
 The scheduled flows exist because a deployment's parameters are fixed when it is made,
 while a scheduled run must work on "today" or "the week of yesterday" for every campaign
-active then. Each resolves its runs in the campaigns' own time zones and calls the stage
-flow as a subflow, so the UI shows the stage run under the scheduled one. `as_of` (an ISO
-time; naive is UTC) replaces the clock: a run for a chosen day, e.g. to catch up a missed
-schedule or in a test.
+active then. Each resolves its runs in the campaigns' own time zones and gives each
+campaign a task that calls the stage flow as a subflow, so the UI shows the stage run under
+the scheduled one; the tasks run one after another, or on Dask (flows/fanout.py).
+`as_of` (an ISO time; naive is UTC) replaces the clock: a run for a chosen day, e.g. to
+catch up a missed schedule or in a test.
 """
 
 from __future__ import annotations
