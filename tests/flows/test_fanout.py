@@ -150,3 +150,13 @@ class TestTaskRunner:
             same_database("sqlite:///worker.db")
         finally:
             get_settings.cache_clear()
+
+    def test_a_task_lost_as_a_whole_fails_its_campaign_only(self):
+        from flows.operations import as_outcome
+        from tasks.ops.operations import Outcome, StageRun
+
+        run = StageRun("check", CAMPAIGN_ID, "2026-W12")
+        lost = as_outcome(run, RuntimeError("worker lost\ntraceback follows"))
+        assert (lost.ok, lost.state, lost.message) == (False, "RuntimeError", "worker lost")
+        done = Outcome(run, True, "Completed")
+        assert as_outcome(run, done) is done
