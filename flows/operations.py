@@ -9,10 +9,11 @@ reported and a failed period does not stop the others (tasks/ops/operations.py).
 
 The scheduled flows exist because a deployment's parameters are fixed when it is made,
 while a scheduled run must work on "today" or "the week of yesterday" for every campaign
-active then. Each resolves its runs in the campaigns' own time zones and calls the stage
-flow as a subflow, so the UI shows the stage run under the scheduled one. `as_of` (an ISO
-time; naive is UTC) replaces the clock: a run for a chosen day, e.g. to catch up a missed
-schedule or in a test.
+active then. Each resolves its runs in the campaigns' own time zones and gives each
+campaign a task that calls the stage flow as a subflow, so the UI shows the stage run under
+the scheduled one; the tasks run one after another, or on Dask (flows/fanout.py).
+`as_of` (an ISO time; naive is UTC) replaces the clock: a run for a chosen day, e.g. to
+catch up a missed schedule or in a test.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.states import State
 
+from flows.fanout import fan_out, same_database
 from pdca.db import make_engine
 from pdca.local_server import local_server_adopted
 from pdca.settings import get_settings
@@ -167,17 +170,32 @@ def run_stage_runs(runs: list[StageRun], concurrency: int, purpose: str) -> RunR
 # --- the scheduled stage runs ---------------------------------------------------------------
 
 
+@task(
+    name="campaign-stage-run",
+    task_run_name="{run.stage} {run.campaign_id} {run.key}",
+    cache_policy=NO_CACHE,
+)
+def run_campaign_stage(run: StageRun, database_url: str) -> Outcome:
+    """One campaign's scheduled stage run, as a subflow, wherever the task runs (this
+    process, or a Dask worker: flows/fanout.py); a failed run is an outcome, not an error."""
+    same_database(database_url)
+    return run_all([run], run_in_process, concurrency=1).outcomes[0]
+
+
 def run_due(stage: str, campaign_ids: list[str] | None, as_of: datetime | None) -> list[dict]:
-    """Run `stage` for every campaign due at `as_of` (default: now), one after the other as
-    subflows; a table artifact lists the outcomes, and the scheduled run fails if any did."""
+    """Run `stage` for every campaign due at `as_of` (default: now), one task per campaign
+    (its stage run a subflow): one after another, or on Dask with PDCA_DASK_ADDRESS. A
+    table artifact lists the outcomes, and the scheduled run fails if any did."""
     logger = get_run_logger()
-    engine = make_engine(get_settings().database_url)
+    url = get_settings().database_url
+    engine = make_engine(url)
     with engine.connect() as conn:
         runs = due_runs(stage, campaigns(conn), as_of, only=campaign_ids)
     engine.dispose()
     if not runs:
         logger.info("no campaign is due for %s", stage)
-    report = run_all(runs, run_in_process, concurrency=1)
+    results = fan_out(run_campaign_stage, [{"run": run, "database_url": url} for run in runs])
+    report = RunReport([as_outcome(run, result) for run, result in zip(runs, results, strict=True)])
     rows = [
         {
             "campaign": outcome.run.campaign_id,
@@ -195,6 +213,15 @@ def run_due(stage: str, campaign_ids: list[str] | None, as_of: datetime | None) 
     if not report.ok:
         raise RuntimeError(f"scheduled {stage}: {report.summary()}")
     return rows
+
+
+def as_outcome(run: StageRun, result: Outcome | BaseException) -> Outcome:
+    """A per-campaign task's result as that run's outcome; a task that failed as a whole
+    (a lost Dask worker, another database) fails its run only."""
+    if isinstance(result, Outcome):
+        return result
+    first_line = (str(result).splitlines() or [""])[0]
+    return Outcome(run, False, type(result).__name__, first_line)
 
 
 @flow(name="scheduled-plan", flow_run_name="scheduled plan")

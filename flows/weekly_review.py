@@ -27,6 +27,7 @@ from prefect.tasks import exponential_backoff
 from sqlalchemy import Connection, insert
 
 from flows.check import check_flow
+from flows.fanout import fan_out, same_database
 from pdca.db import make_engine
 from pdca.models import AuditEntry
 from pdca.settings import Settings, get_settings
@@ -74,16 +75,30 @@ def find_unchecked(
     return [campaign_id for campaign_id in ids if campaign_id not in stored]
 
 
+@task(name="check-campaign", task_run_name="check {campaign_id} {period}", cache_policy=NO_CACHE)
+def check_campaign(campaign_id: str, period: str, database_url: str) -> str | None:
+    """Run one campaign's check flow (a subflow), wherever the task runs (this process, or a
+    Dask worker: flows/fanout.py); a failed check is a problem to report, not the end of the
+    review of the others."""
+    same_database(database_url)
+    try:
+        check_flow(campaign_id=campaign_id, period=period)
+    except Exception as error:
+        return f"check {campaign_id} {period} failed: {error}"
+    return None
+
+
 def check_unchecked(campaign_ids: list[str], period: str) -> list[str]:
-    """Run the check flow (a subflow each) for the campaigns not yet checked; a check that
-    fails is a problem to report, not the end of the review of the others."""
-    problems = []
-    for campaign_id in campaign_ids:
-        try:
-            check_flow(campaign_id=campaign_id, period=period)
-        except Exception as error:
-            problems.append(f"check {campaign_id} {period} failed: {error}")
-    return problems
+    """Check the campaigns not yet checked, one task each: one after another, or on Dask
+    with PDCA_DASK_ADDRESS; the problems, in the campaigns' order."""
+    url = get_settings().database_url
+    calls = [{"campaign_id": c, "period": period, "database_url": url} for c in campaign_ids]
+    results = fan_out(check_campaign, calls)
+    return [
+        result if isinstance(result, str) else f"check {campaign_id} {period} failed: {result}"
+        for campaign_id, result in zip(campaign_ids, results, strict=True)
+        if result is not None
+    ]
 
 
 @task(cache_policy=NO_CACHE)

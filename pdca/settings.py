@@ -136,6 +136,12 @@ class Settings(BaseSettings):
         description="The local Prefect server's PREFECT_HOME (its database, log and pid file); "
         "default: output_dir/prefect-server.",
     )
+    dask_address: str | None = Field(
+        default=None,
+        description="A Dask scheduler (e.g. tcp://10.0.0.5:8786): the scheduled flows and the "
+        "weekly review run their per-campaign work on its workers (`pip install pdca[dask]`); "
+        "unset, the campaigns one after another in the flow's process.",
+    )
     reports_url: str | None = Field(
         default=None,
         description="The address where output_dir is served (e.g. https://reports.example/pdca"

@@ -69,6 +69,7 @@ LONGEST_FIRST = (
     "tests/test_cli.py",
     "tests/test_local_server.py",  # `pdca server start`, flow commands against it
     "tests/flows/test_weekly_review.py",
+    "tests/flows/test_fanout.py",  # three checks twice: in process, on a 2-worker Dask cluster
     "tests/test_automations.py",
     "tests/tasks/data/test_fuzz.py",
     "tests/tasks/ops/test_events.py",
