@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 
 from pdca.db import make_engine, upgrade
 from tests.pg_server import PostgresServer, start_postgres
+from tests.prefect_server import TEMPLATE_ROOT, seed_prefect_home
 from tests.worlds import Worlds
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -102,10 +103,24 @@ def postgres() -> Iterator[PostgresServer]:
         server.stop()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def prefect_template_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Where `seed_prefect_home` keeps the run's one migrated Prefect database: the run's
+    base temp folder (under pytest-xdist, the parent of the workers' own, which they share).
+    Nothing is migrated until a test asks for a Prefect home."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(TEMPLATE_ROOT, str(root))
+        yield
+
+
 @pytest.fixture(scope="session")
 def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An isolated PREFECT_HOME for the flows the tests run (never the user's ~/.prefect)."""
-    return tmp_path_factory.mktemp("prefect-home")
+    """An isolated PREFECT_HOME for the flows the tests run (never the user's ~/.prefect),
+    its database migrated already (tests/prefect_server.py: seed_prefect_home)."""
+    return seed_prefect_home(tmp_path_factory.mktemp("prefect-home"))
 
 
 @pytest.fixture(scope="session")

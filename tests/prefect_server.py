@@ -19,7 +19,9 @@ subprocesses (the `prefect` CLI, workers) get `server.env()`::
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -44,6 +46,47 @@ QUIET = {
     "PREFECT_CLI_PROMPT": "false",
 }
 """Offline machines: telemetry look-ups fail and cost seconds; the CLI must never ask."""
+TEMPLATE_ROOT = "PDCA_TEST_PREFECT_TEMPLATE_ROOT"
+"""Where the run's migrated Prefect database is kept (set by tests/conftest.py to a folder
+that every pytest-xdist worker of the run shares)."""
+
+
+def seed_prefect_home(home: Path) -> Path:
+    """`home` with a copy of a migrated Prefect database, unless it has one already.
+
+    Every fresh PREFECT_HOME (a Prefect server's, the embedded API's, a CLI subprocess's)
+    would otherwise migrate its own database first: about 7 s of CPU each, a dozen times a
+    run. The copy is what PLATFORM-NOTES advises; Prefect still checks the schema's
+    revision at start-up and finds nothing to do.
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    root = os.environ.get(TEMPLATE_ROOT)
+    if root and not (home / "prefect.db").exists():
+        shutil.copy(migrated_prefect_db(Path(root)), home / "prefect.db")
+    return home
+
+
+def migrated_prefect_db(root: Path) -> Path:
+    """The run's migrated Prefect database, made by the first worker that asks (a file lock
+    keeps the others waiting) with `prefect server database upgrade`."""
+    template = root / "prefect-template" / "prefect.db"
+    with (root / "prefect-template.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not template.exists():
+            staging = root / "prefect-template-staging"
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+            env = {**os.environ, **QUIET, "PREFECT_HOME": str(staging)}
+            env.pop("PREFECT_API_URL", None)
+            subprocess.run(
+                [PREFECT, "server", "database", "upgrade", "-y"],
+                env=env,
+                check=True,
+                capture_output=True,
+                timeout=STARTUP_TIMEOUT,
+            )
+            staging.rename(template.parent)
+    return template
 
 
 @dataclass
@@ -156,7 +199,7 @@ def start_prefect_server(
     Runs in its own process group so that `stop()` also ends the uvicorn process it starts.
     """
     extra = env
-    home.mkdir(parents=True, exist_ok=True)
+    seed_prefect_home(home)
     log = home / "server.log"
     for _ in range(3):  # the port may be taken between asking and binding
         port = free_port()

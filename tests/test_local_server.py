@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.prefect_server import seed_prefect_home
 from tests.servers import free_port
 from tests.test_cli import EXAMPLE, PDCA, Cli, assert_exit
 
@@ -83,6 +84,7 @@ def flow_runs(url: str) -> list:
 
 def test_start_use_status_stop(local) -> None:
     assert_exit(local("campaign", "apply", str(EXAMPLE)), 0)
+    seed_prefect_home(local.home)  # the server's database migrated: not what is tested
     started = local("server", "start")
     assert_exit(started, 0)
     assert local.url in started.stdout
@@ -122,7 +124,7 @@ def test_start_use_status_stop(local) -> None:
 def test_a_stale_pid_file_is_found_and_removed(local) -> None:
     gone = subprocess.Popen(["sleep", "0"])
     gone.wait()
-    local.home.mkdir(parents=True)
+    local.home.mkdir(parents=True, exist_ok=True)
     pid_file = local.home / "server.pid"
     pid_file.write_text(json.dumps({"pid": gone.pid, "url": local.url}))
 

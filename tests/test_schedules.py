@@ -24,7 +24,7 @@ from pdca.models import CheckResult
 from pdca.settings import PROJECT_ROOT
 from pdca.synthetic.demo_history import CAMPAIGN_ID
 from tests.flows.test_operations import build_small_world
-from tests.prefect_server import PrefectServer, stop_process
+from tests.prefect_server import PrefectServer, seed_prefect_home, stop_process
 from tests.servers import free_port
 
 pytestmark = pytest.mark.slow
@@ -67,6 +67,7 @@ def operations(tmp_path_factory, request):
     folder = tmp_path_factory.mktemp("operations")
     home, port = folder / "prefect-home", free_port()
     world = build_small_world(folder, request)
+    seed_prefect_home(home)  # its database migrated already: not what this test is about
     server_process = make("server", home, port, folder / "server.log")
     api_url = f"http://127.0.0.1:{port}/api"
     server = PrefectServer(api_url, home, server_process, folder / "server.log")

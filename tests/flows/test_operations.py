@@ -21,6 +21,7 @@ import flows.check
 from pdca.db import make_engine
 from pdca.models import AuditEntry, CheckResult, WeeklyRollup
 from pdca.synthetic.demo_history import CAMPAIGN_ID
+from tests.prefect_server import seed_prefect_home
 from tests.scenario import (
     database,
     prefect_env,  # noqa: F401  (the session's PREFECT_HOME)
@@ -169,7 +170,7 @@ class TestBackfillInAFreshProcess:
             sqlite3.connect(tmp_path / "pdca.db") as copy,
         ):
             source.backup(copy)
-        home = tmp_path / "prefect-home"
+        home = seed_prefect_home(tmp_path / "prefect-home")  # migrated: a fresh *process*
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
         env |= {
             "PDCA_DATABASE_URL": f"sqlite:///{tmp_path / 'pdca.db'}",
