@@ -352,6 +352,21 @@ def quarantine_shares(
     return entries
 
 
+def _timestamps(values: pd.Series) -> pd.Series:
+    """A column of timestamps as datetime64. SQLite's are ISO 8601 text, which Arrow's
+    parser reads ~10x faster than pandas' (0.02 s for a week of 830,000 touches); text it
+    refuses is left to pandas, which reads (or refuses) it as it always did."""
+    if not isinstance(values.dtype, pd.StringDtype):  # PostgreSQL's, and all-NULL columns
+        return pd.to_datetime(values)
+    import pyarrow as pa
+
+    try:
+        parsed = pa.array(values).cast(pa.timestamp("us"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pd.to_datetime(values, format="ISO8601")
+    return pd.Series(parsed.to_numpy(zero_copy_only=False), index=values.index, name=values.name)
+
+
 def _flag(values: pd.Series) -> pd.Series:
     """A comparison as plain booleans; a comparison with a missing value is False."""
     return values.fillna(False).astype(bool)
@@ -373,9 +388,7 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     for column in frame.columns:
         values = frame[column]
         if column in TIMESTAMPS:
-            text = isinstance(values.dtype, pd.StringDtype)  # SQLite's; PostgreSQL's are not
-            parsed = pd.to_datetime(values, format="ISO8601") if text else pd.to_datetime(values)
-            frame[column] = parsed.astype("datetime64[us]")
+            frame[column] = _timestamps(values).astype("datetime64[us]")
         elif column in BOOLEANS:
             frame[column] = (
                 values.astype(bool) if values.notna().all() else values.astype("boolean")

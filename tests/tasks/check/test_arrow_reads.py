@@ -226,3 +226,26 @@ def test_rows_committed_between_reads_are_seen(spoilt):
     assert before["source_feed"].isna().all()
     assert (after["source_feed"] == "uci-bank").all()
     assert verdict(engine, spec, arrow=True) == verdict(engine, spec, arrow=False)
+
+
+@pytest.mark.parametrize(
+    "texts",
+    [
+        ["2026-03-04 06:00:00.123456", None, "2026-03-04 06:00:00", "2026-03-04"],
+        ["2026-03-04T06:00:00+08:00"],  # not as pdca stores it: pandas decides (refuses)
+        ["not a time"],
+    ],
+)
+def test_text_timestamps_parse_as_pandas_parses_them(texts):
+    from tasks.check.data_quality import _timestamps
+
+    values = pd.Series(texts, dtype="str")
+
+    def outcome(parse):
+        try:
+            return parse().astype("datetime64[us]").tolist()
+        except (ValueError, TypeError) as error:
+            return type(error)
+
+    expected = outcome(lambda: pd.to_datetime(values, format="ISO8601"))
+    assert outcome(lambda: _timestamps(values)) == expected
