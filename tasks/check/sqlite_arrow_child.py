@@ -12,33 +12,34 @@ Protocol (stdin / stdout, run as `python sqlite_arrow_child.py DATABASE CACHE_SI
 TEMP_STORE`): each request is one JSON line `{"sql": ..., "params": [...],
 "batch_rows": n}`; each answer is `T` and one Arrow IPC stream of the result, or `E` and
 one JSON line with the error's text. The child ends when stdin closes. It imports only
-the driver and pyarrow, so it starts in a fraction of a second.
+the driver and pyarrow, so it starts in a quarter of a second.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 
 def serve(database: str, cache_size: int, temp_store: int) -> None:
-    import adbc_driver_sqlite.dbapi as driver
+    # the driver's low-level API: its DB-API module imports pandas, which would double
+    # the child's start (0.45 s → 0.25 s), and nothing here needs it
+    import adbc_driver_manager
+    import adbc_driver_sqlite
     import pyarrow as pa
 
     out = sys.stdout.buffer
-    with driver.connect(database, autocommit=True) as connection:
-        with connection.cursor() as cursor:
-            cursor.execute(f"pragma cache_size={int(cache_size)}")
-            cursor.execute(f"pragma temp_store={int(temp_store)}")
+    with (
+        adbc_driver_sqlite.connect(database) as db,
+        adbc_driver_manager.AdbcConnection(db) as connection,  # ADBC's default: autocommit
+    ):
+        for pragma, value in (("cache_size", cache_size), ("temp_store", temp_store)):
+            _query(connection, f"pragma {pragma}={int(value)}", [], 1)
         for line in sys.stdin.buffer:
             request = json.loads(line)
             try:
-                with connection.cursor() as cursor:
-                    cursor.adbc_statement.set_options(
-                        **{"adbc.sqlite.query.batch_rows": str(int(request["batch_rows"]))}
-                    )
-                    cursor.execute(request["sql"], tuple(request["params"]))
-                    table = cursor.fetch_arrow_table()
+                table = _query(connection, request["sql"], request["params"], request["batch_rows"])
             except Exception as error:  # the parent decides: fall back, or raise
                 out.write(b"E" + json.dumps(f"{type(error).__name__}: {error}").encode() + b"\n")
                 out.flush()
@@ -49,5 +50,22 @@ def serve(database: str, cache_size: int, temp_store: int) -> None:
             out.flush()
 
 
+def _query(connection, sql: str, params: list, batch_rows: int):
+    """The result of `sql` with `params` bound to its `?` in order, as one Arrow table."""
+    import adbc_driver_manager
+    import pyarrow as pa
+
+    with adbc_driver_manager.AdbcStatement(connection) as statement:
+        statement.set_options(**{"adbc.sqlite.query.batch_rows": str(int(batch_rows))})
+        statement.set_sql_query(sql)
+        if params:
+            columns = [pa.array([value]) for value in params]
+            statement.bind(pa.record_batch(columns, names=[str(i) for i in range(len(params))]))
+        stream, _ = statement.execute_query()
+        return pa.RecordBatchReader.from_stream(stream).read_all()
+
+
 if __name__ == "__main__":
     serve(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+    sys.stdout.flush()
+    os._exit(0)  # the connection is closed; the interpreter's teardown (~0.25 s) is not needed
