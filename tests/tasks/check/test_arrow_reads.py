@@ -215,16 +215,23 @@ def test_integers_of_any_width_frame_as_python_ints_do():
 
 
 def test_rows_committed_between_reads_are_seen(spoilt):
-    """Each read sees what was committed before it (on SQLite the driver reads in a child
-    process: in this process its own copy of SQLite would still return the old rows)."""
+    """Each read sees what was committed before it, on the same reader and on the next
+    check's (on SQLite the driver reads in a child process: in this process its own copy
+    of SQLite, on its second connection, returned the rows as they were before)."""
     engine, spec = spoilt
-    with engine.connect() as conn, RowReader(conn) as reader:
-        before = reader.frame("dq_applications", window(spec))
+    with engine.connect() as conn:
+        with RowReader(conn) as reader:
+            before = reader.frame("dq_applications", window(spec))
+            with engine.begin() as writer:
+                writer.execute(update(Application).values(source_feed="uci-bank"))
+            after = reader.frame("dq_applications", window(spec))
         with engine.begin() as writer:
-            writer.execute(update(Application).values(source_feed="uci-bank"))
-        after = reader.frame("dq_applications", window(spec))
+            writer.execute(update(Application).values(source_feed="applications"))
+        with RowReader(conn) as reader:
+            later = reader.frame("dq_applications", window(spec))
     assert before["source_feed"].isna().all()
     assert (after["source_feed"] == "uci-bank").all()
+    assert (later["source_feed"] == "applications").all()
     assert verdict(engine, spec, arrow=True) == verdict(engine, spec, arrow=False)
 
 
