@@ -42,7 +42,6 @@ How Great Expectations is driven (context, definitions, tallies, Data Docs) is
 
 from __future__ import annotations
 
-from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from sqlalchemy import Connection
 
+from tasks.check.arrow_reads import RowReader
 from tasks.check.gx_runs import ValidationRun
 from tasks.common.campaigns import CampaignSpec, TimeRange
 from tasks.common.feeds import LOAD_ORDER, SOURCE_COLUMN, with_carried_flags
@@ -79,9 +79,6 @@ FUNNEL_STAGES = [
     "disbursements",
 ]
 """funnel_consistency's counts per week × channel, each stage in the contract's order."""
-
-READ_ROWS = 100_000
-"""Rows turned into a frame at a time while reading (bounds the Python objects alive)."""
 
 TIMESTAMPS = ("sent_at", "applied_at", "decided_at", "disbursed_at", "received_at", "as_of")
 BOOLEANS = ("delivered", "responded")
@@ -154,6 +151,7 @@ def assess(
     quarantine_max_share: float,
     docs_dir: Path | None = None,
     chunk_rows: int = 500_000,
+    arrow_reads: bool = True,
 ) -> DataQuality:
     """Validate the campaign's data of `period` and judge its quarantine shares.
 
@@ -164,6 +162,9 @@ def assess(
     index.html. The touches are read a week at a time and validated `chunk_rows` at a
     time (consecutive weeks together up to that many rows): memory stays bounded by the
     chunk, and a month of ordinary weeks costs one validation instead of five.
+
+    The rows are read as Arrow through an ADBC connection of their own, which sees only
+    committed rows; `arrow_reads=False` reads them on `conn` (`tasks.check.arrow_reads`).
     """
     starts_at, ends_at = period.utc_bounds(spec.timezone)
     window = {
@@ -175,13 +176,14 @@ def assess(
     cap = spec.risk.apr_cap
     run = ValidationRun(f"{spec.id}.{period.name}")
     try:
-        funnel = _check_touches(conn, run, spec, period, window, chunk_rows)
-        run.validate("applications", application_checks(_load(conn, "dq_applications", window)))
-        run.validate("decisions", decision_checks(_load(conn, "dq_decisions", window), cap))
-        run.validate("loans", loan_checks(_load(conn, "dq_loans", window), cap))
-        snapshots = window | {"as_of_end_date": period.end}
-        run.validate("repayments", _load(conn, "dq_repayments", snapshots))
-        run.validate("complaints", _load(conn, "dq_complaints", window))
+        with RowReader(conn, arrow=arrow_reads) as rows:
+            funnel = _check_touches(rows, run, spec, period, window, chunk_rows)
+            run.validate("applications", application_checks(_load(rows, "dq_applications", window)))
+            run.validate("decisions", decision_checks(_load(rows, "dq_decisions", window), cap))
+            run.validate("loans", loan_checks(_load(rows, "dq_loans", window), cap))
+            snapshots = window | {"as_of_end_date": period.end}
+            run.validate("repayments", _load(rows, "dq_repayments", snapshots))
+            run.validate("complaints", _load(rows, "dq_complaints", window))
         run.validate("funnel_consistency", _weekly(funnel))
         docs_path = run.write_docs(docs_dir) if docs_dir is not None else None
     finally:
@@ -200,7 +202,7 @@ def assess(
 
 
 def _check_touches(
-    conn: Connection,
+    rows: RowReader,
     run: ValidationRun,
     spec: CampaignSpec,
     period: Period,
@@ -218,8 +220,8 @@ def _check_touches(
     weeks = week_slices(period, spec.timezone)
     for week in weeks:
         bounds = {"starts_at": week.starts_at, "ends_at": week.ends_at}
-        touches = _load(conn, "dq_touches", window | bounds)
-        applications = _load(conn, "dq_funnel_applications", window | bounds)
+        touches = _load(rows, "dq_touches", window | bounds)
+        applications = _load(rows, "dq_funnel_applications", window | bounds)
         funnel.append(funnel_stages(touches, applications).assign(week=week.name))
         chunk.append((week.name, touches))
         if sum(len(frame) for _, frame in chunk) >= chunk_rows:
@@ -350,6 +352,21 @@ def quarantine_shares(
     return entries
 
 
+def _timestamps(values: pd.Series) -> pd.Series:
+    """A column of timestamps as datetime64. SQLite's are ISO 8601 text, which Arrow's
+    parser reads ~10x faster than pandas' (0.02 s for a week of 830,000 touches); text it
+    refuses is left to pandas, which reads (or refuses) it as it always did."""
+    if not isinstance(values.dtype, pd.StringDtype):  # PostgreSQL's, and all-NULL columns
+        return pd.to_datetime(values)
+    import pyarrow as pa
+
+    try:
+        parsed = pa.array(values).cast(pa.timestamp("us"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pd.to_datetime(values, format="ISO8601")
+    return pd.Series(parsed.to_numpy(zero_copy_only=False), index=values.index, name=values.name)
+
+
 def _flag(values: pd.Series) -> pd.Series:
     """A comparison as plain booleans; a comparison with a missing value is False."""
     return values.fillna(False).astype(bool)
@@ -358,19 +375,10 @@ def _flag(values: pd.Series) -> pd.Series:
 # --- reading ----------------------------------------------------------------------------
 
 
-def _load(conn: Connection, name: str, params: dict) -> pd.DataFrame:
-    """The rows of `sql/<name>.sql` as a typed frame (extra `params` are ignored)."""
-    result = conn.execute(query(name, conn.dialect.name), params)
-    columns = list(result.keys())
-    # in parts, so that a week's rows never all exist as Python objects at once; straight
-    # from the driver's cursor as its tuples: a `text()` query has no result processors,
-    # so SQLAlchemy's Rows would only wrap them (and pandas reads Rows 4x more slowly)
-    parts = []
-    with closing(result):
-        while rows := result.cursor.fetchmany(READ_ROWS):
-            parts.append(pd.DataFrame.from_records(rows, columns=columns))
-    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
-    return _typed(frame)
+def _load(reader: RowReader, name: str, params: dict) -> pd.DataFrame:
+    """The rows of `sql/<name>.sql` as a typed frame (extra `params` are ignored), read as
+    Arrow where the back end allows (`tasks.check.arrow_reads`)."""
+    return _typed(reader.frame(name, params))
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
@@ -380,9 +388,7 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     for column in frame.columns:
         values = frame[column]
         if column in TIMESTAMPS:
-            text = isinstance(values.dtype, pd.StringDtype)  # SQLite's; PostgreSQL's are not
-            parsed = pd.to_datetime(values, format="ISO8601") if text else pd.to_datetime(values)
-            frame[column] = parsed.astype("datetime64[us]")
+            frame[column] = _timestamps(values).astype("datetime64[us]")
         elif column in BOOLEANS:
             frame[column] = (
                 values.astype(bool) if values.notna().all() else values.astype("boolean")
