@@ -1,9 +1,24 @@
-"""The experiment's members, read from the database (`sql/experiment_members.sql`).
+"""The experiment's members: kept in the database as the checks go, summed per arm.
 
 `experiment_members` is what the check judges: everyone assigned from the experiment's
 start up to the period's end (intention to treat, cumulative), each arm's outcome counted
 over the members whose attribution window has closed by the period's end, the pending ones
 reported, the period's own cohort beside them and CUPED's covariate sums.
+
+Recounting all of that on every check (`recount_experiment_members`,
+`sql/experiment_members.sql`, the definition) costs as much as the experiment is long, so
+the members are kept per campaign and customer (`pdca.models.ExperimentMember`) and a
+check folds in only (`refresh_members`, `sql/experiment_member_outcomes.sql`):
+
+- its own period and everything after the campaign's last folded touch (the period is
+  recounted on every check, so a rerun sees touches loaded since; an earlier period's
+  late touches count once that period is checked again, as its weekly rollups do);
+- the members whose applications changed since they were counted (triggers on
+  `applications` mark them stale, whatever wrote the row: late applications within the
+  window included).
+
+Then it sums the stored rows (`sql/experiment_member_arms.sql`). A new store, or one
+counted with other attribution or covariate days, is counted once from the start.
 """
 
 from __future__ import annotations
@@ -11,9 +26,22 @@ from __future__ import annotations
 from datetime import datetime
 
 import pandas as pd
-from sqlalchemy import Connection, func, select
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Integer,
+    String,
+    column,
+    delete,
+    func,
+    literal,
+    select,
+    true,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult
 
-from pdca.models import Action
+from pdca.models import Action, Campaign, ExperimentMember, ExperimentMemberState, Touch
 from tasks.common.sqlfiles import query
 
 ARM_COLUMNS = ["variant", "members", "converted"]
@@ -51,10 +79,42 @@ def experiment_members(
     """Cumulative members per arm up to `ends_at`, with the cohort of [starts_at, ends_at).
 
     Times are naive UTC (a period's `utc_bounds`). Columns `MEMBER_COLUMNS`, one row per
-    variant with anyone assigned, in variant order, every count an int64.
+    variant with anyone assigned, in variant order, every count an int64: exactly
+    `recount_experiment_members`'s. The stored members are brought up to date first, in
+    the caller's transaction (which the caller commits).
     `experiment_starts_at` (None: the campaign's first touch) leaves out customers
     assigned before it (see `experiment_started_at`).
     """
+    refresh_members(
+        conn,
+        campaign_id,
+        starts_at,
+        ends_at,
+        attribution_days=attribution_days,
+        covariate_days=covariate_days,
+    )
+    params = {
+        "campaign_id": campaign_id,
+        "experiment_starts_at": experiment_starts_at or EARLIEST,
+        "starts_at": starts_at,
+        "ends_at": ends_at,
+        "attribution_days": attribution_days,
+    }
+    return _arms(conn.execute(query("experiment_member_arms", conn.dialect.name), params))
+
+
+def recount_experiment_members(
+    conn: Connection,
+    campaign_id: str,
+    starts_at: datetime,
+    ends_at: datetime,
+    *,
+    attribution_days: int = 14,
+    covariate_days: int = 90,
+    experiment_starts_at: datetime | None = None,
+) -> pd.DataFrame:
+    """`experiment_members` recounted from every touch and application, nothing stored
+    (`sql/experiment_members.sql`): the definition the stored members must equal."""
     params = {
         "campaign_id": campaign_id,
         "experiment_starts_at": experiment_starts_at or EARLIEST,
@@ -63,11 +123,125 @@ def experiment_members(
         "attribution_days": attribution_days,
         "covariate_days": covariate_days,
     }
-    result = conn.execute(query("experiment_members", conn.dialect.name), params)
+    return _arms(conn.execute(query("experiment_members", conn.dialect.name), params))
+
+
+def _arms(result: CursorResult) -> pd.DataFrame:
+    """The arms frame of a query's rows: MEMBER_COLUMNS, counts int64, variant order."""
     rows = [[str(row[0]), *(int(value or 0) for value in row[1:])] for row in result.fetchall()]
     frame = pd.DataFrame(rows, columns=list(result.keys()))[MEMBER_COLUMNS]
     frame = frame.astype({column: "int64" for column in MEMBER_COLUMNS[1:]})
     return frame.sort_values("variant").reset_index(drop=True)
+
+
+def refresh_members(
+    conn: Connection,
+    campaign_id: str,
+    starts_at: datetime,
+    ends_at: datetime,
+    *,
+    attribution_days: int,
+    covariate_days: int,
+) -> None:
+    """Bring the stored members of the campaign up to date for a check of
+    [starts_at, ends_at), in the caller's transaction (see the module's docstring).
+
+    Two checks of one campaign at once (a backfill on two workers) would fold the same
+    touches: on PostgreSQL the campaign's row is locked first (as `store_rollups` does);
+    SQLite has one writer at a time anyway.
+    """
+    conn.execute(
+        select(Campaign.campaign_id)
+        .where(Campaign.campaign_id == campaign_id)
+        .with_for_update(key_share=True)
+    )
+    settings = (attribution_days, covariate_days)
+    state = conn.execute(
+        select(ExperimentMemberState).where(ExperimentMemberState.campaign_id == campaign_id)
+    ).first()
+    folded = EARLIEST
+    if state is not None and (state.attribution_days, state.covariate_days) == settings:
+        folded = state.folded_through
+    else:  # nothing stored yet, or counted with other windows: count from the start
+        conn.execute(delete(ExperimentMember).where(ExperimentMember.campaign_id == campaign_id))
+    refold_from = min(starts_at, folded)
+    conn.execute(
+        delete(ExperimentMember).where(
+            ExperimentMember.campaign_id == campaign_id,
+            ExperimentMember.assigned_at >= refold_from,
+            ExperimentMember.assigned_at < ends_at,
+        )
+    )
+    params = {
+        "campaign_id": campaign_id,
+        "refold_from_at": refold_from,
+        "ends_at": ends_at,
+        "attribution_days": attribution_days,
+        "covariate_days": covariate_days,
+    }
+    conn.execute(_store_counted(conn, campaign_id), params)
+    latest = conn.execute(
+        select(func.max(Touch.sent_at)).where(
+            Touch.campaign_id == campaign_id,
+            Touch.sent_at >= refold_from,
+            Touch.sent_at < ends_at,
+        )
+    ).scalar()
+    _store_state(conn, campaign_id, settings, max(folded, latest or folded))
+
+
+FOLDED_COLUMNS = ["customer_id", "assigned_at", "variant", "converted", "prior_applications"]
+"""What `sql/experiment_member_outcomes.sql` returns for each member it counts."""
+
+
+def _dialect_insert(conn: Connection):
+    """The back end's INSERT, which knows ON CONFLICT (both back ends have it)."""
+    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert
+
+
+def _store_counted(conn: Connection, campaign_id: str):
+    """INSERT … SELECT of the members `experiment_member_outcomes` counts, replacing a
+    stored row of the same customer (a stale one, or an assignment found earlier now)."""
+    types = [String, DateTime, String, Integer, Integer]
+    counted = (
+        query("experiment_member_outcomes", conn.dialect.name)
+        .columns(*(column(name, kind) for name, kind in zip(FOLDED_COLUMNS, types, strict=True)))
+        .subquery("counted")
+    )
+    rows = select(
+        literal(campaign_id, String(64)).label("campaign_id"),
+        *(counted.c[name] for name in FOLDED_COLUMNS),
+        literal(0, Integer).label("stale"),
+    ).where(true())  # SQLite's upsert after a SELECT needs its WHERE
+    statement = _dialect_insert(conn)(ExperimentMember).from_select(
+        ["campaign_id", *FOLDED_COLUMNS, "stale"], rows
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["campaign_id", "customer_id"],
+        set_={name: statement.excluded[name] for name in [*FOLDED_COLUMNS[1:], "stale"]},
+    )
+
+
+def _store_state(
+    conn: Connection, campaign_id: str, settings: tuple[int, int], folded_through: datetime
+) -> None:
+    """Record how far the campaign's touches are folded in, and with which windows."""
+    attribution_days, covariate_days = settings
+    statement = _dialect_insert(conn)(ExperimentMemberState).values(
+        campaign_id=campaign_id,
+        attribution_days=attribution_days,
+        covariate_days=covariate_days,
+        folded_through=folded_through,
+    )
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=["campaign_id"],
+            set_={
+                name: statement.excluded[name]
+                for name in ("attribution_days", "covariate_days", "folded_through")
+            },
+        )
+    )
 
 
 def experiment_started_at(conn: Connection, campaign_id: str, before: datetime) -> datetime | None:
