@@ -499,6 +499,7 @@ class ExperimentMember(Base):
             sqlite_where=text("stale = 1"),
             postgresql_where=text("stale = 1"),
         ),
+        {"sqlite_with_rowid": False},  # a probe by key reads the row in the key's b-tree
     )
     campaign_id: Mapped[str] = mapped_column(Key, primary_key=True)
     customer_id: Mapped[str] = mapped_column(Key, primary_key=True)

@@ -71,7 +71,8 @@ stale_members as (
         m.customer_id,
         m.assigned_at,
         m.variant
-    from experiment_members as m
+    -- the stale rows' partial index: the others are not read
+    from experiment_members as m {{ index_hint("ix_experiment_members_stale") }}
     where
         m.campaign_id = :campaign_id
         and m.stale = 1

@@ -68,6 +68,7 @@ def upgrade() -> None:
         sa.Column("prior_applications", sa.Integer(), nullable=False),
         sa.Column("stale", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("campaign_id", "customer_id", name=op.f("pk_experiment_members")),
+        sqlite_with_rowid=False,  # a probe by key reads the row in the key's b-tree
     )
     op.create_index(
         "ix_experiment_members_arms",
