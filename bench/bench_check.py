@@ -313,15 +313,26 @@ def plan_targets(path: Path) -> None:
 
 
 def store_earlier_rollups(url: str) -> float:
-    """The first eleven weeks' rollups, as their own weekly checks would have stored them."""
+    """The first eleven weeks' rollups and experiment members, as their own weekly checks
+    would have stored them."""
     from pdca.db import make_engine
+    from pdca.settings import get_settings
     from tasks.check.check import trailing_weeks
+    from tasks.check.experiments.members import refresh_members
     from tasks.common.periods import Period
 
     started = time.perf_counter()
     engine = make_engine(url)
+    settings = get_settings()
     with engine.connect() as conn:
         trailing_weeks(conn, CAMPAIGN, Period.parse(LAST_WEEK), WEEKS - 1)
+        refresh_members(
+            conn,
+            CAMPAIGN,
+            *Period.parse(LAST_WEEK).shifted(-1).utc_bounds("Asia/Shanghai"),
+            attribution_days=settings.attribution_window_days,
+            covariate_days=settings.experiment_cuped_days,
+        )
         conn.commit()
     engine.dispose()
     return time.perf_counter() - started

@@ -510,6 +510,23 @@ class ExperimentMember(Base):
     stale: Mapped[int] = mapped_column(Integer)
 
 
+class ExperimentMemberSum(Base):
+    """The stored experiment members of a campaign summed per variant and UTC hour of
+    assignment [bucket_start, bucket_end) (migration 0008): the check sums whole hours
+    and reads the members only in the hours its period's boundaries cut."""
+
+    __tablename__ = "experiment_member_sums"
+    campaign_id: Mapped[str] = mapped_column(Key, primary_key=True)
+    bucket_start: Mapped[datetime] = mapped_column(DateTime, primary_key=True)
+    variant: Mapped[str] = mapped_column(String(32), primary_key=True)
+    bucket_end: Mapped[datetime] = mapped_column(DateTime)
+    assigned: Mapped[int] = mapped_column(Integer)
+    converted: Mapped[int] = mapped_column(Integer)
+    covariate_sum: Mapped[int] = mapped_column(Integer)
+    covariate_square_sum: Mapped[int] = mapped_column(Integer)
+    covariate_converted_sum: Mapped[int] = mapped_column(Integer)
+
+
 class ExperimentMemberState(Base):
     """Per campaign: the settings the stored members were counted with, and the time up
     to which the campaign's touches were folded into them (`folded_through`)."""

@@ -55,6 +55,8 @@ PARAMETERS = {
     "attribution_days": 14,
     "experiment_starts_at": datetime(2026, 3, 1),
     "refold_from_at": datetime(2026, 3, 8, 16),
+    "sums_from_at": datetime(2026, 3, 1),
+    "sums_to_at": datetime(2026, 3, 23),
     "covariate_days": 90,
     "ftp_rate": 0.03,
     "lgd": 0.6,
@@ -226,6 +228,7 @@ class TestSqlitePlans:
             "experiment_members",
             "experiment_member_outcomes",
             "experiment_member_arms",
+            "experiment_member_sums",
             "funnel_applications",
         ):
             rows = conn.execute(f"explain query plan {render(name, 'sqlite')}", values)
@@ -255,14 +258,18 @@ class TestSqlitePlans:
         self, plans
     ) -> None:
         """The fold probes the store's key per customer of its range and the applications
-        twice per member counted; the arms read the store's covering index alone."""
+        twice per member counted; the arms sum hours by the sums' key, and read members
+        (from the store's covering index alone) only in the hours a boundary cuts."""
         plan = plans["experiment_member_outcomes"]
         assert "SEARCH m USING PRIMARY KEY (campaign_id=? AND customer_id=?)" in plan, plan
         assert "SEARCH m USING INDEX ix_experiment_members_stale (campaign_id=?)" in plan, plan
         probes = plan.count("USING COVERING INDEX ix_applications_customer_id_applied_at")
         assert probes == 2, plan
-        arms = "SEARCH m USING COVERING INDEX ix_experiment_members_arms"
-        assert arms in plans["experiment_member_arms"], plans["experiment_member_arms"]
+        arms = plans["experiment_member_arms"]
+        hours = "USING INDEX sqlite_autoindex_experiment_member_sums_1 (campaign_id=? AND"
+        assert hours in arms, arms
+        cut = "SEARCH m USING COVERING INDEX ix_experiment_members_arms (campaign_id=? AND"
+        assert cut in arms, arms
 
     @pytest.mark.parametrize(
         "name",

@@ -4,7 +4,9 @@ The check judged the experiment by recounting every assignment since it started 
 probing each member's applications on every check, so its cost grew with the
 experiment's length. `experiment_members` keeps, per campaign and customer, what the
 judge needs (assignment time and variant, converted within the attribution window, the
-CUPED covariate), and `experiment_member_state` per campaign the settings they were
+CUPED covariate), `experiment_member_sums` their sums per variant and hour of
+assignment (a check sums hours whole, and reads members only in the hours its period's
+boundaries cut), and `experiment_member_state` per campaign the settings they were
 counted with and how far the campaign's touches were folded in
 (`tasks.check.experiments.members`). A check then folds in only its period and what
 came after the last fold.
@@ -86,6 +88,21 @@ def upgrade() -> None:
         postgresql_where=sa.text("stale = 1"),
     )
     op.create_table(
+        "experiment_member_sums",
+        sa.Column("campaign_id", sa.String(length=64), nullable=False),
+        sa.Column("bucket_start", sa.DateTime(), nullable=False),
+        sa.Column("variant", sa.String(length=32), nullable=False),
+        sa.Column("bucket_end", sa.DateTime(), nullable=False),
+        sa.Column("assigned", sa.Integer(), nullable=False),
+        sa.Column("converted", sa.Integer(), nullable=False),
+        sa.Column("covariate_sum", sa.Integer(), nullable=False),
+        sa.Column("covariate_square_sum", sa.Integer(), nullable=False),
+        sa.Column("covariate_converted_sum", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "campaign_id", "bucket_start", "variant", name=op.f("pk_experiment_member_sums")
+        ),
+    )
+    op.create_table(
         "experiment_member_state",
         sa.Column("campaign_id", sa.String(length=64), nullable=False),
         sa.Column("attribution_days", sa.Integer(), nullable=False),
@@ -118,6 +135,7 @@ def downgrade() -> None:
         for number in range(len(SQLITE_TRIGGERS)):
             op.execute(f"drop trigger if exists applications_experiment_members_stale_{number}")
     op.drop_table("experiment_member_state")
+    op.drop_table("experiment_member_sums")
     op.drop_index("ix_experiment_members_stale", table_name="experiment_members")
     op.drop_index(op.f("ix_experiment_members_customer_id"), table_name="experiment_members")
     op.drop_index(

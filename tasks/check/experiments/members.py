@@ -23,7 +23,7 @@ counted with other attribution or covariate days, is counted once from the start
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pandas as pd
 from sqlalchemy import (
@@ -34,6 +34,7 @@ from sqlalchemy import (
     column,
     delete,
     func,
+    insert,
     literal,
     select,
     true,
@@ -41,7 +42,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 
-from pdca.models import Action, Campaign, ExperimentMember, ExperimentMemberState, Touch
+from pdca.models import (
+    Action,
+    Campaign,
+    ExperimentMember,
+    ExperimentMemberState,
+    ExperimentMemberSum,
+    Touch,
+)
 from tasks.common.sqlfiles import query
 
 ARM_COLUMNS = ["variant", "members", "converted"]
@@ -143,8 +151,9 @@ def refresh_members(
     attribution_days: int,
     covariate_days: int,
 ) -> None:
-    """Bring the stored members of the campaign up to date for a check of
-    [starts_at, ends_at), in the caller's transaction (see the module's docstring).
+    """Bring the stored members of the campaign, and their hourly sums, up to date for a
+    check of [starts_at, ends_at), in the caller's transaction (see the module's
+    docstring).
 
     Two checks of one campaign at once (a backfill on two workers) would fold the same
     touches: on PostgreSQL the campaign's row is locked first (as `store_rollups` does);
@@ -156,15 +165,10 @@ def refresh_members(
         .with_for_update(key_share=True)
     )
     settings = (attribution_days, covariate_days)
-    state = conn.execute(
-        select(ExperimentMemberState).where(ExperimentMemberState.campaign_id == campaign_id)
-    ).first()
-    folded = EARLIEST
-    if state is not None and (state.attribution_days, state.covariate_days) == settings:
-        folded = state.folded_through
-    else:  # nothing stored yet, or counted with other windows: count from the start
-        conn.execute(delete(ExperimentMember).where(ExperimentMember.campaign_id == campaign_id))
+    folded = _folded_through(conn, campaign_id, settings)
     refold_from = min(starts_at, folded)
+    stale = _stale_span(conn, campaign_id, refold_from)
+    later = _members_from(conn, campaign_id, ends_at)
     conn.execute(
         delete(ExperimentMember).where(
             ExperimentMember.campaign_id == campaign_id,
@@ -180,6 +184,13 @@ def refresh_members(
         "covariate_days": covariate_days,
     }
     conn.execute(_store_counted(conn, campaign_id), params)
+    spans = [(refold_from, ends_at)]
+    if stale is not None:
+        spans.append(stale)
+    if _members_from(conn, campaign_id, ends_at) != later:  # assigned earlier now
+        spans.append((ends_at, LATEST))
+    for first, last in spans:
+        _store_sums(conn, campaign_id, _hour(first), _hour(last, up=True))
     latest = conn.execute(
         select(func.max(Touch.sent_at)).where(
             Touch.campaign_id == campaign_id,
@@ -188,6 +199,96 @@ def refresh_members(
         )
     ).scalar()
     _store_state(conn, campaign_id, settings, max(folded, latest or folded))
+
+
+LATEST = datetime(9999, 1, 1)
+"""Later than any assignment: the end of the span of hours summed again when members
+assigned after the checked period were found assigned in it."""
+
+
+def _folded_through(conn: Connection, campaign_id: str, settings: tuple[int, int]) -> datetime:
+    """How far the campaign's touches are folded in with these windows; EARLIEST, with
+    the store emptied, when nothing is stored or it was counted with other windows."""
+    state = conn.execute(
+        select(ExperimentMemberState).where(ExperimentMemberState.campaign_id == campaign_id)
+    ).first()
+    if state is not None and (state.attribution_days, state.covariate_days) == settings:
+        return state.folded_through
+    for model in (ExperimentMember, ExperimentMemberSum):
+        conn.execute(delete(model).where(model.campaign_id == campaign_id))
+    return EARLIEST
+
+
+def _stale_span(
+    conn: Connection, campaign_id: str, before: datetime
+) -> tuple[datetime, datetime] | None:
+    """The first and last assignment among the stale members assigned before `before`
+    (the ones recounted besides the fold), None without any."""
+    first, last = conn.execute(
+        select(func.min(ExperimentMember.assigned_at), func.max(ExperimentMember.assigned_at))
+        .with_hint(ExperimentMember, "indexed by ix_experiment_members_stale", "sqlite")
+        .where(
+            ExperimentMember.campaign_id == campaign_id,
+            ExperimentMember.stale == 1,
+            ExperimentMember.assigned_at < before,
+        )
+    ).one()
+    return None if first is None else (first, last + timedelta(microseconds=1))
+
+
+def _members_from(conn: Connection, campaign_id: str, moment: datetime) -> int:
+    """How many members are stored as assigned at `moment` or later."""
+    return conn.execute(
+        select(func.count()).where(
+            ExperimentMember.campaign_id == campaign_id,
+            ExperimentMember.assigned_at >= moment,
+        )
+    ).scalar_one()
+
+
+def _hour(moment: datetime, *, up: bool = False) -> datetime:
+    """The start of `moment`'s hour; with `up`, of the next one unless it is on the hour."""
+    start = moment.replace(minute=0, second=0, microsecond=0)
+    if up and start < moment and start < LATEST:
+        return start + timedelta(hours=1)
+    return start
+
+
+SUM_COLUMNS = [
+    "variant",
+    "bucket_start",
+    "bucket_end",
+    "assigned",
+    "converted",
+    "covariate_sum",
+    "covariate_square_sum",
+    "covariate_converted_sum",
+]
+"""What `sql/experiment_member_sums.sql` returns per variant and hour."""
+
+
+def _store_sums(conn: Connection, campaign_id: str, first: datetime, last: datetime) -> None:
+    """Replace the campaign's hourly sums of [first, last) (on the hour) with the stored
+    members' (`sql/experiment_member_sums.sql`)."""
+    conn.execute(
+        delete(ExperimentMemberSum).where(
+            ExperimentMemberSum.campaign_id == campaign_id,
+            ExperimentMemberSum.bucket_start >= first,
+            ExperimentMemberSum.bucket_start < last,
+        )
+    )
+    types = [String, DateTime, DateTime, Integer, Integer, Integer, Integer, Integer]
+    summed = (
+        query("experiment_member_sums", conn.dialect.name)
+        .columns(*(column(name, kind) for name, kind in zip(SUM_COLUMNS, types, strict=True)))
+        .subquery("summed")
+    )
+    rows = select(
+        literal(campaign_id, String(64)).label("campaign_id"),
+        *(summed.c[name] for name in SUM_COLUMNS),
+    )
+    statement = insert(ExperimentMemberSum).from_select(["campaign_id", *SUM_COLUMNS], rows)
+    conn.execute(statement, {"campaign_id": campaign_id, "sums_from_at": first, "sums_to_at": last})
 
 
 FOLDED_COLUMNS = ["customer_id", "assigned_at", "variant", "converted", "prior_applications"]

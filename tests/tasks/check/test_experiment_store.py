@@ -210,3 +210,33 @@ def test_a_history_from_before_the_store_is_counted_once(tmp_path: Path) -> None
         with engine.begin() as conn:
             assert_same(conn, *bounds(week))
     engine.dispose()
+
+
+def test_a_late_touch_counts_once_its_week_is_checked_again(engine: Engine) -> None:
+    """A touch loaded late into a week already checked, earlier than its customer's
+    stored assignment in a later week: the rerun of its week moves the assignment there,
+    and the later week's check agrees with the recount again (as the weekly rollups, a
+    week's stored counts are refreshed by checking that week)."""
+    world = World(3)
+    start_world(engine)
+    with engine.begin() as conn:
+        for week in WEEKS[:4]:
+            conn.execute(insert(Touch), world.week_touches(week))
+    with engine.begin() as conn:
+        assert_same(conn, *bounds(WEEKS[3]))
+        later = conn.execute(
+            select(ExperimentMember.customer_id, ExperimentMember.variant)
+            .where(ExperimentMember.assigned_at >= bounds(WEEKS[3])[0])
+            .limit(1)
+        ).one()
+        moved = touch(
+            "t-late",
+            later.customer_id,
+            bounds(WEEKS[1])[0] + timedelta(hours=5),
+            campaign_id=CAMPAIGN_ID,
+            variant="holdout" if later.variant != "holdout" else "A",
+        )
+        conn.execute(insert(Touch), [moved])
+    for week in (WEEKS[1], WEEKS[4], WEEKS[2], WEEKS[3]):
+        with engine.begin() as conn:
+            assert_same(conn, *bounds(week))
