@@ -6,8 +6,9 @@ bench/backends.py) the history is built in SQLite as below and copied into a mig
 PostgreSQL database (untimed), and everything is measured there. It builds the
 history straight into a migrated SQLite database (customers, touches, applications,
 decisions, loans, repayments and complaints in the demo's proportions; building takes a few
-minutes), stores the whole-week rollups of the first eleven weeks as the weekly checks of
-those weeks would have, and then prints, from one run:
+minutes), stores the whole-week rollups and the experiment's members (migration 0008) of the
+first eleven weeks as the weekly checks of those weeks would have, and then prints, from
+one run:
 
 - the baseline: one hand-written funnel `GROUP BY` over the last week's touches alone
   (channel × variant; and, for reference, with the customers' segment joined in, which is

@@ -44,7 +44,6 @@ from sqlalchemy.engine import CursorResult
 
 from pdca.models import (
     Action,
-    Campaign,
     ExperimentMember,
     ExperimentMemberState,
     ExperimentMemberSum,
@@ -156,14 +155,11 @@ def refresh_members(
     docstring).
 
     Two checks of one campaign at once (a backfill on two workers) would fold the same
-    touches: on PostgreSQL the campaign's row is locked first (as `store_rollups` does);
-    SQLite has one writer at a time anyway.
+    touches: on PostgreSQL the campaign's state row is locked first (created if missing),
+    so the second waits for the first's commit; SQLite has one writer at a time anyway.
+    Not the campaign's row, which the funnel's measurement may hold until the check
+    stores its result, after this measurement has finished.
     """
-    conn.execute(
-        select(Campaign.campaign_id)
-        .where(Campaign.campaign_id == campaign_id)
-        .with_for_update(key_share=True)
-    )
     settings = (attribution_days, covariate_days)
     folded = _folded_through(conn, campaign_id, settings)
     refold_from = min(starts_at, folded)
@@ -207,12 +203,19 @@ assigned after the checked period were found assigned in it."""
 
 
 def _folded_through(conn: Connection, campaign_id: str, settings: tuple[int, int]) -> datetime:
-    """How far the campaign's touches are folded in with these windows; EARLIEST, with
-    the store emptied, when nothing is stored or it was counted with other windows."""
+    """How far the campaign's touches are folded in with these windows (its state row
+    locked); EARLIEST, with the store emptied, when nothing is stored or it was counted
+    with other windows."""
+    statement = _dialect_insert(conn)(ExperimentMemberState).values(
+        campaign_id=campaign_id, attribution_days=-1, covariate_days=-1, folded_through=EARLIEST
+    )
+    conn.execute(statement.on_conflict_do_nothing(index_elements=["campaign_id"]))
     state = conn.execute(
-        select(ExperimentMemberState).where(ExperimentMemberState.campaign_id == campaign_id)
-    ).first()
-    if state is not None and (state.attribution_days, state.covariate_days) == settings:
+        select(ExperimentMemberState)
+        .where(ExperimentMemberState.campaign_id == campaign_id)
+        .with_for_update()
+    ).one()
+    if (state.attribution_days, state.covariate_days) == settings:
         return state.folded_through
     for model in (ExperimentMember, ExperimentMemberSum):
         conn.execute(delete(model).where(model.campaign_id == campaign_id))
