@@ -226,16 +226,13 @@ def _stale_span(
     conn: Connection, campaign_id: str, before: datetime
 ) -> tuple[datetime, datetime] | None:
     """The first and last assignment among the stale members assigned before `before`
-    (the ones recounted besides the fold), None without any."""
-    first, last = conn.execute(
-        select(func.min(ExperimentMember.assigned_at), func.max(ExperimentMember.assigned_at))
-        .with_hint(ExperimentMember, "indexed by ix_experiment_members_stale", "sqlite")
-        .where(
-            ExperimentMember.campaign_id == campaign_id,
-            ExperimentMember.stale == 1,
-            ExperimentMember.assigned_at < before,
-        )
-    ).one()
+    (the ones recounted besides the fold; `sql/experiment_member_stale_span.sql`), None
+    without any."""
+    span = query("experiment_member_stale_span", conn.dialect.name).columns(
+        column("first_assigned_at", DateTime), column("last_assigned_at", DateTime)
+    )
+    params = {"campaign_id": campaign_id, "refold_from_at": before}
+    first, last = conn.execute(span, params).one()
     return None if first is None else (first, last + timedelta(microseconds=1))
 
 
