@@ -69,6 +69,9 @@ def copy_sqlite_to_postgres(sqlite_path: Path, url: str) -> dict[str, int]:
     source = sqlite3.connect(sqlite_path)
     copied: dict[str, int] = {}
     with psycopg.connect(libpq(url)) as conn:
+        # the rows as they are: no trigger fires (the applications' would mark every
+        # copied experiment member stale, migration 0008)
+        conn.execute("set session_replication_role = replica")
         # the migrations seed reference tables (channels …): the copy brings the same rows
         conn.execute("truncate " + ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables))
         for table in Base.metadata.sorted_tables:

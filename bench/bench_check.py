@@ -6,8 +6,9 @@ bench/backends.py) the history is built in SQLite as below and copied into a mig
 PostgreSQL database (untimed), and everything is measured there. It builds the
 history straight into a migrated SQLite database (customers, touches, applications,
 decisions, loans, repayments and complaints in the demo's proportions; building takes a few
-minutes), stores the whole-week rollups of the first eleven weeks as the weekly checks of
-those weeks would have, and then prints, from one run:
+minutes), stores the whole-week rollups and the experiment's members (migration 0008) of the
+first eleven weeks as the weekly checks of those weeks would have, and then prints, from
+one run:
 
 - the baseline: one hand-written funnel `GROUP BY` over the last week's touches alone
   (channel × variant; and, for reference, with the customers' segment joined in, which is
@@ -314,15 +315,26 @@ def plan_targets(path: Path) -> None:
 
 
 def store_earlier_rollups(url: str) -> float:
-    """The first eleven weeks' rollups, as their own weekly checks would have stored them."""
+    """The first eleven weeks' rollups and experiment members, as their own weekly checks
+    would have stored them."""
     from pdca.db import make_engine
+    from pdca.settings import get_settings
     from tasks.check.check import trailing_weeks
+    from tasks.check.experiments.members import refresh_members
     from tasks.common.periods import Period
 
     started = time.perf_counter()
     engine = make_engine(url)
+    settings = get_settings()
     with engine.connect() as conn:
         trailing_weeks(conn, CAMPAIGN, Period.parse(LAST_WEEK), WEEKS - 1)
+        refresh_members(
+            conn,
+            CAMPAIGN,
+            *Period.parse(LAST_WEEK).shifted(-1).utc_bounds("Asia/Shanghai"),
+            attribution_days=settings.attribution_window_days,
+            covariate_days=settings.experiment_cuped_days,
+        )
         conn.commit()
     engine.dispose()
     return time.perf_counter() - started

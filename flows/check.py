@@ -178,7 +178,8 @@ def find_anomalies(measured: Measurements, period: Period) -> list[dict[str, Any
 @task(cache_policy=NO_CACHE)
 def judge_experiment(conn: Connection, spec: CampaignSpec, period: Period) -> list[dict[str, Any]]:
     """Everyone assigned up to the period's end, intention to treat: sequential decisions,
-    fixed-horizon z-tests and intervals for reference, CUPED, SRM, the period's cohort."""
+    fixed-horizon z-tests and intervals for reference, CUPED, SRM, the period's cohort.
+    The experiment's stored members are brought up to date on the way (committed)."""
     settings = get_settings()
     starts_at, ends_at = period.utc_bounds(spec.timezone)
     arms = experiment_members(
@@ -190,6 +191,7 @@ def judge_experiment(conn: Connection, spec: CampaignSpec, period: Period) -> li
         covariate_days=settings.experiment_cuped_days,
         experiment_starts_at=experiment_started_at(conn, spec.id, starts_at),
     )
+    conn.commit()  # the stored members, brought up to date for the next checks
     # the split members were drawn by: a variant promoted before the period took the
     # loser's share (judged against the written split, SRM would void every comparison)
     in_force = rules_in_force(spec, approved_actions(conn, spec.id, decided_before=starts_at))

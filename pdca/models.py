@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -466,3 +467,72 @@ class Report(Base):
     period: Mapped[str] = mapped_column(String(16))
     path: Mapped[str] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())
+
+
+class ExperimentMember(Base):
+    """A campaign's experiment member as the check last counted them (migration 0008).
+
+    The customer's assignment (their first touch in the campaign: its time and variant),
+    whether they applied within the attribution window after it (`converted`, whatever the
+    checked period: the judge counts it once the window has closed by the period's end)
+    and their applications in the covariate window before it. `stale`: an application of
+    the customer changed since (set by triggers on `applications`), so the next check
+    recounts the row. `tasks.check.experiments.members` keeps the rows.
+    """
+
+    __tablename__ = "experiment_members"
+    __table_args__ = (
+        # the arms' sums read this index alone
+        Index(
+            "ix_experiment_members_arms",
+            "campaign_id",
+            "assigned_at",
+            "variant",
+            "converted",
+            "prior_applications",
+        ),
+        # the triggers mark a customer's rows in every campaign
+        Index(None, "customer_id"),
+        Index(
+            "ix_experiment_members_stale",
+            "campaign_id",
+            sqlite_where=text("stale = 1"),
+            postgresql_where=text("stale = 1"),
+        ),
+        {"sqlite_with_rowid": False},  # a probe by key reads the row in the key's b-tree
+    )
+    campaign_id: Mapped[str] = mapped_column(Key, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(Key, primary_key=True)
+    assigned_at: Mapped[datetime] = mapped_column(DateTime)
+    variant: Mapped[str] = mapped_column(String(32))
+    converted: Mapped[int] = mapped_column(Integer)
+    prior_applications: Mapped[int] = mapped_column(Integer)
+    stale: Mapped[int] = mapped_column(Integer)
+
+
+class ExperimentMemberSum(Base):
+    """The stored experiment members of a campaign summed per variant and UTC hour of
+    assignment [bucket_start, bucket_end) (migration 0008): the check sums whole hours
+    and reads the members only in the hours its period's boundaries cut."""
+
+    __tablename__ = "experiment_member_sums"
+    campaign_id: Mapped[str] = mapped_column(Key, primary_key=True)
+    bucket_start: Mapped[datetime] = mapped_column(DateTime, primary_key=True)
+    variant: Mapped[str] = mapped_column(String(32), primary_key=True)
+    bucket_end: Mapped[datetime] = mapped_column(DateTime)
+    assigned: Mapped[int] = mapped_column(Integer)
+    converted: Mapped[int] = mapped_column(Integer)
+    covariate_sum: Mapped[int] = mapped_column(Integer)
+    covariate_square_sum: Mapped[int] = mapped_column(Integer)
+    covariate_converted_sum: Mapped[int] = mapped_column(Integer)
+
+
+class ExperimentMemberState(Base):
+    """Per campaign: the settings the stored members were counted with, and the time up
+    to which the campaign's touches were folded into them (`folded_through`)."""
+
+    __tablename__ = "experiment_member_state"
+    campaign_id: Mapped[str] = mapped_column(Key, primary_key=True)
+    attribution_days: Mapped[int] = mapped_column(Integer)
+    covariate_days: Mapped[int] = mapped_column(Integer)
+    folded_through: Mapped[datetime] = mapped_column(DateTime)

@@ -22,6 +22,7 @@ from sqlalchemy import Engine, bindparam, create_engine, text
 from pdca.db import make_engine
 from pdca.settings import PROJECT_ROOT
 from pdca.synthetic.demo_history import CAMPAIGN_ID
+from tasks.check.experiments.members import refresh_members
 from tasks.common.sqlfiles import (
     DIALECTS,
     SQL_DIR,
@@ -53,6 +54,9 @@ PARAMETERS = {
     "ends_at": datetime(2026, 3, 22, 16),
     "attribution_days": 14,
     "experiment_starts_at": datetime(2026, 3, 1),
+    "refold_from_at": datetime(2026, 3, 8, 16),
+    "sums_from_at": datetime(2026, 3, 1),
+    "sums_to_at": datetime(2026, 3, 23),
     "covariate_days": 90,
     "ftp_rate": 0.03,
     "lgd": 0.6,
@@ -114,6 +118,15 @@ def seeded(
     """A migrated database per back end with the demo history loaded, for the module."""
     folder = tmp_path_factory.mktemp("sql-seeded")
     engine = make_engine(demo_worlds.database(request, folder, request.param, WORLD))
+    with engine.begin() as conn:  # the experiment's members, stored as a check stores them
+        refresh_members(
+            conn,
+            PARAMETERS["campaign_id"],
+            datetime(2026, 3, 8, 16),
+            PARAMETERS["ends_at"],
+            attribution_days=PARAMETERS["attribution_days"],
+            covariate_days=PARAMETERS["covariate_days"],
+        )
     yield engine
     engine.dispose()
 
@@ -213,6 +226,9 @@ class TestSqlitePlans:
         for name in (
             "funnel_touches",
             "experiment_members",
+            "experiment_member_outcomes",
+            "experiment_member_arms",
+            "experiment_member_sums",
             "funnel_applications",
         ):
             rows = conn.execute(f"explain query plan {render(name, 'sqlite')}", values)
@@ -238,10 +254,28 @@ class TestSqlitePlans:
         probes = plan.count("USING COVERING INDEX ix_applications_customer_id_applied_at")
         assert probes == 2, plan
 
+    def test_a_check_counts_the_new_members_alone_and_sums_the_stored_from_an_index(
+        self, plans
+    ) -> None:
+        """The fold probes the store's key per customer of its range and the applications
+        twice per member counted; the arms sum hours by the sums' key, and read members
+        (from the store's covering index alone) only in the hours a boundary cuts."""
+        plan = plans["experiment_member_outcomes"]
+        assert "SEARCH m USING PRIMARY KEY (campaign_id=? AND customer_id=?)" in plan, plan
+        assert "SEARCH m USING INDEX ix_experiment_members_stale (campaign_id=?)" in plan, plan
+        probes = plan.count("USING COVERING INDEX ix_applications_customer_id_applied_at")
+        assert probes == 2, plan
+        arms = plans["experiment_member_arms"]
+        hours = "USING INDEX sqlite_autoindex_experiment_member_sums_1 (campaign_id=? AND"
+        assert hours in arms, arms
+        cut = "SEARCH m USING COVERING INDEX ix_experiment_members_arms (campaign_id=? AND"
+        assert cut in arms, arms
+
     @pytest.mark.parametrize(
         "name",
         [
             "experiment_members",
+            "experiment_member_outcomes",
             "funnel_applications",
             "overdue_by_channel_segment",
         ],

@@ -35,6 +35,24 @@ cast({{ timestamp }} as date)
 {%- endif %}
 {%- endmacro %}
 
+{#- The start of a timestamp's UTC hour, and of the hour after it (the
+    experiment store's buckets), in the stored format on SQLite. -#}
+{% macro hour_start(timestamp) -%}
+{% if dialect == "sqlite" -%}
+(substr({{ timestamp }}, 1, 13) || ':00:00.000000')
+{%- else -%}
+date_trunc('hour', {{ timestamp }})
+{%- endif %}
+{%- endmacro %}
+
+{% macro next_hour(timestamp) -%}
+{% if dialect == "sqlite" -%}
+(strftime('%Y-%m-%d %H:00:00', substr({{ timestamp }}, 1, 19), '+1 hours') || '.000000')
+{%- else -%}
+(date_trunc('hour', {{ timestamp }}) + interval '1 hour')
+{%- endif %}
+{%- endmacro %}
+
 {#- `in` a list bound as one expanding parameter (SQLAlchemy writes the
     parentheses at run time). sqlfluff cannot parse `in :name`, so the lint
     rendering (context `lint`, pyproject) shows the parenthesised form. -#}

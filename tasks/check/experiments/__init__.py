@@ -1,6 +1,6 @@
 """The experiment judgement of the Check stage (docs/experiments.md).
 
-- `members`: the members of each arm, from the database (`sql/experiment_members.sql`);
+- `members`: the members of each arm, kept in the database as the checks go;
 - `judge`: the comparisons and their decisions;
 - `sequential`: the mixture SPRT (always-valid p-values, confidence sequences);
 - `cuped`: the variance reduction by a pre-assignment covariate;
@@ -27,6 +27,7 @@ from tasks.check.experiments.members import (
     MEMBER_COLUMNS,
     experiment_members,
     experiment_started_at,
+    recount_experiment_members,
 )
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "holm",
     "judge",
     "min_sample",
+    "recount_experiment_members",
     "srm_p_value",
     "wald_interval",
     "z_test_p_value",
