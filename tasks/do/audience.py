@@ -38,7 +38,7 @@ from sqlalchemy import (
 from pdca.errors import UserError
 from pdca.models import Budget, OutboxEntry, OutreachBatch, Plan
 from tasks.common.campaigns import CampaignSpec
-from tasks.common.metrics import funnel, rollup
+from tasks.common.metrics import period_funnel, rollup
 from tasks.common.periods import Period, local_midnight_utc
 from tasks.common.rules import RulesInForce, scoped_admission_checks
 from tasks.common.sqlfiles import PARAMETER_TYPES, query, render
@@ -68,13 +68,15 @@ a channel's quota, yet still contacted where the quota has room."""
 def segment_propensity(
     conn: Connection, campaign_id: str, day: date, attribution_days: int
 ) -> dict[str, float]:
-    """Each segment's application rate over the campaign's 8 weeks before `day`.
+    """Each segment's application rate over the campaign's 8 weeks before `day`: the
+    weeks' counts summed, read as one slice (`period_funnel`, two queries a run).
 
     Empty without history: every segment then counts as average.
     """
     from tasks.plan.plan import history_window  # here: the plan's optimiser is slow to import
 
-    frame = funnel(conn, campaign_id, history_window(day), attribution_days=attribution_days)
+    window = history_window(day)
+    frame = period_funnel(conn, campaign_id, window, attribution_days=attribution_days)
     if frame.empty:
         return {}
     rates = rollup(frame, ["segment"]).set_index("segment")["application_rate"].dropna()
