@@ -126,49 +126,11 @@ def funnel(
     in it (never the hold-out: it counts in no figure of the funnel). Add rates with
     `with_rates` or `rollup`.
     """
-    slices = week_slices(period, campaign_timezone(conn, campaign_id))
-    return _funnel_of(conn, campaign_id, period, slices, attribution_days, ftp_rate, lgd)
-
-
-def period_funnel(
-    conn: Connection,
-    campaign_id: str,
-    period: Period,
-    *,
-    attribution_days: int = 14,
-    ftp_rate: float = 0.03,
-    lgd: float = 0.6,
-) -> pd.DataFrame:
-    """`funnel`'s counts for the whole period as one slice (`week` is the period's name):
-    each touch and each application falls in exactly one of the period's weeks, so every
-    count is the sum of the weeks' — read in two queries rather than two per week, for
-    a caller that does not need the weeks (dispatch's segment propensity)."""
-    timezone = campaign_timezone(conn, campaign_id)
-    whole = WeekSlice(
-        period.name,
-        period.start,
-        period.end,
-        local_midnight_utc(period.start, timezone),
-        local_midnight_utc(period.end, timezone),
-    )
-    return _funnel_of(conn, campaign_id, period, [whole], attribution_days, ftp_rate, lgd)
-
-
-def _funnel_of(
-    conn: Connection,
-    campaign_id: str,
-    period: Period,
-    slices: Sequence[WeekSlice],
-    attribution_days: int,
-    ftp_rate: float,
-    lgd: float,
-) -> pd.DataFrame:
-    """The funnel's rows of each slice of `period`, named by it (see `funnel`)."""
     dialect = conn.dialect.name
     touches_sql = query("funnel_touches", dialect)
     applications_sql = query("funnel_applications", dialect)
     frames = []
-    for week in slices:
+    for week in week_slices(period, campaign_timezone(conn, campaign_id)):
         window = {"campaign_id": campaign_id, "starts_at": week.starts_at, "ends_at": week.ends_at}
         touches = _read(conn, touches_sql, window)
         applications = _read(

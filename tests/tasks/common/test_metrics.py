@@ -35,7 +35,6 @@ from tasks.common.metrics import (
     complaint_rate,
     funnel,
     overdue_rate_30,
-    period_funnel,
     reject_reasons,
     rollup,
     week_slices,
@@ -360,31 +359,6 @@ class TestWeeks:
         assert (slices[-1].start, slices[-1].end) == (date(2026, 3, 30), date(2026, 4, 1))
         assert slices[-1].ends_at == datetime(2026, 3, 31, 16)
         assert all(a.ends_at == b.starts_at for a, b in itertools.pairwise(slices))
-
-    def test_period_funnel_is_the_weeks_summed(self, data: Data) -> None:
-        """One slice for the whole period counts what the weeks count, week edges, an
-        application attributed to a touch of the week before, a decision and the other
-        campaign included."""
-        c1, c2, c3 = data.customer("c1", "sme"), data.customer("c2", "retail"), data.customer("c3")
-        c4 = data.customer("c4")
-        data.touch(c1, datetime(2026, 3, 15, 15, 59))  # Sun 23:59 local: W11
-        data.touch(c1, datetime(2026, 3, 15, 16), responded=True, cost=2.5)  # Mon 00:00: W12
-        data.touch(c2, datetime(2026, 3, 9, 2), channel="email", variant="B")
-        data.touch(c2, datetime(2026, 3, 9, 1), campaign=O)
-        data.touch(c3, datetime(2026, 3, 20, 2), delivered=False)
-        data.holdout(c4, datetime(2026, 3, 2, 2))
-        data.application(c1, datetime(2026, 3, 16, 1))  # by touch: the W12 one
-        data.application(c2, datetime(2026, 3, 17, 1), channel="email")  # by touch, across weeks
-        data.disbursed_application(c3, datetime(2026, 3, 25, 2))
-        period = Period.parse("2026-03")
-        weeks = funnel(data.conn, S, period)
-        whole = period_funnel(data.conn, S, period)
-        assert weeks["week"].nunique() > 1
-        assert set(whole["week"]) == {period.name}
-        summed = weeks.groupby(["channel", "segment", "variant"], as_index=False)[COUNTS].sum()
-        keys, counts = ["channel", "segment", "variant"], [*COUNTS]
-        assert_numbers(rows_of(whole, keys, counts), rows_of(summed, keys, counts), "whole")
-        assert whole["applications"].sum() == 3
 
 
 # --- attribution ------------------------------------------------------------------------
