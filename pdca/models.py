@@ -109,13 +109,17 @@ class Touch(Base):
 
     __tablename__ = "touches"
     __table_args__ = (
-        # the period's touches in time order; with who, which variant and the key, the
-        # experiment's assignments are read from the index alone
-        Index(None, "campaign_id", "sent_at", "customer_id", "variant", "touch_id"),
+        # the period's touches in time order; with who, which variant, the key and
+        # whether delivered, the experiment's assignments and dispatch's delivered
+        # touches by segment are read from the index alone
+        Index(None, "campaign_id", "sent_at", "customer_id", "variant", "touch_id", "delivered"),
         # a customer's touches in the order attribution reads them (sent_at, then
         # touch_id: no sort per probe), with what attribution and the experiment's
         # "touched in this campaign before?" test need, so no probe reads a row
         Index(None, "customer_id", "sent_at", "touch_id", "campaign_id", "delivered"),
+        # each customer's variant in a campaign (dispatch's assignments, every run),
+        # grouped by customer from the index alone, with no sort of the campaign's touches
+        Index(None, "campaign_id", "customer_id", "variant"),
     )
     touch_id: Mapped[str] = mapped_column(Key, primary_key=True)
     campaign_id: Mapped[str] = mapped_column(Key)

@@ -38,7 +38,7 @@ from sqlalchemy import (
 from pdca.errors import UserError
 from pdca.models import Budget, OutboxEntry, OutreachBatch, Plan
 from tasks.common.campaigns import CampaignSpec
-from tasks.common.metrics import funnel, rollup
+from tasks.common.metrics import campaign_timezone
 from tasks.common.periods import Period, local_midnight_utc
 from tasks.common.rules import RulesInForce, scoped_admission_checks
 from tasks.common.sqlfiles import PARAMETER_TYPES, query, render
@@ -68,17 +68,27 @@ a channel's quota, yet still contacted where the quota has room."""
 def segment_propensity(
     conn: Connection, campaign_id: str, day: date, attribution_days: int
 ) -> dict[str, float]:
-    """Each segment's application rate over the campaign's 8 weeks before `day`.
+    """Each segment's application rate (attributed applications per delivered touch, as
+    the funnel counts them) over the campaign's 8 weeks before `day`, read as one span
+    (`sql/segment_propensity.sql`): a run's ranking needs no week, decision or loan.
 
     Empty without history: every segment then counts as average.
     """
     from tasks.plan.plan import history_window  # here: the plan's optimiser is slow to import
 
-    frame = funnel(conn, campaign_id, history_window(day), attribution_days=attribution_days)
-    if frame.empty:
-        return {}
-    rates = rollup(frame, ["segment"]).set_index("segment")["application_rate"].dropna()
-    return {str(segment): float(rate) for segment, rate in rates.items()}
+    window = history_window(day)
+    timezone = campaign_timezone(conn, campaign_id)
+    rows = conn.execute(
+        query("segment_propensity", conn.dialect.name),
+        {
+            "campaign_id": campaign_id,
+            "starts_at": local_midnight_utc(window.start, timezone),
+            "ends_at": local_midnight_utc(window.end, timezone),
+            "attribution_days": attribution_days,
+        },
+    )
+    counts = sorted((str(segment), delivered, applied) for segment, delivered, applied in rows)
+    return {segment: float(applied) / float(delivered) for segment, delivered, applied in counts}
 
 
 def current_plan(conn: Connection, campaign_id: str, day: date) -> tuple[int, Period]:

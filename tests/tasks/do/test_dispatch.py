@@ -49,6 +49,7 @@ from tasks.do.audience import (
     count_stage,
     current_plan,
     daily_quotas,
+    segment_propensity,
     stage_audience,
 )
 from tasks.do.gateways import KEY_PATTERN, JournaledGateway, OutboundMessage, SimulatedGateway
@@ -899,3 +900,40 @@ class TestKeysTheJournalCannotTakeAsTheyAre:
         (journaled,) = state["journal"]
         assert journaled.idempotency_key == journal_key(key, 128) != key
         assert len(journaled.idempotency_key) <= 128 and journaled.attempts == 2
+
+
+class TestSegmentPropensity:
+    """Dispatch ranks by each segment's application rate over the 8 weeks before the day,
+    read in one span: the rate the funnel's weeks give (tasks/common/metrics.py)."""
+
+    def test_is_the_funnels_rate_over_the_weeks(self, engine: Engine) -> None:
+        from tasks.common.metrics import funnel, rollup
+        from tasks.plan.plan import history_window
+        from tests.tasks.common.test_metrics import Data, O, S, apply_campaigns
+
+        with engine.begin() as conn:
+            apply_campaigns(conn)
+            data = Data(conn)
+            c1, c2, c3 = data.customer("c1"), data.customer("c2", "retail"), data.customer("c3")
+            c4, c5, c6 = data.customer("c4"), data.customer("c5", "farm"), data.customer("c6")
+            data.touch(c6, datetime(2026, 2, 3, 2))  # the span's first week
+            data.touch(c1, datetime(2026, 3, 15, 15, 59))  # Sun 23:59 local: W11
+            data.touch(c1, datetime(2026, 3, 15, 16), responded=True)  # Mon 00:00: W12
+            data.touch(c2, datetime(2026, 3, 9, 2), channel="email", variant="B")
+            data.touch(c2, datetime(2026, 3, 9, 1), campaign=O)
+            data.touch(c3, datetime(2026, 3, 20, 2), delivered=False)
+            data.touch(c5, datetime(2026, 3, 20, 2), delivered=False)  # nothing delivered
+            data.holdout(c4, datetime(2026, 3, 2, 2))
+            data.application(c1, datetime(2026, 3, 16, 1))  # by touch: the W12 one
+            data.application(c2, datetime(2026, 3, 17, 1), channel="email")  # across weeks
+            data.disbursed_application(c3, datetime(2026, 3, 25, 2))  # own campaign
+            data.application(c4, datetime(2026, 3, 10, 2), campaign=S)  # hold-out: not counted
+            day = date(2026, 4, 1)
+            frame = funnel(conn, S, history_window(day), attribution_days=14)
+            weekly = rollup(frame, ["segment"]).set_index("segment")["application_rate"]
+            expected = {str(segment): float(rate) for segment, rate in weekly.dropna().items()}
+
+            assert frame["week"].nunique() > 1
+            assert expected == {"retail": 1.0, "sme": 2 / 3}
+            assert segment_propensity(conn, S, day, 14) == expected
+            assert segment_propensity(conn, S, date(2026, 1, 28), 14) == {}
