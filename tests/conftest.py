@@ -60,7 +60,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 LONGEST_FIRST = (
+    "tests/test_scale_out.py",  # 18 checks on two workers, each a flow-run process
     "tests/flows/test_check_uci.py",  # 31 monthly checks of the UCI history
+    "tests/simulation/test_simulate_cli.py",  # two short seasons, day by day
     "tests/test_deployments.py",  # a real server, a worker and a flow-run process per test
     "tests/flows/test_demo.py",  # the demo at 50,000 and 60,000 customers
     "tests/flows/test_check.py",  # the 20,000-customer check world on both back ends
