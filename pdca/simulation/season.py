@@ -144,15 +144,16 @@ def prepare(options: SeasonOptions) -> Season:
 def run_season(options: SeasonOptions, progress: Callable[[str], None] | None = None) -> Season:
     """Prepare the season and run every day of it.
 
-    The flow runs take the CLI's settings for one command (`embedded_api_settings`): on
-    the embedded API without heartbeats, which would cost each of the season's flow runs
-    about a second (some 180 s of a 13-week season)."""
+    The flow runs take the CLI's settings for one command (`pdca.local_server.flow_api`):
+    PREFECT_API_URL's server, else the local server when it is up (`pdca server start`),
+    else the embedded API without heartbeats, which would cost each of the season's flow
+    runs about a second (some 180 s of a 13-week season)."""
     from prefect import tags
 
-    from flows.operations import embedded_api_settings
+    from pdca.local_server import flow_api
 
     season = prepare(options)
-    with embedded_api_settings(), tags("pdca", "simulation"):
+    with flow_api(), tags("pdca", "simulation"):
         for day in range(season.days):
             run_day(season, day)
             if progress and day % 7 == 6:
