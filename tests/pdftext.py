@@ -12,7 +12,8 @@ import re
 import zlib
 
 _OBJECT = re.compile(rb"(\d+) 0 obj\s*(.*?)endobj", re.S)
-_STREAM = re.compile(rb"stream\r?\n(.*?)\r?\nendstream", re.S)
+_STREAM = re.compile(rb"stream\r?\n")
+_LENGTH = re.compile(rb"/Length\s+(\d+)\b(?!\s+\d+\s+R)")
 _SHOW = re.compile(rb"/(\w+)\s+[\d.]+\s+Tf|<([0-9A-Fa-f]*)>|(T[Jj\*]|ET)")
 """A font switch (name), a shown hex string, or the end of a text object."""
 
@@ -23,7 +24,10 @@ def pdf_text(data: bytes) -> list[str]:
 
     def stream(number: int) -> bytes:
         body = objects[number]
-        raw = _STREAM.search(body).group(1)
+        # The dictionary's /Length, not the `endstream` keyword, ends the data: compressed
+        # bytes may themselves end in a line break, which a pattern would cut off.
+        start = _STREAM.search(body).end()
+        raw = body[start : start + int(_LENGTH.search(body).group(1))]
         return zlib.decompress(raw) if b"/FlateDecode" in body else raw
 
     def cmap(number: int) -> dict[int, str]:
