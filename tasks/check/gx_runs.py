@@ -249,15 +249,23 @@ def _result_identifier(result: ExpectationSuiteValidationResult, run_id):
 
 
 def _docs_site(docs_dir: Path) -> str:
-    """The context's Data Docs site writing to `docs_dir`, added on first use."""
+    """The context's Data Docs site writing to `docs_dir`, added on first use, with GE's
+    views whose templates compile once per process (tasks/check/docs_views.py)."""
     context = _context()
     name = "dq-" + hashlib.sha1(str(docs_dir).encode(), usedforsecurity=False).hexdigest()[:12]
     if name not in context.list_data_docs_sites():
+        from tasks.check.docs_views import VIEWS
+
+        page = {"view": {**VIEWS, "class_name": "PageView"}}
         context.add_data_docs_site(
             site_name=name,
             site_config={
                 "class_name": "SiteBuilder",
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                "site_index_builder": {
+                    "class_name": "DefaultSiteIndexBuilder",
+                    "view": {**VIEWS, "class_name": "IndexPageView"},
+                },
+                "site_section_builders": {"expectations": page, "validations": page},
                 "store_backend": {
                     "class_name": "TupleFilesystemStoreBackend",
                     "base_directory": str(docs_dir),

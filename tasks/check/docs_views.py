@@ -1,0 +1,59 @@
+"""Great Expectations' Data Docs views with their Jinja templates compiled once per process.
+
+GE builds a new view, and with it a new Jinja environment, for every Data Docs build, so
+every check compiled the same page, section and component templates again: about 0.3 s
+of each check's 0.55 s of Data Docs (measured on the UCI monthly series, 31 checks). These
+views are GE's own, plugged in through the site builder's documented `view` setting
+(`gx_runs._docs_site`); they only give the environment a process-wide bytecode cache, so
+each template is parsed and compiled once, and its page renders as before.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from great_expectations.render.view import DefaultJinjaIndexPageView, DefaultJinjaPageView
+from jinja2 import BytecodeCache
+from jinja2.bccache import Bucket
+
+
+class ProcessBytecodeCache(BytecodeCache):
+    """Compiled templates kept in memory for the process's life, by template and source
+    checksum (a changed template, as after an upgrade of GE, compiles again)."""
+
+    def __init__(self) -> None:
+        self._codes: dict[str, tuple[str, object]] = {}
+        self._lock = threading.Lock()
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        with self._lock:
+            found = self._codes.get(bucket.key)
+        if found is not None and found[0] == bucket.checksum:
+            bucket.code = found[1]
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        with self._lock:
+            self._codes[bucket.key] = (bucket.checksum, bucket.code)
+
+
+BYTECODE = ProcessBytecodeCache()
+
+
+class PageView(DefaultJinjaPageView):
+    """GE's page view (suite and validation result pages)."""
+
+    def __init__(self, custom_styles_directory=None, custom_views_directory=None) -> None:
+        super().__init__(custom_styles_directory, custom_views_directory)
+        self.env.bytecode_cache = BYTECODE
+
+
+class IndexPageView(DefaultJinjaIndexPageView):
+    """GE's index page view."""
+
+    def __init__(self, custom_styles_directory=None, custom_views_directory=None) -> None:
+        super().__init__(custom_styles_directory, custom_views_directory)
+        self.env.bytecode_cache = BYTECODE
+
+
+VIEWS = {"module_name": __name__}
+"""The `module_name` of the views in a site builder's configuration."""
