@@ -10,8 +10,6 @@ each template is parsed and compiled once, and its page renders as before.
 
 from __future__ import annotations
 
-import threading
-
 from great_expectations.render.view import DefaultJinjaIndexPageView, DefaultJinjaPageView
 from jinja2 import BytecodeCache
 from jinja2.bccache import Bucket
@@ -19,40 +17,38 @@ from jinja2.bccache import Bucket
 
 class ProcessBytecodeCache(BytecodeCache):
     """Compiled templates kept in memory for the process's life, by template and source
-    checksum (a changed template, as after an upgrade of GE, compiles again)."""
+    checksum (a changed template, as after an upgrade of GE, compiles again). Data Docs
+    are built under `GX_LOCK`, so one build at a time uses it."""
 
     def __init__(self) -> None:
         self._codes: dict[str, tuple[str, object]] = {}
-        self._lock = threading.Lock()
 
     def load_bytecode(self, bucket: Bucket) -> None:
-        with self._lock:
-            found = self._codes.get(bucket.key)
-        if found is not None and found[0] == bucket.checksum:
-            bucket.code = found[1]
+        checksum, code = self._codes.get(bucket.key, (None, None))
+        if checksum == bucket.checksum:
+            bucket.code = code
 
     def dump_bytecode(self, bucket: Bucket) -> None:
-        with self._lock:
-            self._codes[bucket.key] = (bucket.checksum, bucket.code)
+        self._codes[bucket.key] = (bucket.checksum, bucket.code)
 
 
 BYTECODE = ProcessBytecodeCache()
 
 
-class PageView(DefaultJinjaPageView):
+class _CompiledOnce:
+    """Gives a GE view's new Jinja environment the process's bytecode cache."""
+
+    def __init__(self, custom_styles_directory=None, custom_views_directory=None) -> None:
+        super().__init__(custom_styles_directory, custom_views_directory)
+        self.env.bytecode_cache = BYTECODE
+
+
+class PageView(_CompiledOnce, DefaultJinjaPageView):
     """GE's page view (suite and validation result pages)."""
 
-    def __init__(self, custom_styles_directory=None, custom_views_directory=None) -> None:
-        super().__init__(custom_styles_directory, custom_views_directory)
-        self.env.bytecode_cache = BYTECODE
 
-
-class IndexPageView(DefaultJinjaIndexPageView):
+class IndexPageView(_CompiledOnce, DefaultJinjaIndexPageView):
     """GE's index page view."""
-
-    def __init__(self, custom_styles_directory=None, custom_views_directory=None) -> None:
-        super().__init__(custom_styles_directory, custom_views_directory)
-        self.env.bytecode_cache = BYTECODE
 
 
 VIEWS = {"module_name": __name__}
