@@ -37,10 +37,9 @@ from tasks.check.findings import anomalies
 from tasks.check.result import CheckResult
 from tasks.common import metrics, value_metrics
 from tasks.common.jsonable import jsonable, jsonable_records
-from tasks.common.metrics import COUNTS, KEYS
+from tasks.common.metrics import COUNTS, KEYS, PRORATED_TARGETS
 from tasks.common.periods import Period
 from tasks.common.value_metrics import FAMILY_COUNTS, NEW_KPIS, value_rates
-from tasks.plan.plan import PRORATED_TARGETS
 
 ROLLUP_COLUMNS = ["week", *KEYS, *COUNTS]
 """A weekly rollup's funnel: what the trend and the funnel's anomalies read."""

@@ -81,6 +81,11 @@ SHARES = ["reach_rate", "response_rate", "approval_rate"]
 LOWER_IS_BETTER = frozenset({"cac", "overdue_rate_30", "complaint_rate", "npl_rate", "churn_rate"})
 """The metrics where less is good (the contract's variance direction)."""
 
+VOLUME_TARGETS = ("touches", "delivered", "applications", "disbursements", "disbursed_amount")
+PRORATED_TARGETS = (*VOLUME_TARGETS, "new_customers")
+"""The targets a shorter period checked against a longer plan gets its days' share of
+(plan sets them, check prorates them; both read them here, so check needs no optimiser)."""
+
 ALL_LOANS_SINCE = datetime(1900, 1, 1)
 """`:starts_at` for overdue_rate_30: every application of the campaign, however old."""
 

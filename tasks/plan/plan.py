@@ -25,7 +25,13 @@ from sqlalchemy import Connection, func, insert, select, update
 
 from pdca.models import Action, Budget, Campaign, Plan, Target, Touch
 from tasks.common.campaigns import CampaignSpec
-from tasks.common.metrics import BOOK_COUNTS, complaint_rate, funnel, overdue_rate_30, rollup
+from tasks.common.metrics import (
+    BOOK_COUNTS,
+    complaint_rate,
+    funnel,
+    overdue_rate_30,
+    rollup,
+)
 from tasks.common.periods import Period
 from tasks.common.rules import (
     PLAN_ACTION_TYPES,
@@ -48,9 +54,6 @@ CELL = ["channel", "segment"]
 REACH_HEADROOM = 1.5
 """A channel's touches in a period may exceed its best history week (per week) by 50 %:
 beyond that the audience it reaches is the limit, not the budget."""
-VOLUME_TARGETS = ("touches", "delivered", "applications", "disbursements", "disbursed_amount")
-PRORATED_TARGETS = (*VOLUME_TARGETS, "new_customers")
-"""The targets a shorter period checked against a longer plan gets its days' share of."""
 
 
 @dataclass(frozen=True)

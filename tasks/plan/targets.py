@@ -34,9 +34,9 @@ import numpy as np
 import pandas as pd
 
 from tasks.common.campaigns import CampaignSpec
-from tasks.common.metrics import LOWER_IS_BETTER
+from tasks.common.metrics import LOWER_IS_BETTER, VOLUME_TARGETS
 from tasks.plan.budget import Allocation
-from tasks.plan.plan import VOLUME_TARGETS, History
+from tasks.plan.plan import History
 from tasks.plan.value_targets import value_rows
 
 FOLLOW_BUDGET = ("touches", "delivered", "cost")

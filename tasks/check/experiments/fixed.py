@@ -11,16 +11,16 @@
   every arm of the split against the configured shares.
 - **Minimum sample.** Members per arm a fixed-horizon test would need for a relative lift
   `mde`, on Cohen's arcsine effect size (`NormalIndPower`, equal arms).
+
+SciPy's and statsmodels' statistics are imported where a function needs them: together
+they take half a second to import, which every command that merely imports the Check
+stage (and the flow-run processes of a worker) would otherwise pay up front.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-
-from scipy.stats import chisquare, norm
-from statsmodels.stats.power import NormalIndPower
-from statsmodels.stats.proportion import proportion_effectsize, proportions_ztest
 
 
 def wald_interval(
@@ -33,6 +33,8 @@ def wald_interval(
 ) -> tuple[float, float]:
     """The 1 − alpha Wald interval of treatment_rate − control_rate, unpooled variance:
     lift ± z₁₋α/₂ · √(p₀(1−p₀)/n₀ + p₁(1−p₁)/n₁). Both arms must be non-empty."""
+    from scipy.stats import norm
+
     lift = treatment_rate - control_rate
     variance = (
         control_rate * (1 - control_rate) / control_n
@@ -46,6 +48,8 @@ def z_test_p_value(
     control_converted: int, control_n: int, treatment_converted: int, treatment_n: int
 ) -> float | None:
     """Two-sided p-value of the pooled two-proportion z-test; None without variance."""
+    from statsmodels.stats.proportion import proportions_ztest
+
     pooled = (control_converted + treatment_converted) / (control_n + treatment_n)
     if pooled <= 0 or pooled >= 1:
         return None
@@ -72,6 +76,8 @@ def holm(p_values: list[float | None]) -> list[float | None]:
 def srm_p_value(members: list[int], shares: list[float]) -> float | None:
     """Chi-square goodness-of-fit p-value of the arms' member counts against `shares`
     (normalised to sum to 1); None when there are no members at all."""
+    from scipy.stats import chisquare
+
     total = sum(members)
     if total <= 0:
         return None
@@ -86,6 +92,9 @@ def min_sample(
     """Members per arm to detect a relative lift `mde` on `base_rate` (two-sided test at
     `alpha` with `power`, Cohen's h); None when the rate is unknown, 0, or leaves no room
     for a lift (1)."""
+    from statsmodels.stats.power import NormalIndPower
+    from statsmodels.stats.proportion import proportion_effectsize
+
     if base_rate is None or base_rate <= 0:
         return None
     target = min(base_rate * (1 + mde), 1.0)

@@ -38,7 +38,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import norm
 
 
 @dataclass(frozen=True)
@@ -91,6 +90,8 @@ def plan(
 
 def plan_arrays(base_rate, *, alpha: float = 0.05, power: float = 0.8, mde: float = 0.2):
     """(τ², V*, p₀(1−p₀) + p₁(1−p₁)) for base rates in (0, 1), vectorised (`plan`)."""
+    from scipy.stats import norm  # where used: see `fixed`
+
     base_rate = np.asarray(base_rate, float)
     target = np.minimum(base_rate * (1 + mde), 1.0)
     delta = target - base_rate
