@@ -438,6 +438,7 @@ def child() -> None:
     from pdca.db import set_page_cache
     from pdca.settings import get_settings
     from tasks.check.result import CheckResult
+    from tasks.common import value_metrics
     from tasks.common.campaigns import get_campaign_spec
     from tasks.common.periods import Period
 
@@ -497,9 +498,10 @@ def child() -> None:
                         measuring.items(), [conn, *others], strict=True
                     )
                 }
-            measured, tests, book, _, families = (run.result() for run in runs.values())
+            measured, tests, (book, churn), _, values = (run.result() for run in runs.values())
             timings["measuring, at once"] = time.perf_counter() - started
             started = time.perf_counter()  # as the flow joins them (flows/check.py)
+            families = value_metrics.join_churn(values, churn, stage.WEEK_GRAIN)
             measured.weeks = stage.with_week_kpis(
                 measured.weeks, stage.join_kpi_counts(book, families), stage.inside_weeks(period)
             )

@@ -124,20 +124,24 @@ def count_funnel(conn: Connection, spec: CampaignSpec, period: Period) -> Measur
 
 
 @task(cache_policy=NO_CACHE)
-def measure_asset_quality(conn: Connection, spec: CampaignSpec, period: Period) -> pd.DataFrame:
+def measure_asset_quality(
+    conn: Connection, spec: CampaignSpec, period: Period
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The campaign's loan book (overdue_rate_30, loan_balance, npl_rate's counts) as of each
     week's end, by week × channel × segment × variant: the last week's is the period's,
-    and each whole week's goes into its rollup for the anomalies."""
+    and each whole week's goes into its rollup for the anomalies. Beside it churn_rate's
+    counts, which judge the same loans by the same snapshots (`loan_book_counts`)."""
     days = get_settings().attribution_window_days
-    return metrics.overdue_rate_30(conn, spec.id, period, WEEK_GRAIN, attribution_days=days)
+    return value_metrics.loan_book_counts(conn, spec.id, period, WEEK_GRAIN, attribution_days=days)
 
 
 @task(cache_policy=NO_CACHE)
 def measure_customer_value(conn: Connection, spec: CampaignSpec, period: Period) -> pd.DataFrame:
-    """new_customers, ltv, nps and churn_rate's counts, by week × channel × segment ×
-    variant (the KPI scopes sum them; the whole weeks' go into their rollups)."""
+    """new_customers, ltv and nps's counts, by week × channel × segment × variant (the KPI
+    scopes sum them; the whole weeks' go into their rollups); churn comes with the loan
+    book (`measure_asset_quality`)."""
     return value_metrics.family_counts(
-        conn, spec.id, period, WEEK_GRAIN, **_funnel_options(get_settings())
+        conn, spec.id, period, WEEK_GRAIN, **_funnel_options(get_settings()), churn=False
     )
 
 
@@ -297,7 +301,8 @@ def check_flow(campaign_id: str, period: str) -> dict[str, Any]:
             quality = validate_period_data(quality_conn, spec, parsed)
         finally:
             wait(runs)  # no connection closes under a running task
-        measured, experiments, book, reasons, families = (run.result() for run in runs)
+        measured, experiments, (book, churn), reasons, values = (run.result() for run in runs)
+        families = value_metrics.join_churn(values, churn, WEEK_GRAIN)
         measured.weeks = with_week_kpis(
             measured.weeks, join_kpi_counts(book, families), inside_weeks(parsed)
         )

@@ -21,6 +21,9 @@
 --
 -- Parameters: :campaign_id, :starts_at and :ends_at (naive UTC),
 -- :attribution_days, :period_start_date and :as_of_end_date (dates).
+-- ref("churn", book="name") reads the loans from the named CTE
+-- of the referencing query instead (loan_book.sql: one reading of the
+-- loan book for both the overdue counts and churn).
 
 with
 
@@ -33,7 +36,7 @@ campaign_loans as (
         s.variant,
         s.has_snapshot,
         s.outstanding
-    from {{ ref("loan_overdue_status") }} as s
+    from {{ book | default(ref("loan_overdue_status"), true) }} as s
 ),
 
 snapshots as (

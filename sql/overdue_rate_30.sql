@@ -21,6 +21,9 @@
 --
 -- Parameters: :campaign_id, :starts_at and :ends_at (naive UTC),
 -- :attribution_days, :as_of_end_date (a date).
+-- ref("overdue_rate_30", book="name") reads the loans from the named CTE
+-- of the referencing query instead (loan_book.sql: one reading of the
+-- loan book for both the overdue counts and churn).
 
 with
 
@@ -34,7 +37,7 @@ loan_status as (
         s.outstanding,
         s.has_snapshot,
         s.is_npl
-    from {{ ref("loan_overdue_status") }} as s
+    from {{ book | default(ref("loan_overdue_status"), true) }} as s
 ),
 
 final as (

@@ -140,17 +140,18 @@ def kpi_week_counts(
 ) -> pd.DataFrame:
     """KPI_ROLLUP_COUNTS per week of `period` (clipped to it) × KEYS: the loan book as of
     each week's end and the week's customer and value counts."""
-    book = metrics.overdue_rate_30(
+    grain = ["week", *KEYS]
+    book, churn = value_metrics.loan_book_counts(
         conn,
         campaign_id,
         period,
-        ["week", *KEYS],
+        grain,
         attribution_days=funnel_options.get("attribution_days", 14),
     )
-    families = value_metrics.family_counts(
-        conn, campaign_id, period, ["week", *KEYS], **funnel_options
+    values = value_metrics.family_counts(
+        conn, campaign_id, period, grain, **funnel_options, churn=False
     )
-    return join_kpi_counts(book, families)
+    return join_kpi_counts(book, value_metrics.join_churn(values, churn, grain))
 
 
 def join_kpi_counts(book: pd.DataFrame, families: pd.DataFrame) -> pd.DataFrame:

@@ -222,13 +222,8 @@ def overdue_rate_30(
     keys = KEYS if "variant" in by else ["channel", "segment"]
     name = "overdue_rate_30" if "variant" in by else "overdue_by_channel_segment"
     sql = query(name, conn.dialect.name)
-    timezone = campaign_timezone(conn, campaign_id)
-    if "week" in by:
-        cuts = [(week.name, week.ends_at, week.end) for week in week_slices(period, timezone)]
-    else:
-        cuts = [(period.name, period.utc_bounds(timezone)[1], period.end)]
     frames = []
-    for name, ends_at, end in cuts:
+    for cut, ends_at, end in book_cuts(conn, campaign_id, period, by):
         params = {
             "campaign_id": campaign_id,
             "starts_at": ALL_LOANS_SINCE,
@@ -236,7 +231,24 @@ def overdue_rate_30(
             "attribution_days": attribution_days,
             "as_of_end_date": end,
         }
-        frames.append(_read(conn, sql, params).assign(week=name))
+        frames.append(_read(conn, sql, params).assign(week=cut))
+    return book_rates(frames, by, keys)
+
+
+def book_cuts(
+    conn: Connection, campaign_id: str, period: Period, by: Sequence[str]
+) -> list[tuple[str, datetime, date]]:
+    """When the loan book is judged: (name, the UTC end, the local day after) of each week
+    of `period` (clipped to it) with 'week' in `by`, else of the period as a whole."""
+    timezone = campaign_timezone(conn, campaign_id)
+    if "week" in by:
+        return [(week.name, week.ends_at, week.end) for week in week_slices(period, timezone)]
+    return [(period.name, period.utc_bounds(timezone)[1], period.end)]
+
+
+def book_rates(frames: list[pd.DataFrame], by: Sequence[str], keys: list[str]) -> pd.DataFrame:
+    """The loan book's counts of each cut (`frames`, with 'week' and `keys`) summed to `by`,
+    with overdue_rate_30 and npl_rate."""
     frame = tidy(_concat(frames, ["week", *keys, *LOAN_COUNTS]), ["week", *keys])
     out = sum_by(frame, by, LOAN_COUNTS)
     out["overdue_rate_30"] = ratio(out["overdue_loans"], out["seasoned_loans"])

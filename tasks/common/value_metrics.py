@@ -17,7 +17,14 @@ import pandas as pd
 from sqlalchemy import Connection
 
 from tasks.common import metrics
-from tasks.common.metrics import ALL_LOANS_SINCE, KEYS, campaign_timezone, ratio, week_slices
+from tasks.common.metrics import (
+    ALL_LOANS_SINCE,
+    KEYS,
+    WeekSlice,
+    campaign_timezone,
+    ratio,
+    week_slices,
+)
 from tasks.common.periods import Period
 from tasks.common.sqlfiles import query
 
@@ -40,9 +47,11 @@ def family_counts(
     attribution_days: int = 14,
     ftp_rate: float = 0.03,
     lgd: float = 0.6,
+    churn: bool = True,
 ) -> pd.DataFrame:
     """The counts behind new_customers, ltv, nps and churn_rate at the grain `by` (any of
-    week, channel, segment, variant). Columns: *by, FAMILY_COUNTS.
+    week, channel, segment, variant). Columns: *by, FAMILY_COUNTS; without the
+    CHURN_COUNTS when `churn` is False (a caller that has them from `loan_book_counts`).
 
     Loans and answers count by the week of their application and answer; churn by the
     week the borrower's loan was paid off, judged as of that week's end."""
@@ -63,21 +72,67 @@ def family_counts(
             value_sql,
             {**window, "ftp_rate": ftp_rate, "lgd": lgd, "as_of_end_date": period.end},
         )
-        answers = metrics._read(conn, nps_sql, window)
-        churn = metrics._read(
-            conn,
-            churn_sql,
-            {
-                **window,
-                "starts_at": ALL_LOANS_SINCE,
-                "period_start_date": week.start,
-                "as_of_end_date": week.end,
-            },
-        )
-        merged = metrics._merge(metrics._merge(value, answers, KEYS), churn, KEYS)
+        merged = metrics._merge(value, metrics._read(conn, nps_sql, window), KEYS)
+        if churn:
+            churned = metrics._read(conn, churn_sql, window | _churn_cut(week))
+            merged = metrics._merge(merged, churned, KEYS)
         frames.append(merged.assign(week=week.name))
-    frame = metrics.tidy(metrics._concat(frames, ["week", *KEYS, *FAMILY_COUNTS]), ["week", *KEYS])
-    return metrics.sum_by(frame, by, FAMILY_COUNTS)
+    counts = FAMILY_COUNTS if churn else [*VALUE_COUNTS, *SURVEY_COUNTS]
+    frame = metrics.tidy(metrics._concat(frames, ["week", *KEYS, *counts]), ["week", *KEYS])
+    return metrics.sum_by(frame, by, counts)
+
+
+def loan_book_counts(
+    conn: Connection,
+    campaign_id: str,
+    period: Period,
+    by: Sequence[str],
+    *,
+    attribution_days: int = 14,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`metrics.overdue_rate_30` and the churn counts of `family_counts` (columns: *by,
+    CHURN_COUNTS) at the grain `by`, which must hold 'week', from one reading of the loan
+    book per week (`sql/loan_book.sql`).
+
+    Both judge the campaign's whole loan book as of each week's end, the same loans by
+    the same latest snapshots; on a long history that reading is most of either's time,
+    and a check needs both. Each result is the one its own function returns (the
+    queries are the same files); `join_churn` puts the churn counts beside
+    `family_counts(..., churn=False)`."""
+    if "week" not in by:
+        raise ValueError(f"loan_book_counts counts by week: 'week' not in {list(by)}")
+    sql = query("loan_book", conn.dialect.name)
+    books, churns = [], []
+    for week in week_slices(period, campaign_timezone(conn, campaign_id)):
+        params = {
+            "campaign_id": campaign_id,
+            "ends_at": week.ends_at,
+            "attribution_days": attribution_days,
+        }
+        frame = metrics._read(conn, sql, _churn_cut(week) | params).assign(week=week.name)
+        books.append(frame[frame["part"] == "book"])
+        churns.append(frame[frame["part"] == "churn"])
+    keys = ["week", *KEYS]
+    churn = metrics.tidy(metrics._concat(churns, [*keys, *CHURN_COUNTS]), keys)
+    return metrics.book_rates(books, by, KEYS), metrics.sum_by(churn, by, CHURN_COUNTS)
+
+
+def join_churn(families: pd.DataFrame, churn: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """`family_counts(..., churn=False)` and `loan_book_counts`' churn counts, both at the
+    grain `by`, as `family_counts` would have returned them (0 where a side had no row)."""
+    keys = list(by)
+    merged = metrics._merge(families, churn[[*keys, *CHURN_COUNTS]], keys)
+    return metrics.tidy(merged, keys)[[*keys, *FAMILY_COUNTS]]
+
+
+def _churn_cut(week: WeekSlice) -> dict:
+    """The churn query's judgement of `week`: every loan of the campaign's history, paid
+    off in the week, as of the week's end (the loan book's cut of `metrics.book_cuts`)."""
+    return {
+        "starts_at": ALL_LOANS_SINCE,
+        "period_start_date": week.start,
+        "as_of_end_date": week.end,
+    }
 
 
 def value_rates(frame: pd.DataFrame) -> pd.DataFrame:

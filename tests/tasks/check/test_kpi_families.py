@@ -82,3 +82,21 @@ def test_every_new_kpi_matches_the_recount_at_every_scope(loaded: Engine, recoun
     total = actual.iloc[0]
     assert all(pd.notna(total[metric]) for metric in value_metrics.NEW_KPIS), total
     assert compared >= 30, "the week must give the recount something to disagree with"
+
+
+@pytest.mark.parametrize("period", ["2026-W12", "2026-03"])
+def test_one_reading_of_the_loan_book_counts_what_the_two_queries_count(
+    loaded: Engine, period: str
+) -> None:
+    """The check reads the loan book once for the overdue counts and churn
+    (`loan_book_counts`, sql/loan_book.sql): week by week, the same frames as
+    `overdue_rate_30` and `family_counts` reading it apart."""
+    parsed, grain = Period.parse(period), ["week", *metrics.KEYS]
+    with loaded.connect() as conn:
+        book, churn = value_metrics.loan_book_counts(conn, CAMPAIGN, parsed, grain)
+        values = value_metrics.family_counts(conn, CAMPAIGN, parsed, grain, churn=False)
+        apart = metrics.overdue_rate_30(conn, CAMPAIGN, parsed, grain)
+        families = value_metrics.family_counts(conn, CAMPAIGN, parsed, grain)
+    pd.testing.assert_frame_equal(book, apart)
+    pd.testing.assert_frame_equal(value_metrics.join_churn(values, churn, grain), families)
+    assert churn["closing_borrowers"].sum() > 0 and book["loans"].sum() > 0, "nothing to compare"
