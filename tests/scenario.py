@@ -406,9 +406,17 @@ def prefect_env(prefect_home: Path) -> Iterator[Path]:
         patch.setenv("PREFECT_HOME", str(prefect_home))
         patch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         patch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-        from flows.operations import embedded_api_settings
+        from prefect.server.api.server import SubprocessASGIServer
+
+        from flows.operations import embedded_api_settings, server_configured
 
         with embedded_api_settings():  # as the CLI runs its flows on the embedded API
+            if not server_configured():
+                # started here, once: two threads of a flow run (its API client and an
+                # events worker) that both found it down started it at the same time, and
+                # the process of the first start was left running after the suite; this
+                # one stops at exit (Prefect's handler), after the logs are sent
+                SubprocessASGIServer().start()
             yield prefect_home
     # the embedded API stops at exit and says so through a handler bound to a stream
     # that pytest's capture has closed by then: keep it quiet
