@@ -790,12 +790,13 @@ def run() -> None:
 
     A flow command imports some 3,500 modules (Prefect, Great Expectations, pandas, SciPy)
     and ends holding about 450,000 objects. Python's shutdown runs the cycle collector over
-    all of them while it clears the modules: 1.0-1.4 s of every command on
-    these machines, for a process that is about to end. Frozen objects are left out of
-    those passes (`gc.freeze`), so the shutdown takes under 0.1 s. Nothing else changes:
-    exit handlers still run (logging's flush, Prefect's log and event workers, temporary
-    folders) and every object still reaches its refcount. Only the command does this;
-    `main()` in a test's process leaves the collector alone.
+    all of them while it clears the modules: 1.0-1.4 s of every command on these
+    machines, for a process that is about to end. Frozen objects are left out of those
+    passes (`gc.freeze`), so the shutdown takes under 0.1 s. Nothing else changes: exit
+    handlers still run (logging's flush, Prefect's log and event workers, temporary
+    folders), and objects are still freed by reference counting as the modules are
+    cleared. Only the command does this; `main()` in a test's process leaves the
+    collector alone.
     """
     try:
         main()
