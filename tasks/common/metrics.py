@@ -222,8 +222,13 @@ def overdue_rate_30(
     keys = KEYS if "variant" in by else ["channel", "segment"]
     name = "overdue_rate_30" if "variant" in by else "overdue_by_channel_segment"
     sql = query(name, conn.dialect.name)
+    timezone = campaign_timezone(conn, campaign_id)
+    if "week" in by:
+        cuts = [(week.name, week.ends_at, week.end) for week in week_slices(period, timezone)]
+    else:
+        cuts = [(period.name, period.utc_bounds(timezone)[1], period.end)]
     frames = []
-    for cut, ends_at, end in book_cuts(conn, campaign_id, period, by):
+    for cut, ends_at, end in cuts:
         params = {
             "campaign_id": campaign_id,
             "starts_at": ALL_LOANS_SINCE,
@@ -233,17 +238,6 @@ def overdue_rate_30(
         }
         frames.append(_read(conn, sql, params).assign(week=cut))
     return book_rates(frames, by, keys)
-
-
-def book_cuts(
-    conn: Connection, campaign_id: str, period: Period, by: Sequence[str]
-) -> list[tuple[str, datetime, date]]:
-    """When the loan book is judged: (name, the UTC end, the local day after) of each week
-    of `period` (clipped to it) with 'week' in `by`, else of the period as a whole."""
-    timezone = campaign_timezone(conn, campaign_id)
-    if "week" in by:
-        return [(week.name, week.ends_at, week.end) for week in week_slices(period, timezone)]
-    return [(period.name, period.utc_bounds(timezone)[1], period.end)]
 
 
 def book_rates(frames: list[pd.DataFrame], by: Sequence[str], keys: list[str]) -> pd.DataFrame:

@@ -127,7 +127,7 @@ def join_churn(families: pd.DataFrame, churn: pd.DataFrame, by: Sequence[str]) -
 
 def _churn_cut(week: WeekSlice) -> dict:
     """The churn query's judgement of `week`: every loan of the campaign's history, paid
-    off in the week, as of the week's end (the loan book's cut of `metrics.book_cuts`)."""
+    off in the week, as of the week's end (as `metrics.overdue_rate_30` judges its week)."""
     return {
         "starts_at": ALL_LOANS_SINCE,
         "period_start_date": week.start,
