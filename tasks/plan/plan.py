@@ -25,13 +25,7 @@ from sqlalchemy import Connection, func, insert, select, update
 
 from pdca.models import Action, Budget, Campaign, Plan, Target, Touch
 from tasks.common.campaigns import CampaignSpec
-from tasks.common.metrics import (
-    BOOK_COUNTS,
-    complaint_rate,
-    funnel,
-    overdue_rate_30,
-    rollup,
-)
+from tasks.common.metrics import BOOK_COUNTS, complaint_rate, funnel, overdue_rate_30, rollup
 from tasks.common.periods import Period
 from tasks.common.rules import (
     PLAN_ACTION_TYPES,
