@@ -6,7 +6,6 @@ or bad input, with one line on stderr naming the file, line and field at fault.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import sys
@@ -785,25 +784,6 @@ def _pop_debug_flag() -> bool:
 app.command()(simulate)  # its body lives in pdca/simulation/command.py
 
 
-def run() -> None:
-    """The `pdca` command: `main()`, then an exit that skips the collector's last passes.
-
-    A flow command imports some 3,500 modules (Prefect, Great Expectations, pandas, SciPy)
-    and ends holding about 450,000 objects. Python's shutdown runs the cycle collector over
-    all of them while it clears the modules: 1.0-1.4 s of every command on these
-    machines, for a process that is about to end. Frozen objects are left out of those
-    passes (`gc.freeze`), so the shutdown takes under 0.1 s. Nothing else changes: exit
-    handlers still run (logging's flush, Prefect's log and event workers, temporary
-    folders), and objects are still freed by reference counting as the modules are
-    cleared. Only the command does this; `main()` in a test's process leaves the
-    collector alone.
-    """
-    try:
-        main()
-    finally:
-        gc.freeze()
-
-
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2.
 
@@ -849,4 +829,4 @@ def _unexpected(error: Exception) -> None:
 
 
 if __name__ == "__main__":
-    run()
+    main()

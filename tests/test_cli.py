@@ -369,26 +369,6 @@ class TestHelpAndVersion:
         assert_exit(result, 0)
         assert result.stdout.strip() == f"pdca {version('pdca')}"
 
-    @pytest.mark.parametrize(("argv", "code"), [(["--version"], 0), (["check"], 2)])
-    def test_the_command_keeps_its_exit_code_and_leaves_the_collector_out_of_shutdown(
-        self, tmp_path: Path, argv: list[str], code: int
-    ) -> None:
-        """`pdca` is `pdca.cli:run`: main()'s exit code, and the objects frozen before the
-        exit handlers run, so Python's shutdown skips its full collections over them."""
-        probe = (
-            "import atexit, gc, sys\n"
-            "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0))\n"
-            f"sys.argv = ['pdca', *{argv!r}]\n"
-            "from pdca.cli import run\n"
-            "run()\n"
-        )
-        done = subprocess.run(
-            [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True
-        )
-        assert done.returncode == code, done.stderr
-        assert done.stdout.splitlines()[-1] == "frozen True", done.stdout
-        assert main_script_target() == "pdca.cli:run"
-
     def test_help_shows_defaults_and_plain_flags(self, cli: Cli) -> None:
         demo = cli("demo", "--help")
         assert_exit(demo, 0)
@@ -541,11 +521,3 @@ class TestPrefectLoggerTracebacks:
         quiet.debug = True
         record = self._record(RuntimeError("database is locked"))
         assert quiet.filter(record) and record.exc_info is not None
-
-
-def main_script_target() -> str:
-    """What the installed `pdca` command runs (its entry point)."""
-    from importlib.metadata import entry_points
-
-    (script,) = entry_points(group="console_scripts", name="pdca")
-    return script.value
