@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from sqlalchemy import Connection
 
-from tasks.check.arrow_reads import RowReader
+from tasks.check.arrow_reads import SQLITE_ARROW_MIN_TOUCHES, RowReader, arrow_pays
 from tasks.check.gx_runs import ValidationRun
 from tasks.common.campaigns import CampaignSpec, TimeRange
 from tasks.common.feeds import LOAD_ORDER, SOURCE_COLUMN, with_carried_flags
@@ -152,6 +152,7 @@ def assess(
     docs_dir: Path | None = None,
     chunk_rows: int = 500_000,
     arrow_reads: bool = True,
+    sqlite_arrow_min_touches: int = SQLITE_ARROW_MIN_TOUCHES,
 ) -> DataQuality:
     """Validate the campaign's data of `period` and judge its quarantine shares.
 
@@ -164,7 +165,9 @@ def assess(
     chunk, and a month of ordinary weeks costs one validation instead of five.
 
     The rows are read as Arrow through an ADBC connection of their own, which sees only
-    committed rows; `arrow_reads=False` reads them on `conn` (`tasks.check.arrow_reads`).
+    committed rows; `arrow_reads=False` reads them on `conn` (`tasks.check.arrow_reads`),
+    as does a SQLite period with fewer than `sqlite_arrow_min_touches` touches, for which
+    starting the SQLite reader's process would cost more than it saves.
     """
     starts_at, ends_at = period.utc_bounds(spec.timezone)
     window = {
@@ -176,7 +179,8 @@ def assess(
     cap = spec.risk.apr_cap
     run = ValidationRun(f"{spec.id}.{period.name}")
     try:
-        with RowReader(conn, arrow=arrow_reads) as rows:
+        arrow = arrow_reads and arrow_pays(conn, window, sqlite_arrow_min_touches)
+        with RowReader(conn, arrow=arrow) as rows:
             funnel = _check_touches(rows, run, spec, period, window, chunk_rows)
             run.validate("applications", application_checks(_load(rows, "dq_applications", window)))
             run.validate("decisions", decision_checks(_load(rows, "dq_decisions", window), cap))

@@ -17,7 +17,14 @@ import pytest
 from sqlalchemy import Connection, Engine, insert, update
 
 from pdca.models import Application, Decision, Loan, Repayment, Touch
-from tasks.check.arrow_reads import RowReader, adbc_statement, adbc_target, arrow_frame
+from tasks.check import arrow_reads
+from tasks.check.arrow_reads import (
+    RowReader,
+    adbc_statement,
+    adbc_target,
+    arrow_frame,
+    arrow_pays,
+)
 from tasks.check.data_quality import _typed, assess
 from tasks.common.periods import Period
 from tests.scenario import DAY, local_utc, touch
@@ -115,6 +122,7 @@ def frames(engine: Engine, spec, *, arrow: bool, period: str = WEEK) -> dict[str
 
 
 def verdict(engine: Engine, spec, *, arrow: bool, period: str = WEEK) -> dict:
+    """`assess`'s verdict, read through ADBC however few the rows (`arrow`) or the DB-API."""
     with engine.connect() as conn:
         result = assess(
             conn,
@@ -123,6 +131,7 @@ def verdict(engine: Engine, spec, *, arrow: bool, period: str = WEEK) -> dict:
             attribution_days=14,
             quarantine_max_share=0.01,
             arrow_reads=arrow,
+            sqlite_arrow_min_touches=0,
         )
     return result.to_json()
 
@@ -156,6 +165,31 @@ def test_each_query_frames_the_same_values_and_types(spoilt, period):
         assert len(arrow["dq_repayments"]) == 2
         assert arrow["dq_applications"]["source_feed"].isna().all()  # NULL in every row
         assert arrow["dq_decisions"]["apr"].isna().sum() == 2  # a rejection's, a3's
+
+
+def test_a_small_sqlite_period_is_read_without_starting_the_child(spoilt, monkeypatch):
+    """Below `sqlite_arrow_min_touches` touches the child's start would cost more than it
+    saves: SQLite is read through the DB-API, with the same verdict; from that many on, and
+    always on PostgreSQL (whose driver needs no process), through ADBC."""
+    engine, spec = spoilt
+    started = []
+    child = arrow_reads.SqliteChild.__init__
+    monkeypatch.setattr(
+        arrow_reads.SqliteChild,
+        "__init__",
+        lambda self, *args: started.append(args) or child(self, *args),
+    )
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as conn:
+        assert arrow_pays(conn, window(spec)) is not sqlite  # 5 touches
+        assert arrow_pays(conn, window(spec), min_touches=5)
+        assert arrow_pays(conn, window(spec), min_touches=6) is not sqlite
+        default = assess(
+            conn, spec, Period.parse(WEEK), attribution_days=14, quarantine_max_share=0.01
+        ).to_json()
+    assert len(started) == 0
+    assert default == verdict(engine, spec, arrow=True)
+    assert len(started) == int(sqlite), "the verdict read through ADBC: on SQLite, its child"
 
 
 def test_sqlite_timestamps_bind_as_the_stored_text(sqlite_url):
