@@ -1,10 +1,10 @@
 """Benchmark: the check of one week at the end of a 12-week, 10,000,000-touch history.
 
 Run: `.venv/bin/python bench/bench_check.py [--touches N] [--keep DIR]
-[--backend sqlite|postgresql]`. On PostgreSQL (a throw-away server the benchmark starts,
-bench/backends.py) the history is built in SQLite as below and copied into a migrated
-PostgreSQL database (untimed), and everything is measured there. It builds the
-history straight into a migrated SQLite database (customers, touches, applications,
+[--backend sqlite|postgresql] [--no-dbapi]`. On PostgreSQL (a throw-away server the
+benchmark starts, bench/backends.py) the history is built in SQLite as below and copied
+into a migrated PostgreSQL database (untimed), and everything is measured there. It
+builds the history straight into a migrated SQLite database (customers, touches, applications,
 decisions, loans, repayments and complaints in the demo's proportions; building takes a few
 minutes), stores the whole-week rollups and the experiment's members (migration 0008) of the
 first eleven weeks as the weekly checks of those weeks would have, and then prints, from
@@ -416,23 +416,23 @@ def _baselines_postgres(url: str, plain: str, segmented: str) -> tuple[float, fl
     return timings[0], timings[1], rows
 
 
-def steps_in_child(url: str, folder: Path) -> dict:
-    """The check's steps timed one by one in a fresh process (`--child`)."""
+def steps_in_child(url: str, folder: Path, dbapi: bool = True) -> dict:
+    """The check's steps timed one by one in a fresh process (`--child`); `dbapi`: also
+    the data-quality step reading its rows through the DB-API, for comparison."""
     env = {
         **os.environ,
         "PDCA_DATABASE_URL": url,
         "PDCA_OUTPUT_DIR": str(folder / "out"),
         "PREFECT_HOME": str(folder / "prefect"),
     }
-    result = subprocess.run(
-        [sys.executable, __file__, "--child"], env=env, capture_output=True, text=True
-    )
+    argv = [sys.executable, __file__, "--child", *([] if dbapi else ["--no-dbapi"])]
+    result = subprocess.run(argv, env=env, capture_output=True, text=True)
     if result.returncode:
         raise SystemExit(result.stderr[-4000:])
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def child() -> None:
+def child(dbapi: bool) -> None:
     """Runs each task of the check flow as a plain function, timing each."""
     from flows import check as stage
     from pdca.db import set_page_cache
@@ -534,20 +534,7 @@ def child() -> None:
     # for comparison: the same data-quality step reading its rows through the DB-API (one
     # Python object per value), as it did before it read them as Arrow
     split.update({"reading rows": 0.0, "validating": 0.0})
-    with engine.connect() as conn:
-        settings = get_settings()
-        started = time.perf_counter()
-        data_quality.assess(
-            conn,
-            spec,
-            period,
-            attribution_days=settings.attribution_window_days,
-            quarantine_max_share=settings.quarantine_max_share,
-            docs_dir=settings.output_dir / "data-docs",
-            chunk_rows=settings.dq_chunk_rows,
-            arrow_reads=False,
-        )
-        dbapi = {"whole": time.perf_counter() - started, **split}
+    dbapi_pass = _dbapi_data_quality(engine, spec, period, split) if dbapi else None
     # for the record: the flow's own arrangement, Great Expectations beside the measurements
     with ExitStack() as stack:
         connections = [stack.enter_context(engine.connect()) for _ in range(len(measuring) + 1)]
@@ -568,11 +555,33 @@ def child() -> None:
                 "peak_kib": peak,
                 "trusted": quality.trusted,
                 "with_ge": with_ge,
-                "dbapi": dbapi,
+                "dbapi": dbapi_pass,
                 "workers": stage.MEASURING_TASKS,
             }
         )
     )
+
+
+def _dbapi_data_quality(engine, spec, period, split: dict[str, float]) -> dict[str, float]:
+    """The data-quality step reading its rows through the DB-API: its time as a whole and
+    `split`, where the step's reads and validations accumulate."""
+    from pdca.settings import get_settings
+    from tasks.check import data_quality
+
+    settings = get_settings()
+    with engine.connect() as conn:
+        started = time.perf_counter()
+        data_quality.assess(
+            conn,
+            spec,
+            period,
+            attribution_days=settings.attribution_window_days,
+            quarantine_max_share=settings.quarantine_max_share,
+            docs_dir=settings.output_dir / "data-docs",
+            chunk_rows=settings.dq_chunk_rows,
+            arrow_reads=False,
+        )
+        return {"whole": time.perf_counter() - started, **split}
 
 
 def whole_command(url: str, folder: Path) -> tuple[float, int]:
@@ -602,11 +611,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--touches", type=int, default=10_000_000)
     parser.add_argument("--keep", type=Path, help="Build (or reuse) the database here.")
+    parser.add_argument(
+        "--no-dbapi",
+        action="store_true",
+        help="Leave out the data-quality step's comparison pass through the DB-API (a week of "
+        "100 M touches as Python objects takes more memory than the step itself).",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     add_backend_option(parser)
     args = parser.parse_args()
     if args.child:
-        child()
+        child(dbapi=not args.no_dbapi)
         return
     with ExitStack() as resources:
         tmp = resources.enter_context(tempfile.TemporaryDirectory(prefix="pdca-bench-check-"))
@@ -632,7 +647,7 @@ def main() -> None:
             print(f"copied into PostgreSQL in {time.perf_counter() - started:.0f} s")
             url = measured_url
         plain, segmented, rows = baselines(path, measured_url)
-        steps = steps_in_child(url, folder)
+        steps = steps_in_child(url, folder, dbapi=not args.no_dbapi)
         whole, whole_peak = whole_command(url, folder)
     timings = steps["timings"]
     steps_alone = ("measuring, at once", "joining the measurements", "compare_with_targets")
@@ -662,10 +677,13 @@ def main() -> None:
         f"GE's validation {steps['split']['validating']:.2f} s"
     )
     dbapi = steps["dbapi"]
-    print(
-        f"  the same, rows read through the DB-API      : {dbapi['whole']:7.2f} s, "
-        f"of which reading {dbapi['reading rows']:.2f} s (before the Arrow reads)"
-    )
+    if dbapi is None:
+        print("  the same, rows read through the DB-API      : not run (--no-dbapi)")
+    else:
+        print(
+            f"  the same, rows read through the DB-API      : {dbapi['whole']:7.2f} s, "
+            f"of which reading {dbapi['reading rows']:.2f} s (before the Arrow reads)"
+        )
     print(f"the flow's arrangement, measuring and GE at once: {steps['with_ge']:7.2f} s")
     print(
         f"peak RSS of the check's steps               : {steps['peak_kib'] / 1024:7.0f} MiB"
