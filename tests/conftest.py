@@ -66,6 +66,7 @@ LONGEST_FIRST = (
     "tests/test_deployments.py",  # a real server, a worker and a flow-run process per test
     "tests/flows/test_demo.py",  # the demo at 50,000 and 60,000 customers
     "tests/flows/test_check.py",  # the 20,000-customer check world on both back ends
+    "tests/tasks/check/test_data_quality.py",  # 80 GE validations, both back ends
     "tests/test_schedules.py",
     "tests/flows/test_operations.py",
     "tests/flows/test_dispatch.py",
