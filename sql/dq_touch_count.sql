@@ -7,9 +7,15 @@
 --
 -- Parameters: :campaign_id, :starts_at and :ends_at (naive UTC).
 
-select count(*) as touches
-from touches as t
-where
-    t.campaign_id = :campaign_id
-    and t.sent_at >= :starts_at
-    and t.sent_at < :ends_at
+with
+
+period_touches as (
+    select count(*) as touches
+    from touches as t
+    where
+        t.campaign_id = :campaign_id
+        and t.sent_at >= :starts_at
+        and t.sent_at < :ends_at
+)
+
+select * from period_touches
