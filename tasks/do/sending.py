@@ -11,7 +11,7 @@ messages, retries, receipts).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -115,11 +115,21 @@ def _key_column(campaign_id: str, slot: Slot) -> ColumnElement:
 
 @dataclass(frozen=True)
 class Chunk:
-    """The next sends of a batch, in outbox order: those with `status` up to `last_id`."""
+    """The next sends of a batch, in outbox order: those with `status` from `first_id` to
+    `last_id`. Both bounds keep each statement on the chunk to its own stretch of the
+    (batch_id, outbox_id) index, however much of the batch is already sent."""
 
     batch_id: int
     status: str
+    first_id: int
     last_id: int
+
+    def entries(self, status: str) -> ColumnElement[bool]:
+        return and_(
+            OutboxEntry.batch_id == self.batch_id,
+            OutboxEntry.status == status,
+            OutboxEntry.outbox_id.between(self.first_id, self.last_id),
+        )
 
 
 @dataclass(frozen=True)
@@ -150,20 +160,32 @@ class ChunkPart:
         )
 
 
-def next_chunk(conn: Connection, batch_id: int, size: int) -> Chunk | None:
+def next_chunk(
+    conn: Connection, batch_id: int, size: int, after: Mapping[str, int] | None = None
+) -> Chunk | None:
     """The batch's next `size` sends still to do: `sending` ones (a crash's leftovers)
-    first, then `pending` ones; None when there are none."""
+    first, then `pending` ones; None when there are none. `after` (by status, the last
+    outbox id of the chunks of it already taken) skips what earlier chunks covered: every
+    entry of a chunk is `sent`, `failed` or `deferred` before the next is taken, so the
+    search need not walk the batch's sent entries again (`outbox.status` is not indexed:
+    see the migration 0010)."""
     for status in ("sending", "pending"):
         ids = (
             select(OutboxEntry.outbox_id)
-            .where(OutboxEntry.batch_id == batch_id, OutboxEntry.status == status)
+            .where(
+                OutboxEntry.batch_id == batch_id,
+                OutboxEntry.status == status,
+                OutboxEntry.outbox_id > (after or {}).get(status, 0),
+            )
             .order_by(OutboxEntry.outbox_id)
             .limit(size)
             .subquery()
         )
-        last_id = conn.execute(select(func.max(ids.c.outbox_id))).scalar()
+        first_id, last_id = conn.execute(
+            select(func.min(ids.c.outbox_id), func.max(ids.c.outbox_id))
+        ).one()
         if last_id is not None:
-            return Chunk(batch_id, status, last_id)
+            return Chunk(batch_id, status, first_id, last_id)
     return None
 
 
@@ -172,11 +194,7 @@ def mark_sending(conn: Connection, chunk: Chunk) -> int:
     `sending`, one more attempt. Returns the number of entries."""
     return conn.execute(
         update(OutboxEntry)
-        .where(
-            OutboxEntry.batch_id == chunk.batch_id,
-            OutboxEntry.status == chunk.status,
-            OutboxEntry.outbox_id <= chunk.last_id,
-        )
+        .where(chunk.entries(chunk.status))
         .values(status="sending", attempts=OutboxEntry.attempts + 1)
     ).rowcount
 
@@ -195,11 +213,7 @@ def chunk_parts(conn: Connection, chunk: Chunk) -> list[ChunkPart]:
             func.max(func.length(OutboxEntry.customer_id)),
             func.max(case((has_unkeyable(OutboxEntry.customer_id, conn.dialect.name), 1), else_=0)),
         )
-        .where(
-            OutboxEntry.batch_id == chunk.batch_id,
-            OutboxEntry.status == "sending",
-            OutboxEntry.outbox_id <= chunk.last_id,
-        )
+        .where(chunk.entries("sending"))
         .group_by(OutboxEntry.channel, OutboxEntry.variant)
     ):
         firsts, lasts, by_variant, longests = found.setdefault(channel, [[], [], {}, []])
@@ -534,7 +548,9 @@ def send_chunks(
     entries were handed over after each chunk."""
     tally, started = SendTally(), datetime.now(UTC)
     breakers = {channel: CircuitBreaker(BREAKER_THRESHOLD) for channel in gateways}
-    while (chunk := next_chunk(conn, batch.batch_id, size)) is not None:
+    taken: dict[str, int] = {}  # by status, the last outbox id of the chunks taken
+    while (chunk := next_chunk(conn, batch.batch_id, size, taken)) is not None:
+        taken[chunk.status] = chunk.last_id
         sent_at = at + (datetime.now(UTC) - started)
         if sent_at >= slot.ends_at:
             break
