@@ -99,7 +99,6 @@ def cluster(request, tmp_path_factory, postgres):
             "PDCA_DATABASE_URL": url,
             "PDCA_OUTPUT_DIR": str(folder / "out"),
             "PDCA_CHECKOUT": str(PROJECT_ROOT),
-            "PREFECT_WORKER_QUERY_SECONDS": "1",
             "PYTHONUNBUFFERED": "1",  # a killed worker's log has every run it took
         }
         yield server, env, engine, folder
