@@ -11,8 +11,10 @@ indexed column changes and the row's page has room. Here:
   entries again), and the few per-batch reads by status (hold-outs, held, deferred) scan
   their batch;
 - on PostgreSQL, the outbox's pages are filled to 40 % (`fillfactor`), leaving each row
-  room for its two later versions on its own page. SQLite has no such setting and no
-  heap-only updates; it keeps one index entry fewer per update.
+  room for its two later versions on its own page (pages written from now on: an
+  existing outbox keeps its full pages until they are rewritten, e.g. by `VACUUM FULL`).
+  SQLite has no such setting and no heap-only updates; it keeps one index entry fewer
+  per update.
 
 Measured on PostgreSQL (1,000,000 customers, `bench/bench_dispatch.py`'s window, the
 statements over 150 ms): 1,501,179 of 1,532,155 outbox updates heap-only (none before);
