@@ -565,22 +565,14 @@ def child(dbapi: bool) -> None:
 def _dbapi_data_quality(engine, spec, period, split: dict[str, float]) -> dict[str, float]:
     """The data-quality step reading its rows through the DB-API: its time as a whole and
     `split`, where the step's reads and validations accumulate."""
+    from flows.check import quality_options
     from pdca.settings import get_settings
     from tasks.check import data_quality
 
-    settings = get_settings()
+    options = quality_options(get_settings())
     with engine.connect() as conn:
         started = time.perf_counter()
-        data_quality.assess(
-            conn,
-            spec,
-            period,
-            attribution_days=settings.attribution_window_days,
-            quarantine_max_share=settings.quarantine_max_share,
-            docs_dir=settings.output_dir / "data-docs",
-            chunk_rows=settings.dq_chunk_rows,
-            arrow_reads=False,
-        )
+        data_quality.assess(conn, spec, period, **options, arrow_reads=False)
         return {"whole": time.perf_counter() - started, **split}
 
 

@@ -98,16 +98,7 @@ class Measurements:
 @task(cache_policy=NO_CACHE)
 def validate_period_data(conn: Connection, spec: CampaignSpec, period: Period) -> DataQuality:
     """Great Expectations on the period's feeds and derived tables, and quarantine shares."""
-    settings = get_settings()
-    return assess(
-        conn,
-        spec,
-        period,
-        attribution_days=settings.attribution_window_days,
-        quarantine_max_share=settings.quarantine_max_share,
-        docs_dir=settings.output_dir / "data-docs",
-        chunk_rows=settings.dq_chunk_rows,
-    )
+    return assess(conn, spec, period, **quality_options(get_settings()))
 
 
 @task(cache_policy=NO_CACHE)
@@ -340,6 +331,16 @@ def require_overlap(spec: CampaignSpec, period: Period) -> None:
             f"campaign {spec.id!r} runs {spec.start} to {spec.end}: period {period} "
             f"({period.start} to {period.end - timedelta(days=1)}) has none of its days"
         )
+
+
+def quality_options(settings: Settings) -> dict[str, Any]:
+    """`assess`'s settings, as the check runs it (and `bench/bench_check.py` beside it)."""
+    return {
+        "attribution_days": settings.attribution_window_days,
+        "quarantine_max_share": settings.quarantine_max_share,
+        "docs_dir": settings.output_dir / "data-docs",
+        "chunk_rows": settings.dq_chunk_rows,
+    }
 
 
 def _funnel_options(settings: Settings) -> dict[str, Any]:
