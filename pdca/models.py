@@ -333,6 +333,8 @@ class OutboxEntry(Base):
         Index(None, "batch_id", "outbox_id"),
     )
     outbox_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # a foreign key on SQLite; on PostgreSQL triggers keep its rule with one check per
+    # statement rather than per row (migration 0011)
     batch_id: Mapped[int] = mapped_column(ForeignKey("outreach_batches.batch_id"))
     customer_id: Mapped[str] = mapped_column(Key)
     channel: Mapped[str] = mapped_column(String(16))

@@ -168,14 +168,18 @@ def next_chunk(
     outbox id of the chunks of it already taken) skips what earlier chunks covered: every
     entry of a chunk is `sent`, `failed` or `deferred` before the next is taken, so the
     search need not walk the batch's sent entries again (`outbox.status` is not indexed:
-    see the migration 0010)."""
+    see the migration 0010). For the same reason, once a `pending` chunk was taken no
+    `sending` entry is left to look for: the leftovers all came first."""
+    after = after or {}
     for status in ("sending", "pending"):
+        if status == "sending" and "pending" in after:
+            continue
         ids = (
             select(OutboxEntry.outbox_id)
             .where(
                 OutboxEntry.batch_id == batch_id,
                 OutboxEntry.status == status,
-                OutboxEntry.outbox_id > (after or {}).get(status, 0),
+                OutboxEntry.outbox_id > after.get(status, 0),
             )
             .order_by(OutboxEntry.outbox_id)
             .limit(size)

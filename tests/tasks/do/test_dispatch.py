@@ -24,10 +24,12 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal,
     select,
     text,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 
 from pdca.errors import UserError
 from pdca.models import Customer, DispatchLock, OutboxEntry, OutreachBatch, SimulatedSend, Touch
@@ -327,15 +329,17 @@ def campaign(engine: Engine) -> Engine:
     return engine
 
 
-def open_batch_with(engine: Engine, entries: list[tuple[str, str, str]]) -> int:
-    """A batch with outbox entries (customer_id, channel, status)."""
+def open_batch_with(
+    engine: Engine, entries: list[tuple[str, str, str]], window: str = "noon"
+) -> int:
+    """A batch of `window` with outbox entries (customer_id, channel, status)."""
     with engine.begin() as conn:
         batch_id = conn.execute(
             insert(OutreachBatch)
             .values(
                 campaign_id=CAMPAIGN_ID,
                 send_date=date(2026, 3, 4),
-                window="noon",
+                window=window,
                 status="open",
                 summary={},
             )
@@ -856,6 +860,23 @@ class TestSendsUpdateInPlace:
             assert next_chunk(conn, batch_id, 4, {"pending": 10**9}) is None
             assert next_chunk(conn, batch_id, 4, {"sending": 10**9}) == first
 
+    def test_once_a_pending_chunk_was_taken_no_leftover_is_looked_for(self, campaign: Engine):
+        """A crash's `sending` leftovers are taken before any `pending` chunk, and every
+        chunk ends sent, failed or deferred before the next: after a `pending` chunk the
+        search for leftovers (a walk of the whole batch, `status` being in no index) is
+        skipped. Here an entry made `sending` behind the loop's back is not found."""
+        batch_id = outbox_world(campaign, customers=9)
+        with campaign.connect() as conn:
+            first = next_chunk(conn, batch_id, 4)
+            conn.execute(
+                update(OutboxEntry)
+                .where(OutboxEntry.outbox_id == first.first_id)
+                .values(status="sending")
+            )
+            assert next_chunk(conn, batch_id, 4).status == "sending"
+            after = next_chunk(conn, batch_id, 4, {"pending": first.last_id})
+            assert (after.status, after.first_id > first.last_id) == ("pending", True)
+
     def test_on_postgresql_the_sends_updates_are_heap_only(self, campaign: Engine):
         if campaign.dialect.name != "postgresql":
             pytest.skip("SQLite has no heap-only updates")
@@ -868,6 +889,94 @@ class TestSendsUpdateInPlace:
             time.sleep(0.2)
         updates, heap_only = after[0] - before[0], after[1] - before[1]
         assert heap_only >= 0.9 * updates, (updates, heap_only)
+
+
+class TestOutboxNamesOnlyBatchesThatExist:
+    """The outbox's batch is a foreign key on SQLite; on PostgreSQL triggers keep the same
+    rule with one check per statement (migration 0011). Either way, a write that would
+    leave an entry naming a missing batch fails as a foreign-key violation."""
+
+    def test_a_many_row_insert_into_existing_batches_passes(self, campaign: Engine):
+        batch_id = outbox_world(campaign, customers=30)
+        other = open_batch_with(campaign, [], window="evening")
+        with campaign.begin() as conn:
+            moved = select(
+                literal(other), OutboxEntry.customer_id, OutboxEntry.channel,
+                OutboxEntry.variant, OutboxEntry.scheduled_at, OutboxEntry.status,
+                OutboxEntry.attempts,
+            ).where(OutboxEntry.batch_id == batch_id)  # fmt: skip
+            columns = ["batch_id", "customer_id", "channel", "variant", "scheduled_at"]
+            conn.execute(insert(OutboxEntry).from_select([*columns, "status", "attempts"], moved))
+        assert count_entries(campaign, other) == 30
+
+    def test_an_insert_naming_a_missing_batch_fails(self, campaign: Engine):
+        batch_id = outbox_world(campaign, customers=3)
+        with pytest.raises(IntegrityError) as raised, campaign.begin() as conn:
+            named = select(
+                OutboxEntry.batch_id + literal(1000), OutboxEntry.customer_id,
+                OutboxEntry.channel, OutboxEntry.variant, OutboxEntry.scheduled_at,
+                OutboxEntry.status, OutboxEntry.attempts,
+            ).where(OutboxEntry.batch_id == batch_id)  # fmt: skip
+            columns = ["batch_id", "customer_id", "channel", "variant", "scheduled_at"]
+            conn.execute(insert(OutboxEntry).from_select([*columns, "status", "attempts"], named))
+        assert_foreign_key_violation(raised.value, campaign)
+        assert count_entries(campaign, batch_id + 1000) == 0
+
+    def test_moving_an_entry_to_a_missing_batch_fails(self, campaign: Engine):
+        batch_id = outbox_world(campaign, customers=3)
+        with pytest.raises(IntegrityError) as raised, campaign.begin() as conn:
+            conn.execute(
+                update(OutboxEntry)
+                .where(OutboxEntry.batch_id == batch_id)
+                .values(batch_id=batch_id + 1000)
+            )
+        assert_foreign_key_violation(raised.value, campaign)
+        assert count_entries(campaign, batch_id) == 3
+
+    def test_a_named_batch_cannot_be_deleted_an_empty_one_can(self, campaign: Engine):
+        batch_id = outbox_world(campaign, customers=3)
+        empty = open_batch_with(campaign, [], window="evening")
+        with pytest.raises(IntegrityError) as raised, campaign.begin() as conn:
+            conn.execute(delete(OutreachBatch).where(OutreachBatch.batch_id == batch_id))
+        assert_foreign_key_violation(raised.value, campaign)
+        with campaign.begin() as conn:
+            gone = conn.execute(delete(OutreachBatch).where(OutreachBatch.batch_id == empty))
+        assert gone.rowcount == 1
+        assert count_entries(campaign, batch_id) == 3
+
+    def test_on_postgresql_the_check_is_per_statement(self, campaign: Engine):
+        if campaign.dialect.name != "postgresql":
+            pytest.skip("SQLite keeps the declarative foreign key")
+        with campaign.connect() as conn:
+            keys = conn.execute(
+                text(
+                    "select count(*) from pg_constraint "
+                    "where conrelid = 'outbox'::regclass and contype = 'f'"
+                )
+            ).scalar_one()
+            per_statement = conn.execute(
+                text(
+                    "select action_orientation from information_schema.triggers "
+                    "where event_object_table = 'outbox' and trigger_name = 'outbox_batches_exist'"
+                )
+            ).scalar_one()
+        assert (keys, per_statement) == (0, "STATEMENT")
+
+
+def count_entries(engine: Engine, batch_id: int) -> int:
+    with engine.connect() as conn:
+        return conn.execute(
+            select(func.count()).where(OutboxEntry.batch_id == batch_id)
+        ).scalar_one()
+
+
+def assert_foreign_key_violation(error: IntegrityError, engine: Engine) -> None:
+    """SQLite says FOREIGN KEY constraint failed; PostgreSQL's SQLSTATE is 23503 either
+    way (a foreign key's or the triggers')."""
+    if engine.dialect.name == "postgresql":
+        assert error.orig.sqlstate == "23503", error
+    else:
+        assert "FOREIGN KEY constraint failed" in str(error), error
 
 
 def outbox_updates(engine: Engine) -> tuple[int, int]:
