@@ -34,7 +34,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import sqlite3
 import subprocess
 import sys
@@ -56,6 +55,7 @@ from bench.backends import (  # noqa: E402
     create_database,
     postgres_server,
 )
+from bench.peak import own_peak_kib, run_measured  # noqa: E402
 
 CAMPAIGN = "bench-check"
 START = date(2026, 1, 5)  # a Monday: weeks 2026-W02 … 2026-W13
@@ -546,7 +546,7 @@ def child(dbapi: bool) -> None:
                 pool.submit(function, connection, spec, period)
             stage.validate_period_data.fn(connections[-1], spec, period)
         with_ge = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = own_peak_kib()
     print(
         json.dumps(
             {
@@ -584,19 +584,14 @@ def whole_command(url: str, folder: Path) -> tuple[float, int]:
         "PREFECT_HOME": str(folder / "prefect"),
     }
     pdca = str(Path(sys.executable).parent / "pdca")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    started = time.perf_counter()
-    result = subprocess.run(
-        [pdca, "check", "--campaign", CAMPAIGN, "--period", LAST_WEEK, "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=folder,
-    )
-    elapsed = time.perf_counter() - started
-    if result.returncode not in (0, 1):
-        raise SystemExit(result.stderr[-4000:])
-    return elapsed, max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    argv = [pdca, "check", "--campaign", CAMPAIGN, "--period", LAST_WEEK, "--json"]
+    with (folder / "check.err").open("w") as stderr:
+        elapsed, peak, code = run_measured(
+            argv, env=env, cwd=folder, stdout=subprocess.DEVNULL, stderr=stderr
+        )
+    if code not in (0, 1):
+        raise SystemExit((folder / "check.err").read_text()[-4000:])
+    return elapsed, peak
 
 
 def main() -> None:

@@ -13,7 +13,8 @@ built in SQLite and copied, untimed). Prints, from one run:
   command, however many customers;
 - pdca's dispatch of the window (`pdca dispatch … --json` in a child process: audience,
   assignment, routing, wording, outbox, simulated send with its journal, touches), its
-  wall time and its peak RSS (from its rusage: its own or, if larger, a child's).
+  wall time and its own peak RSS (bench/peak.py: the Prefect server it starts is not
+  counted).
 Target (issue 3): dispatch within 10× the bare statement and under 60 s; peak RSS < 2 GiB.
 The 10× is compared without Prefect's start-up (the per-customer work), the 60 s with it
 (what a user waits for); both ratios are printed. On PostgreSQL (issue 17) within 5×. The
@@ -43,6 +44,7 @@ from bench.backends import (  # noqa: E402
     create_database,
     postgres_server,
 )
+from bench.peak import run_measured  # noqa: E402
 from pdca.db import _tune_sqlite, upgrade  # noqa: E402
 from tasks.common.periods import local_midnight_utc  # noqa: E402
 from tasks.common.sqlfiles import render  # noqa: E402
@@ -184,17 +186,15 @@ def bare_seconds(base: Path, folder: Path, into_outbox: bool) -> tuple[float, in
 
 
 def run_child(command: list[str], env: dict[str, str], folder: Path) -> tuple[float, int, str]:
-    """Run a command: its wall time, peak RSS (KiB, from its rusage) and stdout."""
+    """Run a command: its wall time, its own peak RSS (KiB, bench/peak.py) and stdout."""
     out, err = folder / "child.out", folder / "child.err"
     with out.open("w") as stdout, err.open("w") as stderr:
-        started = time.perf_counter()
-        process = subprocess.Popen(command, env=env, cwd=folder, stdout=stdout, stderr=stderr)
-        _, status, usage = os.wait4(process.pid, 0)
-        elapsed = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode not in (0, 1):
+        elapsed, peak, code = run_measured(
+            command, env=env, cwd=folder, stdout=stdout, stderr=stderr
+        )
+    if code not in (0, 1):
         raise SystemExit(f"{command[0]} failed:\n" + err.read_text()[-3000:])
-    return elapsed, usage.ru_maxrss, out.read_text()
+    return elapsed, peak, out.read_text()
 
 
 def bare_seconds_postgres(server, into_outbox: bool) -> tuple[float, int]:

@@ -8,8 +8,8 @@ into pdca's `touches` table of a copy of the same database. Prints, from one run
   tuples), in one transaction, into pdca's own `touches` table and, for reference, into
   a table with the key alone;
 - pdca's rate: `import_feed` on the CSV file (read, parse, Great Expectations suite,
-  staged upsert with reference and duplicate checks, quarantine), in a child process so
-  that its peak RSS is its own (the parent never loads a large frame).
+  staged upsert with reference and duplicate checks, quarantine), in a child process, and
+  its own peak RSS (bench/peak.py).
 Target (issue 2): pdca ≥ 1/3 of the bare rate into the same table, peak RSS < 1.5 GiB;
 on PostgreSQL (issue 17) ≥ 0.5× the binary COPY. Last line: `ratio: X (target: >= Y)`.
 """
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import resource
 import shutil
 import sqlite3
 import subprocess
@@ -39,6 +38,7 @@ from bench.backends import (  # noqa: E402
     libpq,
     postgres_server,
 )
+from bench.peak import run_measured  # noqa: E402
 from pdca.db import _tune_sqlite  # noqa: E402  (the same connection settings as pdca)
 
 CUSTOMERS = 100_000
@@ -172,16 +172,14 @@ def pdca_rate(base_db: Path, touches: Path, folder: Path, url: str | None = None
         shutil.copy(base_db, folder / "pdca.db")
         url = f"sqlite:///{folder / 'pdca.db'}"
     env = {**os.environ, "GX_ANALYTICS_ENABLED": "false"}
-    child = subprocess.run(
-        [sys.executable, "-c", CHILD, url, str(touches)],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    rows, loaded, quarantined, elapsed = child.stdout.split()
+    out = folder / "import.out"
+    with out.open("w") as stdout:
+        _, peak_kib, code = run_measured(
+            [sys.executable, "-c", CHILD, url, str(touches)], env=env, cwd=ROOT, stdout=stdout
+        )
+    if code != 0:
+        raise SystemExit(f"the import failed (exit {code})")
+    rows, loaded, quarantined, elapsed = out.read_text().split()
     detail = f"{rows} rows: {loaded} loaded, {quarantined} quarantined, {float(elapsed):.2f} s"
     return int(rows) / float(elapsed), peak_kib, detail
 
