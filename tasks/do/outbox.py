@@ -255,8 +255,17 @@ def _count(conn: Connection, statement) -> int:
     return conn.execute(statement.execution_options(preserve_rowcount=True)).rowcount
 
 
-def insert_new_touches(conn: Connection, source) -> None:
+def insert_new_touches(conn: Connection, source, *, may_exist: bool = True) -> None:
     """Write the touches `source` selects (`TOUCH_COLUMNS`), leaving a touch already
-    written (by an interrupted run) as it is."""
-    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(Touch)
-    conn.execute(insert.from_select(TOUCH_COLUMNS, source).on_conflict_do_nothing())
+    written (by an interrupted run) as it is.
+
+    `may_exist=False` is for sends handed over for the first time: a send's touch is
+    written in the transaction that marks it `sent`, so none of theirs can exist yet, and
+    a plain insert spares PostgreSQL's conflict check per row (measured on 800,000 rows in
+    chunks of 100,000 into a table with the touches' four indexes: 7.9 s against 9.5–10.5 s
+    with `on conflict do nothing`)."""
+    if not may_exist:
+        conn.execute(insert(Touch).from_select(TOUCH_COLUMNS, source))
+        return
+    upsert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(Touch)
+    conn.execute(upsert.from_select(TOUCH_COLUMNS, source).on_conflict_do_nothing())

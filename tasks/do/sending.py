@@ -317,7 +317,7 @@ def send_journaled(
     ).where(entries)
     if look_up:
         source = source.join(journal, journal.c.idempotency_key == key, isouter=True)
-    insert_new_touches(conn, source)
+    insert_new_touches(conn, source, may_exist=not part.first_try)
     sent = conn.execute(
         update(OutboxEntry)
         .where(entries)
