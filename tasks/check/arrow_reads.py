@@ -35,12 +35,14 @@ from contextlib import closing
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
 
 import pandas as pd
 from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 
+from pdca.db import postgres_options
 from tasks.common.sqlfiles import query
 
 if TYPE_CHECKING:
@@ -132,7 +134,8 @@ def arrow_pays(conn: Connection, window: dict, min_touches: int = SQLITE_ARROW_M
 
 def adbc_target(conn: Connection) -> str | None:
     """What an ADBC driver connects to for `conn`'s database: SQLite's file path, or a libpq
-    URI (the SQLAlchemy URL without its `+psycopg` driver part); None where ADBC cannot
+    URI (the SQLAlchemy URL without its `+psycopg` driver part, with pdca's session options:
+    `pdca.db.POSTGRES_OPTIONS`); None where ADBC cannot
     reach the same data (an in-memory SQLite database, another back end)."""
     url: URL = conn.engine.url
     backend = url.get_backend_name()
@@ -142,7 +145,10 @@ def adbc_target(conn: Connection) -> str | None:
             return None
         return str(Path(database).resolve())
     if backend == "postgresql":
-        return url.set(drivername="postgresql").render_as_string(hide_password=False)
+        address = url.set(drivername="postgresql", query={}).render_as_string(hide_password=False)
+        query = {**url.query, "options": postgres_options(url)}
+        # percent-encoded: libpq reads a '+' in a URI as itself, not as a space
+        return f"{address}?{urlencode(query, doseq=True, quote_via=quote)}"
     return None
 
 
