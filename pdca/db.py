@@ -32,11 +32,10 @@ def make_engine(
     PostgreSQL sessions start with `POSTGRES_OPTIONS` (after any `options` of the URL).
     """
     parsed = make_url(url)
-    if parsed.get_backend_name() == "postgresql":
-        options = postgres_options(parsed)
-        return create_engine(url, pool_pre_ping=True, connect_args={"options": options})
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        postgres = parsed.get_backend_name() == "postgresql"
+        session = {"options": postgres_options(parsed)} if postgres else {}
+        return create_engine(url, pool_pre_ping=True, connect_args=session)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": 60})
