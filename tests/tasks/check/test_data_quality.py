@@ -651,8 +651,8 @@ class TestDataDocs:
 
 
 class TestEmptyDatasets:
-    """A dataset without rows is not handed to GE again: its verdict is GE's own on an
-    empty frame with the same columns, computed once per process."""
+    """A dataset without rows is not handed to GE: every expectation passes on it, which
+    must be GE's own verdict on an empty frame with the same columns."""
 
     def test_same_tallies_as_great_expectations_on_the_empty_frames(self, world):
         from great_expectations.core.run_identifier import RunIdentifier
