@@ -9,6 +9,7 @@ refused by the dispatch lock: tests/flows/test_dispatch.py::TestConcurrentDispat
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,6 +153,21 @@ class TestBackfill:
         assert stored == {"2026-W11", "2026-W13"}
 
 
+RETRIED_FLUSH = re.compile(
+    r"[^\n]*Error flushing \d+ events \(\d+ to retry, 0 dropped\)\n"
+    r"Traceback \(most recent call last\):\n(?:(?!\d\d:\d\d:\d\d\.\d{3} \|)[^\n]*\n)*"
+)
+"""A log record of the embedded API's task-run recorder that could not write a batch of
+events and put all of them back to write again (seen once in a full suite on busy cores):
+Prefect's own retry, with its traceback, up to the next log record."""
+
+
+def without_retried_flushes(stderr: str) -> str:
+    """`stderr` without the embedded API's retried writes (RETRIED_FLUSH): any other
+    traceback is a failure the user would see."""
+    return RETRIED_FLUSH.sub("", stderr)
+
+
 class TestBackfillInAFreshProcess:
     """What an engineer types: `pdca backfill` in a new process, at the default concurrency.
 
@@ -188,7 +204,7 @@ class TestBackfillInAFreshProcess:
         )
         assert "4 of 4 runs completed" in done.stdout, done.stdout + done.stderr[-3000:]
         assert done.returncode == 0
-        assert "Traceback" not in done.stderr
+        assert "Traceback" not in without_retried_flushes(done.stderr), done.stderr
         with sqlite3.connect(home / "prefect.db") as prefect_db:
             tags = prefect_db.execute(
                 "select tags from flow_run where name like 'check %'"
