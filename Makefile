@@ -12,12 +12,12 @@ export GX_ANALYTICS_ENABLED ?= false
 run: install  ## install, then build the demo database and run the demo
 	$(BIN)/pdca demo
 
-# pytest-xdist workers: one more than the cores, because a good part of the suite waits on
-# the servers and flow-run processes it starts (measured on 2 cores: 3 workers 10.5 min,
-# 2 workers about 12); a test module stays on one worker, so its module-scoped worlds are
-# built once; modules are handed out in collection order, the longest first (tests/conftest.py:
-# LONGEST_FIRST), not xdist's default of the most tests first. TEST_WORKERS=0 runs in this
-# process (pdb, -x).
+# pytest-xdist workers: one more than the cores, because part of the suite waits on the
+# servers and flow-run processes it starts (measured on 2 cores: 2 workers about 12 min,
+# 3 workers 10.5-11, 4 workers 13.5: beyond that the suite is CPU-bound and they contend);
+# a test module stays on one worker, so its module-scoped worlds are built once; modules are
+# handed out in collection order, the longest first (tests/conftest.py: LONGEST_FIRST), not
+# xdist's default of the most tests first. TEST_WORKERS=0 runs in this process (pdb, -x).
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 XDIST := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
