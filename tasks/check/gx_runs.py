@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from tasks.common.jsonable import jsonable
-from tasks.data.quality import GX_LOCK, _context, describe, load_suite, suite_path
+from tasks.data.quality import GX_LOCK, _context, _suite_document, describe, load_suite
 
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationSuiteValidationResult
@@ -149,7 +148,7 @@ class ValidationRun:
         `pdca check` (a flow-run process of a worker too) would pay those runs again."""
         if frame.empty:
             for suite in DATASETS[dataset]:
-                self.tallies[suite].add_passed(suite_size(suite))
+                self.tallies[suite].add_passed(len(_suite_document(suite)["expectations"]))
             return
         name = self.run_name if part is None else f"{self.run_name}.{part}"
         with GX_LOCK:  # its first use imports GE, which two threads must not do at once
@@ -205,12 +204,6 @@ def validate_suite(
         return _definition(dataset, suite).run(
             batch_parameters={"dataframe": frame}, result_format=result_format, run_id=run_id
         )
-
-
-@cache
-def suite_size(suite: str) -> int:
-    """How many expectations `expectations/<suite>.json` holds (read without GE)."""
-    return len(json.loads(suite_path(suite).read_text())["expectations"])
 
 
 @cache
