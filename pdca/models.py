@@ -109,10 +109,21 @@ class Touch(Base):
 
     __tablename__ = "touches"
     __table_args__ = (
-        # the period's touches in time order; with who, which variant, the key and
-        # whether delivered, the experiment's assignments and dispatch's delivered
-        # touches by segment are read from the index alone
-        Index(None, "campaign_id", "sent_at", "customer_id", "variant", "touch_id", "delivered"),
+        # the period's touches in time order, every column: the experiment's
+        # assignments, dispatch's delivered touches by segment and the check's
+        # data-quality read of the period's touches come from the index alone
+        Index(
+            None,
+            "campaign_id",
+            "sent_at",
+            "customer_id",
+            "variant",
+            "touch_id",
+            "delivered",
+            "channel",
+            "responded",
+            "cost",
+        ),
         # a customer's touches in the order attribution reads them (sent_at, then
         # touch_id: no sort per probe), with what attribution and the experiment's
         # "touched in this campaign before?" test need, so no probe reads a row

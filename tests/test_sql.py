@@ -230,6 +230,7 @@ class TestSqlitePlans:
             "experiment_member_arms",
             "experiment_member_sums",
             "funnel_applications",
+            "dq_touches",
         ):
             rows = conn.execute(f"explain query plan {render(name, 'sqlite')}", values)
             plans[name] = "\n".join(row[3] for row in rows)
@@ -244,6 +245,14 @@ class TestSqlitePlans:
 
     def test_the_segment_of_each_touch_comes_from_the_covering_index(self, plans) -> None:
         assert "COVERING INDEX ix_customers_customer_id_segment" in plans["funnel_touches"]
+
+    def test_the_periods_touches_are_read_from_the_index_alone(self, plans) -> None:
+        """Data quality reads every column of the period's touches: one range scan of the
+        covering index (migration 0012), no lookup of each touch's row."""
+        assert plans["dq_touches"] == (
+            "SEARCH t USING COVERING INDEX ix_touches_campaign_id_sent_at_customer_id_variant_"
+            "touch_id_delivered_channel_responded_cost (campaign_id=? AND sent_at>? AND sent_at<?)"
+        )
 
     def test_the_cumulative_members_scan_the_index_and_probe_each_member_once(self, plans) -> None:
         """One range scan of the campaign's touches from the index alone; the fenced steps

@@ -31,6 +31,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from decimal import Decimal
 from pathlib import Path
@@ -107,6 +110,32 @@ class RowReader:
                 # a SQLite column whose values change type: read it as Python values
         return records_frame(self.conn, name, params)
 
+    def frames(self, reads: Sequence[tuple[str, dict]], ahead_rows: int) -> Iterator[pd.DataFrame]:
+        """The frames of `reads` (`sql/` query name, parameters) in order, as `frame` reads
+        them; through ADBC, each is read on a thread of its own while the caller works on
+        the ones before, until `ahead_rows` rows wait untaken (the next frame is always
+        read). The database works on the next reads while the caller validates what it
+        has (on 2 cores, a week's applications, decisions and loans are read while its
+        touches are validated); memory holds at most `ahead_rows` rows more than the
+        caller keeps, plus one frame. On the DB-API path the reads use the caller's
+        connection, which must not serve two threads: they are read when taken."""
+        if not self.arrow:
+            for name, params in reads:
+                yield self.frame(name, params)
+            return
+        ahead = _ReadAhead(self._read_arrow, reads, ahead_rows)
+        try:
+            for name, params in reads:
+                table = ahead.take()
+                if isinstance(table, BaseException):
+                    if not is_type_mismatch(table):
+                        raise table
+                    yield records_frame(self.conn, name, params)
+                else:
+                    yield arrow_frame(table)
+        finally:
+            ahead.stop()
+
     def _read_arrow(self, name: str, params: dict) -> pa.Table:
         sql, values = adbc_statement(name, self.dialect, params)
         if self.dialect == "sqlite":
@@ -119,6 +148,60 @@ class RowReader:
         if self._adbc is None:
             self._adbc = open_adbc(self.conn)
         return self._adbc
+
+
+class _ReadAhead:
+    """`RowReader.frames`' reading thread: reads each query in order and hands over the
+    Arrow table, or the exception the read raised (the caller decides: fall back or raise);
+    it waits while `ahead_rows` rows are read and not yet taken."""
+
+    def __init__(
+        self,
+        read: Callable[[str, dict], pa.Table],
+        reads: Sequence[tuple[str, dict]],
+        ahead_rows: int,
+    ) -> None:
+        self.read, self.reads, self.ahead_rows = read, list(reads), ahead_rows
+        self.ready: deque[pa.Table | BaseException] = deque()
+        self.waiting_rows = 0
+        self.stopped = False
+        self.condition = threading.Condition()
+        self.thread = threading.Thread(target=self._run, name="pdca-dq-read-ahead", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        for name, params in self.reads:
+            with self.condition:
+                self.condition.wait_for(lambda: self.stopped or self.waiting_rows < self.ahead_rows)
+                if self.stopped:
+                    return
+            try:
+                table: pa.Table | BaseException = self.read(name, params)
+            except BaseException as error:  # handed to the caller, who raises it
+                table = error
+            with self.condition:
+                self.ready.append(table)
+                if not isinstance(table, BaseException):
+                    self.waiting_rows += table.num_rows
+                self.condition.notify_all()
+
+    def take(self) -> pa.Table | BaseException:
+        """The next read's table (or exception), waiting for it."""
+        with self.condition:
+            self.condition.wait_for(lambda: bool(self.ready))
+            table = self.ready.popleft()
+            if not isinstance(table, BaseException):
+                self.waiting_rows -= table.num_rows
+            self.condition.notify_all()
+            return table
+
+    def stop(self) -> None:
+        """Stop reading (the caller is done or failed) and wait for the read under way,
+        which uses the reader's connection, to end."""
+        with self.condition:
+            self.stopped = True
+            self.condition.notify_all()
+        self.thread.join()
 
 
 def arrow_pays(conn: Connection, window: dict, min_touches: int = SQLITE_ARROW_MIN_TOUCHES) -> bool:

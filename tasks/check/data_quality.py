@@ -42,12 +42,14 @@ How Great Expectations is driven (context, definitions, tallies, Data Docs) is
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 from tasks.check.arrow_reads import SQLITE_ARROW_MIN_TOUCHES, RowReader, arrow_pays
 from tasks.check.gx_runs import ValidationRun
@@ -56,9 +58,6 @@ from tasks.common.feeds import LOAD_ORDER, SOURCE_COLUMN, with_carried_flags
 from tasks.common.metrics import week_slices
 from tasks.common.periods import Period
 from tasks.common.sqlfiles import query
-
-if TYPE_CHECKING:
-    pass
 
 QUARANTINE_FEEDS = LOAD_ORDER
 """The contract's feeds whose quarantine share is judged, in the contract's order."""
@@ -162,7 +161,9 @@ def assess(
     there (files of an earlier run in that folder are replaced) and `docs_path` is its
     index.html. The touches are read a week at a time and validated `chunk_rows` at a
     time (consecutive weeks together up to that many rows): memory stays bounded by the
-    chunk, and a month of ordinary weeks costs one validation instead of five.
+    chunk, and a month of ordinary weeks costs one validation instead of five. The reads
+    go ahead of the validations (`RowReader.frames`, up to a chunk's rows): the database
+    answers the next queries while GE validates the rows it has.
 
     The rows are read as Arrow through an ADBC connection of their own, which sees only
     committed rows; `arrow_reads=False` reads them on `conn` (`tasks.check.arrow_reads`),
@@ -177,23 +178,45 @@ def assess(
         "attribution_days": attribution_days,
     }
     cap = spec.risk.apr_cap
+    weeks = week_slices(period, spec.timezone)
+    by_week = [window | {"starts_at": w.starts_at, "ends_at": w.ends_at} for w in weeks]
+    snapshots = window | {"as_of_end_date": period.end}
+    reads = [("dq_touches", bounds) for bounds in by_week]
+    reads += [("dq_funnel_applications", bounds) for bounds in by_week]
+    reads += [(name, window) for name in ("dq_applications", "dq_decisions", "dq_loans")]
+    reads += [("dq_repayments", snapshots), ("dq_complaints", window)]
+    arrow = arrow_reads and arrow_pays(conn, window, sqlite_arrow_min_touches)
     run = ValidationRun(f"{spec.id}.{period.name}")
-    try:
-        arrow = arrow_reads and arrow_pays(conn, window, sqlite_arrow_min_touches)
-        with RowReader(conn, arrow=arrow) as rows:
-            funnel = _check_touches(rows, run, spec, period, window, chunk_rows)
-            run.validate("applications", application_checks(_load(rows, "dq_applications", window)))
-            run.validate("decisions", decision_checks(_load(rows, "dq_decisions", window), cap))
-            run.validate("loans", loan_checks(_load(rows, "dq_loans", window), cap))
-            snapshots = window | {"as_of_end_date": period.end}
-            run.validate("repayments", _load(rows, "dq_repayments", snapshots))
-            run.validate("complaints", _load(rows, "dq_complaints", window))
-        run.validate("funnel_consistency", _weekly(funnel))
-        docs_path = run.write_docs(docs_dir) if docs_dir is not None else None
-    finally:
-        run.forget()
-
-    quarantine = quarantine_shares(conn, period, spec.timezone, quarantine_max_share)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pdca-dq-quarantine") as pool:
+        # the rows are read on a connection of their own: the quarantine shares (a scan of
+        # each feed's period, 0.3 s at 10 M touches) are counted on another meanwhile
+        counting = (
+            pool.submit(_quarantine_shares_apart, conn.engine, period, spec, quarantine_max_share)
+            if arrow
+            else None
+        )
+        try:
+            with RowReader(conn, arrow=arrow) as rows:
+                frames = (_typed(frame) for frame in rows.frames(reads, ahead_rows=chunk_rows))
+                counts = _check_touches(frames, run, spec, [w.name for w in weeks], chunk_rows)
+                funnel = [
+                    funnel_stages(touch_counts, next(frames)).assign(week=week.name)
+                    for week, touch_counts in zip(weeks, counts, strict=True)
+                ]
+                run.validate("applications", application_checks(next(frames)))
+                run.validate("decisions", decision_checks(next(frames), cap))
+                run.validate("loans", loan_checks(next(frames), cap))
+                run.validate("repayments", next(frames))
+                run.validate("complaints", next(frames))
+            run.validate("funnel_consistency", _weekly(funnel))
+            docs_path = run.write_docs(docs_dir) if docs_dir is not None else None
+        finally:
+            run.forget()
+        quarantine = (
+            counting.result()
+            if counting is not None
+            else quarantine_shares(conn, period, spec.timezone, quarantine_max_share)
+        )
     quarantined = {entry["feed"]: entry["rows_quarantined"] for entry in quarantine}
     suites = [
         tally.to_json(quarantined.get(FEED_OF_SUITE.get(tally.name, ""), 0))
@@ -206,34 +229,31 @@ def assess(
 
 
 def _check_touches(
-    rows: RowReader,
+    frames: Iterator[pd.DataFrame],
     run: ValidationRun,
     spec: CampaignSpec,
-    period: Period,
-    window: dict,
+    weeks: list[str],
     chunk_rows: int,
 ) -> list[pd.DataFrame]:
-    """Validate the period's touches (and their timing) in chunks of consecutive weeks of
-    up to `chunk_rows` rows, and return each week's funnel stages.
+    """Validate the period's touches (one frame per week of `weeks`, taken from `frames`)
+    and their timing in chunks of consecutive weeks of up to `chunk_rows` rows; return
+    each week's touch stages (`touch_stages`).
 
     Every touches expectation is row by row (the key is the table's primary key), so a
     chunk finds exactly what its weeks would find one by one: the tallies (the largest
     evaluated count, summed unexpected counts, the first examples in week order) are the
     same, only the number of GE runs (a fixed cost each) falls."""
-    funnel, chunk = [], []
-    weeks = week_slices(period, spec.timezone)
+    counts, chunk = [], []
     for week in weeks:
-        bounds = {"starts_at": week.starts_at, "ends_at": week.ends_at}
-        touches = _load(rows, "dq_touches", window | bounds)
-        applications = _load(rows, "dq_funnel_applications", window | bounds)
-        funnel.append(funnel_stages(touches, applications).assign(week=week.name))
-        chunk.append((week.name, touches))
+        touches = next(frames)
+        counts.append(touch_stages(touches))
+        chunk.append((week, touches))
         if sum(len(frame) for _, frame in chunk) >= chunk_rows:
             _validate_touches(run, spec, chunk, whole=len(weeks) == 1)
             chunk = []
     if chunk:
         _validate_touches(run, spec, chunk, whole=len(weeks) == 1)
-    return funnel
+    return counts
 
 
 def _validate_touches(
@@ -245,12 +265,26 @@ def _validate_touches(
     part = None if whole else (first if first == last else f"{first}..{last}")
     frames = [frame for _, frame in chunk if len(frame)] or [chunk[0][1]]
     touches = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-    run.validate("touches", touches, part)
+    run.validate("touches", with_labels_as_categories(touches), part)
     timing = touch_timing(touches, spec.timezone, spec.contact_policy.quiet_hours)
     run.validate("touch_timing", timing, part)
 
 
 # --- derived columns --------------------------------------------------------------------
+
+
+LABELS = ("campaign_id", "channel", "variant")
+"""The touches' columns of a few distinct values, which GE is handed as categories."""
+
+
+def with_labels_as_categories(touches: pd.DataFrame) -> pd.DataFrame:
+    """The touches with their LABELS as categorical columns, for GE. Its pandas engine
+    filters the whole frame by each row-conditioned expectation's condition several times
+    over (touches has three), copying every column each time; a categorical column is
+    copied as its small integer codes rather than as strings. The values, nulls included,
+    are the same (a week of 833,333 touches: the touches suite 0.98 s → 0.79 s, the
+    conversion 0.05 s)."""
+    return touches.astype({column: "category" for column in LABELS if column in touches})
 
 
 def touch_timing(touches: pd.DataFrame, timezone: str, quiet_hours: TimeRange) -> pd.DataFrame:
@@ -302,17 +336,22 @@ def loan_checks(loans: pd.DataFrame, apr_cap: float) -> pd.DataFrame:
     return out
 
 
-def funnel_stages(touches: pd.DataFrame, applications: pd.DataFrame) -> pd.DataFrame:
-    """One row per channel with the funnel's stage counts of one week: touches, delivered
-    and responded from the week's touches (hold-out rows count in none), the rest from
-    `sql/dq_funnel_applications.sql` (each application under its own channel)."""
+def touch_stages(touches: pd.DataFrame) -> pd.DataFrame:
+    """One row per channel with the touch stages of one week's touches: touches, delivered
+    and responded (hold-out rows count in none)."""
     sent = touches.loc[touches["variant"] != "holdout", ["channel", "delivered", "responded"]]
-    touch_counts = (
+    return (
         sent.assign(touches=1)
         .groupby("channel", observed=True)[["touches", "delivered", "responded"]]
         .sum()
         .reset_index()
     )
+
+
+def funnel_stages(touch_counts: pd.DataFrame, applications: pd.DataFrame) -> pd.DataFrame:
+    """One row per channel with the funnel's stage counts of one week: the touch stages
+    (`touch_stages`) and the rest from `sql/dq_funnel_applications.sql` (each application
+    under its own channel)."""
     frame = touch_counts.merge(applications, on="channel", how="outer")
     counts = [column for column in FUNNEL_STAGES if column in frame.columns]
     frame[counts] = frame[counts].apply(pd.to_numeric).fillna(0).astype("int64")
@@ -356,6 +395,15 @@ def quarantine_shares(
     return entries
 
 
+def _quarantine_shares_apart(
+    engine: Engine, period: Period, spec: CampaignSpec, max_share: float
+) -> list[dict[str, Any]]:
+    """`quarantine_shares` on a connection of its own (a SQLAlchemy connection serves one
+    thread), which sees what was committed, as the rows' own connection does."""
+    with engine.connect() as conn:
+        return quarantine_shares(conn, period, spec.timezone, max_share)
+
+
 def _timestamps(values: pd.Series) -> pd.Series:
     """A column of timestamps as datetime64. SQLite's are ISO 8601 text, which Arrow's
     parser reads ~10x faster than pandas' (0.02 s for a week of 830,000 touches); text it
@@ -377,12 +425,6 @@ def _flag(values: pd.Series) -> pd.Series:
 
 
 # --- reading ----------------------------------------------------------------------------
-
-
-def _load(reader: RowReader, name: str, params: dict) -> pd.DataFrame:
-    """The rows of `sql/<name>.sql` as a typed frame (extra `params` are ignored), read as
-    Arrow where the back end allows (`tasks.check.arrow_reads`)."""
-    return _typed(reader.frame(name, params))
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:

@@ -238,6 +238,99 @@ def test_a_sqlite_column_that_changes_type_is_still_read(sqlite_url):
     assert "n/a" in set(frame["cost"])
 
 
+@pytest.mark.parametrize("arrow", [True, False], ids=["arrow", "dbapi"])
+def test_frames_read_ahead_are_the_frames_read_one_by_one(spoilt, arrow):
+    """`frames` reads ahead on a thread (ADBC) or as taken (DB-API), and either way gives
+    what `frame` gives, in order, with a row budget smaller than one frame."""
+    engine, spec = spoilt
+    reads = [(name, window(spec)) for name in QUERIES]
+    with engine.connect() as conn, RowReader(conn, arrow=arrow) as reader:
+        ahead = list(reader.frames(reads, ahead_rows=1))
+        one_by_one = [reader.frame(name, params) for name, params in reads]
+    assert len(ahead) == len(QUERIES)
+    for got, expected in zip(ahead, one_by_one, strict=True):
+        pd.testing.assert_frame_equal(got, expected)
+
+
+def test_frames_fall_back_per_frame_on_a_sqlite_type_change(sqlite_url):
+    """A read the driver refuses (a column changing type) is read again through the DB-API,
+    in its place; the reads around it stay Arrow."""
+    from pdca.db import make_engine
+    from tasks.check.arrow_reads import records_frame
+
+    engine = make_engine(sqlite_url)
+    with engine.begin() as conn:
+        spec = build_world(conn)
+        conn.exec_driver_sql("update touches set cost = 'n/a' where touch_id = 't3'")
+    reads = [(name, window(spec)) for name in ("dq_applications", "dq_touches", "dq_loans")]
+    with engine.connect() as conn, RowReader(conn, sqlite_batch_rows=1) as reader:
+        applications, touches, loans = reader.frames(reads, ahead_rows=10)
+        expected = [records_frame(conn, name, params) for name, params in reads]
+    pd.testing.assert_frame_equal(touches, expected[1])
+    assert "n/a" in set(touches["cost"])
+    assert len(applications) == len(expected[0]) and len(loans) == len(expected[2])
+
+
+class TestReadAhead:
+    """The reading thread of `RowReader.frames`: ahead of the caller within its row budget,
+    errors handed over in their place."""
+
+    @staticmethod
+    def reader(calls: list[str], fail: str | None = None):
+        import pyarrow as pa
+
+        def read(name: str, _params: dict) -> pa.Table:
+            calls.append(name)
+            if name == fail:
+                raise RuntimeError(f"{name} failed")
+            return pa.table({"n": [1, 2]})
+
+        return read
+
+    @staticmethod
+    def settle(calls: list[str], count: int) -> None:
+        """Wait (up to 10 s) for the thread to have made `count` reads, then give it time
+        to make one more, which it must not."""
+        import time
+
+        deadline = time.monotonic() + 10
+        while len(calls) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        assert len(calls) == count
+
+    def test_it_reads_ahead_until_its_rows_wait_then_as_they_are_taken(self):
+        calls: list[str] = []
+        reads = [(name, {}) for name in "abcde"]
+        ahead = arrow_reads._ReadAhead(self.reader(calls), reads, ahead_rows=3)
+        try:
+            self.settle(calls, 2)  # 2 rows wait (< 3): one more read, then 4 wait
+            assert ahead.take().num_rows == 2
+            self.settle(calls, 3)  # 2 + 2 wait again
+            for _ in range(3):
+                ahead.take()
+            self.settle(calls, 5)
+        finally:
+            ahead.stop()
+
+    def test_a_failed_read_reaches_the_caller_in_its_place(self):
+        calls: list[str] = []
+        ahead = arrow_reads._ReadAhead(self.reader(calls, fail="b"), [("a", {}), ("b", {})], 1)
+        try:
+            assert ahead.take().num_rows == 2
+            error = ahead.take()
+        finally:
+            ahead.stop()
+        assert isinstance(error, RuntimeError) and str(error) == "b failed"
+
+    def test_stopping_early_ends_the_thread(self):
+        calls: list[str] = []
+        ahead = arrow_reads._ReadAhead(self.reader(calls), [(n, {}) for n in "abc"], 1)
+        ahead.stop()
+        assert not ahead.thread.is_alive()
+        assert len(calls) <= 1
+
+
 def test_integers_of_any_width_frame_as_python_ints_do():
     """PostgreSQL's `integer` arrives as int32; the DB-API's Python ints frame as int64."""
     import pyarrow as pa

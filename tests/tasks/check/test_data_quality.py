@@ -30,7 +30,13 @@ from pdca.models import (
     Repayment,
     Touch,
 )
-from tasks.check.data_quality import DataQuality, assess, quarantine_shares, touch_timing
+from tasks.check.data_quality import (
+    DataQuality,
+    assess,
+    quarantine_shares,
+    touch_timing,
+    with_labels_as_categories,
+)
 from tasks.common.campaigns import CampaignSpec, TimeRange
 from tasks.common.periods import Period
 from tests.scenario import CAMPAIGN_ID, DAY, TIMEZONE, apply, customer, local_utc, spec_dict, touch
@@ -408,6 +414,42 @@ class TestTouchTiming:
             sent_at = local_utc(DAY, hour, minute, second)
             conn.execute(insert(Touch).values(touch("edge", "c4", sent_at, campaign_id=spec.id)))
         assert_trusted(check(engine, spec))
+
+
+class TestLabelsAsCategories:
+    """The touches reach GE with campaign, channel and variant as categories (its row
+    filters copy them as codes); GE must judge them exactly as it judges the strings."""
+
+    @staticmethod
+    def tally(frame: pd.DataFrame) -> dict:
+        from tasks.check.gx_runs import ValidationRun
+
+        run = ValidationRun("labels")
+        try:
+            run.validate("touches", frame)
+        finally:
+            run.forget()
+        return run.tallies["touches"].to_json(0)
+
+    def test_the_touches_suite_finds_the_same_failures(self):
+        sent = datetime(2026, 3, 3, 2)
+        rows = [
+            ("t1", CAMPAIGN_ID, "c1", "sms", "A", True, True, 0.1),
+            ("t2", CAMPAIGN_ID, "c2", "fax", "B", True, False, 0.1),  # not a channel
+            ("t3", None, "c3", None, "A", False, False, 0.1),  # no campaign, no channel
+            ("t4", CAMPAIGN_ID, "c4", "im", "A B", True, False, 0.1),  # variant's pattern
+            ("t5", CAMPAIGN_ID, "c5", "im", "holdout", True, False, 0.0),  # delivered
+            ("t6", CAMPAIGN_ID, "c6", "im", None, False, False, 0.1),  # no variant
+        ]
+        columns = ["touch_id", "campaign_id", "customer_id", "channel", "variant"]
+        columns += ["delivered", "responded", "cost"]
+        frame = pd.DataFrame(rows, columns=columns).assign(sent_at=sent)
+        frame = frame.astype({"sent_at": "datetime64[us]"})
+        as_strings = self.tally(frame)
+        as_categories = self.tally(with_labels_as_categories(frame))
+        assert as_categories == as_strings
+        assert len(as_strings["failed"]) == 6, as_strings["failed"]
+        assert as_strings["examples"] and as_strings["unexpected"]
 
 
 class TestQuietHoursColumn:
