@@ -55,6 +55,7 @@ from bench.backends import (  # noqa: E402
     create_database,
     postgres_server,
 )
+from bench.machine import loop_seconds  # noqa: E402
 from bench.peak import own_peak_kib, run_measured  # noqa: E402
 
 CAMPAIGN = "bench-check"
@@ -636,7 +637,9 @@ def main() -> None:
             print(f"copied into PostgreSQL in {time.perf_counter() - started:.0f} s")
             url = measured_url
         plain, segmented, rows = baselines(path, measured_url)
+        speed = [loop_seconds()]
         steps = steps_in_child(url, folder, dbapi=not args.no_dbapi)
+        speed.append(loop_seconds())
         whole, whole_peak = whole_command(url, folder)
     timings = steps["timings"]
     steps_alone = ("measuring, at once", "joining the measurements", "compare_with_targets")
@@ -673,6 +676,10 @@ def main() -> None:
             f"  the same, rows read through the DB-API      : {dbapi['whole']:7.2f} s, "
             f"of which waiting for rows {dbapi['reading rows']:.2f} s (before the Arrow reads)"
         )
+    print(
+        "machine speed (a fixed Python loop, bench/machine.py): "
+        f"{speed[0]:.2f} s before the steps, {speed[1]:.2f} s after"
+    )
     print(f"the flow's arrangement, measuring and GE at once: {steps['with_ge']:7.2f} s")
     print(
         f"peak RSS of the check's steps               : {steps['peak_kib'] / 1024:7.0f} MiB"

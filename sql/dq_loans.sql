@@ -2,21 +2,21 @@
 -- check validates them.
 --
 -- Grain: one row per loan of an application applied in [:starts_at,
--- :ends_at) and attributed to :campaign_id (see attributed_events.sql;
--- the loan counts whenever it was disbursed, as in funnel_applications.sql).
+-- :ends_at) that attribution may give :campaign_id (dq_candidates.sql; the
+-- check keeps those of the attributed applications); the loan counts
+-- whenever it was disbursed, as in funnel_applications.sql.
 --
 -- Columns: the loans feed's own (loan_id, application_id, disbursed_at,
 -- amount, apr, term_months), as stored, and the application's decision:
 -- decision, decided_at, approved_amount (all null when it has none).
 --
--- Parameters: :campaign_id, :starts_at and :ends_at (naive UTC),
--- :attribution_days.
+-- Parameters: :campaign_id, :starts_at and :ends_at (naive UTC).
 
 with
 
-attributed as (
+candidates as (
     select a.application_id
-    from {{ ref("attributed_events") }} as a
+    from {{ ref("dq_candidates") }} as a
 ),
 
 campaign_loans as (
@@ -30,7 +30,7 @@ campaign_loans as (
         d.decision,
         d.decided_at,
         d.approved_amount
-    from attributed as a
+    from candidates as a
     inner join loans as l
         on a.application_id = l.application_id
     left join decisions as d

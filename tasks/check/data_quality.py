@@ -55,7 +55,7 @@ from tasks.check.arrow_reads import SQLITE_ARROW_MIN_TOUCHES, RowReader, arrow_p
 from tasks.check.gx_runs import ValidationRun
 from tasks.common.campaigns import CampaignSpec, TimeRange
 from tasks.common.feeds import LOAD_ORDER, SOURCE_COLUMN, with_carried_flags
-from tasks.common.metrics import week_slices
+from tasks.common.metrics import WeekSlice, week_slices
 from tasks.common.periods import Period
 from tasks.common.sqlfiles import query
 
@@ -177,14 +177,8 @@ def assess(
         "ends_at": ends_at,
         "attribution_days": attribution_days,
     }
-    cap = spec.risk.apr_cap
     weeks = week_slices(period, spec.timezone)
-    by_week = [window | {"starts_at": w.starts_at, "ends_at": w.ends_at} for w in weeks]
-    snapshots = window | {"as_of_end_date": period.end}
-    reads = [("dq_touches", bounds) for bounds in by_week]
-    reads += [("dq_funnel_applications", bounds) for bounds in by_week]
-    reads += [(name, window) for name in ("dq_applications", "dq_decisions", "dq_loans")]
-    reads += [("dq_repayments", snapshots), ("dq_complaints", window)]
+    reads = _reads(window, weeks, period)
     arrow = arrow_reads and arrow_pays(conn, window, sqlite_arrow_min_touches)
     run = ValidationRun(f"{spec.id}.{period.name}")
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pdca-dq-quarantine") as pool:
@@ -198,16 +192,12 @@ def assess(
         try:
             with RowReader(conn, arrow=arrow) as rows:
                 frames = (_typed(frame) for frame in rows.frames(reads, ahead_rows=chunk_rows))
+                _check_applications(frames, run, spec.risk.apr_cap)
                 counts = _check_touches(frames, run, spec, [w.name for w in weeks], chunk_rows)
                 funnel = [
                     funnel_stages(touch_counts, next(frames)).assign(week=week.name)
                     for week, touch_counts in zip(weeks, counts, strict=True)
                 ]
-                run.validate("applications", application_checks(next(frames)))
-                run.validate("decisions", decision_checks(next(frames), cap))
-                run.validate("loans", loan_checks(next(frames), cap))
-                run.validate("repayments", next(frames))
-                run.validate("complaints", next(frames))
             run.validate("funnel_consistency", _weekly(funnel))
             docs_path = run.write_docs(docs_dir) if docs_dir is not None else None
         finally:
@@ -226,6 +216,34 @@ def assess(
     trusted = not no_data and all(entry["success"] for entry in suites + quarantine)
     status = NO_DATA if no_data else ("trusted" if trusted else "untrusted")
     return DataQuality(spec.id, period.name, trusted, suites, quarantine, docs_path, status)
+
+
+def _reads(window: dict, weeks: list[WeekSlice], period: Period) -> list[tuple[str, dict]]:
+    """The data-quality reads of the period, in the order `assess` takes them: first the
+    applications with their decisions, loans and snapshots, and the complaints (small,
+    validated while the touches are read), then each week's touches, then each week's
+    application counts for the funnel's stages (read while the touches are validated)."""
+    snapshots = window | {"as_of_end_date": period.end}
+    by_week = [window | {"starts_at": week.starts_at, "ends_at": week.ends_at} for week in weeks]
+    feeds = [(name, window) for name in ("dq_applications", "dq_decisions", "dq_loans")]
+    feeds += [("dq_repayments", snapshots), ("dq_complaints", window)]
+    touches = [("dq_touches", bounds) for bounds in by_week]
+    funnel = [("dq_funnel_applications", bounds) for bounds in by_week]
+    return feeds + touches + funnel
+
+
+def _check_applications(frames: Iterator[pd.DataFrame], run: ValidationRun, apr_cap: float) -> None:
+    """Validate the period's applications, decisions, loans, repayment snapshots and
+    complaints (the next five of `frames`), the decisions, loans and snapshots kept to
+    the attributed applications (`of_applications`)."""
+    applications = next(frames)
+    run.validate("applications", application_checks(applications))
+    attributed = applications["application_id"]
+    run.validate("decisions", decision_checks(of_applications(next(frames), attributed), apr_cap))
+    run.validate("loans", loan_checks(of_applications(next(frames), attributed), apr_cap))
+    repayments = of_applications(next(frames), attributed)
+    run.validate("repayments", repayments.drop(columns="application_id"))
+    run.validate("complaints", next(frames))
 
 
 def _check_touches(
@@ -346,6 +364,14 @@ def touch_stages(touches: pd.DataFrame) -> pd.DataFrame:
         .sum()
         .reset_index()
     )
+
+
+def of_applications(frame: pd.DataFrame, application_ids: pd.Series) -> pd.DataFrame:
+    """The rows of `frame` (decisions, loans or repayment snapshots of the candidates of
+    `sql/dq_candidates.sql`) that belong to the attributed `application_ids`: attribution
+    runs once, for the applications, rather than once per dataset (0.27 s each at a 10 M
+    touch history)."""
+    return frame[frame["application_id"].isin(application_ids)].reset_index(drop=True)
 
 
 def funnel_stages(touch_counts: pd.DataFrame, applications: pd.DataFrame) -> pd.DataFrame:

@@ -393,6 +393,39 @@ class TestCleanPeriod:
 # --- critical failures ---------------------------------------------------------------------
 
 
+class TestOnlyTheAttributedApplications:
+    """Decisions, loans and snapshots are read for every application attribution might give
+    the campaign (sql/dq_candidates.sql) and kept for those it does: a faulty row of an
+    application it does not give the campaign is no row of the campaign's data."""
+
+    def test_candidates_that_are_not_attributed_count_in_no_suite(self, world):
+        engine, spec = world
+        with engine.begin() as conn:
+            conn.execute(
+                insert(Application),
+                [
+                    application("a8", "c4", local_utc(DAY, 15)),  # no campaign, no touch
+                    # a hold-out member's own application: no figure counts it
+                    application("a9", "c3", local_utc(DAY, 16), campaign_id=CAMPAIGN_ID),
+                ],
+            )
+            conn.execute(
+                insert(Decision),
+                [rejection("a8", local_utc(DAY, 17), None), approval("a9", local_utc(DAY, 18))],
+            )
+            conn.execute(insert(Loan), [loan("l9", "a9", local_utc(DAY, 19), amount=9e9)])
+            conn.execute(
+                insert(Repayment),
+                [{"loan_id": "l9", "as_of": DAY + timedelta(days=1), "dpd": 0, "outstanding": -1}],
+            )
+        result = check(engine, spec)
+        rows = {entry["name"]: entry["rows_in"] for entry in result.suites}
+        assert rows["applications"] == 2
+        assert (rows["decisions"], rows["loans"], rows["repayments"]) == (2, 1, 1)
+        assert result.trusted, result.failed
+        assert not any(entry["warnings"] for entry in result.suites)
+
+
 class TestTouchTiming:
     @pytest.mark.parametrize(
         ("hour", "minute", "second"), [(21, 0, 0), (23, 30, 0), (3, 0, 0), (8, 59, 59)]
