@@ -7,6 +7,7 @@ the same suites on a period's data. GE is imported lazily: it costs 3–4 s to i
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import threading
@@ -70,7 +71,7 @@ def load_suite(name: str) -> gx.ExpectationSuite:
     """The suite `expectations/<name>.json`, registered with the context once."""
     import great_expectations as gx
 
-    document = json.loads(suite_path(name).read_text())
+    document = copy.deepcopy(_suite_document(name))  # GE's suite takes its parts over
     document.pop("id", None)
     return _context().suites.add(gx.ExpectationSuite(**document))
 
@@ -244,13 +245,3 @@ class _Config:
 
     def __init__(self, item: dict) -> None:
         self.type, self.kwargs = item["type"], item["kwargs"]
-
-
-def expectation_columns(name: str) -> dict[str, list[str]]:
-    """Column → the rules that guard it; used to name the field at fault in quarantine."""
-    document = json.loads(suite_path(name).read_text())
-    columns: dict[str, list[str]] = defaultdict(list)
-    for item in document["expectations"]:
-        column = item["kwargs"].get("column") or "+".join(item["kwargs"].get("column_list", []))
-        columns[column].append(item["type"])
-    return dict(columns)
