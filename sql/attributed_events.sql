@@ -164,6 +164,9 @@ assigned as (
             limit 1
         ) as variant
     from attributed as a
+    -- once per event: the next step reads the variant twice (the hold-out
+    -- test, the output), and a flattened probe would run for each
+    {{ fence() }}
 ),
 
 final as (

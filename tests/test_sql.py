@@ -231,6 +231,7 @@ class TestSqlitePlans:
             "experiment_member_sums",
             "funnel_applications",
             "dq_touches",
+            "dq_applications",
         ):
             rows = conn.execute(f"explain query plan {render(name, 'sqlite')}", values)
             plans[name] = "\n".join(row[3] for row in rows)
@@ -245,6 +246,15 @@ class TestSqlitePlans:
 
     def test_the_segment_of_each_touch_comes_from_the_covering_index(self, plans) -> None:
         assert "COVERING INDEX ix_customers_customer_id_segment" in plans["funnel_touches"]
+
+    def test_attribution_probes_each_events_variant_once(self, plans) -> None:
+        """attributed_events.sql reads each event's variant twice (the hold-out test, the
+        output); its fenced step probes the customer's first touch once per event in each
+        branch (campaign, touch), not once per read."""
+        plan = plans["dq_applications"]
+        probe = "SEARCH t USING INDEX ix_touches_customer_id_sent_at_touch_id_campaign_id_delivered"
+        assert "MATERIALIZE assigned" in plan
+        assert plan.count(f"{probe} (customer_id=?)") == 2, plan
 
     def test_the_periods_touches_are_read_from_the_index_alone(self, plans) -> None:
         """Data quality reads every column of the period's touches: one range scan of the
