@@ -87,6 +87,7 @@ class RowReader:
         self.dialect = conn.dialect.name
         self.arrow = arrow and adbc_target(conn) is not None
         self._adbc: Any = None
+        self._ahead: _ReadAhead | None = None
 
     def __enter__(self) -> RowReader:
         return self
@@ -95,6 +96,11 @@ class RowReader:
         self.close()
 
     def close(self) -> None:
+        # a caller that stopped taking frames (an error) leaves its read-ahead thread
+        # reading: it ends before the connection it reads on is closed
+        if self._ahead is not None:
+            self._ahead.stop()
+            self._ahead = None
         if self._adbc is not None:
             self._adbc.close()
             self._adbc = None
@@ -123,7 +129,7 @@ class RowReader:
             for name, params in reads:
                 yield self.frame(name, params)
             return
-        ahead = _ReadAhead(self._read_arrow, reads, ahead_rows)
+        ahead = self._ahead = _ReadAhead(self._read_arrow, reads, ahead_rows)
         try:
             for name, params in reads:
                 table = ahead.take()

@@ -185,7 +185,9 @@ def assess(
         # the rows are read on a connection of their own: the quarantine shares (a scan of
         # each feed's period, 0.3 s at 10 M touches) are counted on another meanwhile
         counting = (
-            pool.submit(_quarantine_shares_apart, conn.engine, period, spec, quarantine_max_share)
+            pool.submit(
+                _quarantine_shares_apart, conn.engine, period, spec.timezone, quarantine_max_share
+            )
             if arrow
             else None
         )
@@ -422,12 +424,12 @@ def quarantine_shares(
 
 
 def _quarantine_shares_apart(
-    engine: Engine, period: Period, spec: CampaignSpec, max_share: float
+    engine: Engine, period: Period, timezone: str, max_share: float
 ) -> list[dict[str, Any]]:
     """`quarantine_shares` on a connection of its own (a SQLAlchemy connection serves one
     thread), which sees what was committed, as the rows' own connection does."""
     with engine.connect() as conn:
-        return quarantine_shares(conn, period, spec.timezone, max_share)
+        return quarantine_shares(conn, period, timezone, max_share)
 
 
 def _timestamps(values: pd.Series) -> pd.Series:
