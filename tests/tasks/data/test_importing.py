@@ -7,6 +7,7 @@ quarantined rows, each with its line (the header is line 1), field, reason and r
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from pdca.errors import UserError
 from pdca.models import Application, Base, Customer, Import, Loan, QuarantinedRow
 from tasks.common.campaigns import apply_spec, load_spec
 from tasks.common.feeds import FEEDS
+from tasks.data.import_parsing import LINE
+from tasks.data.import_staging import StagedLoader
 from tasks.data.importing import ImportResult, import_feed
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "sme-spring-2026.yaml"
@@ -709,6 +712,56 @@ class TestDuplicateKeys:
         loaded, quarantined_rows, rows = outcomes[100]
         assert (loaded, quarantined_rows) == (2, 1)
         assert [row[3] for row in rows] == [650, 700]
+
+
+class TestRepeatedKeyLookup:
+    """However many keys the file has loaded, a chunk looks each staged key up in `seen` by
+    its index: as a join, PostgreSQL hashed the whole temporary table on every chunk
+    (a 10-million-row file's last chunk would hash 9.9 million keys for 100,000)."""
+
+    def test_each_staged_key_is_a_probe_of_the_seen_index(self, engine: Engine):
+        with engine.connect() as conn:
+            loader = StagedLoader(conn, FEEDS["touches"])
+            conn.execute(
+                insert(loader.seen), [{"touch_id": f"t{n}", LINE: n} for n in range(20_000)]
+            )
+            staged = [staged_touch(n, line=20_000 + n) for n in range(19_990, 20_010)]
+            conn.execute(insert(loader.stage), staged)
+            found = conn.execute(loader.repeated_keys()).all()
+            plan = query_plan(conn, loader.repeated_keys())
+            loader.close()
+        assert sorted((line, first) for line, first, *_ in found) == [
+            (20_000 + n, n) for n in range(19_990, 20_000)
+        ]
+        if engine.dialect.name == "postgresql":
+            assert "Hash" not in plan and "Seq Scan on seen_touches" not in plan, plan
+            assert "Index" in plan and "seen_touches_pkey" in plan, plan
+        else:
+            assert "SCAN seen_touches" not in plan, plan
+            assert re.search(r"SEARCH seen_touches USING .*INDEX", plan), plan
+
+
+def staged_touch(number: int, line: int) -> dict[str, Any]:
+    return {
+        "touch_id": f"t{number}",
+        "campaign_id": CAMPAIGN,
+        "customer_id": "c1",
+        "channel": "sms",
+        "variant": "A",
+        "sent_at": at(12),
+        "delivered": True,
+        "responded": False,
+        "cost": 0.05,
+        LINE: line,
+    }
+
+
+def query_plan(conn: Connection, statement) -> str:
+    """The back end's plan of `statement`, as text."""
+    sql = str(statement.compile(conn, compile_kwargs={"literal_binds": True}))
+    if conn.dialect.name == "postgresql":
+        return "\n".join(row[0] for row in conn.exec_driver_sql(f"explain {sql}"))
+    return "\n".join(row[-1] for row in conn.exec_driver_sql(f"explain query plan {sql}"))
 
 
 class TestInvalidUtf8InsideTheFile:
