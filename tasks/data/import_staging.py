@@ -11,7 +11,6 @@ from sqlalchemy import (
     Column as SqlColumn,
 )
 from sqlalchemy import (
-    ColumnElement,
     Connection,
     Integer,
     MetaData,
@@ -106,20 +105,21 @@ class StagedLoader:
     def repeated_keys(self) -> Select:
         """The staged rows whose key an earlier chunk of the file loaded: the line, the
         line of the first occurrence, the row's values (one `probe` of `seen` each)."""
-        stage, seen = self.stage, self.seen
-        first = probe(select(seen.c[LINE]).where(self._same_key()))
-        return select(stage.c[LINE], first.label("first"), *self._raw_columns()).where(
+        first = self._first_line()
+        return select(self.stage.c[LINE], first.label("first"), *self._raw_columns()).where(
             first.is_not(None)
         )
 
-    def _same_key(self) -> ColumnElement[bool]:
-        return and_(*(self.seen.c[k] == self.stage.c[k] for k in self.feed.key))
+    def _first_line(self) -> ScalarSelect:
+        """Per staged row, the line where the file first had its key (null if new)."""
+        same_key = and_(*(self.seen.c[k] == self.stage.c[k] for k in self.feed.key))
+        return probe(select(self.seen.c[LINE]).where(same_key))
 
     def _reject_repeated_keys(self) -> list[Rejected]:
         found = self.conn.execute(self.repeated_keys()).all()
         if not found:
             return []
-        self.conn.execute(delete(self.stage).where(exists().where(self._same_key())))
+        self.conn.execute(delete(self.stage).where(self._first_line().is_not(None)))
         key = "+".join(self.feed.key)
         return [
             Rejected(row[0], key, f"duplicate key, first at line {row[1]}", self._raw(row[2:]))
