@@ -125,9 +125,10 @@ class Touch(Base):
             "cost",
         ),
         # a customer's touches in the order attribution reads them (sent_at, then
-        # touch_id: no sort per probe), with what attribution and the experiment's
-        # "touched in this campaign before?" test need, so no probe reads a row
-        Index(None, "customer_id", "sent_at", "touch_id", "campaign_id", "delivered"),
+        # touch_id: no sort per probe), with what attribution (the last delivered touch,
+        # the variant of the first in the campaign) and the experiment's "touched in this
+        # campaign before?" test need, so no probe reads a row (migration 0013)
+        Index(None, "customer_id", "sent_at", "touch_id", "campaign_id", "delivered", "variant"),
         # each customer's variant in a campaign (dispatch's assignments, every run),
         # grouped by customer from the index alone, with no sort of the campaign's touches
         Index(None, "campaign_id", "customer_id", "variant"),

@@ -147,7 +147,8 @@ attributed as (
 ),
 
 assigned as (
-    -- per event: one forward probe of touches (customer_id, sent_at)
+    -- per event: one forward probe of touches (customer_id, sent_at,
+    -- touch_id, campaign_id, delivered, variant), from the index alone
     select
         a.{{ event_id }},
         a.customer_id,

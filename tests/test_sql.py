@@ -232,6 +232,7 @@ class TestSqlitePlans:
             "funnel_applications",
             "dq_touches",
             "dq_applications",
+            "loan_book",
         ):
             rows = conn.execute(f"explain query plan {render(name, 'sqlite')}", values)
             plans[name] = "\n".join(row[3] for row in rows)
@@ -252,9 +253,21 @@ class TestSqlitePlans:
         output); its fenced step probes the customer's first touch once per event in each
         branch (campaign, touch), not once per read."""
         plan = plans["dq_applications"]
-        probe = "SEARCH t USING INDEX ix_touches_customer_id_sent_at_touch_id_campaign_id_delivered"
+        probe = (
+            "SEARCH t USING COVERING INDEX "
+            "ix_touches_customer_id_sent_at_touch_id_campaign_id_delivered_variant"
+        )
         assert "MATERIALIZE assigned" in plan
         assert plan.count(f"{probe} (customer_id=?)") == 2, plan
+
+    def test_the_loan_books_attribution_reads_no_touch_row(self, plans) -> None:
+        """The loan book attributes every loan of the campaign's history on every check: the
+        last delivered touch before each application and the variant of the customer's
+        first touch in the campaign both come from the index alone (migration 0013), no
+        lookup of a touch's row in the table."""
+        searches = [line for line in plans["loan_book"].splitlines() if "SEARCH t " in line]
+        assert searches, plans["loan_book"]
+        assert all("USING COVERING INDEX" in line for line in searches), searches
 
     def test_the_periods_touches_are_read_from_the_index_alone(self, plans) -> None:
         """Data quality reads every column of the period's touches: one range scan of the
@@ -303,7 +316,9 @@ class TestSqlitePlans:
         assert "RIGHT PART OF ORDER BY" not in plans[name], plans[name]
 
     def test_attribution_walks_back_in_the_index_alone(self, plans) -> None:
-        index = "COVERING INDEX ix_touches_customer_id_sent_at_touch_id_campaign_id_delivered"
+        index = (
+            "COVERING INDEX ix_touches_customer_id_sent_at_touch_id_campaign_id_delivered_variant"
+        )
         assert index in plans["funnel_applications"]
         assert "COVERING INDEX ix_customers_customer_id_segment" in plans["funnel_applications"]
 
