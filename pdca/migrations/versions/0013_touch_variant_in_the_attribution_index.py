@@ -4,7 +4,7 @@ Attribution gives every event (an application, a survey answer, a complaint) the
 of the customer's first touch in the campaign (sql/attributed_events.sql, `assigned`;
 sql/complaints.sql): one probe per event of touches (customer_id, sent_at, touch_id,
 campaign_id, delivered), in that order, to the first entry of the campaign. The index of
-0009 holds everything the probe tests but not the variant, so each probe then read that
+0004 holds everything the probe tests but not the variant, so each probe then read that
 touch's row in the table: one more B-tree descent per event, at a random place of the
 largest table. The loan book pays it for every loan of the campaign's history on every
 check (sql/campaign_loans.sql attributes each loan's application), and on a history larger
@@ -18,6 +18,9 @@ Measured (SQLite, 2 cores, two copies of a 10,000,000-touch history that differ 
 index alone, in turns; README "Check performance"): the loan book's attribution of 125,144
 loans, medians 2.49 → 1.94 s; the loan book 3.21 → 2.90 s, and 8.60 → 7.54 s in a memory
 group smaller than the database. Building the index on the 10 M touches: 61 s.
+PostgreSQL (a 2 M history): the probe becomes an index-only scan, the loan book
+0.71-0.76 s → 0.65-0.70 s. The dispatch's writes (1 M window), both back ends: no cost
+measurable through the noise.
 
 Revision ID: 0013
 Revises: 0012
