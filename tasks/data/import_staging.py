@@ -104,16 +104,24 @@ class StagedLoader:
 
     def repeated_keys(self) -> Select:
         """The staged rows whose key an earlier chunk of the file loaded: the line, the
-        line of the first occurrence, the row's values (one `probe` of `seen` each)."""
+        line of the first occurrence, the row's values (one probe of `seen` each)."""
         first = self._first_line()
         return select(self.stage.c[LINE], first.label("first"), *self._raw_columns()).where(
             first.is_not(None)
         )
 
     def _first_line(self) -> ScalarSelect:
-        """Per staged row, the line where the file first had its key (null if new)."""
+        """Per staged row, the line where the file first had its key (null if new): a
+        scalar subquery, one probe of `seen`'s key index per staged row.
+
+        Not a join: autovacuum never analyses a temporary table, so PostgreSQL's planner
+        took `seen` for small and hashed it whole on every chunk. A file's seventh to tenth
+        chunks hashed 600,000-900,000 keys to look up 100,000 (0.36-0.68 s each); the
+        hundredth chunk of a 10-million-row file would hash 9.9 million. The probe stays
+        a lookup (about 0.2 s a chunk), whatever the file's size.
+        """
         same_key = and_(*(self.seen.c[k] == self.stage.c[k] for k in self.feed.key))
-        return probe(select(self.seen.c[LINE]).where(same_key))
+        return select(self.seen.c[LINE]).where(same_key).limit(1).scalar_subquery()
 
     def _reject_repeated_keys(self) -> list[Rejected]:
         found = self.conn.execute(self.repeated_keys()).all()
@@ -168,16 +176,3 @@ class StagedLoader:
             name: statement.excluded[name] for name in self.stored if name not in self.feed.key
         }
         return statement.on_conflict_do_update(index_elements=list(self.feed.key), set_=updates)
-
-
-def probe(lookup: Select) -> ScalarSelect:
-    """`lookup` as a scalar subquery of its first row: one index probe per staged row.
-
-    For the temporary `seen` table. As a join, PostgreSQL hashed it whole on every chunk:
-    autovacuum never analyses a temporary table, so the planner takes it for small. A
-    file's seventh to tenth chunks hashed 600,000-900,000 keys to look up 100,000
-    (0.36-0.68 s each); the hundredth chunk of a 10-million-row file would hash 9.9
-    million. A scalar subquery stays a lookup by the key's index (about 0.2 s a chunk),
-    whatever the file's size.
-    """
-    return lookup.limit(1).scalar_subquery()
