@@ -49,6 +49,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import Connection, Engine
 
 from tasks.check.arrow_reads import SQLITE_ARROW_MIN_TOUCHES, RowReader, arrow_pays
@@ -372,8 +374,17 @@ def of_applications(frame: pd.DataFrame, application_ids: pd.Series) -> pd.DataF
     """The rows of `frame` (decisions, loans or repayment snapshots of the candidates of
     `sql/dq_candidates.sql`) that belong to the attributed `application_ids`: attribution
     runs once, for the applications, rather than once per dataset (0.27 s each at a 10 M
-    touch history)."""
-    return frame[frame["application_id"].isin(application_ids)].reset_index(drop=True)
+    touch history).
+
+    Arrow's `is_in` decides membership: pandas' `isin` on Arrow-backed strings makes a
+    Python scalar of every id first (1.0 s for 200,000 ids against 0.03 s here), and the
+    check does it for three datasets."""
+    ids = pa.array(frame["application_id"], from_pandas=True)
+    if application_ids.empty or pa.types.is_null(ids.type):  # nothing to keep
+        return frame.iloc[:0]
+    wanted = pa.array(application_ids, from_pandas=True).cast(ids.type)
+    keep = pc.fill_null(pc.is_in(ids, value_set=wanted), False)
+    return frame[keep.to_numpy(zero_copy_only=False)].reset_index(drop=True)
 
 
 def funnel_stages(touch_counts: pd.DataFrame, applications: pd.DataFrame) -> pd.DataFrame:

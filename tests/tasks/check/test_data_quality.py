@@ -33,6 +33,7 @@ from pdca.models import (
 from tasks.check.data_quality import (
     DataQuality,
     assess,
+    of_applications,
     quarantine_shares,
     touch_timing,
     with_labels_as_categories,
@@ -424,6 +425,30 @@ class TestOnlyTheAttributedApplications:
         assert (rows["decisions"], rows["loans"], rows["repayments"]) == (2, 1, 1)
         assert result.trusted, result.failed
         assert not any(entry["warnings"] for entry in result.suites)
+
+
+class TestOfApplications:
+    """`of_applications` keeps a frame's rows of the attributed applications, whichever way
+    the rows were read: Arrow-backed strings (the Arrow reads) or Python objects (the
+    DB-API), each side either way."""
+
+    @pytest.mark.parametrize("frame_dtype", ["str", "object"])
+    @pytest.mark.parametrize("ids_dtype", ["str", "object"])
+    def test_keeps_the_attributed_rows_in_order(self, frame_dtype, ids_dtype):
+        frame = pd.DataFrame(
+            {"application_id": ["a3", "a1", "a2", "a1", None], "amount": [3, 1, 2, 4, 5]}
+        ).astype({"application_id": frame_dtype})
+        ids = pd.Series(["a1", "a3", "a9"], dtype=ids_dtype)
+        kept = of_applications(frame, ids)
+        assert kept["application_id"].tolist() == ["a3", "a1", "a1"]
+        assert kept["amount"].tolist() == [3, 1, 4]
+        assert kept.index.tolist() == [0, 1, 2]
+        assert kept.dtypes.equals(frame.dtypes)
+
+    def test_no_attributed_application_keeps_no_row(self):
+        frame = pd.DataFrame({"application_id": ["a1"], "amount": [1]})
+        assert of_applications(frame, pd.Series([], dtype="str")).empty
+        assert of_applications(frame.iloc[:0], pd.Series(["a1"])).empty
 
 
 class TestTouchTiming:
