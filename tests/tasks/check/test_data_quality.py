@@ -750,6 +750,76 @@ class TestDataDocs:
         assert len(list(docs.glob("validations/**/*.html"))) == len(SUITES)
 
 
+class TestResultFormat:
+    """Each suite runs first in GE's BASIC format and again in SUMMARY only when it fails:
+    a passing suite's Data Docs page must not lose anything, and a failing one must still
+    name its failing rows, in the tallies and in the stored result Data Docs read."""
+
+    @staticmethod
+    def touches(channel: str = "sms") -> pd.DataFrame:
+        rows = [(f"t{i}", CAMPAIGN_ID, f"c{i}", "sms", "A", True, True, 0.1) for i in range(20)]
+        columns = ["touch_id", "campaign_id", "customer_id", "channel", "variant"]
+        columns += ["delivered", "responded", "cost"]
+        frame = pd.DataFrame(rows, columns=columns).assign(sent_at=datetime(2026, 3, 3, 2))
+        frame.loc[3, "channel"] = channel
+        return frame.astype({"sent_at": "datetime64[us]"})
+
+    @staticmethod
+    def page(result) -> str:
+        """The Data Docs page of a validation result, without its random element ids and
+        the moment it was validated."""
+        import re
+
+        from great_expectations.render.renderer import ValidationResultsPageRenderer
+        from great_expectations.render.view import DefaultJinjaPageView
+
+        html = DefaultJinjaPageView().render(ValidationResultsPageRenderer().render(result))
+        html = re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "", html)
+        return re.sub(r"\d{8}T\d{6}\.\d+Z", "", html)
+
+    @staticmethod
+    def stored(result, run_id):
+        from tasks.check import gx_runs
+
+        store = gx_runs._context().validation_results_store
+        return store.get(gx_runs._result_identifier(result, run_id))
+
+    def test_a_passing_suites_page_is_the_detailed_formats_page(self):
+        from great_expectations.core.run_identifier import RunIdentifier
+
+        from tasks.check import gx_runs
+
+        run_id = RunIdentifier(run_name="format.passing", run_time=datetime(2026, 1, 1))
+        result = gx_runs.validate_suite("touches", "touches", self.touches(), run_id)
+        assert result.success
+        assert not any("partial_unexpected_index_list" in r.result for r in result.results)
+        detailed = gx_runs._run(
+            "touches",
+            "touches",
+            self.touches(),
+            run_id,
+            {"result_format": "SUMMARY", "unexpected_index_column_names": ["touch_id"]},
+        )
+        assert self.page(result) == self.page(detailed)
+
+    def test_a_failing_suite_names_its_rows_in_the_tally_and_the_stored_result(self):
+        from great_expectations.core.run_identifier import RunIdentifier
+
+        from tasks.check import gx_runs
+
+        run_id = RunIdentifier(run_name="format.failing", run_time=datetime(2026, 1, 1))
+        result = gx_runs.validate_suite("touches", "touches", self.touches("fax"), run_id)
+        tally = gx_runs.Tally("touches")
+        tally.add(result, 20, gx_runs.KEYS["touches"])
+        [label] = tally.failed
+        assert label.startswith("channel: must be in set"), label
+        assert tally.examples == {label: ["t3"]}
+        failed = [r for r in self.stored(result, run_id).results if not r.success]
+        assert [r.result["partial_unexpected_index_list"] for r in failed] == [
+            [{"channel": "fax", "touch_id": "t3"}]
+        ]
+
+
 class TestEmptyDatasets:
     """A dataset without rows is not handed to GE: every expectation passes on it, which
     must be GE's own verdict on an empty frame with the same columns."""
