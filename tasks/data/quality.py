@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import keyword
 import os
 import threading
 from collections import defaultdict
@@ -102,11 +103,72 @@ def describe(config) -> str:
     condition = kwargs.get("row_condition")
     when = ""
     if condition:
-        text = condition.get("pass_through_filter") if isinstance(condition, dict) else condition
+        text = condition_label(condition)
         # "where the row's feed can carry the field" (feeds.NOT_CARRIED) is not a rule a
         # user breaks: a row it exempts never fails, so the name leaves it out
-        when = "" if str(text).startswith(CARRIED_PREFIX) else f" when {text}"
+        when = "" if text.startswith(CARRIED_PREFIX) else f" when {text}"
     return f"{column}: {rule}{bounds}{when}"
+
+
+# --- row conditions: GE's Condition objects, as the suites' JSON holds them -------------
+#
+# A rule that applies to some rows only says so with a `row_condition` in GE's Condition
+# form (`{"type": "comparison", "column": {"name": "decision"}, "operator": "==",
+# "parameter": "approved"}`; also "nullity", "and", "or"): GE 1.9 deprecated condition
+# strings and their `condition_parser`, and GE 2 removes them. The import path evaluates
+# the same conditions without importing GE, so they are read here as plain JSON.
+
+
+def condition_label(condition: dict[str, Any]) -> str:
+    """A row condition as the rules' names show it, e.g. `decision=="approved"`,
+    `delivered==False` (the wording of the reasons users see in quarantine and checks)."""
+    kind = condition["type"]
+    if kind == "comparison":
+        name, operator, value = _comparison(condition)
+        if operator in ("IN", "NOT_IN"):
+            keyword = "in" if operator == "IN" else "not in"
+            return f"{name} {keyword} [{', '.join(map(_label_value, value))}]"
+        return f"{name}{operator}{_label_value(value)}"
+    if kind == "nullity":
+        return f"{condition['column']['name']} is {'' if condition['is_null'] else 'not '}null"
+    if kind in ("and", "or"):
+        return "(" + f" {kind} ".join(map(condition_label, condition["conditions"])) + ")"
+    return str(condition.get("pass_through_filter", condition))
+
+
+def condition_query(condition: dict[str, Any]) -> str:
+    """A row condition as the `DataFrame.query` text GE's pandas engine filters the rows
+    with (`PandasExecutionEngine.condition_to_filter_clause`), so the import path keeps
+    exactly the rows GE's validation would."""
+    kind = condition["type"]
+    if kind == "comparison":
+        name, operator, value = _comparison(condition)
+        column = _query_column(name)
+        if operator in ("IN", "NOT_IN"):
+            keyword = "in" if operator == "IN" else "not in"
+            return f"{column} {keyword} [{', '.join(map(repr, value))}]"
+        return f"{column} {operator} {value!r}"
+    if kind == "nullity":
+        column = _query_column(condition["column"]["name"])
+        return f"{column}.isnull()" if condition["is_null"] else f"~{column}.isnull()"
+    if kind in ("and", "or"):
+        return "(" + f" {kind} ".join(map(condition_query, condition["conditions"])) + ")"
+    if kind == "pass_through":
+        return condition["pass_through_filter"]
+    raise ValueError(f"unknown row condition type {kind!r}: {condition}")
+
+
+def _label_value(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+def _comparison(condition: dict[str, Any]) -> tuple[str, str, Any]:
+    return condition["column"]["name"], condition["operator"], condition["parameter"]
+
+
+def _query_column(name: str) -> str:
+    """A column as `DataFrame.query` reads it: backquoted unless a plain identifier."""
+    return name if name.isidentifier() and not keyword.iskeyword(name) else f"`{name}`"
 
 
 def validate_frame(name: str, frame: pd.DataFrame) -> SuiteOutcome:
@@ -143,8 +205,8 @@ def _validate(suite, frame: pd.DataFrame) -> SuiteOutcome:
 # its metric graph): more than the whole import budget. The import path therefore
 # evaluates the common column-map expectations of the same suite as pandas masks, with
 # GE's semantics (nulls pass every rule except not-null; regexes search; `row_condition`
-# filters), and hands any other expectation type to GE itself. tests/tasks/test_quality.py
-# checks on generated frames that both name the same rows.
+# filters, `condition_query`), and hands any other expectation type to GE itself.
+# tests/tasks/data/test_quality.py checks on generated frames that both name the same rows.
 
 
 def _between(values: pd.Series, kwargs: dict) -> pd.Series:
@@ -211,8 +273,7 @@ def row_failures(
             failing = rule(frame[kwargs["column"]], kwargs)
         condition = kwargs.get("row_condition")
         if condition:
-            text = condition["pass_through_filter"] if isinstance(condition, dict) else condition
-            failing &= frame.eval(text).fillna(False).astype(bool)
+            failing &= frame.eval(condition_query(condition)).fillna(False).astype(bool)
         label = describe(_Config(item))
         for index in frame.index[failing.to_numpy(dtype=bool)]:
             rows[index].append(label)

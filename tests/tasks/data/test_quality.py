@@ -378,6 +378,93 @@ class TestRowCondition:
         assert_fails("decisions", frame, {})
 
 
+def comparison(column: str, operator: str, parameter: Any) -> dict[str, Any]:
+    return {
+        "type": "comparison",
+        "column": {"name": column},
+        "operator": operator,
+        "parameter": parameter,
+    }
+
+
+CONDITIONS = {
+    "equal text": comparison("decision", "==", "approved"),
+    "equal flag": comparison("flag", "==", False),
+    "not equal": comparison("decision", "!=", "approved"),
+    "less than": comparison("score", "<", 600),
+    "at least": comparison("score", ">=", 600),
+    "in": comparison("decision", "IN", ["approved", "pending"]),
+    "not in": comparison("decision", "NOT_IN", ["approved"]),
+    "null": {"type": "nullity", "column": {"name": "score"}, "is_null": True},
+    "not null": {"type": "nullity", "column": {"name": "score"}, "is_null": False},
+    "and": {
+        "type": "and",
+        "conditions": [comparison("decision", "==", "approved"), comparison("flag", "==", True)],
+    },
+    "or": {
+        "type": "or",
+        "conditions": [comparison("decision", "==", "rejected"), comparison("score", ">", 700)],
+    },
+}
+
+
+class TestRowConditionObjects:
+    """Rules for some rows only are written as GE's Condition objects (GE 1.9 deprecated
+    condition strings; GE 2 removes them). The import path keeps the rows GE keeps."""
+
+    def test_no_suite_uses_a_condition_string(self) -> None:
+        for path in sorted(quality.EXPECTATIONS_DIR.glob("*.json")):
+            for item in quality._suite_document(path.stem)["expectations"]:
+                kwargs = item["kwargs"]
+                assert "condition_parser" not in kwargs, (path.name, item)
+                condition = kwargs.get("row_condition")
+                assert condition is None or isinstance(condition, dict), (path.name, item)
+
+    def test_every_suite_loads_without_a_deprecation_warning(self) -> None:
+        import warnings
+
+        for path in sorted(quality.EXPECTATIONS_DIR.glob("*.json")):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                quality.load_suite(path.stem)
+            deprecations = [w for w in caught if issubclass(w.category, DeprecationWarning)]
+            assert not deprecations, (path.name, [str(w.message) for w in deprecations])
+
+    @pytest.mark.parametrize("name", CONDITIONS)
+    def test_the_rows_a_condition_keeps_are_the_ones_ge_keeps(self, name: str) -> None:
+        import great_expectations as gx
+
+        condition = CONDITIONS[name]
+        frame = pd.DataFrame(
+            {
+                "decision": pd.Series(
+                    ["approved", "rejected", "pending", None, "approved", "rejected"], dtype="str"
+                ),
+                "flag": pd.array([True, False, None, False, False, True], dtype="boolean"),
+                "score": [650.0, None, 720.0, 580.0, 600.0, 710.0],
+                "apr": [None] * 6,
+            },
+            index=[10, 11, 12, 13, 14, 15],
+        )
+        rule = {
+            "type": "expect_column_values_to_not_be_null",
+            "kwargs": {"column": "apr", "row_condition": condition},
+            "meta": {},
+            "severity": "critical",
+        }
+        by_ge = quality._validate(
+            gx.ExpectationSuite(name=f"condition-{name}", expectations=[rule]), frame
+        )
+        kept = frame.eval(quality.condition_query(condition)).fillna(False).astype(bool)
+        assert sorted(by_ge.row_failures) == list(frame.index[kept.to_numpy(dtype=bool)])
+
+    def test_labels_read_as_before(self) -> None:
+        assert quality.condition_label(CONDITIONS["equal text"]) == 'decision=="approved"'
+        assert quality.condition_label(CONDITIONS["equal flag"]) == "flag==False"
+        assert quality.condition_label(CONDITIONS["in"]) == 'decision in ["approved", "pending"]'
+        assert quality.condition_label(CONDITIONS["null"]) == "score is null"
+
+
 class TestOtherExpectationTypes:
     """A type `row_failures` has no mask for is handed to GE, with the same result shape."""
 
