@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 from pdca.db import make_engine, upgrade
 from tests.pg_server import PostgresServer, start_postgres
 from tests.prefect_server import TEMPLATE_ROOT, seed_prefect_home
+from tests.scenario import drain_prefect_events
 from tests.worlds import Worlds
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -117,6 +118,16 @@ def prefect_template_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(TEMPLATE_ROOT, str(root))
         yield
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prefect_events_drained() -> Iterator[None]:
+    """After each module, Prefect's events worker (a flow's, in this process) is stopped,
+    so that its websocket's pings never draw from the global `random` module while a
+    later module's Hypothesis test draws its examples (tests/scenario.py:
+    `drain_prefect_events`)."""
+    yield
+    drain_prefect_events()
 
 
 @pytest.fixture(scope="session")

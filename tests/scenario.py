@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -421,6 +422,18 @@ def prefect_env(prefect_home: Path) -> Iterator[Path]:
     # the embedded API stops at exit and says so through a handler bound to a stream
     # that pytest's capture has closed by then: keep it quiet
     logging.getLogger("prefect").setLevel(logging.WARNING)
+
+
+def drain_prefect_events() -> None:
+    """Stop Prefect's events worker in this process, if a flow started one (the next
+    event starts another). Its websocket to the API pings on connecting, on checkpoints
+    and every 20 s to keep alive, and websockets draws each ping's payload from the global
+    `random` module: Hypothesis warns when a property test sees that state change while
+    it draws its examples. The conftest's `prefect_events_drained` calls this after
+    every module."""
+    worker = sys.modules.get("prefect.events.worker")
+    if worker is not None:
+        worker.EventsWorker.drain_all(timeout=10)
 
 
 def run_main(argv: list[str], capture) -> tuple[int, str, str]:

@@ -22,6 +22,10 @@ from tasks.ops.events import (
     guardrail_pauses,
     variance_breaches,
 )
+from tests.scenario import (
+    drain_prefect_events,
+    prefect_env,  # noqa: F401  (the embedded API of the flow tests)
+)
 
 RESOURCE = {
     "prefect.resource.id": "pdca.campaign.c1",
@@ -272,3 +276,31 @@ def test_check_and_act_events_reach_the_server(prefect_server, tmp_path, request
     assert f"prefect.flow-run.{state.state_details.flow_run_id}" in related
     (approval,) = [e for e in events if e.event == AWAITING_APPROVAL]
     assert approval.payload["actions"][0]["type"] == "reallocate_budget"
+
+
+KEEPALIVE_SECONDS = 20
+"""The websockets library's default keepalive interval, which Prefect's events client keeps."""
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_env")
+def test_no_events_websocket_draws_from_random_after_its_module():
+    """A flow that emits pdca's events opens Prefect's events websocket, whose pings draw
+    from the global `random` module (every 20 s to keep alive), and Hypothesis warns in
+    whatever property test runs at that moment. After `drain_prefect_events`, which the
+    conftest runs after every module, nothing draws from it for longer than that."""
+    import random
+
+    from prefect import flow
+
+    from tasks.ops.events import emit_awaiting_approval
+
+    @flow(name="act-stand-in")
+    def act_stand_in() -> bool:
+        return emit_awaiting_approval("c1", "2026-W10", ACTIONS)
+
+    assert act_stand_in() is True
+    drain_prefect_events()
+    state = random.getstate()
+    time.sleep(KEEPALIVE_SECONDS + 5)
+    assert random.getstate() == state, "something drew from the global random module"
