@@ -13,6 +13,7 @@ import keyword
 import os
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -119,51 +120,61 @@ def describe(config) -> str:
 # the same conditions without importing GE, so they are read here as plain JSON.
 
 
-def condition_label(condition: dict[str, Any]) -> str:
+def condition_label(condition: dict[str, Any] | str) -> str:
     """A row condition as the rules' names show it, e.g. `decision=="approved"`,
     `delivered==False` (the wording of the reasons users see in quarantine and checks)."""
-    kind = condition["type"]
-    if kind == "comparison":
-        name, operator, value = _comparison(condition)
-        if operator in ("IN", "NOT_IN"):
-            keyword = "in" if operator == "IN" else "not in"
-            return f"{name} {keyword} [{', '.join(map(_label_value, value))}]"
-        return f"{name}{operator}{_label_value(value)}"
-    if kind == "nullity":
-        return f"{condition['column']['name']} is {'' if condition['is_null'] else 'not '}null"
-    if kind in ("and", "or"):
-        return "(" + f" {kind} ".join(map(condition_label, condition["conditions"])) + ")"
-    return str(condition.get("pass_through_filter", condition))
+    return _render(condition, _label_leaf)
 
 
-def condition_query(condition: dict[str, Any]) -> str:
+def condition_query(condition: dict[str, Any] | str) -> str:
     """A row condition as the `DataFrame.query` text GE's pandas engine filters the rows
     with (`PandasExecutionEngine.condition_to_filter_clause`), so the import path keeps
     exactly the rows GE's validation would."""
+    return _render(condition, _query_leaf)
+
+
+def _render(condition: dict[str, Any] | str, leaf: Callable[[dict[str, Any]], str]) -> str:
+    """The condition's text, its comparisons and nullity tests written by `leaf`. A
+    condition string (GE's deprecated form, which a suite edited by hand may still hold)
+    and GE's pass-through condition are already pandas text."""
+    if isinstance(condition, str):
+        return condition
     kind = condition["type"]
-    if kind == "comparison":
-        name, operator, value = _comparison(condition)
-        column = _query_column(name)
-        if operator in ("IN", "NOT_IN"):
-            keyword = "in" if operator == "IN" else "not in"
-            return f"{column} {keyword} [{', '.join(map(repr, value))}]"
-        return f"{column} {operator} {value!r}"
-    if kind == "nullity":
-        column = _query_column(condition["column"]["name"])
-        return f"{column}.isnull()" if condition["is_null"] else f"~{column}.isnull()"
     if kind in ("and", "or"):
-        return "(" + f" {kind} ".join(map(condition_query, condition["conditions"])) + ")"
+        return "(" + f" {kind} ".join(_render(part, leaf) for part in condition["conditions"]) + ")"
     if kind == "pass_through":
         return condition["pass_through_filter"]
+    if kind in ("comparison", "nullity"):
+        return leaf(condition)
     raise ValueError(f"unknown row condition type {kind!r}: {condition}")
+
+
+def _label_leaf(condition: dict[str, Any]) -> str:
+    name = condition["column"]["name"]
+    if condition["type"] == "nullity":
+        return f"{name} is {'' if condition['is_null'] else 'not '}null"
+    operator, value = condition["operator"], condition["parameter"]
+    if operator in IN_OPERATORS:
+        return f"{name} {IN_OPERATORS[operator]} [{', '.join(map(_label_value, value))}]"
+    return f"{name}{operator}{_label_value(value)}"
+
+
+def _query_leaf(condition: dict[str, Any]) -> str:
+    column = _query_column(condition["column"]["name"])
+    if condition["type"] == "nullity":
+        return f"{column}.isnull()" if condition["is_null"] else f"~{column}.isnull()"
+    operator, value = condition["operator"], condition["parameter"]
+    if operator in IN_OPERATORS:
+        return f"{column} {IN_OPERATORS[operator]} [{', '.join(map(repr, value))}]"
+    return f"{column} {operator} {value!r}"
+
+
+IN_OPERATORS = {"IN": "in", "NOT_IN": "not in"}
+"""GE's set operators, as pandas' query (and the rules' names) write them."""
 
 
 def _label_value(value: Any) -> str:
     return json.dumps(value) if isinstance(value, str) else repr(value)
-
-
-def _comparison(condition: dict[str, Any]) -> tuple[str, str, Any]:
-    return condition["column"]["name"], condition["operator"], condition["parameter"]
 
 
 def _query_column(name: str) -> str:
