@@ -1,14 +1,15 @@
 """Benchmark: the check of one week at the end of a 12-week, 10,000,000-touch history.
 
 Run: `.venv/bin/python bench/bench_check.py [--touches N] [--keep DIR]
-[--backend sqlite|postgresql] [--no-dbapi]`. On PostgreSQL (a throw-away server the
+[--backend sqlite|postgresql] [--no-dbapi] [--turns N]`. On PostgreSQL (a throw-away server the
 benchmark starts, bench/backends.py) the history is built in SQLite as below and copied
 into a migrated PostgreSQL database (untimed), and everything is measured there. It
 builds the history straight into a migrated SQLite database (customers, touches, applications,
 decisions, loans, repayments and complaints in the demo's proportions; building takes a few
 minutes), stores the whole-week rollups and the experiment's members (migration 0008) of the
-first eleven weeks as the weekly checks of those weeks would have, and then prints, from
-one run:
+first eleven weeks as the weekly checks of those weeks would have, and then measures the
+baseline and the check's steps in turns (`--turns`, 3 by default: the machine's speed moves
+by half within minutes here) and prints each turn's figures, then their medians:
 
 - the baseline: one hand-written funnel `GROUP BY` over the last week's touches alone
   (channel × variant; and, for reference, with the customers' segment joined in, which is
@@ -36,6 +37,7 @@ import json
 import os
 import re
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -598,9 +600,43 @@ def whole_command(url: str, folder: Path) -> tuple[float, int]:
     return elapsed, peak
 
 
+STEPS_ALONE = (
+    "measuring, at once",
+    "joining the measurements",
+    "compare_with_targets",
+    "find_anomalies",
+    "find_bottleneck",
+    "save_check",
+)
+"""The check's steps without Great Expectations, in the flow's order: their sum is the
+figure compared with the `GROUP BY`."""
+
+
+def median_steps(turns: list[dict]) -> dict:
+    """The turns' `steps_in_child` figures, each the median of the turns (the peak RSS
+    their largest)."""
+
+    def median_of(key: str, name: str) -> float:
+        return statistics.median(turn[key][name] for turn in turns)
+
+    first = turns[0]
+    dbapi = first["dbapi"]
+    return {
+        "workers": first["workers"],
+        "timings": {name: median_of("timings", name) for name in first["timings"]},
+        "split": {name: median_of("split", name) for name in first["split"]},
+        "dbapi": None if dbapi is None else {name: median_of("dbapi", name) for name in dbapi},
+        "with_ge": statistics.median(turn["with_ge"] for turn in turns),
+        "peak_kib": max(turn["peak_kib"] for turn in turns),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--touches", type=int, default=10_000_000)
+    parser.add_argument(
+        "--turns", type=int, default=3, help="the baseline and the check's steps, in turns"
+    )
     parser.add_argument("--keep", type=Path, help="Build (or reuse) the database here.")
     parser.add_argument(
         "--no-dbapi",
@@ -637,22 +673,33 @@ def main() -> None:
             copy_sqlite_to_postgres(path, measured_url)
             print(f"copied into PostgreSQL in {time.perf_counter() - started:.0f} s")
             url = measured_url
-        plain, segmented, rows = baselines(path, measured_url)
         speed = [loop_seconds()]
-        steps = steps_in_child(url, folder, dbapi=not args.no_dbapi)
+        turns = []
+        for number in range(1, args.turns + 1):
+            plain, segmented, rows = baselines(path, measured_url)
+            steps = steps_in_child(url, folder, dbapi=not args.no_dbapi)
+            turns.append((plain, segmented, steps))
+            without_ge = sum(steps["timings"][name] for name in STEPS_ALONE)
+            print(
+                f"turn {number}: GROUP BY {plain:.2f} s (with the segment {segmented:.2f} s); "
+                f"check without GE {without_ge:.2f} s ({without_ge / plain:.1f}×); "
+                f"GE {steps['timings']['great_expectations']:.2f} s",
+                flush=True,
+            )
         speed.append(loop_seconds())
         whole, whole_peak = whole_command(url, folder)
+    plain = statistics.median(turn[0] for turn in turns)
+    segmented = statistics.median(turn[1] for turn in turns)
+    steps = median_steps([turn[2] for turn in turns])
     timings = steps["timings"]
-    steps_alone = ("measuring, at once", "joining the measurements", "compare_with_targets")
-    steps_alone += ("find_anomalies",)
-    steps_alone += ("find_bottleneck", "save_check")
-    without_ge = sum(timings[name] for name in steps_alone)
+    without_ge = sum(timings[name] for name in STEPS_ALONE)
     print(f"backend: {args.backend}; last week {LAST_WEEK}: {rows:,} touches of {args.touches:,}")
+    print(f"turns: {len(turns)}, each figure below their median (peak RSS: their largest)")
     print(f"baseline GROUP BY channel × variant (week)  : {plain:7.2f} s")
     print(f"baseline GROUP BY with segment joined (week): {segmented:7.2f} s")
     print(f"measuring workers (the flow's, one per core up to 4): {steps['workers']}")
     for name, seconds in timings.items():
-        if name in steps_alone or name == "great_expectations":
+        if name in STEPS_ALONE or name == "great_expectations":
             print(f"  check step {name:<30}: {seconds:7.2f} s")
         else:
             print(f"    measuring {name:<29}: {seconds:7.2f} s (its own time, at once)")
