@@ -360,6 +360,21 @@ class TestRefusedBeforePrefectStarts:
         assert_one_error_line(result, *fragments)
         assert not list(home.iterdir()), "Prefect started before the usage was checked"
 
+    def test_refused_without_importing_prefect_or_pandas(self, applied: Cli) -> None:
+        """A refusal comes within a second (bench/bench_cli_refusal.py). Prefect's import
+        takes 0.8 s and pandas' 0.35 s of slow minutes here, so neither is on the way to it
+        (a pandas at the top of the feeds' table once made every refusal over a second)."""
+        argv = ["check", "--campaign", "nosuch", "--period", "2026-W10"]
+        result = applied(*argv, PYTHONPROFILEIMPORTTIME="1")
+        assert_exit(result, 2)
+        imported = {
+            line.rsplit("|", 1)[-1].strip()
+            for line in result.stderr.splitlines()
+            if line.startswith("import time:")
+        }
+        assert {"pdca.cli", "sqlalchemy"} <= imported, result.stderr[-2000:]
+        assert not imported & {"prefect", "pandas", "numpy"}, sorted(imported)
+
 
 class TestHelpAndVersion:
     def test_version(self, cli: Cli) -> None:

@@ -9,9 +9,10 @@ how to parse a column and which loaded table a column must point into.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import pandas as pd
+if TYPE_CHECKING:  # every command imports this table; only the feeds' frames need pandas
+    import pandas as pd
 
 Kind = Literal["str", "int", "float", "bool", "datetime", "date", "phone", "email"]
 """How a column is parsed; `phone` and `email` are text with the rules of `tasks.common.bounds`."""
@@ -212,6 +213,8 @@ def with_carried_flags(frame: pd.DataFrame, table: str, sources: pd.Series | str
     """`frame` with one boolean column `source_carries_<field>` per `uncarried_fields(table)`:
     whether the row's source feed (`sources`: one feed name, or one per row; a missing name
     is a feed that carries every field) can carry that field."""
+    import pandas as pd
+
     out = frame.copy()
     names = pd.Series(sources, index=frame.index) if isinstance(sources, str) else sources
     for field in uncarried_fields(table):
