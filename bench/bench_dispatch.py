@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -300,37 +301,52 @@ class Turn:
 
 def measure_sqlite(base: Path, folder: Path, turns: int) -> tuple:
     plain, _ = bare_seconds(base, folder, into_outbox=False)
-    measured = []
-    for number in range(1, turns + 1):
-        bare, eligible = bare_seconds(base, folder, into_outbox=True)
-        overhead = prefect_overhead(folder)
-        ours, peak_kib, detail = dispatch_seconds(base, folder)
-        measured.append(report_turn(number, Turn(bare, overhead, ours, peak_kib, detail)))
-    return plain, eligible, detail, measured
+    eligible, measured = take_turns(
+        turns,
+        folder,
+        bare=lambda: bare_seconds(base, folder, into_outbox=True),
+        dispatch=lambda: dispatch_seconds(base, folder),
+    )
+    return plain, eligible, measured
 
 
 def measure_postgres(base: Path, folder: Path, turns: int) -> tuple:
     with postgres_server() as server:
         copy_sqlite_to_postgres(base, create_database(server, "base"))
         plain, _ = bare_seconds_postgres(server, into_outbox=False)
-        measured = []
-        for number in range(1, turns + 1):
-            bare, eligible = bare_seconds_postgres(server, into_outbox=True)
-            overhead = prefect_overhead(folder)
-            url = create_database(server, "pdca", template="base")
-            ours, peak_kib, detail = dispatch_seconds(base, folder, url)
-            measured.append(report_turn(number, Turn(bare, overhead, ours, peak_kib, detail)))
-    return plain, eligible, detail, measured
+        eligible, measured = take_turns(
+            turns,
+            folder,
+            bare=lambda: bare_seconds_postgres(server, into_outbox=True),
+            dispatch=lambda: dispatch_seconds(
+                base, folder, create_database(server, "pdca", template="base")
+            ),
+        )
+    return plain, eligible, measured
 
 
-def report_turn(number: int, turn: Turn) -> Turn:
-    print(
-        f"turn {number}: bare {turn.bare:.2f} s; Prefect's start-up {turn.overhead:.2f} s; "
-        f"dispatch {turn.whole:.2f} s whole, {turn.work:.2f} s without it "
-        f"({turn.work / turn.bare:.1f}×; {turn.detail})",
-        flush=True,
-    )
-    return turn
+def take_turns(
+    turns: int,
+    folder: Path,
+    bare: Callable[[], tuple[float, int]],
+    dispatch: Callable[[], tuple[float, int, str]],
+) -> tuple[int, list[Turn]]:
+    """`turns` turns of the bare statement, Prefect's start-up and the dispatch (`bare`
+    and `dispatch` each work on a fresh copy of the base), each printed as it ends; the
+    eligible customers and the turns."""
+    measured = []
+    for number in range(1, turns + 1):
+        seconds, eligible = bare()
+        overhead = prefect_overhead(folder)
+        turn = Turn(seconds, overhead, *dispatch())
+        print(
+            f"turn {number}: bare {turn.bare:.2f} s; Prefect's start-up {turn.overhead:.2f} s; "
+            f"dispatch {turn.whole:.2f} s whole, {turn.work:.2f} s without it "
+            f"({turn.work / turn.bare:.1f}×; {turn.detail})",
+            flush=True,
+        )
+        measured.append(turn)
+    return eligible, measured
 
 
 def main() -> None:
@@ -346,7 +362,7 @@ def main() -> None:
         folder = Path(tmp)
         base = build_database(folder, args.customers)
         measure = measure_postgres if args.backend == "postgresql" else measure_sqlite
-        plain, eligible, detail, turns = measure(base, folder, args.turns)
+        plain, eligible, turns = measure(base, folder, args.turns)
     bare = statistics.median(turn.bare for turn in turns)
     overhead = statistics.median(turn.overhead for turn in turns)
     ours = statistics.median(turn.whole for turn in turns)
@@ -357,6 +373,7 @@ def main() -> None:
     print(f"bare insert … select of the audience into the outbox : {bare:8.2f} s  (the baseline)")
     print(f"  the same into a plain unindexed table (old baseline): {plain:8.2f} s")
     print(f"Prefect's start-up (an empty flow, same home)         : {overhead:8.2f} s")
+    detail = turns[-1].detail
     print(f"pdca dispatch (CLI, whole window)                     : {ours:8.2f} s  ({detail})")
     print(f"pdca dispatch without Prefect's start-up              : {work:8.2f} s")
     print(
